@@ -1,1 +1,32 @@
+//! # swarmwise-actors: the Swarmwise engine
+//!
+//! This crate knows the domain and nothing of the world: no sqlx, no HTTP,
+//! no Redis. A tour:
+//!
+//! - [`domain`]: validated newtypes (`Confidence`, `QualityScore`, `AgentId`,
+//!   ...) and records (`Recommendation`, `OutcomeSample`).
+//! - [`ports`]: the traits the engine needs (`Store`), implemented in the
+//!   `swarmwise` crate for PostgreSQL and SQLite.
+//! - [`trust`]: the trust maths as pure functions ([`trust::maths`],
+//!   [`trust::state`]) and the `TrustScorer` actor that owns the state and
+//!   publishes read-only snapshots.
+//! - [`tracker`]: the `RecommendationTracker` actor, the single write path of
+//!   recommendations and verdicts (durable or write-behind).
+//! - [`supervisor`]: restart limits, backoff and health for supervised actors.
+//! - [`engine`]: `Engine`, the handle that starts the actors and hides actix
+//!   from the service.
+//!
+//! Data flow: `Engine::track` → tracker buffer → writer task → store.
+//! `Engine::evaluate` → tracker (after a flush barrier) → store verdicts →
+//! `OutcomesRecorded` → trust scorer → snapshot → readers.
 
+pub mod domain;
+pub mod engine;
+pub mod error;
+pub mod ports;
+pub mod supervisor;
+pub mod tracker;
+pub mod trust;
+
+pub use engine::{Engine, EngineConfig, SupervisionConfig};
+pub use error::EngineError;

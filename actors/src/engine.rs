@@ -1,0 +1,197 @@
+//! `Engine`: the handle the service holds. Starts the supervised actors and
+//! offers their operations as async methods, so callers never see actix.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{AgentId, Priority, Recommendation, WorkspaceId};
+use crate::error::EngineError;
+use crate::ports::Store;
+use crate::supervisor::{HealthRegistry, RestartPolicy};
+use crate::tracker::{
+    Drain, Evaluate, EvaluationSummary, Feedback, Flush, RecommendationTracker, Track,
+    TrackerConfig,
+};
+use crate::trust::{
+    Recompute, Restart, TrustParams, TrustScorer, TrustSnapshots, WorkspaceSnapshot,
+};
+
+/// Restart policies per actor kind (config `[supervision.*]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionConfig {
+    /// The recommendation tracker.
+    pub tracker: RestartPolicy,
+    /// The trust scorer.
+    pub trust_scorer: RestartPolicy,
+}
+
+/// Everything the engine is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    /// `learning.enabled`: false turns tracking and learning off (rollback switch).
+    pub learning_enabled: bool,
+    /// `[tracking]`.
+    pub tracking: TrackerConfig,
+    /// `[trust]`.
+    pub trust: TrustParams,
+    /// `[supervision]`.
+    pub supervision: SupervisionConfig,
+}
+
+/// Handle to the running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    tracker: Addr<RecommendationTracker>,
+    scorer: Addr<TrustScorer>,
+    snapshots: TrustSnapshots,
+    params: Arc<TrustParams>,
+    health: HealthRegistry,
+    pending: Arc<AtomicU64>,
+    learning_enabled: bool,
+}
+
+fn mailbox(e: MailboxError) -> EngineError {
+    match e {
+        MailboxError::Closed => EngineError::ShuttingDown,
+        MailboxError::Timeout => {
+            EngineError::Overloaded("the engine did not answer in time; retry shortly".into())
+        }
+    }
+}
+
+impl Engine {
+    /// Starts the trust scorer and the tracker under supervisors. Must be
+    /// called inside a running actix system (e.g. `#[actix_web::main]`).
+    pub fn start(store: Arc<dyn Store>, config: EngineConfig) -> Self {
+        let params = Arc::new(config.trust);
+        let health = HealthRegistry::default();
+        let snapshots = TrustSnapshots::new(Arc::clone(&params));
+        let scorer = TrustScorer::start_supervised(
+            Arc::clone(&store),
+            Arc::clone(&params),
+            snapshots.clone(),
+            config.supervision.trust_scorer,
+            health.clone(),
+        );
+        let (tracker, pending) = RecommendationTracker::start_supervised(
+            config.tracking,
+            store,
+            Arc::clone(&params),
+            scorer.clone(),
+            config.supervision.tracker,
+            health.clone(),
+        );
+        Self {
+            tracker,
+            scorer,
+            snapshots,
+            params,
+            health,
+            pending,
+            learning_enabled: config.learning_enabled,
+        }
+    }
+
+    /// Whether learning (tracking, evaluation, trust) is on.
+    pub fn learning_enabled(&self) -> bool {
+        self.learning_enabled
+    }
+
+    fn check_enabled(&self) -> Result<(), EngineError> {
+        if self.learning_enabled {
+            Ok(())
+        } else {
+            Err(EngineError::LearningDisabled)
+        }
+    }
+
+    /// Tracks validated recommendations; see [`Track`].
+    pub async fn track(&self, recs: Vec<Recommendation>) -> Result<Vec<Uuid>, EngineError> {
+        self.check_enabled()?;
+        self.tracker.send(Track(recs)).await.map_err(mailbox)?
+    }
+
+    /// Evaluates a workflow; see [`Evaluate`].
+    pub async fn evaluate(&self, msg: Evaluate) -> Result<EvaluationSummary, EngineError> {
+        self.check_enabled()?;
+        self.tracker.send(msg).await.map_err(mailbox)?
+    }
+
+    /// Human feedback; see [`Feedback`].
+    pub async fn feedback(&self, msg: Feedback) -> Result<Recommendation, EngineError> {
+        self.check_enabled()?;
+        self.tracker.send(msg).await.map_err(mailbox)?
+    }
+
+    /// Waits until everything tracked so far is committed.
+    pub async fn flush(&self) -> Result<(), EngineError> {
+        self.tracker.send(Flush).await.map_err(mailbox)?
+    }
+
+    /// Shutdown: refuse new tracking, wait until everything acknowledged is committed.
+    pub async fn drain(&self) -> Result<(), EngineError> {
+        self.tracker.send(Drain).await.map_err(mailbox)?
+    }
+
+    /// Recomputes trust from the store (one workspace or all) and publishes it.
+    pub async fn recompute_trust(&self, workspace: Option<WorkspaceId>) -> Result<(), EngineError> {
+        self.scorer
+            .send(Recompute { workspace })
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// Stops the trust scorer so that its supervisor restarts it.
+    pub fn restart_trust_scorer(&self, reason: &str) {
+        self.scorer.do_send(Restart {
+            reason: reason.into(),
+        });
+    }
+
+    /// Stops the tracker so that its supervisor restarts it.
+    pub fn restart_tracker(&self, reason: &str) {
+        self.tracker.do_send(Restart {
+            reason: reason.into(),
+        });
+    }
+
+    /// The current trust snapshot of a workspace; never waits on an actor.
+    pub fn trust(&self, ws: WorkspaceId) -> Arc<WorkspaceSnapshot> {
+        self.snapshots.get(ws)
+    }
+
+    /// Boost of an agent on a type and the priority it gives a NORMAL task.
+    pub fn boost(
+        &self,
+        ws: WorkspaceId,
+        agent: &AgentId,
+        recommendation_type: Option<&str>,
+    ) -> (f64, Priority) {
+        let boost = if self.learning_enabled {
+            self.snapshots.boost(ws, agent, recommendation_type)
+        } else {
+            0.0
+        };
+        (boost, self.params.priority_for(Priority::Normal, boost))
+    }
+
+    /// The trust maths' parameters.
+    pub fn params(&self) -> &TrustParams {
+        &self.params
+    }
+
+    /// Health of the supervised actors.
+    pub fn health(&self) -> &HealthRegistry {
+        &self.health
+    }
+
+    /// Recommendations acknowledged but not yet committed.
+    pub fn pending_writes(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+}

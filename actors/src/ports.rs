@@ -1,0 +1,128 @@
+//! Ports: what the engine needs from the world, as traits. `src/store`
+//! implements them with sqlx for PostgreSQL and SQLite; both pass one
+//! conformance suite (`tests/api/store_conformance.rs`).
+//!
+//! Every method takes the `WorkspaceId` it acts in; an implementation must
+//! never return or change another workspace's rows.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::{
+    Agent, AgentId, OutcomeSample, Recommendation, RecommendationFilter, VerdictUpdate, WorkspaceId,
+};
+use crate::trust::TrustCard;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row exists already (unique key).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or timed out; retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a broken schema.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// One row of `agent_trust_scores` (an agent, or agent × type when
+/// `recommendation_type` is set).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrustRow {
+    /// Whose.
+    pub agent_id: AgentId,
+    /// `None` for the agent's overall card.
+    pub recommendation_type: Option<String>,
+    /// The card.
+    pub card: TrustCard,
+}
+
+/// A point of an agent's trust history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrustHistoryPoint {
+    /// When it was recorded.
+    pub recorded_at: DateTime<Utc>,
+    /// Overall trust then.
+    pub overall_trust: f64,
+    /// Accuracy then.
+    pub accuracy_score: f64,
+    /// Outcomes it rested on.
+    pub sample_count: u64,
+}
+
+/// Storage the engine uses. Implementations: `PgStore`, `SqliteStore`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts tracked recommendations (any mix of workspaces) atomically.
+    async fn insert_recommendations(&self, recs: &[Recommendation]) -> Result<(), StoreError>;
+    /// One recommendation.
+    async fn recommendation(
+        &self,
+        ws: WorkspaceId,
+        id: Uuid,
+    ) -> Result<Option<Recommendation>, StoreError>;
+    /// Newest first, filtered, at most `filter.limit`.
+    async fn list_recommendations(
+        &self,
+        ws: WorkspaceId,
+        filter: &RecommendationFilter,
+    ) -> Result<Vec<Recommendation>, StoreError>;
+    /// Every recommendation of a workflow, oldest first.
+    async fn workflow_recommendations(
+        &self,
+        ws: WorkspaceId,
+        workflow_id: &str,
+    ) -> Result<Vec<Recommendation>, StoreError>;
+    /// Writes verdicts atomically.
+    async fn apply_verdicts(
+        &self,
+        ws: WorkspaceId,
+        updates: &[VerdictUpdate],
+    ) -> Result<(), StoreError>;
+    /// Evaluated outcomes in fold order, of one agent or all.
+    async fn outcome_samples(
+        &self,
+        ws: WorkspaceId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<OutcomeSample>, StoreError>;
+    /// Every workspace id (for reloading trust at start).
+    async fn workspace_ids(&self) -> Result<Vec<WorkspaceId>, StoreError>;
+    /// Registers an agent; `Conflict` if the id is taken.
+    async fn create_agent(&self, ws: WorkspaceId, agent: &Agent) -> Result<(), StoreError>;
+    /// One agent.
+    async fn agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<Option<Agent>, StoreError>;
+    /// Every agent, by id.
+    async fn agents(&self, ws: WorkspaceId) -> Result<Vec<Agent>, StoreError>;
+    /// Enables or disables; `None` if unknown.
+    async fn set_agent_enabled(
+        &self,
+        ws: WorkspaceId,
+        id: &AgentId,
+        enabled: bool,
+    ) -> Result<Option<Agent>, StoreError>;
+    /// Upserts trust rows and appends the overall ones to the history.
+    async fn save_trust(
+        &self,
+        ws: WorkspaceId,
+        rows: &[TrustRow],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Inserts the rows that do not exist yet; returns how many were new.
+    async fn initialize_trust(
+        &self,
+        ws: WorkspaceId,
+        rows: &[TrustRow],
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Newest first.
+    async fn trust_history(
+        &self,
+        ws: WorkspaceId,
+        agent: &AgentId,
+        limit: u32,
+    ) -> Result<Vec<TrustHistoryPoint>, StoreError>;
+}

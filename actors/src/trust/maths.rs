@@ -1,0 +1,199 @@
+//! Pure statistics used by trust: no clock, no I/O, data in and data out.
+//!
+//! Formulas and sources are in `docs/trust.md`; property tests live at the
+//! bottom of `trust/state.rs`, which folds samples with these functions.
+
+/// Wilson score interval lower bound for `successes` out of `n` at normal
+/// quantile `z` (1.96 for 95%). Zero when `n` is zero.
+pub fn wilson_lower(successes: f64, n: f64, z: f64) -> f64 {
+    if n <= 0.0 {
+        return 0.0;
+    }
+    let p = (successes / n).clamp(0.0, 1.0);
+    let z2 = z * z;
+    let centre = p + z2 / (2.0 * n);
+    let margin = z * ((p * (1.0 - p) + z2 / (4.0 * n)) / n).sqrt();
+    ((centre - margin) / (1.0 + z2 / n)).clamp(0.0, 1.0)
+}
+
+/// Wilson score interval (lower, upper) for `successes` of `n`.
+pub fn wilson_interval(successes: f64, n: f64, z: f64) -> (f64, f64) {
+    if n <= 0.0 {
+        return (0.0, 1.0);
+    }
+    let lower = wilson_lower(successes, n, z);
+    let upper = 1.0 - wilson_lower(n - successes, n, z);
+    (lower, upper.clamp(0.0, 1.0))
+}
+
+/// Complementary error function (Numerical Recipes `erfcc`, |error| < 1.2e-7).
+pub fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
+}
+
+/// Upper tail of the standard normal: P(Z > z).
+pub fn normal_sf(z: f64) -> f64 {
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// One-sided two-proportion z-test of "recent differs from baseline in the
+/// direction observed". Inputs are the sums of outcome scores (partial = ½)
+/// and the counts. Returns (difference recent − baseline, one-sided p).
+pub fn two_proportion_test(recent_sum: f64, n1: f64, base_sum: f64, n0: f64) -> (f64, f64) {
+    if n1 <= 0.0 || n0 <= 0.0 {
+        return (0.0, 1.0);
+    }
+    let p1 = recent_sum / n1;
+    let p0 = base_sum / n0;
+    let pooled = (recent_sum + base_sum) / (n1 + n0);
+    let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n0)).sqrt();
+    let diff = p1 - p0;
+    if se <= 0.0 {
+        // Every outcome identical on both sides: no evidence of change.
+        return (diff, if diff == 0.0 { 1.0 } else { 0.0 });
+    }
+    (diff, normal_sf((diff / se).abs()))
+}
+
+/// Expected calibration error with `bins` equal-mass bins over
+/// (confidence, outcome) pairs, plus the Brier score. Empty input gives
+/// (0, 0).
+pub fn calibration_error(pairs: &[(f64, f64)], bins: usize) -> (f64, f64) {
+    if pairs.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = pairs.len();
+    let brier = pairs.iter().map(|(c, y)| (c - y) * (c - y)).sum::<f64>() / n as f64;
+    let mut sorted: Vec<(f64, f64)> = pairs.to_vec();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let bins = bins.clamp(1, n);
+    let mut ece = 0.0;
+    for b in 0..bins {
+        let lo = b * n / bins;
+        let hi = (b + 1) * n / bins;
+        let Some(chunk) = sorted.get(lo..hi) else {
+            continue;
+        };
+        if chunk.is_empty() {
+            continue;
+        }
+        let len = chunk.len() as f64;
+        let mean_c = chunk.iter().map(|p| p.0).sum::<f64>() / len;
+        let mean_y = chunk.iter().map(|p| p.1).sum::<f64>() / len;
+        ece += len / n as f64 * (mean_c - mean_y).abs();
+    }
+    (ece, brier)
+}
+
+/// Spearman rank correlation of two equally long series (average ranks for
+/// ties). Used by the convergence test and the benchmarks.
+pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
+    fn ranks(v: &[f64]) -> Vec<f64> {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&i, &j| {
+            let x = v.get(i).copied().unwrap_or(0.0);
+            let y = v.get(j).copied().unwrap_or(0.0);
+            x.total_cmp(&y)
+        });
+        let mut out = vec![0.0; v.len()];
+        let mut i = 0;
+        while i < idx.len() {
+            let mut j = i;
+            let value = |k: usize| idx.get(k).and_then(|&p| v.get(p)).copied();
+            while j + 1 < idx.len() && value(j + 1) == value(i) {
+                j += 1;
+            }
+            let avg = (i + j) as f64 / 2.0 + 1.0;
+            for k in i..=j {
+                if let Some(slot) = idx.get(k).and_then(|&p| out.get_mut(p)) {
+                    *slot = avg;
+                }
+            }
+            i = j + 1;
+        }
+        out
+    }
+    let (ra, rb) = (ranks(a), ranks(b));
+    let n = ra.len().min(rb.len()) as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let ma = ra.iter().sum::<f64>() / n;
+    let mb = rb.iter().sum::<f64>() / n;
+    let mut num = 0.0;
+    let mut da = 0.0;
+    let mut db = 0.0;
+    for (x, y) in ra.iter().zip(rb.iter()) {
+        num += (x - ma) * (y - mb);
+        da += (x - ma) * (x - ma);
+        db += (y - mb) * (y - mb);
+    }
+    if da == 0.0 || db == 0.0 {
+        0.0
+    } else {
+        num / (da * db).sqrt()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_tail_matches_tables() {
+        // Reference values from standard normal tables.
+        assert!((normal_sf(0.0) - 0.5).abs() < 1e-6);
+        assert!((normal_sf(1.959_964) - 0.025).abs() < 1e-5);
+        assert!((normal_sf(2.326_348) - 0.01).abs() < 1e-5);
+        assert!((normal_sf(-1.0) - 0.841_344_7).abs() < 1e-5);
+    }
+
+    #[test]
+    fn wilson_known_value() {
+        // 8 of 10 at 95%: lower bound 0.4902 (Wilson 1927, as tabulated by scipy/statsmodels).
+        assert!((wilson_lower(8.0, 10.0, 1.96) - 0.4902).abs() < 1e-3);
+        let (lo, hi) = wilson_interval(8.0, 10.0, 1.96);
+        assert!(lo < 0.8 && hi > 0.8 && hi < 1.0);
+    }
+
+    #[test]
+    fn perfect_calibration_has_zero_ece() {
+        let pairs: Vec<(f64, f64)> = (0..100).map(|i| (0.5, f64::from(i % 2))).collect();
+        let (ece, brier) = calibration_error(&pairs, 5);
+        assert!(ece < 1e-9);
+        assert!((brier - 0.25).abs() < 1e-9);
+        let over: Vec<(f64, f64)> = (0..100).map(|i| (0.95, f64::from(i % 2))).collect();
+        assert!((calibration_error(&over, 5).0 - 0.45).abs() < 1e-9);
+    }
+
+    #[test]
+    fn spearman_perfect_and_reversed() {
+        let a = [1.0, 2.0, 3.0, 4.0];
+        assert!((spearman(&a, &[10.0, 20.0, 30.0, 40.0]) - 1.0).abs() < 1e-12);
+        assert!((spearman(&a, &[4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn two_proportion_detects_clear_drop() {
+        let (diff, p) = two_proportion_test(10.0, 40.0, 80.0, 100.0);
+        assert!(diff < -0.5);
+        assert!(p < 1e-6);
+        let (_, p_same) = two_proportion_test(20.0, 40.0, 50.0, 100.0);
+        assert!(p_same > 0.4);
+    }
+}

@@ -1,0 +1,19 @@
+//! Trust: per agent and per (agent, recommendation type).
+//!
+//! - [`maths`]: pure statistics (Wilson bounds, tests, calibration error).
+//! - [`state`]: decayed sufficient statistics folded from outcome samples, and
+//!   the cards (every sub-score of DESIGN §3) computed from them.
+//! - [`scorer`]: the `TrustScorer` actor that owns the state, and the
+//!   read-only [`TrustSnapshots`] readers use without a message.
+
+pub mod maths;
+pub mod scorer;
+pub mod state;
+
+pub use scorer::{
+    OutcomesRecorded, Recompute, RecomputeAgent, Restart, TrustScorer, TrustSnapshots,
+};
+pub use state::{
+    AgentCards, Strength, Trend, TrustCard, TrustParams, TrustWeights, WorkspaceSnapshot,
+    WorkspaceTrust,
+};

@@ -1,0 +1,337 @@
+//! The `TrustScorer` actor: owns trust state per workspace, folds outcomes in
+//! as evaluations commit, publishes read-only snapshots, persists cards.
+//!
+//! Talks to: the tracker (sends `OutcomesRecorded` after each evaluation
+//! commits and `RecomputeAgent` after feedback overrides a verdict), the
+//! store (reload at start and restart, persist cards), readers (through
+//! [`TrustSnapshots`], never through the mailbox).
+//!
+//! Invariant: a snapshot is always the fold of a prefix of the committed
+//! outcomes in key order; a restart reloads from the store, and messages
+//! already reflected in the reload are skipped by the per-agent watermark.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use chrono::Utc;
+use dashmap::DashMap;
+
+use super::state::{TrustParams, WorkspaceSnapshot, WorkspaceTrust};
+use crate::domain::{AgentId, OutcomeSample, WorkspaceId};
+use crate::error::EngineError;
+use crate::ports::{Store, TrustRow};
+use crate::supervisor::{ActorHealth, HealthRegistry, RestartPolicy, RestartTracker};
+
+const NAME: &str = "trust_scorer";
+
+/// Read-only trust snapshots, one per workspace, swapped whole on update.
+/// Readers clone an `Arc`; they never wait on the actor.
+#[derive(Debug, Clone, Default)]
+pub struct TrustSnapshots {
+    inner: Arc<DashMap<WorkspaceId, Arc<WorkspaceSnapshot>>>,
+    params: Arc<TrustParams>,
+}
+
+impl TrustSnapshots {
+    /// Empty snapshots computed with `params`.
+    pub fn new(params: Arc<TrustParams>) -> Self {
+        Self {
+            inner: Arc::default(),
+            params,
+        }
+    }
+
+    /// The workspace's snapshot (an empty one if it has no outcomes yet).
+    pub fn get(&self, ws: WorkspaceId) -> Arc<WorkspaceSnapshot> {
+        if let Some(s) = self.inner.get(&ws) {
+            return Arc::clone(s.value());
+        }
+        Arc::new(WorkspaceTrust::default().snapshot(&self.params))
+    }
+
+    /// The boost of an agent on a type, without allocation on the hot path.
+    pub fn boost(
+        &self,
+        ws: WorkspaceId,
+        agent: &AgentId,
+        recommendation_type: Option<&str>,
+    ) -> f64 {
+        self.inner
+            .get(&ws)
+            .map_or(0.0, |s| s.value().boost(agent, recommendation_type))
+    }
+
+    fn publish(&self, ws: WorkspaceId, snapshot: WorkspaceSnapshot) {
+        self.inner.insert(ws, Arc::new(snapshot));
+    }
+}
+
+/// Sent by the tracker after an evaluation committed: fold these in.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct OutcomesRecorded {
+    /// Whose outcomes.
+    pub workspace: WorkspaceId,
+    /// The newly evaluated samples, in key order.
+    pub samples: Vec<OutcomeSample>,
+}
+
+/// Sent by the tracker after feedback changed an already evaluated
+/// recommendation: rebuild this agent from the store.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RecomputeAgent {
+    /// Workspace.
+    pub workspace: WorkspaceId,
+    /// Agent.
+    pub agent: AgentId,
+}
+
+/// Full recompute from the store (scheduler, operators, tests). Replies when
+/// the new snapshots are published.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Recompute {
+    /// One workspace, or all.
+    pub workspace: Option<WorkspaceId>,
+}
+
+/// Stops the actor so that its supervisor restarts it (state reloaded from
+/// the store). Operators use it to recover from suspected corruption; tests
+/// use it to prove nothing is lost.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Restart {
+    /// Logged.
+    pub reason: String,
+}
+
+/// The actor. Start it with [`TrustScorer::start_supervised`].
+pub struct TrustScorer {
+    /// Where outcomes are reloaded from and cards persisted to.
+    store: Arc<dyn Store>,
+    /// The maths' knobs.
+    params: Arc<TrustParams>,
+    /// Published for readers.
+    snapshots: TrustSnapshots,
+    /// The folded state per workspace; rebuilt from the store on (re)start.
+    states: HashMap<WorkspaceId, WorkspaceTrust>,
+    /// Restart limit and backoff.
+    restarts: RestartTracker,
+    /// Shown by `/readyz`.
+    health: HealthRegistry,
+    /// Backoff to wait before reloading after a restart.
+    backoff: std::time::Duration,
+}
+
+impl TrustScorer {
+    /// Starts the scorer under an actix supervisor.
+    pub fn start_supervised(
+        store: Arc<dyn Store>,
+        params: Arc<TrustParams>,
+        snapshots: TrustSnapshots,
+        policy: RestartPolicy,
+        health: HealthRegistry,
+    ) -> Addr<Self> {
+        health.set(NAME, ActorHealth::Starting);
+        Supervisor::start(move |_| Self {
+            store,
+            params,
+            snapshots,
+            states: HashMap::new(),
+            restarts: RestartTracker::new(policy),
+            health,
+            backoff: std::time::Duration::ZERO,
+        })
+    }
+
+    fn publish(&self, ws: WorkspaceId) {
+        if let Some(state) = self.states.get(&ws) {
+            self.snapshots.publish(ws, state.snapshot(&self.params));
+        }
+    }
+
+    /// Persists the cards of `agents` (a materialised view for SQL readers and history).
+    fn persist(&self, ws: WorkspaceId, agents: &[AgentId], ctx: &mut Context<Self>) {
+        let snap = self.snapshots.get(ws);
+        let mut rows = Vec::new();
+        for a in agents {
+            if let Some(cards) = snap.agents.get(a) {
+                rows.push(TrustRow {
+                    agent_id: a.clone(),
+                    recommendation_type: None,
+                    card: cards.overall.clone(),
+                });
+                for (t, c) in &cards.per_type {
+                    rows.push(TrustRow {
+                        agent_id: a.clone(),
+                        recommendation_type: Some(t.clone()),
+                        card: c.clone(),
+                    });
+                }
+            }
+        }
+        if rows.is_empty() {
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        ctx.wait(
+            async move {
+                if let Err(e) = store.save_trust(ws, &rows, Utc::now()).await {
+                    metrics::counter!("swarmwise_trust_persist_failures_total").increment(1);
+                    tracing::warn!(error = %e, workspace = %ws, "could not persist trust cards; they are recomputed from outcomes on restart");
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Reloads every workspace (or one) from the store and publishes.
+    fn reload(
+        &mut self,
+        only: Option<WorkspaceId>,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<(), EngineError>> {
+        let _ = ctx;
+        let store = Arc::clone(&self.store);
+        let params = Arc::clone(&self.params);
+        let started = Instant::now();
+        Box::pin(
+            async move {
+                let ids = match only {
+                    Some(ws) => vec![ws],
+                    None => store.workspace_ids().await?,
+                };
+                let mut loaded = Vec::with_capacity(ids.len());
+                for ws in ids {
+                    let samples = store.outcome_samples(ws, None).await?;
+                    loaded.push((ws, WorkspaceTrust::from_samples(samples, &params)));
+                }
+                Ok::<_, EngineError>(loaded)
+            }
+            .into_actor(self)
+            .map(move |res, act, _| {
+                let loaded = res?;
+                for (ws, state) in loaded {
+                    act.states.insert(ws, state);
+                    act.publish(ws);
+                }
+                metrics::histogram!("swarmwise_trust_reload_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                Ok(())
+            }),
+        )
+    }
+}
+
+impl Actor for TrustScorer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+        let backoff = self.backoff;
+        if !backoff.is_zero() {
+            ctx.wait(actix::clock::sleep(backoff).into_actor(self));
+        }
+        let fut = self.reload(None, ctx).map(|res, act, ctx| match res {
+            Ok(()) => {
+                if act.health.get(NAME) != Some(ActorHealth::Failed) {
+                    act.health.set(NAME, ActorHealth::Running);
+                }
+                tracing::info!(workspaces = act.states.len(), "trust scorer loaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "trust scorer could not load its state; restarting with backoff");
+                ctx.stop();
+            }
+        });
+        ctx.wait(fut);
+    }
+}
+
+impl Supervised for TrustScorer {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.states.clear();
+        self.health.restarted(NAME);
+        let (backoff, exceeded) = self.restarts.on_restart(Instant::now());
+        self.backoff = backoff;
+        metrics::counter!("swarmwise_actor_restarts_total", "actor" => NAME).increment(1);
+        if exceeded {
+            self.health.set(NAME, ActorHealth::Failed);
+            tracing::error!(actor = NAME, "restart limit exceeded; readiness now fails. Check the database and the logs above, then restart the service");
+        } else {
+            self.health.set(NAME, ActorHealth::Starting);
+            tracing::warn!(
+                actor = NAME,
+                backoff_ms = backoff.as_millis() as u64,
+                "restarting"
+            );
+        }
+    }
+}
+
+impl Handler<OutcomesRecorded> for TrustScorer {
+    type Result = ();
+
+    fn handle(&mut self, msg: OutcomesRecorded, ctx: &mut Context<Self>) {
+        let state = self.states.entry(msg.workspace).or_default();
+        let changed = state.fold(&msg.samples, &self.params);
+        if changed.is_empty() {
+            return;
+        }
+        metrics::counter!("swarmwise_trust_updates_total").increment(msg.samples.len() as u64);
+        self.publish(msg.workspace);
+        self.persist(msg.workspace, &changed, ctx);
+    }
+}
+
+impl Handler<RecomputeAgent> for TrustScorer {
+    type Result = ();
+
+    fn handle(&mut self, msg: RecomputeAgent, ctx: &mut Context<Self>) {
+        let store = Arc::clone(&self.store);
+        let agent = msg.agent.clone();
+        let ws = msg.workspace;
+        let fut = async move { store.outcome_samples(ws, Some(&agent)).await }
+            .into_actor(self)
+            .map(move |res, act, ctx| match res {
+                Ok(samples) => {
+                    let params = Arc::clone(&act.params);
+                    act.states.entry(ws).or_default().replace_agent(&msg.agent, samples, &params);
+                    act.publish(ws);
+                    act.persist(ws, std::slice::from_ref(&msg.agent), ctx);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not reload an agent's outcomes; restarting the scorer to reload all");
+                    ctx.stop();
+                }
+            });
+        ctx.wait(fut);
+    }
+}
+
+impl Handler<Recompute> for TrustScorer {
+    // Atomic: no outcome message may interleave with the reload.
+    type Result = AtomicResponse<Self, Result<(), EngineError>>;
+
+    fn handle(&mut self, msg: Recompute, ctx: &mut Context<Self>) -> Self::Result {
+        match msg.workspace {
+            Some(ws) => {
+                self.states.remove(&ws);
+            }
+            None => self.states.clear(),
+        }
+        AtomicResponse::new(self.reload(msg.workspace, ctx))
+    }
+}
+
+impl Handler<Restart> for TrustScorer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Restart, ctx: &mut Context<Self>) {
+        tracing::warn!(reason = %msg.reason, "trust scorer restart requested");
+        ctx.stop();
+    }
+}
