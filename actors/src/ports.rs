@@ -11,7 +11,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{
-    Agent, AgentId, OutcomeSample, Recommendation, RecommendationFilter, VerdictUpdate, WorkspaceId,
+    Agent, AgentId, OutcomeSample, Recommendation, RecommendationFilter, RecommendationStatus,
+    VerdictUpdate, WorkspaceId,
 };
 use crate::trust::TrustCard;
 
@@ -89,6 +90,11 @@ pub trait Store: Send + Sync + 'static {
         ws: WorkspaceId,
         agent: Option<&AgentId>,
     ) -> Result<Vec<OutcomeSample>, StoreError>;
+    /// Recommendation counts per agent and status.
+    async fn status_counts(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Vec<(AgentId, RecommendationStatus, u64)>, StoreError>;
     /// Every workspace id (for reloading trust at start).
     async fn workspace_ids(&self) -> Result<Vec<WorkspaceId>, StoreError>;
     /// Registers an agent; `Conflict` if the id is taken.

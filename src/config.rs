@@ -1,0 +1,309 @@
+//! Settings: built-in defaults, then the TOML file (`--config`, default
+//! `config/default.toml` when present), then `SWARMWISE__SECTION__KEY`
+//! environment variables. Unknown keys are errors, and every error names the
+//! key (`swarmwise check-config` prints it).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use swarmwise_actors::tracker::TrackerConfig;
+use swarmwise_actors::trust::TrustParams;
+use swarmwise_actors::SupervisionConfig;
+
+/// The default config file, used when it exists and no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "config/default.toml";
+
+/// Every setting; sections mirror `config/default.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[database]`.
+    pub database: DatabaseSettings,
+    /// `[redis]`.
+    pub redis: RedisSettings,
+    /// `[auth]`.
+    pub auth: AuthSettings,
+    /// `[learning]`.
+    pub learning: LearningSettings,
+    /// `[tracking]`.
+    pub tracking: TrackerConfig,
+    /// `[trust]`.
+    pub trust: TrustParams,
+    /// `[supervision]`.
+    pub supervision: SupervisionConfig,
+    /// `[limits]`.
+    pub limits: LimitSettings,
+    /// `[telemetry]`.
+    pub telemetry: TelemetrySettings,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on; port 0 picks a free port.
+    pub bind: String,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+    /// Seconds to let in-flight requests finish on shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            workers: 0,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[database]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://path/file.db` (embedded default) or `postgres://user@host/db`.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Seconds to wait for a pooled connection before answering 503.
+    pub acquire_timeout_secs: u64,
+    /// Apply migrations at start.
+    pub migrate: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/swarmwise.db".into(),
+            max_connections: 8,
+            acquire_timeout_secs: 5,
+            migrate: true,
+        }
+    }
+}
+
+/// `[redis]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`; empty = no Redis.
+    pub url: String,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// The admin key (manages workspaces); empty = generate one at start and print it.
+    pub admin_key: String,
+}
+
+/// `[learning]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearningSettings {
+    /// The rollback switch: false = nothing is tracked or learned.
+    pub enabled: bool,
+}
+
+impl Default for LearningSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest `content` of one recommendation, in bytes of JSON.
+    pub max_content_bytes: usize,
+    /// Largest text field (reasoning, feedback, comment), in bytes.
+    pub max_text_bytes: usize,
+    /// Most items in one batch.
+    pub max_batch_items: usize,
+    /// Page size when `limit` is absent.
+    pub default_page_size: u32,
+    /// Largest `limit`.
+    pub max_page_size: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_content_bytes: 64 * 1024,
+            max_text_bytes: 16 * 1024,
+            max_batch_items: 1000,
+            default_page_size: 50,
+            max_page_size: 500,
+        }
+    }
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// Log filter (`info`, `swarmwise=debug,info`, ...); `RUST_LOG` wins when set.
+    pub log_level: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// A setting that is wrong, by key.
+#[derive(Debug, thiserror::Error)]
+#[error("config key `{key}`: {message}")]
+pub struct ConfigError {
+    /// Dotted key, e.g. `tracking.batch_size`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl Settings {
+    /// Loads defaults ← file ← environment. `file = None` uses
+    /// `config/default.toml` if it exists; a named file must exist.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError {
+                        key: "--config".into(),
+                        message: format!(
+                            "{} does not exist; pass an existing file or omit --config",
+                            path.display()
+                        ),
+                    });
+                }
+                fig = fig.merge(Toml::file(path));
+            }
+            None => {
+                if Path::new(DEFAULT_CONFIG_FILE).exists() {
+                    fig = fig.merge(Toml::file(DEFAULT_CONFIG_FILE));
+                }
+            }
+        }
+        fig = fig.merge(Env::prefixed("SWARMWISE__").split("__"));
+        let settings: Settings = fig.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let message = e.to_string();
+            ConfigError {
+                key: if key.is_empty() { "(file)".into() } else { key },
+                message,
+            }
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, message: String| ConfigError {
+            key: key.into(),
+            message,
+        };
+        self.server.bind.parse::<SocketAddr>().map_err(|e| {
+            err(
+                "server.bind",
+                format!(
+                    "{:?} is not host:port ({e}); e.g. 127.0.0.1:8080",
+                    self.server.bind
+                ),
+            )
+        })?;
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(err(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://; e.g. sqlite://data/swarmwise.db".into(),
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(err("database.max_connections", "must be at least 1".into()));
+        }
+        if !self.redis.url.is_empty()
+            && !(self.redis.url.starts_with("redis://") || self.redis.url.starts_with("rediss://"))
+        {
+            return Err(err(
+                "redis.url",
+                "must be empty (no Redis) or start with redis:// or rediss://".into(),
+            ));
+        }
+        if self.tracking.batch_size == 0 {
+            return Err(err("tracking.batch_size", "must be at least 1".into()));
+        }
+        if self.tracking.max_pending < self.tracking.batch_size as u64 {
+            return Err(err(
+                "tracking.max_pending",
+                "must be at least tracking.batch_size".into(),
+            ));
+        }
+        if self.tracking.flush_interval_ms == 0 {
+            return Err(err(
+                "tracking.flush_interval_ms",
+                "must be at least 1".into(),
+            ));
+        }
+        self.trust
+            .validate()
+            .map_err(|e| err(&format!("trust.{}", e.field), e.message))?;
+        for (kind, p) in [
+            ("tracker", &self.supervision.tracker),
+            ("trust_scorer", &self.supervision.trust_scorer),
+        ] {
+            if p.backoff_initial_ms > p.backoff_max_ms {
+                return Err(err(
+                    &format!("supervision.{kind}.backoff_initial_ms"),
+                    "must not exceed backoff_max_ms".into(),
+                ));
+            }
+        }
+        let l = &self.limits;
+        if l.default_page_size == 0 || l.default_page_size > l.max_page_size {
+            return Err(err(
+                "limits.default_page_size",
+                "must be between 1 and limits.max_page_size".into(),
+            ));
+        }
+        if l.max_batch_items == 0
+            || l.max_content_bytes == 0
+            || l.max_body_bytes < l.max_content_bytes
+        {
+            return Err(err(
+                "limits.max_body_bytes",
+                "limits must be positive and max_body_bytes >= max_content_bytes".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The engine's part of the settings.
+    pub fn engine(&self) -> swarmwise_actors::EngineConfig {
+        swarmwise_actors::EngineConfig {
+            learning_enabled: self.learning.enabled,
+            tracking: self.tracking.clone(),
+            trust: self.trust.clone(),
+            supervision: self.supervision.clone(),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The API error: a stable code, a message that says what to do, details
+//! (at least the offending `field` where there is one), and the status.
+//! Serialised as `{"error": "...", "message": "...", "details": {...}}`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::{json, Value};
+use swarmwise_actors::domain::ParseError;
+use swarmwise_actors::ports::StoreError;
+use swarmwise_actors::EngineError;
+
+/// An error answer of the API.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// What happened and what to do next.
+    pub message: String,
+    /// Structured details, e.g. `{"field": "confidence"}`.
+    pub details: Value,
+}
+
+impl ApiError {
+    /// An error with no details.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: json!({}),
+        }
+    }
+
+    /// A refused field (422 by default).
+    pub fn field(
+        status: StatusCode,
+        code: &'static str,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: json!({ "field": field }),
+        }
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 404 for a thing by id.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        Self::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            &e.field,
+            format!("{}: {}", e.field, e.message),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Unavailable(m) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                format!("the database is unavailable ({m}); retry shortly, and check /readyz"),
+            ),
+            StoreError::Unexpected(e) => {
+                tracing::error!(error = ?e, "unexpected store error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an unexpected storage error occurred; it was logged. Retry, and report it if it persists",
+                )
+            }
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Invalid(p) => p.into(),
+            EngineError::NotFound { what, id } => {
+                let code = match what {
+                    "agent" => "agent_not_found",
+                    "workflow" => "workflow_not_found",
+                    "recommendation" => "recommendation_not_found",
+                    _ => "not_found",
+                };
+                Self::not_found(code, format!("{what} {id:?} was not found in this workspace"))
+            }
+            EngineError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            EngineError::Overloaded(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", m),
+            EngineError::LearningDisabled => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "learning_disabled",
+                "learning is disabled on this server (learning.enabled = false): recommendations are not tracked; \
+                 set learning.enabled = true to turn it back on",
+            ),
+            EngineError::ShuttingDown => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down; retry in a moment",
+            ),
+            EngineError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        res.json(json!({
+            "error": self.code,
+            "message": self.message,
+            "details": self.details,
+        }))
+    }
+}

@@ -1,0 +1,76 @@
+//! `Body<T>`: a JSON body extractor whose errors name the offending field
+//! (`items[3].confidence`) and use our error shape, with the size limit from
+//! `limits.max_body_bytes` (413 past it).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// A parsed JSON body.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+/// Parses JSON bytes, naming the field on error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if path == "." { String::new() } else { path };
+        let message = if field.is_empty() {
+            format!("the body is not valid JSON of the expected shape: {inner}")
+        } else {
+            format!("{field}: {inner}")
+        };
+        ApiError::field(StatusCode::BAD_REQUEST, "malformed_json", &field, message)
+    })
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(4 * 1024 * 1024, |s| s.settings.limits.max_body_bytes);
+        let json_type = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.starts_with("application/json") || v.contains("+json"));
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !json_type {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as JSON with Content-Type: application/json",
+                ));
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| {
+                    ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string())
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("the body exceeds {limit} bytes (limits.max_body_bytes); send fewer items per request"),
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(Body)
+        })
+    }
+}

@@ -1,0 +1,16 @@
+//! # swarmwise: the service
+//!
+//! Adapters around the engine crate (`swarmwise-actors`): the actix-web API
+//! ([`routes`]), storage ([`store`]: PostgreSQL with row-level security and
+//! SQLite), settings ([`config`]), authentication ([`auth`]), telemetry
+//! ([`telemetry`]) and the start-up/shutdown protocol ([`startup`]). `main.rs`
+//! is the CLI on top.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,165 @@
+//! Agents: register, list, read, enable/disable.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use swarmwise_actors::domain::{to_micros, Agent, AgentId};
+use swarmwise_actors::ports::StoreError;
+
+use crate::auth::Workspace;
+use crate::error::ApiError;
+use crate::extract::Body;
+use crate::startup::AppState;
+
+/// Agent kinds this build accepts. `external` agents send their
+/// recommendations through the API; the runtime adds the kinds it runs.
+pub const KINDS: &[&str] = &["external"];
+
+/// `POST /agents` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterAgent {
+    /// Unique id in the workspace.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Backend kind.
+    pub kind: String,
+    /// Backend settings.
+    #[serde(default)]
+    pub config: Option<serde_json::Value>,
+    /// Starts enabled unless false.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// `PATCH /agents/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAgent {
+    /// Enable or disable.
+    pub enabled: bool,
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "name",
+            "name: must be 1-200 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Registers an agent → 201 with the agent; 409 if the id is taken.
+pub async fn register(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    body: Body<RegisterAgent>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.0;
+    let id = AgentId::parse("id", &b.id)?;
+    check_name(&b.name)?;
+    if !KINDS.contains(&b.kind.as_str()) {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "kind",
+            format!(
+                "kind: unknown agent kind {:?}; this server accepts {}",
+                b.kind,
+                KINDS.join(", ")
+            ),
+        ));
+    }
+    let config = b.config.unwrap_or_else(|| json!({}));
+    if !config.is_object() {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "config",
+            "config: must be a JSON object",
+        ));
+    }
+    let agent = Agent {
+        id,
+        name: b.name.trim().to_owned(),
+        kind: b.kind,
+        config,
+        enabled: b.enabled.unwrap_or(true),
+        created_at: to_micros(Utc::now()),
+    };
+    match state.store.create_agent(ws.0, &agent).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "agent_exists",
+                format!(
+                    "agent {:?} is already registered; use PATCH /api/v1/agents/{} to change it",
+                    agent.id.as_str(),
+                    agent.id
+                ),
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .agents
+        .insert((ws.0, agent.id.clone()), agent.name.clone());
+    Ok(HttpResponse::Created().json(&agent))
+}
+
+/// Lists agents → `{items}`.
+pub async fn list(ws: Workspace, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let items = state.store.agents(ws.0).await?;
+    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+}
+
+/// One agent.
+pub async fn get(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = AgentId::parse("agent_id", &path.into_inner())?;
+    let agent = state.store.agent(ws.0, &id).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "agent_not_found",
+            format!(
+                "agent {:?} is not registered in this workspace",
+                id.as_str()
+            ),
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(agent))
+}
+
+/// Enables or disables an agent.
+pub async fn update(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Body<UpdateAgent>,
+) -> Result<HttpResponse, ApiError> {
+    let id = AgentId::parse("agent_id", &path.into_inner())?;
+    let agent = state
+        .store
+        .set_agent_enabled(ws.0, &id, body.0.enabled)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "agent_not_found",
+                format!(
+                    "agent {:?} is not registered in this workspace",
+                    id.as_str()
+                ),
+            )
+        })?;
+    tracing::info!(workspace = %ws.0, agent = %id, enabled = agent.enabled, "agent updated");
+    Ok(HttpResponse::Ok().json(agent))
+}

@@ -1,0 +1,56 @@
+//! `/healthz` (alive), `/readyz` (database reachable, migrations applied,
+//! actors running) and `/metrics` (Prometheus text format). No auth.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+use swarmwise_actors::supervisor::ActorHealth;
+
+use crate::startup::AppState;
+
+/// Always 200 while the process serves HTTP.
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+/// 200 when ready, 503 with the reasons otherwise.
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let db = state.store.ready().await;
+    let actors: Vec<_> = state
+        .engine
+        .health()
+        .all()
+        .into_iter()
+        .map(|(name, health, restarts)| json!({ "name": name, "state": health, "restarts": restarts }))
+        .collect();
+    let actors_ok = state
+        .engine
+        .health()
+        .all()
+        .iter()
+        .all(|(_, h, _)| *h == ActorHealth::Running);
+    let ready = db.is_ok() && actors_ok;
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "database": {
+            "backend": state.store.backend(),
+            "ok": db.is_ok(),
+            "error": db.err().map(|e| e.to_string()),
+        },
+        "actors": actors,
+        "learning_enabled": state.engine.learning_enabled(),
+        "pending_writes": state.engine.pending_writes(),
+    });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Prometheus exposition.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    metrics::gauge!("swarmwise_tracker_pending_writes").set(state.engine.pending_writes() as f64);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.prometheus.render())
+}

@@ -1,0 +1,407 @@
+//! Recommendations: track (one, batch), list, read, feedback, and the
+//! workflow outcome that evaluates them.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use swarmwise_actors::domain::{
+    to_micros, AgentId, Confidence, ParseError, QualityScore, Recommendation, RecommendationFilter,
+    RecommendationStatus, Verdict, WorkspaceId,
+};
+use swarmwise_actors::tracker::{Evaluate, ExplicitVerdict, Feedback};
+use uuid::Uuid;
+
+use crate::auth::Workspace;
+use crate::error::ApiError;
+use crate::extract::Body;
+use crate::startup::AppState;
+
+/// One recommendation to track (DESIGN §4).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackRequest {
+    /// A registered agent.
+    pub agent_id: String,
+    /// Defaults to the registered name.
+    #[serde(default)]
+    pub agent_name: Option<String>,
+    /// Ties recommendations of one request together.
+    pub correlation_id: String,
+    /// The workflow whose outcome will judge it.
+    pub workflow_id: String,
+    /// strategy, content, risk, ...
+    pub recommendation_type: String,
+    /// The recommendation, any JSON.
+    pub content: serde_json::Value,
+    /// In [0, 1].
+    pub confidence: f64,
+    /// Why.
+    #[serde(default)]
+    pub reasoning: Option<String>,
+    /// How long the agent took.
+    #[serde(default)]
+    pub latency_ms: Option<i64>,
+}
+
+/// `POST /recommendations/batch` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The recommendations; all or none are tracked.
+    pub items: Vec<TrackRequest>,
+}
+
+fn short_text(field: &str, value: &str, max: usize) -> Result<String, ParseError> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > max {
+        return Err(ParseError::new(
+            field,
+            format!("must be 1-{max} characters"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+/// Validates a request into a `Recommendation` (pending, id assigned).
+async fn validate(
+    state: &AppState,
+    ws: WorkspaceId,
+    r: TrackRequest,
+    now: chrono::DateTime<Utc>,
+) -> Result<Recommendation, ApiError> {
+    let limits = &state.settings.limits;
+    let agent_id = AgentId::parse("agent_id", &r.agent_id)?;
+    let correlation_id = short_text("correlation_id", &r.correlation_id, 256)?;
+    let workflow_id = short_text("workflow_id", &r.workflow_id, 256)?;
+    let recommendation_type = short_text("recommendation_type", &r.recommendation_type, 128)?;
+    let confidence = Confidence::parse("confidence", r.confidence)?;
+    let content_len = r.content.to_string().len();
+    if content_len > limits.max_content_bytes {
+        return Err(ApiError::field(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "content_too_large",
+            "content",
+            format!(
+                "content: {content_len} bytes of JSON exceeds limits.max_content_bytes = {}; store large artefacts elsewhere and send a reference",
+                limits.max_content_bytes
+            ),
+        ));
+    }
+    if let Some(reasoning) = &r.reasoning {
+        if reasoning.len() > limits.max_text_bytes {
+            return Err(ParseError::new(
+                "reasoning",
+                format!(
+                    "longer than limits.max_text_bytes = {}",
+                    limits.max_text_bytes
+                ),
+            )
+            .into());
+        }
+    }
+    if let Some(lat) = r.latency_ms {
+        if lat < 0 {
+            return Err(ParseError::new("latency_ms", "must be >= 0").into());
+        }
+    }
+    let registered = state.agent_name(ws, &agent_id).await?.ok_or_else(|| {
+        ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_agent",
+            "agent_id",
+            format!("agent_id: {:?} is not registered in this workspace; register it first with POST /api/v1/agents", agent_id.as_str()),
+        )
+    })?;
+    let agent_name = match r.agent_name {
+        Some(n) => short_text("agent_name", &n, 200)?,
+        None => registered,
+    };
+    Ok(Recommendation {
+        id: Uuid::now_v7(),
+        workspace_id: ws,
+        agent_id,
+        agent_name,
+        correlation_id,
+        workflow_id,
+        recommendation_type,
+        content: r.content,
+        confidence: confidence.get(),
+        reasoning: r.reasoning,
+        latency_ms: r.latency_ms,
+        status: RecommendationStatus::Pending,
+        outcome_quality: None,
+        feedback: None,
+        created_at: now,
+        evaluated_at: None,
+    })
+}
+
+/// Tracks one → 201 `{id}`.
+pub async fn track(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    body: Body<TrackRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.engine_enabled()?;
+    let rec = validate(&state, ws.0, body.0, to_micros(Utc::now())).await?;
+    let ids = state.engine.track(vec![rec]).await?;
+    Ok(HttpResponse::Created().json(json!({ "id": ids.first() })))
+}
+
+/// Tracks many atomically → 201 `{ids}` in request order.
+pub async fn track_batch(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    body: Body<BatchRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.engine_enabled()?;
+    let items = body.0.items;
+    let max = state.settings.limits.max_batch_items;
+    if items.is_empty() {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "items",
+            "items: send at least one recommendation",
+        ));
+    }
+    if items.len() > max {
+        return Err(ApiError::field(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            "items",
+            format!(
+                "items: {} recommendations exceed limits.max_batch_items = {max}; split the batch",
+                items.len()
+            ),
+        ));
+    }
+    let now = to_micros(Utc::now());
+    let mut recs = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let rec = validate(&state, ws.0, item, now).await.map_err(|mut e| {
+            let field = e
+                .details
+                .get("field")
+                .and_then(|f| f.as_str())
+                .unwrap_or("")
+                .to_owned();
+            let prefixed = format!("items[{i}].{field}");
+            e.message = format!("items[{i}]: {}", e.message);
+            e.details = json!({ "field": prefixed, "index": i });
+            e
+        })?;
+        recs.push(rec);
+    }
+    let ids = state.engine.track(recs).await?;
+    Ok(HttpResponse::Created().json(json!({ "ids": ids })))
+}
+
+/// Query of `GET /recommendations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    agent_id: Option<String>,
+    workflow_id: Option<String>,
+    status: Option<String>,
+    recommendation_type: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Newest first → `{items, next_cursor}`.
+pub async fn list(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limits = &state.settings.limits;
+    let limit = q.limit.unwrap_or(limits.default_page_size);
+    if limit == 0 || limit > limits.max_page_size {
+        return Err(ParseError::new(
+            "limit",
+            format!("must be between 1 and {}", limits.max_page_size),
+        )
+        .into());
+    }
+    let before = q
+        .cursor
+        .map(|c| {
+            Uuid::parse_str(&c)
+                .map_err(|_| ParseError::new("cursor", "not a cursor returned by this endpoint"))
+        })
+        .transpose()?;
+    let filter = RecommendationFilter {
+        agent_id: q
+            .agent_id
+            .map(|a| AgentId::parse("agent_id", &a))
+            .transpose()?,
+        workflow_id: q.workflow_id,
+        status: q
+            .status
+            .map(|s| RecommendationStatus::parse("status", &s))
+            .transpose()?,
+        recommendation_type: q.recommendation_type,
+        before,
+        limit: limit + 1,
+    };
+    // Read-your-writes: what was acknowledged before this request is listed.
+    state.engine.flush().await?;
+    let mut items = state.store.list_recommendations(ws.0, &filter).await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|r| r.id.to_string())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": next_cursor })))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "id",
+            format!("id: {raw:?} is not a UUID"),
+        )
+    })
+}
+
+/// One recommendation.
+pub async fn get(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.into_inner())?;
+    state.engine.flush().await?;
+    let rec = state.store.recommendation(ws.0, id).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "recommendation_not_found",
+            format!("recommendation {id} was not found in this workspace"),
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(rec))
+}
+
+/// `POST /recommendations/{id}/feedback` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    /// approved, partial or rejected.
+    pub status: String,
+    /// 0–100.
+    #[serde(default)]
+    pub quality: Option<f64>,
+    /// Free text.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Human feedback; overrides the derived verdict → the updated recommendation.
+pub async fn feedback(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Body<FeedbackRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(&path.into_inner())?;
+    let b = body.0;
+    let verdict = Verdict::parse("status", &b.status)?;
+    let quality = b
+        .quality
+        .map(|q| QualityScore::parse("quality", q))
+        .transpose()?;
+    if b.comment
+        .as_ref()
+        .is_some_and(|c| c.len() > state.settings.limits.max_text_bytes)
+    {
+        return Err(ParseError::new("comment", "longer than limits.max_text_bytes").into());
+    }
+    let rec = state
+        .engine
+        .feedback(Feedback {
+            workspace: ws.0,
+            id,
+            verdict,
+            quality,
+            comment: b.comment,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(rec))
+}
+
+/// An explicit verdict in an outcome.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerdictRequest {
+    /// Which recommendation of the workflow.
+    pub recommendation_id: Uuid,
+    /// approved, partial or rejected.
+    pub status: String,
+    /// 0–100; the workflow's score if absent.
+    #[serde(default)]
+    pub quality: Option<f64>,
+}
+
+/// `POST /workflows/{id}/outcome` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeRequest {
+    /// 0–100.
+    pub overall_quality_score: f64,
+    /// Overrides of the derived verdicts.
+    #[serde(default)]
+    pub verdicts: Option<Vec<VerdictRequest>>,
+    /// Stored on every evaluated recommendation.
+    #[serde(default)]
+    pub feedback: Option<String>,
+}
+
+/// Evaluates a workflow's pending recommendations → counts per status.
+pub async fn outcome(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Body<OutcomeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let workflow_id = path.into_inner();
+    let b = body.0;
+    let overall = QualityScore::parse("overall_quality_score", b.overall_quality_score)?;
+    let mut verdicts = Vec::new();
+    for (i, v) in b.verdicts.unwrap_or_default().into_iter().enumerate() {
+        let verdict = Verdict::parse("status", &v.status)
+            .map_err(|e| e.prefixed(&format!("verdicts[{i}].")))?;
+        let quality = v
+            .quality
+            .map(|q| QualityScore::parse("quality", q))
+            .transpose()
+            .map_err(|e| e.prefixed(&format!("verdicts[{i}].")))?;
+        verdicts.push(ExplicitVerdict {
+            recommendation_id: v.recommendation_id,
+            verdict,
+            quality,
+        });
+    }
+    if b.feedback
+        .as_ref()
+        .is_some_and(|c| c.len() > state.settings.limits.max_text_bytes)
+    {
+        return Err(ParseError::new("feedback", "longer than limits.max_text_bytes").into());
+    }
+    let summary = state
+        .engine
+        .evaluate(Evaluate {
+            workspace: ws.0,
+            workflow_id,
+            overall_quality: overall,
+            verdicts,
+            feedback: b.feedback,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(summary))
+}

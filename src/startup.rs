@@ -1,0 +1,221 @@
+//! `Application::build`: open the store, start the engine's actors, bind the
+//! HTTP server (port 0 in tests) and return the bound address. `run` serves
+//! until a signal (or `AppHandle::stop`), then drains: stop accepting, finish
+//! in-flight requests, flush every acknowledged recommendation, exit.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{Server, ServerHandle, Service as _};
+use actix_web::{web, App, HttpServer};
+use dashmap::DashMap;
+use metrics_exporter_prometheus::PrometheusHandle;
+use swarmwise_actors::domain::{AgentId, WorkspaceId};
+use swarmwise_actors::ports::StoreError;
+use swarmwise_actors::Engine;
+
+use crate::auth::{generate_key, hash_key};
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::store::{self, AdminStore};
+
+/// Shared by every request handler.
+pub struct AppState {
+    /// The engine (actors).
+    pub engine: Engine,
+    /// Storage.
+    pub store: Arc<dyn AdminStore>,
+    /// Effective settings.
+    pub settings: Arc<Settings>,
+    /// SHA-256 of the admin key.
+    pub admin_key_hash: String,
+    /// Key hash → workspace, so authentication costs no query after the first.
+    pub key_cache: DashMap<String, WorkspaceId>,
+    /// Registered agents' names, so tracking checks the agent without a query.
+    pub agents: DashMap<(WorkspaceId, AgentId), String>,
+    /// Renders `/metrics`.
+    pub prometheus: PrometheusHandle,
+}
+
+impl AppState {
+    /// The registered name of an agent, or `None` if it is not registered.
+    pub async fn agent_name(
+        &self,
+        ws: WorkspaceId,
+        id: &AgentId,
+    ) -> Result<Option<String>, StoreError> {
+        let key = (ws, id.clone());
+        if let Some(name) = self.agents.get(&key) {
+            return Ok(Some(name.clone()));
+        }
+        let agent = self.store.agent(ws, id).await?;
+        if let Some(a) = &agent {
+            self.agents.insert(key, a.name.clone());
+        }
+        Ok(agent.map(|a| a.name))
+    }
+
+    /// 503 when learning is switched off.
+    pub fn engine_enabled(&self) -> Result<(), ApiError> {
+        if self.engine.learning_enabled() {
+            Ok(())
+        } else {
+            Err(swarmwise_actors::EngineError::LearningDisabled.into())
+        }
+    }
+}
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    admin_key: String,
+    admin_key_generated: bool,
+    engine: Engine,
+    store: Arc<dyn AdminStore>,
+}
+
+/// Stops a running application from elsewhere (tests, signals).
+#[derive(Clone)]
+pub struct AppHandle {
+    server: ServerHandle,
+}
+
+impl AppHandle {
+    /// Graceful stop: the same path as SIGTERM.
+    pub async fn stop(&self) {
+        self.server.stop(true).await;
+    }
+}
+
+impl Application {
+    /// Opens the store, starts the actors, binds. Must run inside an actix system.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let prometheus = crate::telemetry::prometheus()?;
+        let store = store::connect(&settings.database).await?;
+        let engine = Engine::start(store.clone(), settings.engine());
+        let (admin_key, admin_key_generated) = if settings.auth.admin_key.is_empty() {
+            (generate_key("swa_").0, true)
+        } else {
+            (settings.auth.admin_key.clone(), false)
+        };
+        let listener = TcpListener::bind(&settings.server.bind)
+            .map_err(|e| anyhow::anyhow!("could not listen on {} ({e}); set server.bind or SWARMWISE__SERVER__BIND to a free address", settings.server.bind))?;
+        let address = listener.local_addr()?;
+        let state = web::Data::new(AppState {
+            engine: engine.clone(),
+            store: store.clone(),
+            admin_key_hash: hash_key(&admin_key),
+            key_cache: DashMap::new(),
+            agents: DashMap::new(),
+            prometheus,
+            settings: Arc::new(settings.clone()),
+        });
+        let workers = if settings.server.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            settings.server.workers
+        };
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::new(
+                        actix_web::http::StatusCode::BAD_REQUEST,
+                        "invalid_query",
+                        format!("query string: {e}"),
+                    )
+                    .into()
+                }))
+                .app_data(web::PathConfig::default().error_handler(|e, _| {
+                    ApiError::new(
+                        actix_web::http::StatusCode::BAD_REQUEST,
+                        "invalid_path",
+                        format!("path: {e}"),
+                    )
+                    .into()
+                }))
+                .wrap_fn(|req, srv| {
+                    let started = Instant::now();
+                    let method = req.method().to_string();
+                    let fut = srv.call(req);
+                    async move {
+                        let res = fut.await?;
+                        let route = res
+                            .request()
+                            .match_pattern()
+                            .unwrap_or_else(|| "unmatched".into());
+                        metrics::histogram!(
+                            "swarmwise_http_request_duration_seconds",
+                            "method" => method,
+                            "route" => route,
+                            "status" => res.status().as_u16().to_string()
+                        )
+                        .record(started.elapsed().as_secs_f64());
+                        Ok(res)
+                    }
+                })
+                .configure(crate::routes::configure)
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(ApiError::not_found(
+                        "route_not_found",
+                        "no such endpoint; see /api/v1/openapi.json for the API",
+                    ))
+                }))
+        })
+        .workers(workers)
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            server,
+            address,
+            admin_key,
+            admin_key_generated,
+            engine,
+            store,
+        })
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The admin key in force.
+    pub fn admin_key(&self) -> &str {
+        &self.admin_key
+    }
+
+    /// Whether the admin key was generated at start (none configured).
+    pub fn admin_key_generated(&self) -> bool {
+        self.admin_key_generated
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The store.
+    pub fn store(&self) -> Arc<dyn AdminStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// A handle to stop the server.
+    pub fn handle(&self) -> AppHandle {
+        AppHandle {
+            server: self.server.handle(),
+        }
+    }
+
+    /// Serves until stopped, then drains acknowledged writes.
+    pub async fn run(self) -> anyhow::Result<()> {
+        self.server.await?;
+        tracing::info!("HTTP stopped; flushing acknowledged recommendations");
+        self.engine.drain().await?;
+        tracing::info!("all acknowledged recommendations are stored; bye");
+        Ok(())
+    }
+}

@@ -1,0 +1,604 @@
+//! PostgreSQL store. Every workspace-scoped query runs in a transaction that
+//! first sets `app.workspace_id`; the pool's connections `SET ROLE
+//! swarmwise_app`, a role that row-level security cannot be bypassed by.
+//! Bulk writes use `UNNEST` arrays.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Connection, Executor, PgPool, Postgres, QueryBuilder, Row, Transaction};
+use swarmwise_actors::domain::{
+    Agent, AgentId, OutcomeSample, Recommendation, RecommendationFilter, RecommendationStatus,
+    Verdict, VerdictUpdate, WorkspaceId,
+};
+use swarmwise_actors::ports::{Store, StoreError, TrustHistoryPoint, TrustRow};
+use uuid::Uuid;
+
+use super::{unexpected, AdminStore, NewApiKey};
+use crate::config::DatabaseSettings;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The role every service query runs as (created by the first migration).
+pub const APP_ROLE: &str = "swarmwise_app";
+
+/// PostgreSQL implementation of the stores.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+const REC_COLUMNS: &str = "id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, recommendation_type, \
+     content, confidence_score, reasoning, latency_ms, outcome_status, outcome_quality, feedback, created_at, evaluated_at";
+
+impl PgStore {
+    /// Connects (migrating first if configured).
+    pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(&settings.url)?;
+        if settings.migrate {
+            let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+            MIGRATOR.run(&mut conn).await?;
+            conn.close().await?;
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(format!("SET ROLE {APP_ROLE}").as_str())
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool (tests use it to prove row-level security on its own).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn scoped(&self, ws: WorkspaceId) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
+            .bind(ws.0.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        Ok(tx)
+    }
+}
+
+fn rec_from_row(row: &PgRow) -> Result<Recommendation, StoreError> {
+    let get = || -> Result<Recommendation, anyhow::Error> {
+        let status: String = row.try_get("outcome_status")?;
+        let agent: String = row.try_get("agent_id")?;
+        Ok(Recommendation {
+            id: row.try_get("id")?,
+            workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            correlation_id: row.try_get("correlation_id")?,
+            workflow_id: row.try_get("workflow_id")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            content: row.try_get("content")?,
+            confidence: row.try_get("confidence_score")?,
+            reasoning: row.try_get("reasoning")?,
+            latency_ms: row.try_get("latency_ms")?,
+            status: RecommendationStatus::parse("outcome_status", &status)?,
+            outcome_quality: row.try_get("outcome_quality")?,
+            feedback: row.try_get("feedback")?,
+            created_at: row.try_get("created_at")?,
+            evaluated_at: row.try_get("evaluated_at")?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn agent_from_row(row: &PgRow) -> Result<Agent, StoreError> {
+    let get = || -> Result<Agent, anyhow::Error> {
+        let id: String = row.try_get("id")?;
+        Ok(Agent {
+            id: AgentId::parse("id", &id)?,
+            name: row.try_get("name")?,
+            kind: row.try_get("kind")?,
+            config: row.try_get("config")?,
+            enabled: row.try_get("enabled")?,
+            created_at: row.try_get("created_at")?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn sample_from_row(row: &PgRow) -> Result<OutcomeSample, StoreError> {
+    let get = || -> Result<OutcomeSample, anyhow::Error> {
+        let status: String = row.try_get("outcome_status")?;
+        let agent: String = row.try_get("agent_id")?;
+        let verdict = Verdict::parse("outcome_status", &status)?;
+        let quality: Option<f64> = row.try_get("outcome_quality")?;
+        Ok(OutcomeSample {
+            id: row.try_get("id")?,
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            confidence: row.try_get("confidence_score")?,
+            verdict,
+            quality: quality.unwrap_or(verdict.score() * 100.0),
+            latency_ms: row.try_get("latency_ms")?,
+            evaluated_at: row.try_get("evaluated_at")?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn count_from_row(row: &PgRow) -> Result<(AgentId, RecommendationStatus, u64), StoreError> {
+    let get = || -> Result<_, anyhow::Error> {
+        let agent: String = row.try_get("agent_id")?;
+        let status: String = row.try_get("outcome_status")?;
+        let n: i64 = row.try_get("n")?;
+        Ok((
+            AgentId::parse("agent_id", &agent)?,
+            RecommendationStatus::parse("outcome_status", &status)?,
+            n.max(0) as u64,
+        ))
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn insert_recommendations(&self, recs: &[Recommendation]) -> Result<(), StoreError> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let mut by_ws: BTreeMap<WorkspaceId, Vec<&Recommendation>> = BTreeMap::new();
+        for r in recs {
+            by_ws.entry(r.workspace_id).or_default().push(r);
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for (ws, rows) in by_ws {
+            sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
+                .bind(ws.0.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(unexpected)?;
+            sqlx::query(
+                "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
+                 recommendation_type, content, confidence_score, reasoning, latency_ms, created_at) \
+                 SELECT t.id, $2, t.agent_id, t.agent_name, t.correlation_id, t.workflow_id, t.rtype, t.content::jsonb, \
+                 t.confidence, t.reasoning, t.latency, t.created_at \
+                 FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+                 $9::float8[], $10::text[], $11::int8[], $12::timestamptz[]) \
+                 AS t(id, agent_id, agent_name, correlation_id, workflow_id, rtype, content, confidence, reasoning, latency, created_at)",
+            )
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(ws.0)
+            .bind(rows.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.agent_name.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.correlation_id.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.workflow_id.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.recommendation_type.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.content.to_string()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.confidence).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.reasoning.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn recommendation(
+        &self,
+        ws: WorkspaceId,
+        id: Uuid,
+    ) -> Result<Option<Recommendation>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE id = $1 AND workspace_id = $2"
+        ))
+        .bind(id)
+        .bind(ws.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        row.as_ref().map(rec_from_row).transpose()
+    }
+
+    async fn list_recommendations(
+        &self,
+        ws: WorkspaceId,
+        f: &RecommendationFilter,
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
+        ));
+        q.push_bind(ws.0);
+        if let Some(a) = &f.agent_id {
+            q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
+        }
+        if let Some(w) = &f.workflow_id {
+            q.push(" AND workflow_id = ").push_bind(w.clone());
+        }
+        if let Some(s) = f.status {
+            q.push(" AND outcome_status = ").push_bind(s.as_str());
+        }
+        if let Some(t) = &f.recommendation_type {
+            q.push(" AND recommendation_type = ").push_bind(t.clone());
+        }
+        if let Some(c) = f.before {
+            q.push(" AND id < ").push_bind(c);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = q.build().fetch_all(&mut *tx).await.map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(rec_from_row).collect()
+    }
+
+    async fn workflow_recommendations(
+        &self,
+        ws: WorkspaceId,
+        workflow_id: &str,
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = $1 AND workflow_id = $2 ORDER BY id"
+        ))
+        .bind(ws.0)
+        .bind(workflow_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(rec_from_row).collect()
+    }
+
+    async fn apply_verdicts(
+        &self,
+        ws: WorkspaceId,
+        updates: &[VerdictUpdate],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        sqlx::query(
+            "UPDATE agent_recommendations AS r SET outcome_status = v.status, outcome_quality = v.quality, \
+             feedback = COALESCE(v.feedback, r.feedback), evaluated_at = v.at \
+             FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::timestamptz[]) AS v(id, status, quality, feedback, at) \
+             WHERE r.id = v.id AND r.workspace_id = $6",
+        )
+        .bind(updates.iter().map(|u| u.id).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.verdict.status().as_str().to_owned()).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.quality).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.feedback.clone()).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.evaluated_at).collect::<Vec<_>>())
+        .bind(ws.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn outcome_samples(
+        &self,
+        ws: WorkspaceId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<OutcomeSample>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query(
+            "SELECT id, agent_id, agent_name, recommendation_type, confidence_score, outcome_status, outcome_quality, \
+             latency_ms, evaluated_at FROM agent_recommendations \
+             WHERE workspace_id = $1 AND evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
+             AND ($2::text IS NULL OR agent_id = $2) ORDER BY evaluated_at, id",
+        )
+        .bind(ws.0)
+        .bind(agent.map(|a| a.as_str().to_owned()))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(sample_from_row).collect()
+    }
+
+    async fn status_counts(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Vec<(AgentId, RecommendationStatus, u64)>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query(
+            "SELECT agent_id, outcome_status, count(*) AS n FROM agent_recommendations WHERE workspace_id = $1 GROUP BY agent_id, outcome_status",
+        )
+        .bind(ws.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(count_from_row).collect()
+    }
+
+    async fn workspace_ids(&self) -> Result<Vec<WorkspaceId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT swarmwise_workspace_ids()")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        Ok(ids.into_iter().map(WorkspaceId).collect())
+    }
+
+    async fn create_agent(&self, ws: WorkspaceId, a: &Agent) -> Result<(), StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        sqlx::query(
+            "INSERT INTO agents (workspace_id, id, name, kind, config, enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(ws.0)
+        .bind(a.id.as_str())
+        .bind(&a.name)
+        .bind(&a.kind)
+        .bind(&a.config)
+        .bind(a.enabled)
+        .bind(a.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let row = sqlx::query("SELECT id, name, kind, config, enabled, created_at FROM agents WHERE workspace_id = $1 AND id = $2")
+            .bind(ws.0)
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    async fn agents(&self, ws: WorkspaceId) -> Result<Vec<Agent>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query("SELECT id, name, kind, config, enabled, created_at FROM agents WHERE workspace_id = $1 ORDER BY id")
+            .bind(ws.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn set_agent_enabled(
+        &self,
+        ws: WorkspaceId,
+        id: &AgentId,
+        enabled: bool,
+    ) -> Result<Option<Agent>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let row = sqlx::query(
+            "UPDATE agents SET enabled = $3, updated_at = now() WHERE workspace_id = $1 AND id = $2 \
+             RETURNING id, name, kind, config, enabled, created_at",
+        )
+        .bind(ws.0)
+        .bind(id.as_str())
+        .bind(enabled)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    async fn save_trust(
+        &self,
+        ws: WorkspaceId,
+        rows: &[TrustRow],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        upsert_trust(&mut tx, ws, rows, at, true).await?;
+        let overall: Vec<&TrustRow> = rows
+            .iter()
+            .filter(|r| r.recommendation_type.is_none())
+            .collect();
+        sqlx::query(
+            "INSERT INTO agent_trust_score_history (workspace_id, agent_id, overall_trust_score, accuracy_score, sample_count, recorded_at) \
+             SELECT $1, t.agent, t.overall, t.accuracy, t.n, $6 FROM UNNEST($2::text[], $3::float8[], $4::float8[], $5::int8[]) AS t(agent, overall, accuracy, n)",
+        )
+        .bind(ws.0)
+        .bind(overall.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(overall.iter().map(|r| r.card.overall_trust).collect::<Vec<_>>())
+        .bind(overall.iter().map(|r| r.card.accuracy_score).collect::<Vec<_>>())
+        .bind(overall.iter().map(|r| r.card.sample_count as i64).collect::<Vec<_>>())
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn initialize_trust(
+        &self,
+        ws: WorkspaceId,
+        rows: &[TrustRow],
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let n = upsert_trust(&mut tx, ws, rows, at, false).await?;
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n)
+    }
+
+    async fn trust_history(
+        &self,
+        ws: WorkspaceId,
+        agent: &AgentId,
+        limit: u32,
+    ) -> Result<Vec<TrustHistoryPoint>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query(
+            "SELECT recorded_at, overall_trust_score, accuracy_score, sample_count FROM agent_trust_score_history \
+             WHERE workspace_id = $1 AND agent_id = $2 ORDER BY recorded_at DESC, id DESC LIMIT $3",
+        )
+        .bind(ws.0)
+        .bind(agent.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter()
+            .map(|r| {
+                Ok(TrustHistoryPoint {
+                    recorded_at: r.try_get("recorded_at").map_err(unexpected)?,
+                    overall_trust: r.try_get("overall_trust_score").map_err(unexpected)?,
+                    accuracy_score: r.try_get("accuracy_score").map_err(unexpected)?,
+                    sample_count: r
+                        .try_get::<i64, _>("sample_count")
+                        .map_err(unexpected)?
+                        .max(0) as u64,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Upserts (or, with `overwrite = false`, inserts if absent) trust rows;
+/// returns how many rows were written.
+async fn upsert_trust(
+    tx: &mut Transaction<'static, Postgres>,
+    ws: WorkspaceId,
+    rows: &[TrustRow],
+    at: DateTime<Utc>,
+    overwrite: bool,
+) -> Result<u64, StoreError> {
+    let conflict = if overwrite {
+        "ON CONFLICT (workspace_id, agent_id, recommendation_type) DO UPDATE SET \
+         overall_trust_score = EXCLUDED.overall_trust_score, accuracy_score = EXCLUDED.accuracy_score, \
+         consistency_score = EXCLUDED.consistency_score, timeliness_score = EXCLUDED.timeliness_score, \
+         reliability_score = EXCLUDED.reliability_score, calibration_score = EXCLUDED.calibration_score, \
+         trend = EXCLUDED.trend, trend_delta = EXCLUDED.trend_delta, approval_rate = EXCLUDED.approval_rate, \
+         avg_quality = EXCLUDED.avg_quality, sample_count = EXCLUDED.sample_count, \
+         effective_samples = EXCLUDED.effective_samples, strength = EXCLUDED.strength, boost = EXCLUDED.boost, \
+         updated_at = EXCLUDED.updated_at"
+    } else {
+        "ON CONFLICT (workspace_id, agent_id, recommendation_type) DO NOTHING"
+    };
+    let label = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let res = sqlx::query(&format!(
+        "INSERT INTO agent_trust_scores (workspace_id, agent_id, recommendation_type, overall_trust_score, accuracy_score, \
+         consistency_score, timeliness_score, reliability_score, calibration_score, trend, trend_delta, approval_rate, \
+         avg_quality, sample_count, effective_samples, strength, boost, updated_at) \
+         SELECT $1, t.* , $17 FROM UNNEST($2::text[], $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], \
+         $8::float8[], $9::float8[], $10::text[], $11::float8[], $12::float8[], $13::float8[], $14::int8[], $15::float8[], \
+         $16::text[], $18::float8[]) AS t {conflict}"
+    ))
+    .bind(ws.0)
+    .bind(rows.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.recommendation_type.clone().unwrap_or_default()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.card.overall_trust).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.card.accuracy_score).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.card.consistency_score).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.card.timeliness).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.card.reliability).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.card.calibration).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| label(&serde_json::to_value(r.card.trend).unwrap_or_default())).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.card.trend_delta).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.card.approval_rate).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.card.avg_quality).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.card.sample_count as i64).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.card.effective_samples).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| label(&serde_json::to_value(r.card.strength).unwrap_or_default())).collect::<Vec<_>>())
+    .bind(at)
+    .bind(rows.iter().map(|r| r.card.boost).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await
+    .map_err(unexpected)?;
+    Ok(res.rows_affected())
+}
+
+#[async_trait]
+impl AdminStore for PgStore {
+    async fn create_workspace(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        key: &NewApiKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        sqlx::query("INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(ws.0)
+            .bind(name)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        insert_key(&mut tx, ws, key, at).await?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn add_api_key(
+        &self,
+        ws: WorkspaceId,
+        key: &NewApiKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        insert_key(&mut tx, ws, key, at).await?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn workspace_for_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>, StoreError> {
+        let id: Option<Uuid> = sqlx::query_scalar("SELECT swarmwise_workspace_for_key($1)")
+            .bind(key_hash)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        Ok(id.map(WorkspaceId))
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let newest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unexpected)?;
+        if applied.unwrap_or(0) < newest {
+            return Err(StoreError::Unavailable(format!(
+                "migrations pending: newest applied is {applied:?}, this binary needs {newest}; run `swarmwise migrate`"
+            )));
+        }
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+async fn insert_key(
+    tx: &mut Transaction<'static, Postgres>,
+    ws: WorkspaceId,
+    key: &NewApiKey,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO api_keys (id, workspace_id, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(key.id)
+        .bind(ws.0)
+        .bind(&key.key_hash)
+        .bind(&key.prefix)
+        .bind(at)
+        .execute(&mut **tx)
+        .await
+        .map_err(unexpected)?;
+    Ok(())
+}

@@ -1,0 +1,569 @@
+//! SQLite store, the embedded default: one file in WAL mode. There is no
+//! row-level security; every query carries `workspace_id = ?`. Times are
+//! stored as integer microseconds so that they sort and round-trip exactly.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
+use swarmwise_actors::domain::{
+    Agent, AgentId, OutcomeSample, Recommendation, RecommendationFilter, RecommendationStatus,
+    Verdict, VerdictUpdate, WorkspaceId,
+};
+use swarmwise_actors::ports::{Store, StoreError, TrustHistoryPoint, TrustRow};
+use uuid::Uuid;
+
+use super::{unexpected, AdminStore, NewApiKey};
+use crate::config::DatabaseSettings;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite implementation of the stores.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const REC_COLUMNS: &str = "id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, recommendation_type, \
+     content, confidence_score, reasoning, latency_ms, outcome_status, outcome_quality, feedback, created_at, evaluated_at";
+
+/// Rows per multi-row INSERT (14 parameters each, well under SQLite's limit).
+const INSERT_CHUNK: usize = 500;
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(v: i64) -> Result<DateTime<Utc>, anyhow::Error> {
+    DateTime::from_timestamp_micros(v).ok_or_else(|| anyhow::anyhow!("time {v} out of range"))
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its folder) and migrates if configured.
+    pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(&settings.url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
+            .connect_with(options)
+            .await?;
+        if settings.migrate {
+            MIGRATOR.run(&pool).await?;
+        }
+        Ok(Self { pool })
+    }
+
+    /// The pool (tests read the file directly through it).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn rec_from_row(row: &SqliteRow) -> Result<Recommendation, StoreError> {
+    let get = || -> Result<Recommendation, anyhow::Error> {
+        let status: String = row.try_get("outcome_status")?;
+        let agent: String = row.try_get("agent_id")?;
+        let content: String = row.try_get("content")?;
+        let evaluated: Option<i64> = row.try_get("evaluated_at")?;
+        Ok(Recommendation {
+            id: row.try_get("id")?,
+            workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            correlation_id: row.try_get("correlation_id")?,
+            workflow_id: row.try_get("workflow_id")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            content: serde_json::from_str(&content)?,
+            confidence: row.try_get("confidence_score")?,
+            reasoning: row.try_get("reasoning")?,
+            latency_ms: row.try_get("latency_ms")?,
+            status: RecommendationStatus::parse("outcome_status", &status)?,
+            outcome_quality: row.try_get("outcome_quality")?,
+            feedback: row.try_get("feedback")?,
+            created_at: from_micros(row.try_get("created_at")?)?,
+            evaluated_at: evaluated.map(from_micros).transpose()?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn agent_from_row(row: &SqliteRow) -> Result<Agent, StoreError> {
+    let get = || -> Result<Agent, anyhow::Error> {
+        let id: String = row.try_get("id")?;
+        let config: String = row.try_get("config")?;
+        Ok(Agent {
+            id: AgentId::parse("id", &id)?,
+            name: row.try_get("name")?,
+            kind: row.try_get("kind")?,
+            config: serde_json::from_str(&config)?,
+            enabled: row.try_get("enabled")?,
+            created_at: from_micros(row.try_get("created_at")?)?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn sample_from_row(row: &SqliteRow) -> Result<OutcomeSample, StoreError> {
+    let get = || -> Result<OutcomeSample, anyhow::Error> {
+        let status: String = row.try_get("outcome_status")?;
+        let agent: String = row.try_get("agent_id")?;
+        let verdict = Verdict::parse("outcome_status", &status)?;
+        let quality: Option<f64> = row.try_get("outcome_quality")?;
+        Ok(OutcomeSample {
+            id: row.try_get("id")?,
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            confidence: row.try_get("confidence_score")?,
+            verdict,
+            quality: quality.unwrap_or(verdict.score() * 100.0),
+            latency_ms: row.try_get("latency_ms")?,
+            evaluated_at: from_micros(row.try_get("evaluated_at")?)?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn count_from_row(row: &SqliteRow) -> Result<(AgentId, RecommendationStatus, u64), StoreError> {
+    let get = || -> Result<_, anyhow::Error> {
+        let agent: String = row.try_get("agent_id")?;
+        let status: String = row.try_get("outcome_status")?;
+        let n: i64 = row.try_get("n")?;
+        Ok((
+            AgentId::parse("agent_id", &agent)?,
+            RecommendationStatus::parse("outcome_status", &status)?,
+            n.max(0) as u64,
+        ))
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_recommendations(&self, recs: &[Recommendation]) -> Result<(), StoreError> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for chunk in recs.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
+                 recommendation_type, content, confidence_score, reasoning, latency_ms, outcome_status, created_at) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.workspace_id.0)
+                    .push_bind(r.agent_id.as_str().to_owned())
+                    .push_bind(r.agent_name.clone())
+                    .push_bind(r.correlation_id.clone())
+                    .push_bind(r.workflow_id.clone())
+                    .push_bind(r.recommendation_type.clone())
+                    .push_bind(r.content.to_string())
+                    .push_bind(r.confidence)
+                    .push_bind(r.reasoning.clone())
+                    .push_bind(r.latency_ms)
+                    .push_bind(r.status.as_str())
+                    .push_bind(micros(r.created_at));
+            });
+            q.build().execute(&mut *tx).await.map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn recommendation(
+        &self,
+        ws: WorkspaceId,
+        id: Uuid,
+    ) -> Result<Option<Recommendation>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE id = ? AND workspace_id = ?"
+        ))
+        .bind(id)
+        .bind(ws.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        row.as_ref().map(rec_from_row).transpose()
+    }
+
+    async fn list_recommendations(
+        &self,
+        ws: WorkspaceId,
+        f: &RecommendationFilter,
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
+        ));
+        q.push_bind(ws.0);
+        if let Some(a) = &f.agent_id {
+            q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
+        }
+        if let Some(w) = &f.workflow_id {
+            q.push(" AND workflow_id = ").push_bind(w.clone());
+        }
+        if let Some(s) = f.status {
+            q.push(" AND outcome_status = ").push_bind(s.as_str());
+        }
+        if let Some(t) = &f.recommendation_type {
+            q.push(" AND recommendation_type = ").push_bind(t.clone());
+        }
+        if let Some(c) = f.before {
+            q.push(" AND id < ").push_bind(c);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(unexpected)?;
+        rows.iter().map(rec_from_row).collect()
+    }
+
+    async fn workflow_recommendations(
+        &self,
+        ws: WorkspaceId,
+        workflow_id: &str,
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = ? AND workflow_id = ? ORDER BY id"
+        ))
+        .bind(ws.0)
+        .bind(workflow_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(rec_from_row).collect()
+    }
+
+    async fn apply_verdicts(
+        &self,
+        ws: WorkspaceId,
+        updates: &[VerdictUpdate],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for u in updates {
+            sqlx::query(
+                "UPDATE agent_recommendations SET outcome_status = ?, outcome_quality = ?, \
+                 feedback = COALESCE(?, feedback), evaluated_at = ? WHERE id = ? AND workspace_id = ?",
+            )
+            .bind(u.verdict.status().as_str())
+            .bind(u.quality)
+            .bind(u.feedback.clone())
+            .bind(micros(u.evaluated_at))
+            .bind(u.id)
+            .bind(ws.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn outcome_samples(
+        &self,
+        ws: WorkspaceId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<OutcomeSample>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, agent_id, agent_name, recommendation_type, confidence_score, outcome_status, outcome_quality, \
+             latency_ms, evaluated_at FROM agent_recommendations \
+             WHERE workspace_id = ? AND evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
+             AND (?2 IS NULL OR agent_id = ?2) ORDER BY evaluated_at, id",
+        )
+        .bind(ws.0)
+        .bind(agent.map(|a| a.as_str().to_owned()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(sample_from_row).collect()
+    }
+
+    async fn status_counts(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Vec<(AgentId, RecommendationStatus, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, outcome_status, count(*) AS n FROM agent_recommendations WHERE workspace_id = ? GROUP BY agent_id, outcome_status",
+        )
+        .bind(ws.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(count_from_row).collect()
+    }
+
+    async fn workspace_ids(&self) -> Result<Vec<WorkspaceId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM workspaces ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        Ok(ids.into_iter().map(WorkspaceId).collect())
+    }
+
+    async fn create_agent(&self, ws: WorkspaceId, a: &Agent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agents (workspace_id, id, name, kind, config, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(ws.0)
+        .bind(a.id.as_str())
+        .bind(&a.name)
+        .bind(&a.kind)
+        .bind(a.config.to_string())
+        .bind(a.enabled)
+        .bind(micros(a.created_at))
+        .bind(micros(a.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        Ok(())
+    }
+
+    async fn agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+        let row = sqlx::query("SELECT id, name, kind, config, enabled, created_at FROM agents WHERE workspace_id = ? AND id = ?")
+            .bind(ws.0)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    async fn agents(&self, ws: WorkspaceId) -> Result<Vec<Agent>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, kind, config, enabled, created_at FROM agents WHERE workspace_id = ? ORDER BY id")
+            .bind(ws.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn set_agent_enabled(
+        &self,
+        ws: WorkspaceId,
+        id: &AgentId,
+        enabled: bool,
+    ) -> Result<Option<Agent>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE agents SET enabled = ?, updated_at = ? WHERE workspace_id = ? AND id = ? \
+             RETURNING id, name, kind, config, enabled, created_at",
+        )
+        .bind(enabled)
+        .bind(micros(Utc::now()))
+        .bind(ws.0)
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    async fn save_trust(
+        &self,
+        ws: WorkspaceId,
+        rows: &[TrustRow],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        upsert_trust(&mut tx, ws, rows, at, true).await?;
+        for r in rows.iter().filter(|r| r.recommendation_type.is_none()) {
+            sqlx::query(
+                "INSERT INTO agent_trust_score_history (workspace_id, agent_id, overall_trust_score, accuracy_score, sample_count, recorded_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(ws.0)
+            .bind(r.agent_id.as_str())
+            .bind(r.card.overall_trust)
+            .bind(r.card.accuracy_score)
+            .bind(r.card.sample_count as i64)
+            .bind(micros(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn initialize_trust(
+        &self,
+        ws: WorkspaceId,
+        rows: &[TrustRow],
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let n = upsert_trust(&mut tx, ws, rows, at, false).await?;
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n)
+    }
+
+    async fn trust_history(
+        &self,
+        ws: WorkspaceId,
+        agent: &AgentId,
+        limit: u32,
+    ) -> Result<Vec<TrustHistoryPoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT recorded_at, overall_trust_score, accuracy_score, sample_count FROM agent_trust_score_history \
+             WHERE workspace_id = ? AND agent_id = ? ORDER BY recorded_at DESC, id DESC LIMIT ?",
+        )
+        .bind(ws.0)
+        .bind(agent.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter()
+            .map(|r| {
+                Ok(TrustHistoryPoint {
+                    recorded_at: from_micros(r.try_get("recorded_at").map_err(unexpected)?)?,
+                    overall_trust: r.try_get("overall_trust_score").map_err(unexpected)?,
+                    accuracy_score: r.try_get("accuracy_score").map_err(unexpected)?,
+                    sample_count: r
+                        .try_get::<i64, _>("sample_count")
+                        .map_err(unexpected)?
+                        .max(0) as u64,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn upsert_trust(
+    tx: &mut Transaction<'static, Sqlite>,
+    ws: WorkspaceId,
+    rows: &[TrustRow],
+    at: DateTime<Utc>,
+    overwrite: bool,
+) -> Result<u64, StoreError> {
+    let verb = if overwrite {
+        "INSERT OR REPLACE"
+    } else {
+        "INSERT OR IGNORE"
+    };
+    let label = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    let mut written = 0;
+    for r in rows {
+        let c = &r.card;
+        let res = sqlx::query(&format!(
+            "{verb} INTO agent_trust_scores (workspace_id, agent_id, recommendation_type, overall_trust_score, accuracy_score, \
+             consistency_score, timeliness_score, reliability_score, calibration_score, trend, trend_delta, approval_rate, \
+             avg_quality, sample_count, effective_samples, strength, boost, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(ws.0)
+        .bind(r.agent_id.as_str())
+        .bind(r.recommendation_type.clone().unwrap_or_default())
+        .bind(c.overall_trust)
+        .bind(c.accuracy_score)
+        .bind(c.consistency_score)
+        .bind(c.timeliness)
+        .bind(c.reliability)
+        .bind(c.calibration)
+        .bind(label(serde_json::to_value(c.trend).unwrap_or_default()))
+        .bind(c.trend_delta)
+        .bind(c.approval_rate)
+        .bind(c.avg_quality)
+        .bind(c.sample_count as i64)
+        .bind(c.effective_samples)
+        .bind(label(serde_json::to_value(c.strength).unwrap_or_default()))
+        .bind(c.boost)
+        .bind(micros(at))
+        .execute(&mut **tx)
+        .await
+        .map_err(unexpected)?;
+        written += res.rows_affected();
+    }
+    Ok(written)
+}
+
+#[async_trait]
+impl AdminStore for SqliteStore {
+    async fn create_workspace(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        key: &NewApiKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        sqlx::query("INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(ws.0)
+            .bind(name)
+            .bind(micros(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        insert_key(&mut tx, ws, key, at).await?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn add_api_key(
+        &self,
+        ws: WorkspaceId,
+        key: &NewApiKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        insert_key(&mut tx, ws, key, at).await?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn workspace_for_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>, StoreError> {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT workspace_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        Ok(id.map(WorkspaceId))
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        let newest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unexpected)?;
+        if applied.unwrap_or(0) < newest {
+            return Err(StoreError::Unavailable(format!(
+                "migrations pending: newest applied is {applied:?}, this binary needs {newest}; run `swarmwise migrate`"
+            )));
+        }
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+async fn insert_key(
+    tx: &mut Transaction<'static, Sqlite>,
+    ws: WorkspaceId,
+    key: &NewApiKey,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO api_keys (id, workspace_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(key.id)
+        .bind(ws.0)
+        .bind(&key.key_hash)
+        .bind(&key.prefix)
+        .bind(micros(at))
+        .execute(&mut **tx)
+        .await
+        .map_err(unexpected)?;
+    Ok(())
+}

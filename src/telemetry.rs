@@ -1,0 +1,132 @@
+//! Logging, metrics registration and the panic hook.
+//!
+//! Metrics follow `swarmwise_<name>_<unit>[_total]`; every one is described
+//! here, and every `_seconds` histogram gets explicit buckets.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// Buckets for latency histograms, in seconds (50 µs … 10 s).
+const SECONDS_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every metric the service emits: (name, unit, help).
+pub const METRICS: &[(&str, &str, &str)] = &[
+    (
+        "swarmwise_http_request_duration_seconds",
+        "histogram",
+        "HTTP request latency by method, route and status",
+    ),
+    (
+        "swarmwise_recommendations_tracked_total",
+        "counter",
+        "Recommendations accepted for tracking",
+    ),
+    (
+        "swarmwise_recommendations_persisted_total",
+        "counter",
+        "Recommendations committed to the store",
+    ),
+    (
+        "swarmwise_recommendations_evaluated_total",
+        "counter",
+        "Recommendations that received a verdict",
+    ),
+    (
+        "swarmwise_feedback_total",
+        "counter",
+        "Human feedback received",
+    ),
+    (
+        "swarmwise_tracker_rejected_total",
+        "counter",
+        "Recommendations refused because too many writes were pending",
+    ),
+    (
+        "swarmwise_tracker_flush_seconds",
+        "histogram",
+        "Time to commit one batch of recommendations",
+    ),
+    (
+        "swarmwise_tracker_flush_failures_total",
+        "counter",
+        "Failed batch commits (write-behind batches are retried)",
+    ),
+    (
+        "swarmwise_tracker_pending_writes",
+        "gauge",
+        "Recommendations acknowledged but not yet committed",
+    ),
+    (
+        "swarmwise_trust_updates_total",
+        "counter",
+        "Outcomes folded into trust",
+    ),
+    (
+        "swarmwise_trust_reload_seconds",
+        "histogram",
+        "Time to reload trust from the store",
+    ),
+    (
+        "swarmwise_trust_persist_failures_total",
+        "counter",
+        "Failed writes of trust cards",
+    ),
+    (
+        "swarmwise_actor_restarts_total",
+        "counter",
+        "Supervisor restarts by actor",
+    ),
+    (
+        "swarmwise_panics_total",
+        "counter",
+        "Panics caught by the panic hook",
+    ),
+];
+
+/// Starts logging (idempotent; tests log only when `TEST_LOG` is set).
+pub fn init_logging(default_level: &str) {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let filter =
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .try_init();
+        install_panic_hook();
+    });
+}
+
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        metrics::counter!("swarmwise_panics_total").increment(1);
+        tracing::error!(panic = %info, "panic");
+        previous(info);
+    }));
+}
+
+/// Installs the Prometheus recorder once per process and returns its handle.
+pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .install_recorder()?;
+    for (name, kind, help) in METRICS {
+        match *kind {
+            "histogram" => describe_histogram!(*name, Unit::Seconds, *help),
+            "gauge" => describe_gauge!(*name, *help),
+            _ => describe_counter!(*name, *help),
+        }
+    }
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
