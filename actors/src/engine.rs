@@ -17,7 +17,7 @@ use crate::tracker::{
     TrackerConfig,
 };
 use crate::trust::{
-    Recompute, Restart, TrustParams, TrustScorer, TrustSnapshots, WorkspaceSnapshot,
+    Ping, Recompute, Restart, TrustParams, TrustScorer, TrustSnapshots, WorkspaceSnapshot,
 };
 
 /// Restart policies per actor kind (config `[supervision.*]`).
@@ -151,6 +151,12 @@ impl Engine {
         self.scorer.do_send(Restart {
             reason: reason.into(),
         });
+    }
+
+    /// Waits until the trust scorer handled everything sent before (and
+    /// finished reloading if it was restarting).
+    pub async fn trust_settled(&self) -> Result<(), EngineError> {
+        self.scorer.send(Ping).await.map_err(mailbox)
     }
 
     /// Stops the tracker so that its supervisor restarts it.

@@ -1,1 +1,13 @@
+//! Integration tests of the whole service: real HTTP over loopback, real
+//! SQLite files and real PostgreSQL databases (one per test).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod helpers;
+
+mod auth;
+mod lifecycle;
+mod recommendations;
+mod store;
+mod trust;
+mod validation;

@@ -11,7 +11,7 @@ pub mod scorer;
 pub mod state;
 
 pub use scorer::{
-    OutcomesRecorded, Recompute, RecomputeAgent, Restart, TrustScorer, TrustSnapshots,
+    OutcomesRecorded, Ping, Recompute, RecomputeAgent, Restart, TrustScorer, TrustSnapshots,
 };
 pub use state::{
     AgentCards, Strength, Trend, TrustCard, TrustParams, TrustWeights, WorkspaceSnapshot,

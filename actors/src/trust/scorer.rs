@@ -108,6 +108,12 @@ pub struct Restart {
     pub reason: String,
 }
 
+/// Replies once every message sent before it has been handled (and, after a
+/// restart, once the state is reloaded): a barrier for callers and tests.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Ping;
+
 /// The actor. Start it with [`TrustScorer::start_supervised`].
 pub struct TrustScorer {
     /// Where outcomes are reloaded from and cards persisted to.
@@ -334,4 +340,10 @@ impl Handler<Restart> for TrustScorer {
         tracing::warn!(reason = %msg.reason, "trust scorer restart requested");
         ctx.stop();
     }
+}
+
+impl Handler<Ping> for TrustScorer {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Ping, _ctx: &mut Context<Self>) {}
 }

@@ -1,0 +1,352 @@
+//! Test harness: `spawn_app` starts the real service on port 0 with a fresh
+//! database (a temporary SQLite file, or a new PostgreSQL database) and
+//! returns a typed client.
+//!
+//! PostgreSQL: `SWARMWISE_TEST_PG_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) must reach a server that
+//! may create databases. Outside CI a missing server skips the PostgreSQL
+//! half with a message; with `CI=true` it fails the test.
+
+use std::sync::Arc;
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor, PgConnection};
+use swarmwise::config::Settings;
+use swarmwise::startup::{AppHandle, Application};
+use swarmwise::store::AdminStore;
+use swarmwise_actors::Engine;
+use tokio::sync::OnceCell;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("SWARMWISE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether PostgreSQL tests can run; panics in CI when they cannot.
+pub async fn postgres_available() -> bool {
+    static AVAILABLE: OnceCell<bool> = OnceCell::const_new();
+    *AVAILABLE
+        .get_or_init(|| async {
+            match PgConnection::connect(&pg_admin_url()).await {
+                Ok(mut c) => {
+                    drop_stale_databases(&mut c).await;
+                    true
+                }
+                Err(e) => {
+                    if in_ci() {
+                        panic!(
+                            "CI=true but PostgreSQL at {} is unreachable ({e}); start it with \
+                             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`",
+                            pg_admin_url()
+                        );
+                    }
+                    eprintln!("skipping PostgreSQL tests: {} unreachable ({e})", pg_admin_url());
+                    false
+                }
+            }
+        })
+        .await
+}
+
+/// Drops test databases left by processes that are gone.
+async fn drop_stale_databases(c: &mut PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'swarmwise_test_%'")
+            .fetch_all(&mut *c)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let pid = name.split('_').nth(2).unwrap_or("");
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = c
+                .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                .await;
+        }
+    }
+}
+
+/// A fresh database URL for `backend`, and the temp dir that holds it (SQLite).
+pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url = format!("sqlite://{}/swarmwise.db", dir.path().display());
+            (url, Some(dir))
+        }
+        Backend::Postgres => {
+            let name = format!(
+                "swarmwise_test_{}_{}",
+                std::process::id(),
+                uuid::Uuid::now_v7().simple()
+            );
+            let mut c = PgConnection::connect(&pg_admin_url())
+                .await
+                .expect("connect to PostgreSQL");
+            c.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+                .await
+                .expect("create database");
+            let base = pg_admin_url();
+            let url = match base.rfind('/') {
+                Some(i) => format!("{}/{name}", &base[..i]),
+                None => panic!("bad SWARMWISE_TEST_PG_URL"),
+            };
+            (url, None)
+        }
+    }
+}
+
+/// Settings for tests: port 0, one worker, a known admin key.
+pub fn test_settings(url: &str) -> Settings {
+    let mut s = Settings::default();
+    s.server.bind = "127.0.0.1:0".into();
+    s.server.workers = 1;
+    s.server.shutdown_timeout_secs = 5;
+    s.database.url = url.into();
+    s.database.max_connections = 4;
+    s.auth.admin_key = "test-admin-key".into();
+    s
+}
+
+pub fn init_test_logging() {
+    if std::env::var("TEST_LOG").is_ok() {
+        swarmwise::telemetry::init_logging("info");
+    }
+}
+
+/// A running service and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: Client,
+    pub admin_key: String,
+    pub engine: Engine,
+    pub store: Arc<dyn AdminStore>,
+    pub handle: AppHandle,
+    join: Option<actix_web::rt::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Starts the service on a fresh database; `tweak` adjusts the settings.
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    init_test_logging();
+    let (url, dir) = fresh_database(backend).await;
+    let mut settings = test_settings(&url);
+    tweak(&mut settings);
+    let app = Application::build(settings.clone())
+        .await
+        .expect("build app");
+    let address = format!("http://{}", app.address());
+    let engine = app.engine().clone();
+    let store = app.store();
+    let handle = app.handle();
+    let admin_key = app.admin_key().to_owned();
+    let join = actix_web::rt::spawn(app.run());
+    TestApp {
+        address,
+        client: Client::new(),
+        admin_key,
+        engine,
+        store,
+        handle,
+        join: Some(join),
+        _dir: dir,
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Graceful stop and drain; returns what `run` returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.handle.stop().await;
+        match self.join.take() {
+            Some(j) => j.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post(&self, key: &str, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn patch(&self, key: &str, path: &str, body: &Value) -> Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// POST with a raw body.
+    pub async fn post_raw(&self, key: &str, path: &str, body: &str) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .header("Content-Type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a workspace → (id, api key).
+    pub async fn workspace(&self, name: &str) -> (String, String) {
+        let res = self
+            .post(
+                &self.admin_key,
+                "/api/v1/workspaces",
+                &json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let v: Value = res.json().await.expect("json");
+        (
+            v["id"].as_str().expect("id").to_owned(),
+            v["api_key"].as_str().expect("key").to_owned(),
+        )
+    }
+
+    pub async fn agent(&self, key: &str, id: &str) {
+        let res = self
+            .post(
+                key,
+                "/api/v1/agents",
+                &json!({ "id": id, "name": format!("Agent {id}"), "kind": "external" }),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Tracks one recommendation → its id.
+    pub async fn track(
+        &self,
+        key: &str,
+        agent: &str,
+        workflow: &str,
+        rtype: &str,
+        confidence: f64,
+    ) -> String {
+        let res = self
+            .post(
+                key,
+                "/api/v1/recommendations",
+                &json!({
+                    "agent_id": agent, "correlation_id": format!("corr-{workflow}"), "workflow_id": workflow,
+                    "recommendation_type": rtype, "content": {"decision": "go"}, "confidence": confidence,
+                    "latency_ms": 250
+                }),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+        let v: Value = res.json().await.expect("json");
+        v["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn outcome(&self, key: &str, workflow: &str, quality: f64) -> Value {
+        let res = self
+            .post(
+                key,
+                &format!("/api/v1/workflows/{workflow}/outcome"),
+                &json!({ "overall_quality_score": quality }),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+        res.json().await.expect("json")
+    }
+
+    pub async fn json(&self, key: &str, path: &str) -> Value {
+        let res = self.get(key, path).await;
+        assert_eq!(res.status(), StatusCode::OK, "GET {path}");
+        res.json().await.expect("json")
+    }
+}
+
+/// Asserts an error response: status, code and (if given) field.
+pub async fn assert_error(
+    res: Response,
+    status: StatusCode,
+    code: &str,
+    field: Option<&str>,
+) -> Value {
+    let got = res.status();
+    let body: Value = res.json().await.expect("error body is JSON");
+    assert_eq!(got, status, "body: {body}");
+    assert_eq!(body["error"], code, "body: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message missing: {body}"
+    );
+    if let Some(f) = field {
+        assert_eq!(body["details"]["field"], f, "body: {body}");
+    }
+    body
+}
+
+/// Runs an async test body on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[actix_web::test]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+
+            #[actix_web::test]
+            async fn postgres() {
+                if $crate::helpers::postgres_available().await {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        }
+    };
+}

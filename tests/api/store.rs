@@ -1,0 +1,378 @@
+//! One conformance suite, written once, run against both stores; plus the
+//! proof that PostgreSQL's row-level security alone hides other workspaces.
+
+use std::sync::Arc;
+
+use chrono::{TimeDelta, Utc};
+use serde_json::json;
+use swarmwise::auth::generate_key;
+use swarmwise::config::DatabaseSettings;
+use swarmwise::store::{connect, AdminStore, PgStore};
+use swarmwise_actors::domain::{
+    to_micros, Agent, AgentId, Recommendation, RecommendationFilter, RecommendationStatus, Verdict,
+    VerdictUpdate, WorkspaceId,
+};
+use swarmwise_actors::ports::{StoreError, TrustRow};
+use swarmwise_actors::trust::{TrustParams, WorkspaceTrust};
+use uuid::Uuid;
+
+use crate::both_backends;
+use crate::helpers::{fresh_database, Backend};
+
+async fn open(backend: Backend) -> (Arc<dyn AdminStore>, Option<tempfile::TempDir>, String) {
+    let (url, dir) = fresh_database(backend).await;
+    let settings = DatabaseSettings {
+        url: url.clone(),
+        ..DatabaseSettings::default()
+    };
+    (connect(&settings).await.expect("connect"), dir, url)
+}
+
+fn agent(id: &str) -> Agent {
+    Agent {
+        id: AgentId::parse("id", id).unwrap(),
+        name: format!("Agent {id}"),
+        kind: "external".into(),
+        config: json!({"k": 1}),
+        enabled: true,
+        created_at: to_micros(Utc::now()),
+    }
+}
+
+fn rec(
+    ws: WorkspaceId,
+    agent: &str,
+    workflow: &str,
+    rtype: &str,
+    confidence: f64,
+) -> Recommendation {
+    Recommendation {
+        id: Uuid::now_v7(),
+        workspace_id: ws,
+        agent_id: AgentId::parse("a", agent).unwrap(),
+        agent_name: format!("Agent {agent}"),
+        correlation_id: "corr".into(),
+        workflow_id: workflow.into(),
+        recommendation_type: rtype.into(),
+        content: json!({"decision": "go", "n": [1, 2]}),
+        confidence,
+        reasoning: Some("because".into()),
+        latency_ms: Some(42),
+        status: RecommendationStatus::Pending,
+        outcome_quality: None,
+        feedback: None,
+        created_at: to_micros(Utc::now()),
+        evaluated_at: None,
+    }
+}
+
+async fn new_workspace(store: &Arc<dyn AdminStore>, name: &str) -> (WorkspaceId, String) {
+    let ws = WorkspaceId(Uuid::now_v7());
+    let (key, stored) = generate_key("swk_");
+    store
+        .create_workspace(ws, name, &stored, to_micros(Utc::now()))
+        .await
+        .unwrap();
+    (ws, key)
+}
+
+async fn conformance(backend: Backend) {
+    let (store, _dir, _) = open(backend).await;
+    store.ready().await.expect("ready after migrations");
+    let (a, key_a) = new_workspace(&store, "A").await;
+    let (b, _) = new_workspace(&store, "B").await;
+
+    // Keys resolve to their workspace only.
+    let found = store
+        .workspace_for_key(&swarmwise::auth::hash_key(&key_a))
+        .await
+        .unwrap();
+    assert_eq!(found, Some(a));
+    assert_eq!(store.workspace_for_key("nope").await.unwrap(), None);
+    let ids = store.workspace_ids().await.unwrap();
+    assert!(ids.contains(&a) && ids.contains(&b));
+
+    // Agents: create, conflict, list, enable/disable, isolation.
+    store.create_agent(a, &agent("x")).await.unwrap();
+    store.create_agent(a, &agent("y")).await.unwrap();
+    assert!(matches!(
+        store.create_agent(a, &agent("x")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .create_agent(b, &agent("x"))
+        .await
+        .expect("same id in another workspace is fine");
+    let listed = store.agents(a).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+        ["x", "y"]
+    );
+    assert_eq!(listed[0].config, json!({"k": 1}));
+    let off = store
+        .set_agent_enabled(a, &AgentId::parse("i", "y").unwrap(), false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!off.enabled);
+    assert!(store
+        .agent(b, &AgentId::parse("i", "y").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .set_agent_enabled(b, &AgentId::parse("i", "y").unwrap(), false)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Recommendations: a batch across workspaces, read back exactly.
+    let mut recs = Vec::new();
+    for i in 0..7 {
+        let agent = if i % 2 == 0 { "x" } else { "y" };
+        let rtype = if i < 4 { "strategy" } else { "risk" };
+        recs.push(rec(a, agent, "wf-1", rtype, 0.1 * f64::from(i)));
+    }
+    let other = rec(b, "x", "wf-1", "strategy", 0.5);
+    let mut all = recs.clone();
+    all.push(other.clone());
+    store.insert_recommendations(&all).await.unwrap();
+    let got = store.recommendation(a, recs[3].id).await.unwrap().unwrap();
+    assert_eq!(got, recs[3]);
+    assert!(
+        store.recommendation(b, recs[3].id).await.unwrap().is_none(),
+        "B must not read A's row"
+    );
+    assert!(store.recommendation(a, other.id).await.unwrap().is_none());
+
+    // Listing: newest first, filters, cursor.
+    let page = |before: Option<Uuid>| RecommendationFilter {
+        before,
+        limit: 3,
+        ..RecommendationFilter::default()
+    };
+    let p1 = store.list_recommendations(a, &page(None)).await.unwrap();
+    assert_eq!(
+        p1.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [recs[6].id, recs[5].id, recs[4].id]
+    );
+    let p2 = store
+        .list_recommendations(a, &page(Some(p1[2].id)))
+        .await
+        .unwrap();
+    assert_eq!(
+        p2.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [recs[3].id, recs[2].id, recs[1].id]
+    );
+    let only_y = RecommendationFilter {
+        agent_id: Some(AgentId::parse("a", "y").unwrap()),
+        recommendation_type: Some("strategy".into()),
+        limit: 10,
+        ..RecommendationFilter::default()
+    };
+    let ys = store.list_recommendations(a, &only_y).await.unwrap();
+    assert_eq!(
+        ys.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [recs[3].id, recs[1].id]
+    );
+    assert_eq!(
+        store
+            .workflow_recommendations(a, "wf-1")
+            .await
+            .unwrap()
+            .len(),
+        7
+    );
+    assert_eq!(
+        store
+            .workflow_recommendations(b, "wf-1")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Verdicts and outcome samples in fold order.
+    let t0 = to_micros(Utc::now());
+    let updates: Vec<VerdictUpdate> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| VerdictUpdate {
+            id: r.id,
+            verdict: [Verdict::Approved, Verdict::Partial, Verdict::Rejected][i % 3],
+            quality: 10.0 * i as f64,
+            feedback: (i == 0).then(|| "nice".to_owned()),
+            evaluated_at: t0 + TimeDelta::microseconds(7 - i as i64),
+        })
+        .collect();
+    store.apply_verdicts(a, &updates).await.unwrap();
+    // B applying verdicts to A's ids changes nothing.
+    store
+        .apply_verdicts(
+            b,
+            &[VerdictUpdate {
+                verdict: Verdict::Rejected,
+                ..updates[0].clone()
+            }],
+        )
+        .await
+        .unwrap();
+    let first = store.recommendation(a, recs[0].id).await.unwrap().unwrap();
+    assert_eq!(first.status, RecommendationStatus::Approved);
+    assert_eq!(first.feedback.as_deref(), Some("nice"));
+    assert_eq!(first.evaluated_at, Some(updates[0].evaluated_at));
+    let samples = store.outcome_samples(a, None).await.unwrap();
+    assert_eq!(samples.len(), 7);
+    let keys: Vec<_> = samples.iter().map(|s| s.key()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "samples come in fold order");
+    assert_eq!(samples[0].id, recs[6].id, "latest id was evaluated first");
+    let xs = store
+        .outcome_samples(a, Some(&AgentId::parse("a", "x").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(xs.len(), 4);
+    assert!(store.outcome_samples(b, None).await.unwrap().is_empty());
+    let counts = store.status_counts(a).await.unwrap();
+    let total: u64 = counts.iter().map(|c| c.2).sum();
+    assert_eq!(total, 7);
+    assert!(counts.iter().all(|c| c.1 != RecommendationStatus::Pending));
+
+    // Trust rows: upsert, history, idempotent initialisation.
+    let params = TrustParams::default();
+    let snap = WorkspaceTrust::from_samples(samples, &params).snapshot(&params);
+    let x = AgentId::parse("a", "x").unwrap();
+    let rows = vec![TrustRow {
+        agent_id: x.clone(),
+        recommendation_type: None,
+        card: snap.agents[&x].overall.clone(),
+    }];
+    store
+        .save_trust(a, &rows, to_micros(Utc::now()))
+        .await
+        .unwrap();
+    store
+        .save_trust(a, &rows, to_micros(Utc::now()))
+        .await
+        .unwrap();
+    assert_eq!(store.trust_history(a, &x, 10).await.unwrap().len(), 2);
+    assert!(store.trust_history(b, &x, 10).await.unwrap().is_empty());
+    let y_row = TrustRow {
+        agent_id: AgentId::parse("a", "y").unwrap(),
+        recommendation_type: None,
+        card: snap.default_card.clone(),
+    };
+    let both = vec![rows[0].clone(), y_row];
+    assert_eq!(
+        store.initialize_trust(a, &both, Utc::now()).await.unwrap(),
+        1,
+        "only y was missing"
+    );
+    assert_eq!(
+        store.initialize_trust(a, &both, Utc::now()).await.unwrap(),
+        0,
+        "idempotent"
+    );
+}
+both_backends!(conformance);
+
+/// Row-level security on its own: with the app role and the workspace set
+/// per transaction, a query without any WHERE clause sees only that
+/// workspace's rows, and cannot write rows of another.
+#[actix_web::test]
+async fn postgres_rls_hides_other_workspaces() {
+    if !crate::helpers::postgres_available().await {
+        return;
+    }
+    let (url, _) = fresh_database(Backend::Postgres).await;
+    let pg = PgStore::connect(&DatabaseSettings {
+        url,
+        ..DatabaseSettings::default()
+    })
+    .await
+    .unwrap();
+    let store: Arc<dyn AdminStore> = Arc::new(pg.clone());
+    let (a, _) = new_workspace(&store, "A").await;
+    let (b, _) = new_workspace(&store, "B").await;
+    store
+        .insert_recommendations(&[
+            rec(a, "x", "w", "t", 0.5),
+            rec(a, "x", "w", "t", 0.5),
+            rec(b, "x", "w", "t", 0.5),
+        ])
+        .await
+        .unwrap();
+
+    let pool = pg.pool();
+    let (superuser, bypass): (bool, bool) =
+        sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(
+        !superuser && !bypass,
+        "the service role must not bypass RLS"
+    );
+
+    async fn count_as(pool: &sqlx::PgPool, ws: Option<WorkspaceId>, table: &str) -> i64 {
+        let mut tx = pool.begin().await.unwrap();
+        if let Some(ws) = ws {
+            sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
+                .bind(ws.0.to_string())
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        n
+    }
+    assert_eq!(count_as(pool, Some(a), "agent_recommendations").await, 2);
+    assert_eq!(count_as(pool, Some(b), "agent_recommendations").await, 1);
+    assert_eq!(
+        count_as(pool, None, "agent_recommendations").await,
+        0,
+        "no workspace set: nothing visible"
+    );
+    assert_eq!(count_as(pool, Some(a), "workspaces").await, 1);
+    assert_eq!(count_as(pool, Some(a), "api_keys").await, 1);
+
+    // Writing A's row while set to B is refused by the policy's WITH CHECK.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
+        .bind(b.0.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let err = sqlx::query(
+        "INSERT INTO agents (workspace_id, id, name, kind) VALUES ($1, 'evil', 'Evil', 'external')",
+    )
+    .bind(a.0)
+    .execute(&mut *tx)
+    .await
+    .expect_err("RLS must refuse a row of another workspace");
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    drop(tx);
+    // And updates through B's session cannot touch A's rows.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
+        .bind(b.0.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let changed = sqlx::query("UPDATE agent_recommendations SET outcome_status = 'rejected'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(changed.rows_affected(), 1, "only B's own row");
+    assert_eq!(
+        store.outcome_samples(a, None).await.unwrap().len(),
+        0,
+        "A's rows untouched"
+    );
+}
