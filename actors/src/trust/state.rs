@@ -151,7 +151,7 @@ impl TrustParams {
                 "need 0 <= partial_at_quality <= approve_at_quality <= 100",
             ));
         }
-        if !(self.low_boost < self.critical_boost) {
+        if self.low_boost.partial_cmp(&self.critical_boost) != Some(std::cmp::Ordering::Less) {
             return Err(ParseError::new("low_boost", "must be below critical_boost"));
         }
         let w = &self.weights;
