@@ -9,6 +9,18 @@ use swarmwise_actors::domain::ParseError;
 use swarmwise_actors::ports::StoreError;
 use swarmwise_actors::EngineError;
 
+/// The JSON shape of every error answer (for the OpenAPI document).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `invalid_field`, `agent_not_found`.
+    pub error: String,
+    /// What happened and what to do next.
+    pub message: String,
+    /// Structured details; `field` names the offending JSON field.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
 /// An error answer of the API.
 #[derive(Debug, thiserror::Error)]
 #[error("{code}: {message}")]

@@ -38,6 +38,7 @@ impl ParseError {
 
 /// The tenant every row belongs to; an API key is bound to exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct WorkspaceId(pub Uuid);
 
@@ -50,6 +51,7 @@ impl fmt::Display for WorkspaceId {
 /// An agent's identifier inside its workspace: 1–128 characters of
 /// `[A-Za-z0-9_.:-]`, so it is safe in URLs, logs and CSV.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct AgentId(String);
 
@@ -128,6 +130,7 @@ impl QualityScore {
 
 /// Where a recommendation stands in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RecommendationStatus {
     /// Tracked, not yet evaluated.
@@ -175,6 +178,7 @@ impl RecommendationStatus {
 
 /// A verdict on one recommendation: the statuses an evaluation may set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Good.
@@ -230,6 +234,7 @@ impl Verdict {
 
 /// Scheduling class of a task in an agent's mailbox, lowest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Priority {
     /// Runs after everything else (aging still lets it through).
@@ -260,6 +265,7 @@ impl Priority {
 
 /// A registered agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Agent {
     /// Unique inside the workspace.
     pub id: AgentId,
@@ -268,6 +274,7 @@ pub struct Agent {
     /// Backend kind; `external` for agents whose recommendations arrive over the API.
     pub kind: String,
     /// Backend-specific settings, opaque to the learning service.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: serde_json::Value,
     /// Disabled agents are skipped by fan-outs; tracking still accepts them.
     pub enabled: bool,
@@ -277,6 +284,7 @@ pub struct Agent {
 
 /// One tracked recommendation, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Recommendation {
     /// UUIDv7: time-ordered, so it doubles as the pagination key.
     pub id: Uuid,
@@ -293,6 +301,7 @@ pub struct Recommendation {
     /// Free-form kind: strategy, content, risk, ...
     pub recommendation_type: String,
     /// The recommendation itself, opaque JSON.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub content: serde_json::Value,
     /// The agent's stated confidence in [0, 1].
     pub confidence: f64,

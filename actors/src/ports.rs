@@ -44,6 +44,7 @@ pub struct TrustRow {
 
 /// A point of an agent's trust history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrustHistoryPoint {
     /// When it was recorded.
     pub recorded_at: DateTime<Utc>,

@@ -109,6 +109,7 @@ pub struct Evaluate {
 
 /// Counts per status after an evaluation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EvaluationSummary {
     /// The workflow.
     pub workflow_id: String,

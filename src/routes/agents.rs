@@ -18,7 +18,7 @@ use crate::startup::AppState;
 pub const KINDS: &[&str] = &["external"];
 
 /// `POST /agents` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterAgent {
     /// Unique id in the workspace.
@@ -29,6 +29,7 @@ pub struct RegisterAgent {
     pub kind: String,
     /// Backend settings.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
     /// Starts enabled unless false.
     #[serde(default)]
@@ -36,11 +37,18 @@ pub struct RegisterAgent {
 }
 
 /// `PATCH /agents/{id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAgent {
     /// Enable or disable.
     pub enabled: bool,
+}
+
+/// `GET /agents` answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AgentList {
+    /// Every agent of the workspace, by id.
+    pub items: Vec<Agent>,
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -56,6 +64,8 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// Registers an agent → 201 with the agent; 409 if the id is taken.
+#[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = RegisterAgent,
+    responses((status = 201, body = Agent), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 409, description = "conflicts with the current state", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn register(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -115,12 +125,15 @@ pub async fn register(
 }
 
 /// Lists agents → `{items}`.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", responses((status = 200, body = AgentList), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn list(ws: Workspace, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let items = state.store.agents(ws.0).await?;
-    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+    Ok(HttpResponse::Ok().json(AgentList { items }))
 }
 
 /// One agent.
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}", tag = "agents", params(("agent_id" = String, Path)),
+    responses((status = 200, body = Agent), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn get(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -140,6 +153,8 @@ pub async fn get(
 }
 
 /// Enables or disables an agent.
+#[utoipa::path(patch, path = "/api/v1/agents/{agent_id}", tag = "agents", params(("agent_id" = String, Path)), request_body = UpdateAgent,
+    responses((status = 200, body = Agent), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn update(
     ws: Workspace,
     state: web::Data<AppState>,

@@ -8,11 +8,13 @@ use swarmwise_actors::supervisor::ActorHealth;
 use crate::startup::AppState;
 
 /// Always 200 while the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive")))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
 /// 200 when ready, 503 with the reasons otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "database reachable, migrations applied, actors running"), (status = 503, description = "not ready; the body says why")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state.store.ready().await;
     let actors: Vec<_> = state
@@ -48,6 +50,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Prometheus exposition.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics::gauge!("swarmwise_tracker_pending_writes").set(state.engine.pending_writes() as f64);
     HttpResponse::Ok()

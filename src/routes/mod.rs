@@ -1,5 +1,9 @@
 //! HTTP routes, one module per resource. Handlers are thin: parse, call the
 //! engine or the store, map the result.
+//!
+//! The API routes are declared once in [`api_routes!`]: the same table
+//! registers them and lists them ([`API_ROUTES`]), and a test checks that the
+//! OpenAPI document describes every one.
 
 pub mod agents;
 pub mod health;
@@ -10,63 +14,45 @@ pub mod workspaces;
 
 use actix_web::web;
 
+macro_rules! api_routes {
+    ($( $method:ident $path:literal => $handler:path ),* $(,)?) => {
+        /// Every route under `/api/v1`: (method, path).
+        pub const API_ROUTES: &[(&str, &str)] = &[ $( (stringify!($method), $path) ),* ];
+
+        fn api_scope() -> actix_web::Scope {
+            web::scope("/api/v1") $( .route($path, web::$method().to($handler)) )*
+        }
+    };
+}
+
+api_routes! {
+    get "/openapi.json" => openapi::document,
+    get "/docs" => openapi::page,
+    post "/workspaces" => workspaces::create,
+    post "/workspaces/{workspace_id}/api-keys" => workspaces::add_key,
+    post "/agents" => agents::register,
+    get "/agents" => agents::list,
+    get "/agents/{agent_id}" => agents::get,
+    patch "/agents/{agent_id}" => agents::update,
+    post "/recommendations" => recommendations::track,
+    get "/recommendations" => recommendations::list,
+    post "/recommendations/batch" => recommendations::track_batch,
+    get "/recommendations/{id}" => recommendations::get,
+    post "/recommendations/{id}/feedback" => recommendations::feedback,
+    post "/workflows/{workflow_id}/outcome" => recommendations::outcome,
+    get "/learning/trust-scores" => trust::list,
+    get "/learning/trust-scores/{agent_id}" => trust::get,
+    post "/learning/trust/recompute" => trust::recompute,
+    get "/learning/agents/metrics.csv" => trust::metrics_csv,
+    get "/learning/agents/{agent_id}/boost" => trust::boost,
+    get "/learning/agents/{agent_id}/metrics" => trust::agent_metrics,
+    post "/learning/debug/initialize-trust-scores" => trust::initialize,
+}
+
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
-        .service(
-            web::scope("/api/v1")
-                .route("/openapi.json", web::get().to(openapi::document))
-                .route("/docs", web::get().to(openapi::page))
-                .route("/workspaces", web::post().to(workspaces::create))
-                .route(
-                    "/workspaces/{workspace_id}/api-keys",
-                    web::post().to(workspaces::add_key),
-                )
-                .route("/agents", web::post().to(agents::register))
-                .route("/agents", web::get().to(agents::list))
-                .route("/agents/{agent_id}", web::get().to(agents::get))
-                .route("/agents/{agent_id}", web::patch().to(agents::update))
-                .route("/recommendations", web::post().to(recommendations::track))
-                .route("/recommendations", web::get().to(recommendations::list))
-                .route(
-                    "/recommendations/batch",
-                    web::post().to(recommendations::track_batch),
-                )
-                .route("/recommendations/{id}", web::get().to(recommendations::get))
-                .route(
-                    "/recommendations/{id}/feedback",
-                    web::post().to(recommendations::feedback),
-                )
-                .route(
-                    "/workflows/{workflow_id}/outcome",
-                    web::post().to(recommendations::outcome),
-                )
-                .route("/learning/trust-scores", web::get().to(trust::list))
-                .route(
-                    "/learning/trust-scores/{agent_id}",
-                    web::get().to(trust::get),
-                )
-                .route(
-                    "/learning/trust/recompute",
-                    web::post().to(trust::recompute),
-                )
-                .route(
-                    "/learning/agents/metrics.csv",
-                    web::get().to(trust::metrics_csv),
-                )
-                .route(
-                    "/learning/agents/{agent_id}/boost",
-                    web::get().to(trust::boost),
-                )
-                .route(
-                    "/learning/agents/{agent_id}/metrics",
-                    web::get().to(trust::agent_metrics),
-                )
-                .route(
-                    "/learning/debug/initialize-trust-scores",
-                    web::post().to(trust::initialize),
-                ),
-        );
+        .service(api_scope());
 }

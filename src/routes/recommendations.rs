@@ -19,7 +19,7 @@ use crate::extract::Body;
 use crate::startup::AppState;
 
 /// One recommendation to track (DESIGN §4).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrackRequest {
     /// A registered agent.
@@ -34,6 +34,7 @@ pub struct TrackRequest {
     /// strategy, content, risk, ...
     pub recommendation_type: String,
     /// The recommendation, any JSON.
+    #[schema(value_type = Object)]
     pub content: serde_json::Value,
     /// In [0, 1].
     pub confidence: f64,
@@ -46,11 +47,34 @@ pub struct TrackRequest {
 }
 
 /// `POST /recommendations/batch` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// The recommendations; all or none are tracked.
     pub items: Vec<TrackRequest>,
+}
+
+/// The id of a tracked recommendation.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Tracked {
+    /// UUIDv7.
+    pub id: Uuid,
+}
+
+/// The ids of a tracked batch, in request order.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TrackedBatch {
+    /// UUIDv7s.
+    pub ids: Vec<Uuid>,
+}
+
+/// A page of recommendations.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RecommendationPage {
+    /// Newest first.
+    pub items: Vec<Recommendation>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
 }
 
 fn short_text(field: &str, value: &str, max: usize) -> Result<String, ParseError> {
@@ -139,6 +163,8 @@ async fn validate(
 }
 
 /// Tracks one → 201 `{id}`.
+#[utoipa::path(post, path = "/api/v1/recommendations", tag = "recommendations", request_body = TrackRequest,
+    responses((status = 201, body = Tracked), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 413, description = "body, content or batch too large", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody), (status = 503, description = "learning disabled, overloaded, database unavailable or shutting down", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn track(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -147,10 +173,13 @@ pub async fn track(
     state.engine_enabled()?;
     let rec = validate(&state, ws.0, body.0, to_micros(Utc::now())).await?;
     let ids = state.engine.track(vec![rec]).await?;
-    Ok(HttpResponse::Created().json(json!({ "id": ids.first() })))
+    let id = ids.first().copied().unwrap_or_default();
+    Ok(HttpResponse::Created().json(Tracked { id }))
 }
 
 /// Tracks many atomically → 201 `{ids}` in request order.
+#[utoipa::path(post, path = "/api/v1/recommendations/batch", tag = "recommendations", request_body = BatchRequest,
+    responses((status = 201, body = TrackedBatch), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 413, description = "body, content or batch too large", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody), (status = 503, description = "learning disabled, overloaded, database unavailable or shutting down", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn track_batch(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -196,11 +225,11 @@ pub async fn track_batch(
         recs.push(rec);
     }
     let ids = state.engine.track(recs).await?;
-    Ok(HttpResponse::Created().json(json!({ "ids": ids })))
+    Ok(HttpResponse::Created().json(TrackedBatch { ids }))
 }
 
 /// Query of `GET /recommendations`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     agent_id: Option<String>,
@@ -212,6 +241,8 @@ pub struct ListQuery {
 }
 
 /// Newest first → `{items, next_cursor}`.
+#[utoipa::path(get, path = "/api/v1/recommendations", tag = "recommendations", params(ListQuery),
+    responses((status = 200, body = RecommendationPage), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn list(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -257,7 +288,7 @@ pub async fn list(
     } else {
         None
     };
-    Ok(HttpResponse::Ok().json(json!({ "items": items, "next_cursor": next_cursor })))
+    Ok(HttpResponse::Ok().json(RecommendationPage { items, next_cursor }))
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -272,6 +303,8 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// One recommendation.
+#[utoipa::path(get, path = "/api/v1/recommendations/{id}", tag = "recommendations", params(("id" = String, Path)),
+    responses((status = 200, body = Recommendation), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn get(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -289,7 +322,7 @@ pub async fn get(
 }
 
 /// `POST /recommendations/{id}/feedback` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     /// approved, partial or rejected.
@@ -303,6 +336,9 @@ pub struct FeedbackRequest {
 }
 
 /// Human feedback; overrides the derived verdict → the updated recommendation.
+#[utoipa::path(post, path = "/api/v1/recommendations/{id}/feedback", tag = "recommendations", params(("id" = String, Path)),
+    request_body = FeedbackRequest,
+    responses((status = 200, body = Recommendation), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody), (status = 503, description = "learning disabled, overloaded, database unavailable or shutting down", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn feedback(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -336,7 +372,7 @@ pub async fn feedback(
 }
 
 /// An explicit verdict in an outcome.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerdictRequest {
     /// Which recommendation of the workflow.
@@ -349,7 +385,7 @@ pub struct VerdictRequest {
 }
 
 /// `POST /workflows/{id}/outcome` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutcomeRequest {
     /// 0–100.
@@ -363,6 +399,9 @@ pub struct OutcomeRequest {
 }
 
 /// Evaluates a workflow's pending recommendations → counts per status.
+#[utoipa::path(post, path = "/api/v1/workflows/{workflow_id}/outcome", tag = "recommendations", params(("workflow_id" = String, Path)),
+    request_body = OutcomeRequest,
+    responses((status = 200, body = swarmwise_actors::tracker::EvaluationSummary), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody), (status = 409, description = "conflicts with the current state", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody), (status = 503, description = "learning disabled, overloaded, database unavailable or shutting down", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn outcome(
     ws: Workspace,
     state: web::Data<AppState>,

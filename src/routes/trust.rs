@@ -7,22 +7,121 @@ use std::fmt::Write as _;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use swarmwise_actors::domain::{to_micros, AgentId, RecommendationStatus};
-use swarmwise_actors::ports::TrustRow;
-use swarmwise_actors::trust::{TrustCard, WorkspaceSnapshot};
+use swarmwise_actors::domain::{to_micros, AgentId, Priority, RecommendationStatus, WorkspaceId};
+use swarmwise_actors::ports::{TrustHistoryPoint, TrustRow};
+use swarmwise_actors::trust::{Strength, TrustCard, WorkspaceSnapshot};
 
 use crate::auth::Workspace;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::startup::AppState;
 
 /// A trust card as the API shows it (DESIGN §4 names plus extras).
-#[derive(Debug, Serialize)]
-pub struct CardView<'a> {
-    agent_id: &'a str,
-    agent_name: &'a str,
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CardView {
+    /// The agent.
+    pub agent_id: String,
+    /// Its display name.
+    pub agent_name: String,
+    /// Every score.
     #[serde(flatten)]
-    card: &'a TrustCard,
+    pub card: TrustCard,
+}
+
+/// `GET /learning/trust-scores` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TrustScores {
+    /// Mean overall trust of agents with outcomes (0 if none).
+    pub workspace_average: f64,
+    /// Pooled decayed approval rate: every agent's prior mean.
+    pub workspace_accuracy: f64,
+    /// Every registered agent (and any with outcomes), best first.
+    pub agents: Vec<CardView>,
+}
+
+/// A card for one recommendation type.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TypeCard {
+    /// The type.
+    pub recommendation_type: String,
+    /// Every score for that type.
+    #[serde(flatten)]
+    pub card: TrustCard,
+}
+
+/// `GET /learning/trust-scores/{agent_id}` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentTrust {
+    /// The agent's overall card.
+    #[serde(flatten)]
+    pub card: CardView,
+    /// The workspace's average overall trust.
+    pub workspace_average: f64,
+    /// Cards per recommendation type.
+    pub per_type: Vec<TypeCard>,
+    /// Recent history of overall trust, newest first.
+    pub history: Vec<TrustHistoryPoint>,
+}
+
+/// Boost of an agent on a type.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BoostAnswer {
+    /// The agent.
+    pub agent_id: String,
+    /// The type asked about (null: the agent overall).
+    pub recommendation_type: Option<String>,
+    /// In [-0.5, +0.5]; 0 for an agent without history.
+    pub boost: f64,
+    /// What a NORMAL task of this agent and type is scheduled as.
+    pub priority: Priority,
+}
+
+/// Counts and rates of one agent.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AgentMetrics {
+    /// The agent.
+    pub agent_id: String,
+    /// Its name.
+    pub agent_name: String,
+    /// Every tracked recommendation.
+    pub total_recommendations: u64,
+    /// Not yet evaluated.
+    pub pending_count: u64,
+    /// Approved.
+    pub approved_count: u64,
+    /// Partial.
+    pub partial_count: u64,
+    /// Rejected.
+    pub rejected_count: u64,
+    /// Expired.
+    pub expired_count: u64,
+    /// Approved / evaluated.
+    pub approval_rate: f64,
+    /// Mean stated confidence of evaluated recommendations.
+    pub avg_confidence: f64,
+    /// Mean outcome quality.
+    pub avg_quality: f64,
+    /// Weak … very_strong.
+    pub strength: Strength,
+    /// Overall trust.
+    pub overall_trust: f64,
+}
+
+/// `POST /learning/debug/initialize-trust-scores` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Initialized {
+    /// Rows created now.
+    pub initialized: u64,
+    /// Agents that had a row already.
+    pub existing: u64,
+}
+
+/// `POST /learning/trust/recompute` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Recomputed {
+    /// Always true.
+    pub recomputed: bool,
+    /// The new workspace average.
+    pub workspace_average: f64,
 }
 
 fn card_of<'a>(snap: &'a WorkspaceSnapshot, id: &AgentId) -> &'a TrustCard {
@@ -31,7 +130,28 @@ fn card_of<'a>(snap: &'a WorkspaceSnapshot, id: &AgentId) -> &'a TrustCard {
         .map_or(&snap.default_card, |c| &c.overall)
 }
 
+fn view(snap: &WorkspaceSnapshot, id: &AgentId, name: &str) -> CardView {
+    CardView {
+        agent_id: id.to_string(),
+        agent_name: name.to_owned(),
+        card: card_of(snap, id).clone(),
+    }
+}
+
+fn not_found(id: &AgentId) -> ApiError {
+    ApiError::not_found(
+        "agent_not_found",
+        format!(
+            "agent {:?} is not registered in this workspace and has no outcomes",
+            id.as_str()
+        ),
+    )
+}
+
 /// Every registered agent's card → `{workspace_average, workspace_accuracy, agents}`.
+#[utoipa::path(get, path = "/api/v1/learning/trust-scores", tag = "trust",
+    responses((status = 200, body = TrustScores), (status = 401, description = "missing or unknown API key", body = ErrorBody)),
+    security(("api_key" = [])))]
 pub async fn list(ws: Workspace, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let snap = state.engine.trust(ws.0);
     let agents = state.store.agents(ws.0).await?;
@@ -41,28 +161,27 @@ pub async fn list(ws: Workspace, state: web::Data<AppState>) -> Result<HttpRespo
             .entry(id.clone())
             .or_insert_with(|| c.agent_name.clone());
     }
-    let mut cards: Vec<CardView<'_>> = names
+    let mut agents: Vec<CardView> = names
         .iter()
-        .map(|(id, name)| CardView {
-            agent_id: id.as_str(),
-            agent_name: name,
-            card: card_of(&snap, id),
-        })
+        .map(|(id, name)| view(&snap, id, name))
         .collect();
-    cards.sort_by(|a, b| {
+    agents.sort_by(|a, b| {
         b.card
             .overall_trust
             .total_cmp(&a.card.overall_trust)
-            .then(a.agent_id.cmp(b.agent_id))
+            .then_with(|| a.agent_id.cmp(&b.agent_id))
     });
-    Ok(HttpResponse::Ok().json(json!({
-        "workspace_average": snap.workspace_average,
-        "workspace_accuracy": snap.workspace_accuracy,
-        "agents": cards,
-    })))
+    Ok(HttpResponse::Ok().json(TrustScores {
+        workspace_average: snap.workspace_average,
+        workspace_accuracy: snap.workspace_accuracy,
+        agents,
+    }))
 }
 
 /// One agent's card, its per-type cards and recent history.
+#[utoipa::path(get, path = "/api/v1/learning/trust-scores/{agent_id}", tag = "trust", params(("agent_id" = String, Path)),
+    responses((status = 200, body = AgentTrust), (status = 404, description = "agent not registered in this workspace", body = ErrorBody)),
+    security(("api_key" = [])))]
 pub async fn get(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -77,55 +196,40 @@ pub async fn get(
             .await?
             .ok_or_else(|| not_found(&id))?,
     };
-    let per_type: Vec<serde_json::Value> = snap
+    let per_type = snap
         .agents
         .get(&id)
         .map(|c| {
             c.per_type
                 .iter()
-                .map(|(t, card)| {
-                    let mut v = serde_json::to_value(card).unwrap_or_default();
-                    if let Some(o) = v.as_object_mut() {
-                        o.insert("recommendation_type".into(), json!(t));
-                    }
-                    v
+                .map(|(t, card)| TypeCard {
+                    recommendation_type: t.clone(),
+                    card: card.clone(),
                 })
                 .collect()
         })
         .unwrap_or_default();
     let history = state.store.trust_history(ws.0, &id, 50).await?;
-    let mut body = serde_json::to_value(CardView {
-        agent_id: id.as_str(),
-        agent_name: &name,
-        card: card_of(&snap, &id),
-    })
-    .unwrap_or_default();
-    if let Some(o) = body.as_object_mut() {
-        o.insert("workspace_average".into(), json!(snap.workspace_average));
-        o.insert("per_type".into(), json!(per_type));
-        o.insert("history".into(), json!(history));
-    }
-    Ok(HttpResponse::Ok().json(body))
-}
-
-fn not_found(id: &AgentId) -> ApiError {
-    ApiError::not_found(
-        "agent_not_found",
-        format!(
-            "agent {:?} is not registered in this workspace and has no outcomes",
-            id.as_str()
-        ),
-    )
+    Ok(HttpResponse::Ok().json(AgentTrust {
+        card: view(&snap, &id, &name),
+        workspace_average: snap.workspace_average,
+        per_type,
+        history,
+    }))
 }
 
 /// Query of the boost endpoint.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct BoostQuery {
+    /// The task's recommendation type; absent: the agent overall.
     recommendation_type: Option<String>,
 }
 
 /// `{agent_id, recommendation_type, boost, priority}`.
+#[utoipa::path(get, path = "/api/v1/learning/agents/{agent_id}/boost", tag = "trust", params(("agent_id" = String, Path), BoostQuery),
+    responses((status = 200, body = BoostAnswer), (status = 404, description = "agent not registered in this workspace", body = ErrorBody)),
+    security(("api_key" = [])))]
 pub async fn boost(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -138,18 +242,19 @@ pub async fn boost(
     }
     let t = q.into_inner().recommendation_type;
     let (boost, priority) = state.engine.boost(ws.0, &id, t.as_deref());
-    Ok(HttpResponse::Ok().json(json!({
-        "agent_id": id,
-        "recommendation_type": t,
-        "boost": boost,
-        "priority": priority,
-    })))
+    Ok(HttpResponse::Ok().json(BoostAnswer {
+        agent_id: id.to_string(),
+        recommendation_type: t,
+        boost,
+        priority,
+    }))
 }
 
-/// Per-agent counts (all statuses) from the store, by agent.
+/// Per-agent counts (all statuses) from the store:
+/// [pending, approved, partial, rejected, expired].
 async fn counts(
     state: &AppState,
-    ws: swarmwise_actors::domain::WorkspaceId,
+    ws: WorkspaceId,
 ) -> Result<BTreeMap<AgentId, [u64; 5]>, ApiError> {
     let mut out: BTreeMap<AgentId, [u64; 5]> = BTreeMap::new();
     for (agent, status, n) in state.store.status_counts(ws).await? {
@@ -167,23 +272,6 @@ async fn counts(
     Ok(out)
 }
 
-#[derive(Debug, Serialize)]
-struct AgentMetrics {
-    agent_id: String,
-    agent_name: String,
-    total_recommendations: u64,
-    pending_count: u64,
-    approved_count: u64,
-    partial_count: u64,
-    rejected_count: u64,
-    expired_count: u64,
-    approval_rate: f64,
-    avg_confidence: f64,
-    avg_quality: f64,
-    strength: serde_json::Value,
-    overall_trust: f64,
-}
-
 fn metrics_of(id: &AgentId, name: &str, c: [u64; 5], card: &TrustCard) -> AgentMetrics {
     let [pending, approved, partial, rejected, expired] = c;
     AgentMetrics {
@@ -198,12 +286,15 @@ fn metrics_of(id: &AgentId, name: &str, c: [u64; 5], card: &TrustCard) -> AgentM
         approval_rate: card.approval_rate,
         avg_confidence: card.avg_confidence,
         avg_quality: card.avg_quality,
-        strength: serde_json::to_value(card.strength).unwrap_or_default(),
+        strength: card.strength,
         overall_trust: card.overall_trust,
     }
 }
 
 /// One agent's metrics.
+#[utoipa::path(get, path = "/api/v1/learning/agents/{agent_id}/metrics", tag = "trust", params(("agent_id" = String, Path)),
+    responses((status = 200, body = AgentMetrics), (status = 404, description = "agent not registered in this workspace", body = ErrorBody)),
+    security(("api_key" = [])))]
 pub async fn agent_metrics(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -230,6 +321,9 @@ fn csv_field(s: &str) -> String {
 }
 
 /// CSV export of every agent's metrics.
+#[utoipa::path(get, path = "/api/v1/learning/agents/metrics.csv", tag = "trust",
+    responses((status = 200, description = "one row per registered agent, with a header", content_type = "text/csv")),
+    security(("api_key" = [])))]
 pub async fn metrics_csv(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -239,7 +333,8 @@ pub async fn metrics_csv(
     let snap = state.engine.trust(ws.0);
     let agents = state.store.agents(ws.0).await?;
     let mut out = String::from(
-        "agent_id,agent_name,total_recommendations,pending_count,approved_count,partial_count,rejected_count,expired_count,approval_rate,avg_confidence,avg_quality,strength,overall_trust\n",
+        "agent_id,agent_name,total_recommendations,pending_count,approved_count,partial_count,rejected_count,\
+         expired_count,approval_rate,avg_confidence,avg_quality,strength,overall_trust\n",
     );
     for a in &agents {
         let m = metrics_of(
@@ -248,6 +343,7 @@ pub async fn metrics_csv(
             all.get(&a.id).copied().unwrap_or_default(),
             card_of(&snap, &a.id),
         );
+        let strength = serde_json::to_value(m.strength).unwrap_or_default();
         let _ = writeln!(
             out,
             "{},{},{},{},{},{},{},{},{:.4},{:.4},{:.2},{},{:.4}",
@@ -262,7 +358,7 @@ pub async fn metrics_csv(
             m.approval_rate,
             m.avg_confidence,
             m.avg_quality,
-            m.strength.as_str().unwrap_or_default(),
+            strength.as_str().unwrap_or_default(),
             m.overall_trust
         );
     }
@@ -277,6 +373,8 @@ pub async fn metrics_csv(
 
 /// Initial trust rows for every registered agent without one (idempotent)
 /// → `{initialized, existing}`.
+#[utoipa::path(post, path = "/api/v1/learning/debug/initialize-trust-scores", tag = "trust",
+    responses((status = 200, body = Initialized)), security(("api_key" = [])))]
 pub async fn initialize(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -295,13 +393,16 @@ pub async fn initialize(
         .store
         .initialize_trust(ws.0, &rows, to_micros(Utc::now()))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "initialized": initialized,
-        "existing": rows.len() as u64 - initialized.min(rows.len() as u64),
-    })))
+    Ok(HttpResponse::Ok().json(Initialized {
+        initialized,
+        existing: (rows.len() as u64).saturating_sub(initialized),
+    }))
 }
 
 /// Recomputes the workspace's trust from stored outcomes → the new average.
+#[utoipa::path(post, path = "/api/v1/learning/trust/recompute", tag = "trust",
+    responses((status = 200, body = Recomputed), (status = 503, description = "learning disabled", body = ErrorBody)),
+    security(("api_key" = [])))]
 pub async fn recompute(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -310,6 +411,8 @@ pub async fn recompute(
     state.engine.flush().await?;
     state.engine.recompute_trust(Some(ws.0)).await?;
     let snap = state.engine.trust(ws.0);
-    Ok(HttpResponse::Ok()
-        .json(json!({ "recomputed": true, "workspace_average": snap.workspace_average })))
+    Ok(HttpResponse::Ok().json(Recomputed {
+        recomputed: true,
+        workspace_average: snap.workspace_average,
+    }))
 }

@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod lifecycle;
+mod openapi;
 mod recommendations;
 mod store;
 mod trust;

@@ -293,6 +293,7 @@ impl CellState {
 
 /// Improving, stable or declining, from a two-proportion test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Trend {
     /// Recent approval significantly higher than before.
@@ -305,6 +306,7 @@ pub enum Trend {
 
 /// Recommendation strength from the Wilson lower bound of the approval rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Strength {
     /// Lower bound below 0.4 (including agents with little evidence).
@@ -319,6 +321,7 @@ pub enum Strength {
 
 /// The trust card of an agent or of an agent × type cell (DESIGN §4 names).
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrustCard {
     /// Weighted combination of the sub-scores.
     pub overall_trust: f64,
