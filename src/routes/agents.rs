@@ -51,6 +51,17 @@ pub struct AgentList {
     pub items: Vec<Agent>,
 }
 
+/// 404 for an agent id this workspace has not registered.
+pub fn agent_not_found(id: &AgentId) -> ApiError {
+    ApiError::not_found(
+        "agent_not_found",
+        format!(
+            "agent {:?} is not registered in this workspace; list agents with GET /api/v1/agents",
+            id.as_str()
+        ),
+    )
+}
+
 fn check_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.len() > 200 {
         return Err(ApiError::field(
@@ -140,15 +151,11 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AgentId::parse("agent_id", &path.into_inner())?;
-    let agent = state.store.agent(ws.0, &id).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "agent_not_found",
-            format!(
-                "agent {:?} is not registered in this workspace",
-                id.as_str()
-            ),
-        )
-    })?;
+    let agent = state
+        .store
+        .agent(ws.0, &id)
+        .await?
+        .ok_or_else(|| agent_not_found(&id))?;
     Ok(HttpResponse::Ok().json(agent))
 }
 
@@ -166,15 +173,7 @@ pub async fn update(
         .store
         .set_agent_enabled(ws.0, &id, body.0.enabled)
         .await?
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "agent_not_found",
-                format!(
-                    "agent {:?} is not registered in this workspace",
-                    id.as_str()
-                ),
-            )
-        })?;
+        .ok_or_else(|| agent_not_found(&id))?;
     tracing::info!(workspace = %ws.0, agent = %id, enabled = agent.enabled, "agent updated");
     Ok(HttpResponse::Ok().json(agent))
 }

@@ -13,6 +13,7 @@ use swarmwise_actors::trust::{Strength, TrustCard, WorkspaceSnapshot};
 
 use crate::auth::Workspace;
 use crate::error::{ApiError, ErrorBody};
+use crate::routes::agents::agent_not_found;
 use crate::startup::AppState;
 
 /// A trust card as the API shows it (DESIGN §4 names plus extras).
@@ -138,16 +139,6 @@ fn view(snap: &WorkspaceSnapshot, id: &AgentId, name: &str) -> CardView {
     }
 }
 
-fn not_found(id: &AgentId) -> ApiError {
-    ApiError::not_found(
-        "agent_not_found",
-        format!(
-            "agent {:?} is not registered in this workspace and has no outcomes",
-            id.as_str()
-        ),
-    )
-}
-
 /// Every registered agent's card → `{workspace_average, workspace_accuracy, agents}`.
 #[utoipa::path(get, path = "/api/v1/learning/trust-scores", tag = "trust",
     responses((status = 200, body = TrustScores), (status = 401, description = "missing or unknown API key", body = ErrorBody)),
@@ -194,7 +185,7 @@ pub async fn get(
         None => state
             .agent_name(ws.0, &id)
             .await?
-            .ok_or_else(|| not_found(&id))?,
+            .ok_or_else(|| agent_not_found(&id))?,
     };
     let per_type = snap
         .agents
@@ -238,7 +229,7 @@ pub async fn boost(
 ) -> Result<HttpResponse, ApiError> {
     let id = AgentId::parse("agent_id", &path.into_inner())?;
     if state.agent_name(ws.0, &id).await?.is_none() {
-        return Err(not_found(&id));
+        return Err(agent_not_found(&id));
     }
     let t = q.into_inner().recommendation_type;
     let (boost, priority) = state.engine.boost(ws.0, &id, t.as_deref());
@@ -304,7 +295,7 @@ pub async fn agent_metrics(
     let name = state
         .agent_name(ws.0, &id)
         .await?
-        .ok_or_else(|| not_found(&id))?;
+        .ok_or_else(|| agent_not_found(&id))?;
     state.engine.flush().await?;
     let all = counts(&state, ws.0).await?;
     let snap = state.engine.trust(ws.0);

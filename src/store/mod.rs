@@ -102,6 +102,20 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Ready when the newest migration this binary carries has been applied.
+fn check_migrations(
+    migrator: &sqlx::migrate::Migrator,
+    applied: Option<i64>,
+) -> Result<(), StoreError> {
+    let newest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    if applied.unwrap_or(0) < newest {
+        return Err(StoreError::Unavailable(format!(
+            "migrations pending: newest applied is {applied:?}, this binary needs {newest}; run `swarmwise migrate`"
+        )));
+    }
+    Ok(())
+}
+
 fn unexpected(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {

@@ -531,18 +531,12 @@ impl AdminStore for SqliteStore {
     }
 
     async fn ready(&self) -> Result<(), StoreError> {
-        let newest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
         let applied: Option<i64> =
             sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
                 .fetch_one(&self.pool)
                 .await
                 .map_err(unexpected)?;
-        if applied.unwrap_or(0) < newest {
-            return Err(StoreError::Unavailable(format!(
-                "migrations pending: newest applied is {applied:?}, this binary needs {newest}; run `swarmwise migrate`"
-            )));
-        }
-        Ok(())
+        super::check_migrations(&MIGRATOR, applied)
     }
 
     fn backend(&self) -> &'static str {
