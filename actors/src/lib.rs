@@ -20,9 +20,11 @@
 //! `Engine::evaluate` → tracker (after a flush barrier) → store verdicts →
 //! `OutcomesRecorded` → trust scorer → snapshot → readers.
 
+pub mod agent;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod ports;
 pub mod supervisor;
 pub mod tracker;

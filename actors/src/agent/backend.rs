@@ -1,0 +1,79 @@
+//! The port through which an agent does its work, and what goes in and out.
+//! Implementations: `simulated` (here), and `http`, `openai`, `command` in
+//! the service crate (they need the network or processes).
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::WorkspaceId;
+
+/// A unit of work for one agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Unique per agent invocation.
+    pub id: Uuid,
+    /// Workspace of the run.
+    pub workspace_id: WorkspaceId,
+    /// The workflow run (also the `workflow_id` recommendations are tracked under).
+    pub workflow_id: String,
+    /// Ties a request together.
+    pub correlation_id: String,
+    /// The workflow definition's name.
+    pub workflow: String,
+    /// The stage asking.
+    pub stage: String,
+    /// What kind of recommendation is wanted.
+    pub recommendation_type: String,
+    /// The run's input.
+    pub input: serde_json::Value,
+    /// Answers of earlier stages, by stage name.
+    pub context: serde_json::Value,
+}
+
+/// An agent's answer: what is tracked as a recommendation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentAnswer {
+    /// The recommendation.
+    pub content: serde_json::Value,
+    /// Stated confidence in [0, 1].
+    pub confidence: f64,
+    /// Why.
+    #[serde(default)]
+    pub reasoning: Option<String>,
+}
+
+/// Why an agent produced no answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    /// Took longer than its deadline.
+    #[error("timed out")]
+    Timeout,
+    /// The backend failed (network, process, provider error).
+    #[error("{0}")]
+    Failed(String),
+    /// The backend answered, but not with `{content, confidence, reasoning}`.
+    #[error("invalid answer: {0}")]
+    InvalidAnswer(String),
+}
+
+/// How an agent works.
+#[async_trait]
+pub trait AgentBackend: Send + Sync + 'static {
+    /// Runs one task.
+    async fn execute(&self, task: &Task) -> Result<AgentAnswer, BackendError>;
+}
+
+/// Checks and normalises an answer's JSON (`{content, confidence, reasoning?}`).
+pub fn parse_answer(value: serde_json::Value) -> Result<AgentAnswer, BackendError> {
+    let answer: AgentAnswer = serde_json::from_value(value).map_err(|e| {
+        BackendError::InvalidAnswer(format!("expected {{content, confidence, reasoning?}}: {e}"))
+    })?;
+    if !(answer.confidence.is_finite() && (0.0..=1.0).contains(&answer.confidence)) {
+        return Err(BackendError::InvalidAnswer(format!(
+            "confidence must be in [0, 1], got {}",
+            answer.confidence
+        )));
+    }
+    Ok(answer)
+}

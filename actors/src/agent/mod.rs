@@ -1,0 +1,397 @@
+//! `AgentActor`: one per agent. Owns a priority mailbox of pending tasks
+//! ([`queue`]), a concurrency limit, an optional shared provider pool
+//! ([`pool`]) and its backend ([`backend`]; [`simulated`] for demos and
+//! tests).
+//!
+//! actix delivers messages FIFO, so `Execute` only enqueues; whenever a slot
+//! is free the best task runs (class from the caller's priority and trust
+//! boost, FIFO within a class, aging). A task past its deadline is answered
+//! `Timeout` without running.
+//!
+//! A backend panic is caught: the task is answered with an error and the
+//! actor stops, so its supervisor restarts it (queued tasks stay queued;
+//! tasks in flight on other slots are answered with an error). Past the
+//! restart limit the agent is marked unhealthy, an `AgentUnhealthy` event is
+//! published, and fan-outs skip it until an operator re-enables it.
+
+pub mod backend;
+pub mod pool;
+pub mod queue;
+pub mod simulated;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::FutureExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use self::backend::{AgentAnswer, AgentBackend, BackendError, Task};
+use self::pool::ProviderPool;
+use self::queue::PriorityQueue;
+use crate::domain::{AgentId, Priority, WorkspaceId};
+use crate::events::{Event, EventBus};
+use crate::supervisor::{RestartPolicy, RestartTracker};
+
+/// Scheduling settings of agents (config `[agents]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulingConfig {
+    /// Tasks an agent runs at once unless its config says otherwise.
+    pub concurrency: usize,
+    /// A waiting task is promoted one class per this many milliseconds (0 = never).
+    pub aging_ms: u64,
+}
+
+impl Default for SchedulingConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 1,
+            aging_ms: 30_000,
+        }
+    }
+}
+
+/// Run a task. Replies with the answer, or why there is none.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<AgentAnswer, BackendError>")]
+pub struct Execute {
+    /// The work.
+    pub task: Task,
+    /// Scheduling class (caller's priority adjusted by trust boost).
+    pub priority: Priority,
+    /// Answer `Timeout` if not done by then.
+    pub deadline: Instant,
+}
+
+struct Pending {
+    task: Task,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<AgentAnswer, BackendError>>,
+}
+
+/// Shared view of an agent's health, read by fan-outs without a message.
+#[derive(Debug, Clone, Default)]
+pub struct AgentHealth {
+    unhealthy: Arc<AtomicBool>,
+    restarts: Arc<AtomicU64>,
+}
+
+impl AgentHealth {
+    /// Past its restart limit.
+    pub fn is_unhealthy(&self) -> bool {
+        self.unhealthy.load(Ordering::Relaxed)
+    }
+
+    /// Restarts so far.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Operator re-enable: clears the unhealthy mark.
+    pub fn reset(&self) {
+        self.unhealthy.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Everything an agent actor is built from.
+pub struct AgentSpec {
+    /// Workspace.
+    pub workspace: WorkspaceId,
+    /// Agent id.
+    pub id: AgentId,
+    /// How it works.
+    pub backend: Arc<dyn AgentBackend>,
+    /// Tasks at once.
+    pub concurrency: usize,
+    /// Aging step.
+    pub aging: Duration,
+    /// Shared provider slots, if any.
+    pub pool: Option<ProviderPool>,
+    /// Restart policy.
+    pub policy: RestartPolicy,
+    /// Health shared with fan-outs.
+    pub health: AgentHealth,
+    /// Where `AgentUnhealthy` goes.
+    pub events: EventBus,
+}
+
+/// The actor.
+pub struct AgentActor {
+    spec: AgentSpec,
+    queue: PriorityQueue<Pending>,
+    running: usize,
+    restarts: RestartTracker,
+}
+
+impl AgentActor {
+    /// Starts under a supervisor.
+    pub fn start_supervised(spec: AgentSpec) -> Addr<Self> {
+        let restarts = RestartTracker::new(spec.policy.clone());
+        let queue = PriorityQueue::new(spec.aging);
+        Supervisor::start(move |_| Self {
+            spec,
+            queue,
+            running: 0,
+            restarts,
+        })
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        for p in self.queue.drain_where(|p| p.deadline <= now) {
+            let _ = p.reply.send(Err(BackendError::Timeout));
+        }
+        while self.running < self.spec.concurrency.max(1) {
+            let Some((p, class)) = self.queue.pop(now) else {
+                break;
+            };
+            self.running += 1;
+            let backend = Arc::clone(&self.spec.backend);
+            let pool = self.spec.pool.clone();
+            let Pending {
+                task,
+                deadline,
+                reply,
+                ..
+            } = p;
+            let work = async move {
+                let _permit = match pool {
+                    Some(pool) => Some(pool.acquire(class).await),
+                    None => None,
+                };
+                let left = deadline.saturating_duration_since(Instant::now());
+                tokio::time::timeout(
+                    left,
+                    AssertUnwindSafe(backend.execute(&task)).catch_unwind(),
+                )
+                .await
+            };
+            ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
+                act.running = act.running.saturating_sub(1);
+                match res {
+                    Ok(Ok(answer)) => {
+                        let _ = reply.send(answer);
+                    }
+                    Ok(Err(_panic)) => {
+                        let _ = reply.send(Err(BackendError::Failed(
+                            "the agent's backend panicked; the agent is restarting".into(),
+                        )));
+                        metrics::counter!("swarmwise_agent_panics_total").increment(1);
+                        tracing::error!(agent = %act.spec.id, "agent backend panicked; restarting the agent");
+                        ctx.stop();
+                        return;
+                    }
+                    Err(_elapsed) => {
+                        let _ = reply.send(Err(BackendError::Timeout));
+                    }
+                }
+                act.dispatch(ctx);
+            }));
+        }
+    }
+}
+
+impl Actor for AgentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(10_000);
+        // After a restart, queued tasks are still queued: start them.
+        self.dispatch(ctx);
+    }
+}
+
+impl Supervised for AgentActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // Futures of the old context are dropped with their reply senders,
+        // so callers of in-flight tasks get an error, never silence.
+        self.running = 0;
+        let (_, exceeded) = self.restarts.on_restart(Instant::now());
+        let restarts = self.spec.health.restarts.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::counter!("swarmwise_actor_restarts_total", "actor" => "agent").increment(1);
+        if exceeded && !self.spec.health.unhealthy.swap(true, Ordering::Relaxed) {
+            tracing::error!(agent = %self.spec.id, restarts, "agent restarted past its limit; marked unhealthy, fan-outs skip it");
+            self.spec.events.publish(Event::AgentUnhealthy {
+                workspace_id: self.spec.workspace,
+                agent_id: self.spec.id.clone(),
+                restarts,
+            });
+        }
+    }
+}
+
+impl Handler<Execute> for AgentActor {
+    type Result = ResponseFuture<Result<AgentAnswer, BackendError>>;
+
+    fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.queue.push(
+            Pending {
+                task: msg.task,
+                deadline: msg.deadline,
+                reply: tx,
+            },
+            msg.priority,
+            Instant::now(),
+        );
+        self.dispatch(ctx);
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(BackendError::Failed(
+                    "the agent restarted while running this task".into(),
+                ))
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+    use tokio::sync::Semaphore;
+
+    /// Records the order tasks start in; each waits for a gate permit.
+    struct Gated {
+        order: Mutex<Vec<String>>,
+        gate: Semaphore,
+    }
+
+    #[async_trait]
+    impl AgentBackend for Gated {
+        async fn execute(&self, task: &Task) -> Result<AgentAnswer, BackendError> {
+            self.order.lock().unwrap().push(task.stage.clone());
+            let permit = self
+                .gate
+                .acquire()
+                .await
+                .map_err(|e| BackendError::Failed(e.to_string()))?;
+            permit.forget();
+            if task.stage == "panic" {
+                panic!("boom");
+            }
+            Ok(AgentAnswer {
+                content: serde_json::json!(task.stage),
+                confidence: 0.5,
+                reasoning: None,
+            })
+        }
+    }
+
+    fn task(stage: &str) -> Task {
+        Task {
+            id: uuid::Uuid::now_v7(),
+            workspace_id: WorkspaceId(uuid::Uuid::nil()),
+            workflow_id: "w".into(),
+            correlation_id: "c".into(),
+            workflow: "wf".into(),
+            stage: stage.into(),
+            recommendation_type: "t".into(),
+            input: serde_json::json!({}),
+            context: serde_json::json!({}),
+        }
+    }
+
+    fn spawn(
+        backend: Arc<Gated>,
+        policy: RestartPolicy,
+    ) -> (Addr<AgentActor>, AgentHealth, EventBus) {
+        let health = AgentHealth::default();
+        let events = EventBus::default();
+        let addr = AgentActor::start_supervised(AgentSpec {
+            workspace: WorkspaceId(uuid::Uuid::nil()),
+            id: AgentId::parse("a", "gated").unwrap(),
+            backend,
+            concurrency: 1,
+            aging: Duration::from_secs(3600),
+            pool: None,
+            policy,
+            health: health.clone(),
+            events: events.clone(),
+        });
+        (addr, health, events)
+    }
+
+    fn exec(stage: &str, priority: Priority) -> Execute {
+        Execute {
+            task: task(stage),
+            priority,
+            deadline: Instant::now() + Duration::from_secs(60),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn busy_agent_runs_critical_before_waiting_low_tasks() {
+        let backend = Arc::new(Gated {
+            order: Mutex::new(Vec::new()),
+            gate: Semaphore::new(0),
+        });
+        let (addr, _, _) = spawn(Arc::clone(&backend), RestartPolicy::default());
+        let first = addr.send(exec("busy", Priority::Normal));
+        let low1 = addr.send(exec("low-1", Priority::Low));
+        let low2 = addr.send(exec("low-2", Priority::Low));
+        let critical = addr.send(exec("critical", Priority::Critical));
+        backend.gate.add_permits(4);
+        let results = futures_util::future::join_all([first, low1, low2, critical]).await;
+        assert!(results.iter().all(|r| matches!(r, Ok(Ok(_)))));
+        assert_eq!(
+            *backend.order.lock().unwrap(),
+            ["busy", "critical", "low-1", "low-2"]
+        );
+    }
+
+    #[actix_rt::test]
+    async fn panic_answers_with_error_restarts_and_later_tasks_succeed() {
+        let backend = Arc::new(Gated {
+            order: Mutex::new(Vec::new()),
+            gate: Semaphore::new(100),
+        });
+        let policy = RestartPolicy {
+            max_restarts: 1,
+            window_secs: 60,
+            backoff_initial_ms: 1,
+            backoff_max_ms: 1,
+        };
+        let (addr, health, events) = spawn(Arc::clone(&backend), policy);
+        let mut rx = events.subscribe();
+        let res = addr.send(exec("panic", Priority::Normal)).await.unwrap();
+        assert!(
+            matches!(res, Err(BackendError::Failed(ref m)) if m.contains("panicked")),
+            "{res:?}"
+        );
+        let ok = addr.send(exec("after", Priority::Normal)).await.unwrap();
+        assert!(ok.is_ok(), "{ok:?}");
+        assert_eq!(health.restarts(), 1);
+        assert!(!health.is_unhealthy());
+        // A second panic within the window exceeds max_restarts = 1.
+        let _ = addr.send(exec("panic", Priority::Normal)).await.unwrap();
+        let ok = addr
+            .send(exec("still-serving", Priority::Normal))
+            .await
+            .unwrap();
+        assert!(ok.is_ok());
+        assert!(health.is_unhealthy());
+        match rx.recv().await.unwrap() {
+            Event::AgentUnhealthy { restarts, .. } => assert_eq!(restarts, 2),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn task_past_its_deadline_times_out() {
+        let backend = Arc::new(Gated {
+            order: Mutex::new(Vec::new()),
+            gate: Semaphore::new(0),
+        });
+        let (addr, _, _) = spawn(Arc::clone(&backend), RestartPolicy::default());
+        let mut e = exec("slow", Priority::Normal);
+        e.deadline = Instant::now() + Duration::from_millis(20);
+        let res = addr.send(e).await.unwrap();
+        assert_eq!(res, Err(BackendError::Timeout));
+    }
+}

@@ -1,0 +1,83 @@
+//! Live events: trust updates, agent health, workflow progress. A broadcast
+//! channel; the service relays it to SSE clients (`GET /api/v1/events`).
+//! Slow subscribers lose the oldest events rather than slowing the engine.
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::domain::{AgentId, WorkspaceId};
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// Trust of these agents changed.
+    TrustUpdated {
+        /// Workspace.
+        workspace_id: WorkspaceId,
+        /// Agents whose cards changed.
+        agents: Vec<AgentId>,
+    },
+    /// An agent restarted more often than its policy allows; fan-outs skip it.
+    AgentUnhealthy {
+        /// Workspace.
+        workspace_id: WorkspaceId,
+        /// The agent.
+        agent_id: AgentId,
+        /// Restarts within the window.
+        restarts: u64,
+    },
+    /// A workflow run moved on.
+    WorkflowProgress {
+        /// Workspace.
+        workspace_id: WorkspaceId,
+        /// The run.
+        run_id: String,
+        /// Stage just finished, or `finished`.
+        stage: String,
+        /// running, succeeded, failed.
+        status: String,
+    },
+}
+
+impl Event {
+    /// The workspace the event belongs to (subscribers see only their own).
+    pub fn workspace(&self) -> WorkspaceId {
+        match self {
+            Self::TrustUpdated { workspace_id, .. }
+            | Self::AgentUnhealthy { workspace_id, .. }
+            | Self::WorkflowProgress { workspace_id, .. } => *workspace_id,
+        }
+    }
+}
+
+/// The bus: cheap to clone, publishing never blocks.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+}
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}
+
+impl EventBus {
+    /// A bus keeping up to `capacity` events per slow subscriber.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            tx: broadcast::channel(capacity.max(1)).0,
+        }
+    }
+
+    /// Publishes (dropped when nobody listens).
+    pub fn publish(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
+
+    /// A new subscription.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}
