@@ -21,6 +21,7 @@
 //! `OutcomesRecorded` → trust scorer → snapshot → readers.
 
 pub mod agent;
+pub mod barrier;
 pub mod domain;
 pub mod engine;
 pub mod error;
