@@ -59,6 +59,7 @@ fn rec(ws: WorkspaceId, i: usize) -> Recommendation {
         confidence: 0.7,
         reasoning: None,
         latency_ms: Some(100),
+        deadline_ms: None,
         status: RecommendationStatus::Pending,
         outcome_quality: None,
         feedback: None,

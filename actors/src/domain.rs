@@ -309,6 +309,8 @@ pub struct Recommendation {
     pub reasoning: Option<String>,
     /// How long the agent took, if known.
     pub latency_ms: Option<i64>,
+    /// The deadline it was due by, if any (timeliness uses `trust.deadline_ms` otherwise).
+    pub deadline_ms: Option<i64>,
     /// Where it stands.
     pub status: RecommendationStatus,
     /// Outcome quality 0–100 once evaluated.
@@ -372,6 +374,8 @@ pub struct OutcomeSample {
     pub quality: f64,
     /// Latency, if known.
     pub latency_ms: Option<i64>,
+    /// Its own deadline, if any.
+    pub deadline_ms: Option<i64>,
     /// When it was evaluated (fold order).
     pub evaluated_at: DateTime<Utc>,
 }
@@ -394,6 +398,7 @@ impl OutcomeSample {
             verdict,
             quality: rec.outcome_quality.unwrap_or(verdict.score() * 100.0),
             latency_ms: rec.latency_ms,
+            deadline_ms: rec.deadline_ms,
             evaluated_at: rec.evaluated_at?,
         })
     }

@@ -612,6 +612,7 @@ fn sample_of(r: &Recommendation, u: &VerdictUpdate) -> OutcomeSample {
         verdict: u.verdict,
         quality: u.quality,
         latency_ms: r.latency_ms,
+        deadline_ms: r.deadline_ms,
         evaluated_at: u.evaluated_at,
     }
 }

@@ -44,6 +44,9 @@ pub struct TrackRequest {
     /// How long the agent took.
     #[serde(default)]
     pub latency_ms: Option<i64>,
+    /// The deadline it was due by; timeliness uses `trust.deadline_ms` when absent.
+    #[serde(default)]
+    pub deadline_ms: Option<i64>,
 }
 
 /// `POST /recommendations/batch` body.
@@ -125,10 +128,11 @@ async fn validate(
             .into());
         }
     }
-    if let Some(lat) = r.latency_ms {
-        if lat < 0 {
-            return Err(ParseError::new("latency_ms", "must be >= 0").into());
-        }
+    if r.latency_ms.is_some_and(|lat| lat < 0) {
+        return Err(ParseError::new("latency_ms", "must be >= 0").into());
+    }
+    if r.deadline_ms.is_some_and(|d| d <= 0) {
+        return Err(ParseError::new("deadline_ms", "must be > 0").into());
     }
     let registered = state.agent_name(ws, &agent_id).await?.ok_or_else(|| {
         ApiError::field(
@@ -154,6 +158,7 @@ async fn validate(
         confidence: confidence.get(),
         reasoning: r.reasoning,
         latency_ms: r.latency_ms,
+        deadline_ms: r.deadline_ms,
         status: RecommendationStatus::Pending,
         outcome_quality: None,
         feedback: None,

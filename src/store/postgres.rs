@@ -33,7 +33,7 @@ pub struct PgStore {
 }
 
 const REC_COLUMNS: &str = "id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, recommendation_type, \
-     content, confidence_score, reasoning, latency_ms, outcome_status, outcome_quality, feedback, created_at, evaluated_at";
+     content, confidence_score, reasoning, latency_ms, deadline_ms, outcome_status, outcome_quality, feedback, created_at, evaluated_at";
 
 impl PgStore {
     /// Connects (migrating first if configured).
@@ -91,6 +91,7 @@ fn rec_from_row(row: &PgRow) -> Result<Recommendation, StoreError> {
             confidence: row.try_get("confidence_score")?,
             reasoning: row.try_get("reasoning")?,
             latency_ms: row.try_get("latency_ms")?,
+            deadline_ms: row.try_get("deadline_ms")?,
             status: RecommendationStatus::parse("outcome_status", &status)?,
             outcome_quality: row.try_get("outcome_quality")?,
             feedback: row.try_get("feedback")?,
@@ -131,6 +132,7 @@ fn sample_from_row(row: &PgRow) -> Result<OutcomeSample, StoreError> {
             verdict,
             quality: quality.unwrap_or(verdict.score() * 100.0),
             latency_ms: row.try_get("latency_ms")?,
+            deadline_ms: row.try_get("deadline_ms")?,
             evaluated_at: row.try_get("evaluated_at")?,
         })
     };
@@ -170,12 +172,12 @@ impl Store for PgStore {
                 .map_err(unexpected)?;
             sqlx::query(
                 "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
-                 recommendation_type, content, confidence_score, reasoning, latency_ms, created_at) \
+                 recommendation_type, content, confidence_score, reasoning, latency_ms, created_at, deadline_ms) \
                  SELECT t.id, $2, t.agent_id, t.agent_name, t.correlation_id, t.workflow_id, t.rtype, t.content::jsonb, \
-                 t.confidence, t.reasoning, t.latency, t.created_at \
+                 t.confidence, t.reasoning, t.latency, t.created_at, t.deadline \
                  FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
-                 $9::float8[], $10::text[], $11::int8[], $12::timestamptz[]) \
-                 AS t(id, agent_id, agent_name, correlation_id, workflow_id, rtype, content, confidence, reasoning, latency, created_at)",
+                 $9::float8[], $10::text[], $11::int8[], $12::timestamptz[], $13::int8[]) \
+                 AS t(id, agent_id, agent_name, correlation_id, workflow_id, rtype, content, confidence, reasoning, latency, created_at, deadline)",
             )
             .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
             .bind(ws.0)
@@ -189,6 +191,7 @@ impl Store for PgStore {
             .bind(rows.iter().map(|r| r.reasoning.clone()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.deadline_ms).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(unexpected)?;
@@ -296,7 +299,7 @@ impl Store for PgStore {
         let mut tx = self.scoped(ws).await?;
         let rows = sqlx::query(
             "SELECT id, agent_id, agent_name, recommendation_type, confidence_score, outcome_status, outcome_quality, \
-             latency_ms, evaluated_at FROM agent_recommendations \
+             latency_ms, deadline_ms, evaluated_at FROM agent_recommendations \
              WHERE workspace_id = $1 AND evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
              AND ($2::text IS NULL OR agent_id = $2) ORDER BY evaluated_at, id",
         )

@@ -30,10 +30,10 @@ pub struct SqliteStore {
 }
 
 const REC_COLUMNS: &str = "id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, recommendation_type, \
-     content, confidence_score, reasoning, latency_ms, outcome_status, outcome_quality, feedback, created_at, evaluated_at";
+     content, confidence_score, reasoning, latency_ms, deadline_ms, outcome_status, outcome_quality, feedback, created_at, evaluated_at";
 
 /// Rows per multi-row INSERT (14 parameters each, well under SQLite's limit).
-const INSERT_CHUNK: usize = 500;
+const INSERT_CHUNK: usize = 500; // 14 parameters a row
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -92,6 +92,7 @@ fn rec_from_row(row: &SqliteRow) -> Result<Recommendation, StoreError> {
             confidence: row.try_get("confidence_score")?,
             reasoning: row.try_get("reasoning")?,
             latency_ms: row.try_get("latency_ms")?,
+            deadline_ms: row.try_get("deadline_ms")?,
             status: RecommendationStatus::parse("outcome_status", &status)?,
             outcome_quality: row.try_get("outcome_quality")?,
             feedback: row.try_get("feedback")?,
@@ -133,6 +134,7 @@ fn sample_from_row(row: &SqliteRow) -> Result<OutcomeSample, StoreError> {
             verdict,
             quality: quality.unwrap_or(verdict.score() * 100.0),
             latency_ms: row.try_get("latency_ms")?,
+            deadline_ms: row.try_get("deadline_ms")?,
             evaluated_at: from_micros(row.try_get("evaluated_at")?)?,
         })
     };
@@ -163,7 +165,7 @@ impl Store for SqliteStore {
         for chunk in recs.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
-                 recommendation_type, content, confidence_score, reasoning, latency_ms, outcome_status, created_at) ",
+                 recommendation_type, content, confidence_score, reasoning, latency_ms, outcome_status, created_at, deadline_ms) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.id)
@@ -178,7 +180,8 @@ impl Store for SqliteStore {
                     .push_bind(r.reasoning.clone())
                     .push_bind(r.latency_ms)
                     .push_bind(r.status.as_str())
-                    .push_bind(micros(r.created_at));
+                    .push_bind(micros(r.created_at))
+                    .push_bind(r.deadline_ms);
             });
             q.build().execute(&mut *tx).await.map_err(unexpected)?;
         }
@@ -278,7 +281,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<OutcomeSample>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, agent_id, agent_name, recommendation_type, confidence_score, outcome_status, outcome_quality, \
-             latency_ms, evaluated_at FROM agent_recommendations \
+             latency_ms, deadline_ms, evaluated_at FROM agent_recommendations \
              WHERE workspace_id = ? AND evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
              AND (?2 IS NULL OR agent_id = ?2) ORDER BY evaluated_at, id",
         )

@@ -58,6 +58,7 @@ fn rec(
         confidence,
         reasoning: Some("because".into()),
         latency_ms: Some(42),
+        deadline_ms: Some(60_000),
         status: RecommendationStatus::Pending,
         outcome_quality: None,
         feedback: None,

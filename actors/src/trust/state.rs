@@ -254,10 +254,14 @@ impl CellState {
         self.wq2 += s.quality * s.quality;
         if let Some(lat) = s.latency_ms {
             let lat = lat.max(0) as f64;
-            let t = if lat <= p.deadline_ms {
+            let deadline = s
+                .deadline_ms
+                .filter(|d| *d > 0)
+                .map_or(p.deadline_ms, |d| d as f64);
+            let t = if lat <= deadline {
                 1.0
             } else {
-                (1.0 - (lat - p.deadline_ms) / p.deadline_ms).max(0.0)
+                (1.0 - (lat - deadline) / deadline).max(0.0)
             };
             self.wt += t;
             self.wt_n += 1.0;
@@ -686,6 +690,7 @@ mod tests {
             verdict,
             quality: verdict.score() * 100.0,
             latency_ms: Some(1000),
+            deadline_ms: None,
             evaluated_at: Utc.timestamp_opt(1_700_000_000 + i * 60, 0).unwrap(),
         }
     }
@@ -747,6 +752,25 @@ mod tests {
             let batch = WorkspaceTrust::from_samples(samples, &p);
             prop_assert_eq!(inc.snapshot(&p), batch.snapshot(&p));
         }
+    }
+
+    #[test]
+    fn late_replies_count_against_timeliness_by_their_own_deadline() {
+        let p = TrustParams::default();
+        let mut late = sample("late", "t", Verdict::Approved, 0.5, 1);
+        late.latency_ms = Some(1_500);
+        late.deadline_ms = Some(1_000);
+        let mut global = sample("global", "t", Verdict::Approved, 0.5, 2);
+        global.latency_ms = Some(1_500);
+        let snap = WorkspaceTrust::from_samples(vec![late, global], &p).snapshot(&p);
+        let t = |a: &str| {
+            snap.agents[&AgentId::parse("a", a).unwrap()]
+                .overall
+                .timeliness
+        };
+        // (1 + 0.5) / (1 + 1) for the late one; on time against the 120 s default.
+        assert!((t("late") - 0.75).abs() < 1e-12, "{}", t("late"));
+        assert!((t("global") - 1.0).abs() < 1e-12);
     }
 
     #[test]
