@@ -9,8 +9,10 @@ use std::path::Path;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+use swarmwise_actors::swarm::SwarmConfig;
 use swarmwise_actors::tracker::TrackerConfig;
 use swarmwise_actors::trust::TrustParams;
+use swarmwise_actors::workflow::WorkflowsConfig;
 use swarmwise_actors::SupervisionConfig;
 
 /// The default config file, used when it exists and no `--config` is given.
@@ -36,6 +38,12 @@ pub struct Settings {
     pub trust: TrustParams,
     /// `[supervision]`.
     pub supervision: SupervisionConfig,
+    /// `[agents]`: scheduling, pools, trust threshold, supervision of agents.
+    pub agents: SwarmConfig,
+    /// `[workflows]`.
+    pub workflows: WorkflowsConfig,
+    /// `[demo]`.
+    pub demo: DemoSettings,
     /// `[limits]`.
     pub limits: LimitSettings,
     /// `[telemetry]`.
@@ -111,11 +119,41 @@ pub struct AuthSettings {
 pub struct LearningSettings {
     /// The rollback switch: false = nothing is tracked or learned.
     pub enabled: bool,
+    /// Request a learning cycle every this many evaluated outcomes per workspace (0 = never).
+    pub cycle_every_outcomes: u64,
 }
 
 impl Default for LearningSettings {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            cycle_every_outcomes: 1000,
+        }
+    }
+}
+
+/// `[demo]`: a swarm of simulated agents running a workflow continuously.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoSettings {
+    /// Run the demo swarm in the `demo` workspace.
+    pub enabled: bool,
+    /// The demo swarm's agents (TOML, `[[agents]]` with id, name, kind, config).
+    pub swarm_file: String,
+    /// Workflow to run.
+    pub workflow: String,
+    /// Runs started per second.
+    pub runs_per_second: f64,
+}
+
+impl Default for DemoSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            swarm_file: "config/demo/swarm.toml".into(),
+            workflow: "move_creation".into(),
+            runs_per_second: 2.0,
+        }
     }
 }
 
@@ -276,6 +314,38 @@ impl Settings {
                     "must not exceed backoff_max_ms".into(),
                 ));
             }
+        }
+        let a = &self.agents;
+        if !(0.0..=1.0).contains(&a.disable_below_trust) {
+            return Err(err(
+                "agents.disable_below_trust",
+                "must be in [0, 1]".into(),
+            ));
+        }
+        if a.concurrency == 0 {
+            return Err(err("agents.concurrency", "must be at least 1".into()));
+        }
+        if a.late_grace_factor < 1.0 {
+            return Err(err("agents.late_grace_factor", "must be at least 1".into()));
+        }
+        for (name, p) in &a.pools {
+            if p.slots == 0 {
+                return Err(err(
+                    &format!("agents.pools.{name}.slots"),
+                    "must be at least 1".into(),
+                ));
+            }
+        }
+        if self.workflows.default_timeout_ms == 0 {
+            return Err(err(
+                "workflows.default_timeout_ms",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.demo.enabled
+            && !(self.demo.runs_per_second > 0.0 && self.demo.runs_per_second <= 1000.0)
+        {
+            return Err(err("demo.runs_per_second", "must be in (0, 1000]".into()));
         }
         let l = &self.limits;
         if l.default_page_size == 0 || l.default_page_size > l.max_page_size {

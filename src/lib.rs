@@ -7,6 +7,7 @@
 //! is the CLI on top.
 
 pub mod auth;
+pub mod backends;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -14,3 +15,4 @@ pub mod routes;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod workflows;

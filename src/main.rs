@@ -107,6 +107,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     } else {
         println!("  admin key (configured): {}", app.admin_key());
     }
+    if let Some(key) = app.demo_key() {
+        println!(
+            "  demo: a simulated swarm runs {} in workspace \"demo\"; watch it learn with\n        curl -s http://{}/api/v1/learning/trust-scores -H 'Authorization: Bearer {key}'",
+            settings.demo.workflow,
+            app.address()
+        );
+    }
     println!("  try: curl -s -X POST http://{}/api/v1/workspaces -H 'Authorization: Bearer <admin key>' -H 'Content-Type: application/json' -d '{{\"name\":\"demo\"}}'", app.address());
     app.run().await
 }

@@ -13,6 +13,8 @@ use dashmap::DashMap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use swarmwise_actors::domain::{AgentId, WorkspaceId};
 use swarmwise_actors::ports::StoreError;
+use swarmwise_actors::swarm::Swarm;
+use swarmwise_actors::workflow::{CountingTrigger, Workflows};
 use swarmwise_actors::Engine;
 
 use crate::auth::{generate_key, hash_key};
@@ -36,6 +38,8 @@ pub struct AppState {
     pub agents: DashMap<(WorkspaceId, AgentId), String>,
     /// Renders `/metrics`.
     pub prometheus: PrometheusHandle,
+    /// Runs workflows over the swarm.
+    pub workflows: Workflows,
 }
 
 impl AppState {
@@ -74,6 +78,8 @@ pub struct Application {
     admin_key_generated: bool,
     engine: Engine,
     store: Arc<dyn AdminStore>,
+    workflows: Workflows,
+    demo_key: Option<String>,
 }
 
 /// Stops a running application from elsewhere (tests, signals).
@@ -95,6 +101,53 @@ impl Application {
         let prometheus = crate::telemetry::prometheus()?;
         let store = store::connect(&settings.database).await?;
         let engine = Engine::start(store.clone(), settings.engine());
+        let swarm = Swarm::new(
+            Arc::new(crate::backends::ServiceFactory::default()),
+            settings.agents.clone(),
+            engine.events().clone(),
+        );
+        let defs = crate::workflows::load_definitions(&settings.workflows.dir)?;
+        let workflows = Workflows::new(
+            defs,
+            engine.clone(),
+            swarm.clone(),
+            store.clone(),
+            engine.events().clone(),
+            Arc::new(CountingTrigger::new(settings.learning.cycle_every_outcomes)),
+            settings.workflows.clone(),
+        );
+        let demo = if settings.demo.enabled {
+            Some(crate::workflows::prepare_demo(&settings.demo, store.as_ref(), &workflows).await?)
+        } else {
+            None
+        };
+        let mut started = 0;
+        for ws in store.workspace_ids().await? {
+            for agent in store.agents(ws).await? {
+                match swarm.start_agent(ws, &agent) {
+                    Ok(()) => started += 1,
+                    Err(e) => {
+                        tracing::warn!(workspace = %ws, agent = %agent.id, error = %e, "agent not started; fix its config with PATCH or re-register it")
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            agents = started,
+            workflows = workflows.definitions().len(),
+            "swarm ready"
+        );
+        let demo_key = match demo {
+            Some((ws, key)) => {
+                actix::spawn(crate::workflows::demo_loop(
+                    settings.demo.clone(),
+                    ws,
+                    workflows.clone(),
+                ));
+                Some(key)
+            }
+            None => None,
+        };
         let (admin_key, admin_key_generated) = if settings.auth.admin_key.is_empty() {
             (generate_key("swa_").0, true)
         } else {
@@ -111,6 +164,7 @@ impl Application {
             agents: DashMap::new(),
             prometheus,
             settings: Arc::new(settings.clone()),
+            workflows: workflows.clone(),
         });
         let workers = if settings.server.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -175,7 +229,19 @@ impl Application {
             admin_key_generated,
             engine,
             store,
+            workflows,
+            demo_key,
         })
+    }
+
+    /// The workflow runner.
+    pub fn workflows(&self) -> &Workflows {
+        &self.workflows
+    }
+
+    /// The demo workspace's API key for this run, when the demo is on.
+    pub fn demo_key(&self) -> Option<&str> {
+        self.demo_key.as_deref()
     }
 
     /// The bound address.

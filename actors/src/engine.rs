@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::domain::{AgentId, Priority, Recommendation, WorkspaceId};
 use crate::error::EngineError;
+use crate::events::EventBus;
 use crate::ports::Store;
 use crate::supervisor::{HealthRegistry, RestartPolicy};
 use crate::tracker::{
@@ -53,6 +54,7 @@ pub struct Engine {
     health: HealthRegistry,
     pending: Arc<AtomicU64>,
     learning_enabled: bool,
+    events: EventBus,
 }
 
 fn mailbox(e: MailboxError) -> EngineError {
@@ -71,12 +73,14 @@ impl Engine {
         let params = Arc::new(config.trust);
         let health = HealthRegistry::default();
         let snapshots = TrustSnapshots::new(Arc::clone(&params));
+        let events = EventBus::default();
         let scorer = TrustScorer::start_supervised(
             Arc::clone(&store),
             Arc::clone(&params),
             snapshots.clone(),
             config.supervision.trust_scorer,
             health.clone(),
+            events.clone(),
         );
         let (tracker, pending) = RecommendationTracker::start_supervised(
             config.tracking,
@@ -94,7 +98,13 @@ impl Engine {
             health,
             pending,
             learning_enabled: config.learning_enabled,
+            events,
         }
+    }
+
+    /// The live event bus.
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
     /// Whether learning (tracking, evaluation, trust) is on.

@@ -28,8 +28,10 @@ pub mod error;
 pub mod events;
 pub mod ports;
 pub mod supervisor;
+pub mod swarm;
 pub mod tracker;
 pub mod trust;
+pub mod workflow;
 
 pub use engine::{Engine, EngineConfig, SupervisionConfig};
 pub use error::EngineError;

@@ -15,6 +15,7 @@ use crate::domain::{
     VerdictUpdate, WorkspaceId,
 };
 use crate::trust::TrustCard;
+use crate::workflow::WorkflowRun;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +126,12 @@ pub trait Store: Send + Sync + 'static {
         rows: &[TrustRow],
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+    /// Records a new (running) workflow run.
+    async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError>;
+    /// Stores a run's final status, report and error.
+    async fn finish_run(&self, run: &WorkflowRun) -> Result<(), StoreError>;
+    /// One run.
+    async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError>;
     /// Newest first.
     async fn trust_history(
         &self,

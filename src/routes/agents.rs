@@ -13,10 +13,6 @@ use crate::error::ApiError;
 use crate::extract::Body;
 use crate::startup::AppState;
 
-/// Agent kinds this build accepts. `external` agents send their
-/// recommendations through the API; the runtime adds the kinds it runs.
-pub const KINDS: &[&str] = &["external"];
-
 /// `POST /agents` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -85,18 +81,6 @@ pub async fn register(
     let b = body.0;
     let id = AgentId::parse("id", &b.id)?;
     check_name(&b.name)?;
-    if !KINDS.contains(&b.kind.as_str()) {
-        return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
-            "kind",
-            format!(
-                "kind: unknown agent kind {:?}; this server accepts {}",
-                b.kind,
-                KINDS.join(", ")
-            ),
-        ));
-    }
     let config = b.config.unwrap_or_else(|| json!({}));
     if !config.is_object() {
         return Err(ApiError::field(
@@ -114,6 +98,8 @@ pub async fn register(
         enabled: b.enabled.unwrap_or(true),
         created_at: to_micros(Utc::now()),
     };
+    // Kind and config are checked by building the backend (errors name the field).
+    state.workflows.swarm().validate(&agent)?;
     match state.store.create_agent(ws.0, &agent).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
@@ -132,6 +118,7 @@ pub async fn register(
     state
         .agents
         .insert((ws.0, agent.id.clone()), agent.name.clone());
+    state.workflows.swarm().start_agent(ws.0, &agent)?;
     Ok(HttpResponse::Created().json(&agent))
 }
 
@@ -174,6 +161,10 @@ pub async fn update(
         .set_agent_enabled(ws.0, &id, body.0.enabled)
         .await?
         .ok_or_else(|| agent_not_found(&id))?;
+    if agent.enabled {
+        // Re-enabling also clears an "unhealthy" mark from the supervisor.
+        state.workflows.swarm().reset_health(ws.0, &id);
+    }
     tracing::info!(workspace = %ws.0, agent = %id, enabled = agent.enabled, "agent updated");
     Ok(HttpResponse::Ok().json(agent))
 }

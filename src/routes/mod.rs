@@ -6,10 +6,12 @@
 //! OpenAPI document describes every one.
 
 pub mod agents;
+pub mod events;
 pub mod health;
 pub mod openapi;
 pub mod recommendations;
 pub mod trust;
+pub mod workflows;
 pub mod workspaces;
 
 use actix_web::web;
@@ -47,6 +49,10 @@ api_routes! {
     get "/learning/agents/{agent_id}/boost" => trust::boost,
     get "/learning/agents/{agent_id}/metrics" => trust::agent_metrics,
     post "/learning/debug/initialize-trust-scores" => trust::initialize,
+    get "/workflows" => workflows::list,
+    post "/workflows/runs" => workflows::run,
+    get "/workflows/runs/{run_id}" => workflows::get,
+    get "/events" => events::stream,
 }
 
 /// Registers every route.

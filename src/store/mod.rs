@@ -116,6 +116,17 @@ fn check_migrations(
     Ok(())
 }
 
+/// A priority's database name.
+fn priority_name(p: swarmwise_actors::domain::Priority) -> &'static str {
+    use swarmwise_actors::domain::Priority;
+    match p {
+        Priority::Low => "LOW",
+        Priority::Normal => "NORMAL",
+        Priority::High => "HIGH",
+        Priority::Critical => "CRITICAL",
+    }
+}
+
 fn unexpected(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {

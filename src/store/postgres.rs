@@ -12,13 +12,14 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgPool, Postgres, QueryBuilder, Row, Transaction};
 use swarmwise_actors::domain::{
-    Agent, AgentId, OutcomeSample, Recommendation, RecommendationFilter, RecommendationStatus,
-    Verdict, VerdictUpdate, WorkspaceId,
+    Agent, AgentId, OutcomeSample, Priority, Recommendation, RecommendationFilter,
+    RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
 };
 use swarmwise_actors::ports::{Store, StoreError, TrustHistoryPoint, TrustRow};
+use swarmwise_actors::workflow::{RunStatus, WorkflowRun};
 use uuid::Uuid;
 
-use super::{unexpected, AdminStore, NewApiKey};
+use super::{priority_name, unexpected, AdminStore, NewApiKey};
 use crate::config::DatabaseSettings;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -437,6 +438,71 @@ impl Store for PgStore {
         let n = upsert_trust(&mut tx, ws, rows, at, false).await?;
         tx.commit().await.map_err(unexpected)?;
         Ok(n)
+    }
+
+    async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
+        let mut tx = self.scoped(run.workspace_id).await?;
+        sqlx::query(
+            "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(run.id)
+        .bind(run.workspace_id.0)
+        .bind(&run.workflow)
+        .bind(run.status.as_str())
+        .bind(priority_name(run.priority))
+        .bind(&run.input)
+        .bind(run.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn finish_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
+        let mut tx = self.scoped(run.workspace_id).await?;
+        sqlx::query("UPDATE workflow_runs SET status = $3, result = $4, error = $5, finished_at = $6 WHERE workspace_id = $1 AND id = $2")
+            .bind(run.workspace_id.0)
+            .bind(run.id)
+            .bind(run.status.as_str())
+            .bind(&run.result)
+            .bind(&run.error)
+            .bind(run.finished_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let row = sqlx::query(
+            "SELECT id, workspace_id, workflow, status, priority, input, result, error, created_at, finished_at FROM workflow_runs WHERE workspace_id = $1 AND id = $2",
+        )
+        .bind(ws.0)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        let Some(row) = row else { return Ok(None) };
+        let get = || -> Result<WorkflowRun, anyhow::Error> {
+            let status: String = row.try_get("status")?;
+            let priority: String = row.try_get("priority")?;
+            Ok(WorkflowRun {
+                id: row.try_get("id")?,
+                workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+                workflow: row.try_get("workflow")?,
+                status: RunStatus::parse(&status)
+                    .ok_or_else(|| anyhow::anyhow!("bad run status {status}"))?,
+                priority: Priority::parse("priority", &priority)?,
+                input: row.try_get("input")?,
+                result: row.try_get("result")?,
+                error: row.try_get("error")?,
+                created_at: row.try_get("created_at")?,
+                finished_at: row.try_get("finished_at")?,
+            })
+        };
+        get().map(Some).map_err(StoreError::Unexpected)
     }
 
     async fn trust_history(

@@ -116,6 +116,8 @@ pub fn test_settings(url: &str) -> Settings {
     s.database.url = url.into();
     s.database.max_connections = 4;
     s.auth.admin_key = "test-admin-key".into();
+    s.demo.enabled = false;
+    s.workflows.dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/workflows").into();
     s
 }
 

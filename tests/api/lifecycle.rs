@@ -125,6 +125,7 @@ async fn sigterm_flushes_everything_acknowledged(backend: Backend) {
         .env("SWARMWISE__TRACKING__FLUSH_INTERVAL_MS", "3600000")
         .env("SWARMWISE__TRACKING__BATCH_SIZE", "100000")
         .env("SWARMWISE__SERVER__WORKERS", "1")
+        .env("SWARMWISE__DEMO__ENABLED", "false")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -21,6 +21,7 @@ use dashmap::DashMap;
 use super::state::{TrustParams, WorkspaceSnapshot, WorkspaceTrust};
 use crate::domain::{AgentId, OutcomeSample, WorkspaceId};
 use crate::error::EngineError;
+use crate::events::{Event, EventBus};
 use crate::ports::{Store, TrustRow};
 use crate::supervisor::{ActorHealth, HealthRegistry, RestartPolicy, RestartTracker};
 
@@ -130,6 +131,8 @@ pub struct TrustScorer {
     health: HealthRegistry,
     /// Backoff to wait before reloading after a restart.
     backoff: std::time::Duration,
+    /// Where `TrustUpdated` goes.
+    events: EventBus,
 }
 
 impl TrustScorer {
@@ -140,6 +143,7 @@ impl TrustScorer {
         snapshots: TrustSnapshots,
         policy: RestartPolicy,
         health: HealthRegistry,
+        events: EventBus,
     ) -> Addr<Self> {
         health.set(NAME, ActorHealth::Starting);
         Supervisor::start(move |_| Self {
@@ -150,6 +154,7 @@ impl TrustScorer {
             restarts: RestartTracker::new(policy),
             health,
             backoff: std::time::Duration::ZERO,
+            events,
         })
     }
 
@@ -290,6 +295,10 @@ impl Handler<OutcomesRecorded> for TrustScorer {
         metrics::counter!("swarmwise_trust_updates_total").increment(msg.samples.len() as u64);
         self.publish(msg.workspace);
         self.persist(msg.workspace, &changed, ctx);
+        self.events.publish(Event::TrustUpdated {
+            workspace_id: msg.workspace,
+            agents: changed,
+        });
     }
 }
 

@@ -1,0 +1,237 @@
+//! The swarm: the running `AgentActor` of every runnable agent, by
+//! (workspace, agent). Backends are built through the [`BackendFactory`]
+//! port (the service implements http, openai and command; `simulated` is
+//! built here). `external` agents have no actor: their recommendations come
+//! through the API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::backend::AgentBackend;
+use crate::agent::pool::ProviderPool;
+use crate::agent::simulated::{Simulated, SimulatedConfig};
+use crate::agent::{AgentActor, AgentHealth, AgentSpec, SchedulingConfig};
+use crate::domain::{Agent, AgentId, ParseError, WorkspaceId};
+use crate::events::EventBus;
+use crate::supervisor::RestartPolicy;
+
+/// Builds backends for the kinds the service knows.
+pub trait BackendFactory: Send + Sync + 'static {
+    /// Builds the backend of `agent`; `Ok(None)` for kinds without a backend
+    /// (`external`); `Err` names the offending config field.
+    fn build(&self, agent: &Agent) -> Result<Option<Arc<dyn AgentBackend>>, ParseError>;
+    /// Every kind accepted, for error messages.
+    fn kinds(&self) -> Vec<&'static str>;
+}
+
+/// Builds `simulated` agents only (and accepts `external`): the engine's own factory.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SimulatedFactory;
+
+impl BackendFactory for SimulatedFactory {
+    fn build(&self, agent: &Agent) -> Result<Option<Arc<dyn AgentBackend>>, ParseError> {
+        match agent.kind.as_str() {
+            "external" => Ok(None),
+            "simulated" => Ok(Some(Arc::new(Simulated::new(simulated_config(agent)?)))),
+            other => Err(ParseError::new(
+                "kind",
+                format!("unknown agent kind {other:?}; use external or simulated"),
+            )),
+        }
+    }
+
+    fn kinds(&self) -> Vec<&'static str> {
+        vec!["external", "simulated"]
+    }
+}
+
+/// Parses and checks a simulated agent's config.
+pub fn simulated_config(agent: &Agent) -> Result<SimulatedConfig, ParseError> {
+    let mut cfg = agent.config.clone();
+    if let Some(o) = cfg.as_object_mut() {
+        // Keys every kind may carry, not the simulator's.
+        for k in ["pool", "concurrency"] {
+            o.remove(k);
+        }
+    }
+    let sim: SimulatedConfig = serde_json::from_value(cfg)
+        .map_err(|e| ParseError::new("config", format!("simulated agent config: {e}")))?;
+    sim.validate()?;
+    Ok(sim)
+}
+
+/// A provider pool's config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Concurrent calls allowed through the pool.
+    pub slots: usize,
+}
+
+/// Config section `[agents]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwarmConfig {
+    /// Tasks an agent runs at once unless its config says `"concurrency": n`.
+    pub concurrency: usize,
+    /// A waiting task is promoted one class per this many milliseconds (0 = never).
+    pub aging_ms: u64,
+    /// Skip an agent in fan-outs when its overall trust is below this (and it
+    /// has at least `disable_min_samples` outcomes).
+    pub disable_below_trust: f64,
+    /// Outcomes needed before the threshold applies.
+    pub disable_min_samples: u64,
+    /// A skipped agent is still asked once every this many fan-outs, so it can
+    /// earn trust back (0 = never: only an operator re-enables it).
+    pub probation_every: u64,
+    /// Agents may finish this many times the stage timeout; answers after the
+    /// barrier completed are tracked as late.
+    pub late_grace_factor: f64,
+    /// Shared provider pools by name; an agent joins one with `"pool": "name"` in its config.
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Restart policy of agent actors.
+    pub supervision: RestartPolicy,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: SchedulingConfig::default().concurrency,
+            aging_ms: SchedulingConfig::default().aging_ms,
+            disable_below_trust: 0.3,
+            disable_min_samples: 20,
+            probation_every: 20,
+            late_grace_factor: 2.0,
+            pools: BTreeMap::new(),
+            supervision: RestartPolicy::default(),
+        }
+    }
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct SwarmAgent {
+    /// Its actor.
+    pub addr: Addr<AgentActor>,
+    /// Shared health.
+    pub health: AgentHealth,
+    /// Its kind.
+    pub kind: String,
+    /// Fan-outs that skipped it since its last probe.
+    pub skipped_since_probe: AtomicU64,
+}
+
+/// The registry of running agents.
+#[derive(Clone)]
+pub struct Swarm {
+    agents: Arc<DashMap<(WorkspaceId, AgentId), Arc<SwarmAgent>>>,
+    factory: Arc<dyn BackendFactory>,
+    pools: Arc<HashMap<String, ProviderPool>>,
+    config: Arc<SwarmConfig>,
+    events: EventBus,
+}
+
+impl Swarm {
+    /// An empty swarm.
+    pub fn new(factory: Arc<dyn BackendFactory>, config: SwarmConfig, events: EventBus) -> Self {
+        let aging = Duration::from_millis(config.aging_ms);
+        let pools = config
+            .pools
+            .iter()
+            .map(|(name, p)| (name.clone(), ProviderPool::new(name, p.slots, aging)))
+            .collect();
+        Self {
+            agents: Arc::default(),
+            factory,
+            pools: Arc::new(pools),
+            config: Arc::new(config),
+            events,
+        }
+    }
+
+    /// The swarm's config.
+    pub fn config(&self) -> &SwarmConfig {
+        &self.config
+    }
+
+    /// Validates an agent's kind and config without starting it.
+    pub fn validate(&self, agent: &Agent) -> Result<(), ParseError> {
+        self.factory.build(agent).map(|_| ())?;
+        self.pool_of(agent).map(|_| ())
+    }
+
+    /// Every accepted kind.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.factory.kinds()
+    }
+
+    fn pool_of(&self, agent: &Agent) -> Result<Option<ProviderPool>, ParseError> {
+        match agent.config.get("pool").and_then(|p| p.as_str()) {
+            None => Ok(None),
+            Some(name) => self.pools.get(name).cloned().map(Some).ok_or_else(|| {
+                ParseError::new(
+                    "config.pool",
+                    format!("no pool {name:?} in [agents.pools] of the server config"),
+                )
+            }),
+        }
+    }
+
+    /// Starts (or restarts with new settings) the actor of a runnable agent.
+    /// Must run inside an actix system.
+    pub fn start_agent(&self, ws: WorkspaceId, agent: &Agent) -> Result<(), ParseError> {
+        let Some(backend) = self.factory.build(agent)? else {
+            self.agents.remove(&(ws, agent.id.clone()));
+            return Ok(());
+        };
+        let pool = self.pool_of(agent)?;
+        let concurrency = agent
+            .config
+            .get("concurrency")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(self.config.concurrency, |c| c.max(1) as usize);
+        let health = AgentHealth::default();
+        let addr = AgentActor::start_supervised(AgentSpec {
+            workspace: ws,
+            id: agent.id.clone(),
+            backend,
+            concurrency,
+            aging: Duration::from_millis(self.config.aging_ms),
+            pool,
+            policy: self.config.supervision.clone(),
+            health: health.clone(),
+            events: self.events.clone(),
+        });
+        self.agents.insert(
+            (ws, agent.id.clone()),
+            Arc::new(SwarmAgent {
+                addr,
+                health,
+                kind: agent.kind.clone(),
+                skipped_since_probe: AtomicU64::new(0),
+            }),
+        );
+        Ok(())
+    }
+
+    /// The running agent, if any.
+    pub fn get(&self, ws: WorkspaceId, id: &AgentId) -> Option<Arc<SwarmAgent>> {
+        self.agents
+            .get(&(ws, id.clone()))
+            .map(|a| Arc::clone(a.value()))
+    }
+
+    /// Operator re-enable: clears an unhealthy mark.
+    pub fn reset_health(&self, ws: WorkspaceId, id: &AgentId) {
+        if let Some(a) = self.get(ws, id) {
+            a.health.reset();
+            a.skipped_since_probe.store(0, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `http` agents: POST the task as JSON to a URL, expect
+//! `{content, confidence, reasoning?}`. Connection errors, 429 and 5xx are
+//! retried with exponential backoff and jitter (the task is idempotent by its
+//! id); other 4xx are not.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use swarmwise_actors::agent::backend::{
+    parse_answer, AgentAnswer, AgentBackend, BackendError, Task,
+};
+use swarmwise_actors::domain::ParseError;
+
+/// Config of an `http` agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Where to POST the task.
+    pub url: String,
+    /// Per attempt, in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Retries after the first attempt.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// First backoff, in milliseconds; doubles per retry, ± 50% jitter.
+    #[serde(default = "default_backoff")]
+    pub backoff_ms: u64,
+    /// Extra headers with fixed values.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Extra headers whose values come from environment variables (header → variable).
+    #[serde(default)]
+    pub headers_env: BTreeMap<String, String>,
+}
+
+fn default_timeout() -> u64 {
+    60_000
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_backoff() -> u64 {
+    200
+}
+
+/// The backend.
+#[derive(Debug, Clone)]
+pub struct HttpAgent {
+    client: reqwest::Client,
+    config: HttpConfig,
+    headers: HeaderMap,
+}
+
+impl HttpAgent {
+    /// Validates the config and reads header secrets from the environment.
+    pub fn new(client: reqwest::Client, config: HttpConfig) -> Result<Self, ParseError> {
+        let url = reqwest::Url::parse(&config.url)
+            .map_err(|e| ParseError::new("config.url", format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ParseError::new("config.url", "must be http:// or https://"));
+        }
+        let mut headers = HeaderMap::new();
+        let values = config
+            .headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.clone())))
+            .chain(config.headers_env.iter().map(|(k, var)| {
+                Ok((
+                    k.clone(),
+                    super::env_var(&format!("config.headers_env.{k}"), var)?,
+                ))
+            }));
+        for pair in values {
+            let (k, v): (String, String) = pair?;
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| ParseError::new("config.headers", format!("bad header name {k:?}")))?;
+            let value = HeaderValue::from_str(&v).map_err(|_| {
+                ParseError::new("config.headers", format!("bad value for header {k:?}"))
+            })?;
+            headers.insert(name, value);
+        }
+        Ok(Self {
+            client,
+            config,
+            headers,
+        })
+    }
+}
+
+#[async_trait]
+impl AgentBackend for HttpAgent {
+    async fn execute(&self, task: &Task) -> Result<AgentAnswer, BackendError> {
+        let mut attempt = 0u32;
+        loop {
+            let res = self
+                .client
+                .post(&self.config.url)
+                .headers(self.headers.clone())
+                .timeout(Duration::from_millis(self.config.timeout_ms))
+                .json(task)
+                .send()
+                .await;
+            let retryable = match res {
+                Ok(r) if r.status().is_success() => {
+                    let body: serde_json::Value = r.json().await.map_err(|e| {
+                        BackendError::InvalidAnswer(format!("body is not JSON: {e}"))
+                    })?;
+                    return parse_answer(body);
+                }
+                Ok(r) => {
+                    let status = r.status();
+                    let text = r.text().await.unwrap_or_default();
+                    let err = BackendError::Failed(format!(
+                        "agent answered {status}: {}",
+                        text.chars().take(200).collect::<String>()
+                    ));
+                    if status.as_u16() == 429 || status.is_server_error() {
+                        Err(err)
+                    } else {
+                        return Err(err);
+                    }
+                }
+                Err(e) if e.is_timeout() => Err(BackendError::Timeout),
+                Err(e) => Err(BackendError::Failed(format!(
+                    "could not reach {}: {e}",
+                    self.config.url
+                ))),
+            };
+            if attempt >= self.config.retries {
+                return retryable;
+            }
+            attempt += 1;
+            let base = self
+                .config
+                .backoff_ms
+                .saturating_mul(1 << (attempt - 1).min(16)) as f64;
+            let jittered = base * rand::thread_rng().gen_range(0.5..1.5);
+            tokio::time::sleep(Duration::from_millis(jittered as u64)).await;
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `openai` agents: an OpenAI-compatible `POST {base_url}/chat/completions`.
+//! The system prompt asks for a JSON object `{content, confidence,
+//! reasoning}`; the reply's message content is parsed as such, with a clear
+//! error when it is not.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use swarmwise_actors::agent::backend::{
+    parse_answer, AgentAnswer, AgentBackend, BackendError, Task,
+};
+use swarmwise_actors::domain::ParseError;
+
+const DEFAULT_PROMPT: &str = "You are an agent in a swarm. Read the task (JSON) and answer with one JSON object only: \
+{\"content\": <your recommendation, any JSON>, \"confidence\": <number from 0 to 1: the probability you are right>, \
+\"reasoning\": \"<one or two sentences>\"}.";
+
+/// Config of an `openai` agent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiConfig {
+    /// e.g. `https://api.openai.com/v1`, `http://127.0.0.1:11434/v1` (Ollama).
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// Environment variable holding the API key (omit for local servers).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// System prompt (default asks for the JSON answer).
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Per request, in milliseconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_timeout() -> u64 {
+    120_000
+}
+
+/// The backend.
+#[derive(Debug, Clone)]
+pub struct OpenAi {
+    client: reqwest::Client,
+    config: OpenAiConfig,
+    url: String,
+    api_key: Option<String>,
+}
+
+impl OpenAi {
+    /// Validates the config and reads the key from the environment.
+    pub fn new(client: reqwest::Client, config: OpenAiConfig) -> Result<Self, ParseError> {
+        reqwest::Url::parse(&config.base_url)
+            .map_err(|e| ParseError::new("config.base_url", format!("not a URL: {e}")))?;
+        if config.model.trim().is_empty() {
+            return Err(ParseError::new("config.model", "must not be empty"));
+        }
+        if config
+            .temperature
+            .is_some_and(|t| !(0.0..=2.0).contains(&t))
+        {
+            return Err(ParseError::new("config.temperature", "must be in [0, 2]"));
+        }
+        let api_key = config
+            .api_key_env
+            .as_deref()
+            .map(|v| super::env_var("config.api_key_env", v))
+            .transpose()?;
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        Ok(Self {
+            client,
+            config,
+            url,
+            api_key,
+        })
+    }
+}
+
+#[async_trait]
+impl AgentBackend for OpenAi {
+    async fn execute(&self, task: &Task) -> Result<AgentAnswer, BackendError> {
+        let mut body = json!({
+            "model": self.config.model,
+            "messages": [
+                {"role": "system", "content": self.config.system_prompt.as_deref().unwrap_or(DEFAULT_PROMPT)},
+                {"role": "user", "content": serde_json::to_string(task).unwrap_or_default()},
+            ],
+        });
+        if let (Some(t), Some(o)) = (self.config.temperature, body.as_object_mut()) {
+            o.insert("temperature".into(), json!(t));
+        }
+        let mut req = self
+            .client
+            .post(&self.url)
+            .timeout(Duration::from_millis(self.config.timeout_ms))
+            .json(&body);
+        if let Some(k) = &self.api_key {
+            req = req.bearer_auth(k);
+        }
+        let res = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                BackendError::Timeout
+            } else {
+                BackendError::Failed(format!("could not reach {}: {e}", self.url))
+            }
+        })?;
+        let status = res.status();
+        let reply: Value = res.json().await.map_err(|e| {
+            BackendError::Failed(format!(
+                "provider answered {status} with a body that is not JSON: {e}"
+            ))
+        })?;
+        if !status.is_success() {
+            let msg = reply
+                .pointer("/error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message");
+            return Err(BackendError::Failed(format!(
+                "provider answered {status}: {msg}"
+            )));
+        }
+        let text = reply
+            .pointer("/choices/0/message/content")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                BackendError::InvalidAnswer("the reply has no choices[0].message.content".into())
+            })?;
+        // Models like to wrap JSON in a Markdown fence.
+        let trimmed = text
+            .trim()
+            .trim_start_matches("```json")
+            .trim_start_matches("```")
+            .trim_end_matches("```")
+            .trim();
+        let value: Value = serde_json::from_str(trimmed).map_err(|e| {
+            BackendError::InvalidAnswer(format!(
+                "the model's reply is not JSON ({e}); it began: {:?}. Adjust the system prompt to answer with {{content, confidence, reasoning}}",
+                text.chars().take(120).collect::<String>()
+            ))
+        })?;
+        parse_answer(value)
+    }
+}

@@ -1,0 +1,39 @@
+//! `GET /api/v1/events`: server-sent events of the caller's workspace (trust
+//! updates, agent health, workflow progress). Slow clients miss events
+//! rather than slowing the engine; a `lagged` comment says how many.
+
+use actix_web::{web, HttpResponse};
+use futures_util::stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::auth::Workspace;
+use crate::startup::AppState;
+
+/// The event stream.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events",
+    responses((status = 200, description = "text/event-stream of JSON events with a `type` field", content_type = "text/event-stream")),
+    security(("api_key" = [])))]
+pub async fn stream(ws: Workspace, state: web::Data<AppState>) -> HttpResponse {
+    let rx = state.engine.events().subscribe();
+    let body = stream::unfold((rx, ws.0), |(mut rx, ws)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) if event.workspace() == ws => {
+                    let json = serde_json::to_string(&event).unwrap_or_default();
+                    let chunk = web::Bytes::from(format!("data: {json}\n\n"));
+                    return Some((Ok::<_, actix_web::Error>(chunk), (rx, ws)));
+                }
+                Ok(_) => continue,
+                Err(RecvError::Lagged(n)) => {
+                    let chunk = web::Bytes::from(format!(": lagged {n} events\n\n"));
+                    return Some((Ok(chunk), (rx, ws)));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(body)
+}

@@ -1,0 +1,143 @@
+//! Workflows: definitions, runs (wait or not), a run's report.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use swarmwise_actors::domain::Priority;
+use swarmwise_actors::workflow::{RunRequest, RunStatus, WorkflowDef, WorkflowRun};
+use uuid::Uuid;
+
+use crate::auth::Workspace;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::Body;
+use crate::startup::AppState;
+
+/// `GET /workflows` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkflowList {
+    /// Every definition loaded from `workflows.dir`.
+    pub items: Vec<WorkflowDef>,
+}
+
+/// `POST /workflows/runs` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    /// Definition name.
+    pub workflow: String,
+    /// Input handed to every agent (`correlation_id` inside it is used for tracking).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<serde_json::Value>,
+    /// LOW, NORMAL (default), HIGH, CRITICAL.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// true: answer with the finished run; false (default): 202 at once.
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// A run that was started and not waited for.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunStarted {
+    /// Poll `GET /workflows/runs/{run_id}`.
+    pub run_id: Uuid,
+    /// `running`.
+    pub status: RunStatus,
+}
+
+/// Every definition.
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", responses((status = 200, body = WorkflowList)), security(("api_key" = [])))]
+pub async fn list(_ws: Workspace, state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(WorkflowList {
+        items: state.workflows.definitions(),
+    })
+}
+
+/// Runs a workflow: 200 with the finished run when `wait`, else 202 `{run_id, status}`.
+#[utoipa::path(post, path = "/api/v1/workflows/runs", tag = "workflows", request_body = RunBody,
+    responses((status = 200, body = WorkflowRun), (status = 202, body = RunStarted),
+              (status = 404, description = "no such workflow definition", body = ErrorBody),
+              (status = 422, description = "bad priority or input", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn run(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    body: Body<RunBody>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.0;
+    let priority = b
+        .priority
+        .as_deref()
+        .map(|p| Priority::parse("priority", p))
+        .transpose()?
+        .unwrap_or(Priority::Normal);
+    let input = b.input.unwrap_or_else(|| serde_json::json!({}));
+    if !input.is_object() {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "input",
+            "input: must be a JSON object",
+        ));
+    }
+    let req = RunRequest {
+        workflow: b.workflow,
+        input,
+        priority,
+    };
+    let created = state.workflows.create(ws.0, &req).await?;
+    let id = created.id;
+    if b.wait {
+        state.workflows.execute(created).await?;
+        let run = state
+            .store
+            .run(ws.0, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        return Ok(HttpResponse::Ok().json(run));
+    }
+    let wf = state.workflows.clone();
+    actix::spawn(async move {
+        if let Err(e) = wf.execute(created).await {
+            tracing::warn!(run = %id, error = %e, "workflow run failed");
+        }
+    });
+    Ok(HttpResponse::Accepted().json(RunStarted {
+        run_id: id,
+        status: RunStatus::Running,
+    }))
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::not_found(
+        "run_not_found",
+        format!("workflow run {id} was not found in this workspace"),
+    )
+}
+
+/// One run with its per-stage, per-agent report.
+#[utoipa::path(get, path = "/api/v1/workflows/runs/{run_id}", tag = "workflows", params(("run_id" = String, Path)),
+    responses((status = 200, body = WorkflowRun), (status = 404, description = "no such run in this workspace", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let id = Uuid::parse_str(&raw).map_err(|_| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "run_id",
+            format!("run_id: {raw:?} is not a UUID"),
+        )
+    })?;
+    let run = state
+        .store
+        .run(ws.0, id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
+    Ok(HttpResponse::Ok().json(run))
+}

@@ -1,0 +1,153 @@
+//! Loading workflow definitions (`config/workflows/*.toml`) and the demo
+//! swarm (`config/demo/swarm.toml`), and the demo loop that runs a workflow
+//! continuously in the `demo` workspace.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use swarmwise_actors::domain::{to_micros, Agent, AgentId, Priority, WorkspaceId};
+use swarmwise_actors::workflow::{RunRequest, WorkflowDef, Workflows};
+use uuid::Uuid;
+
+use crate::auth::generate_key;
+use crate::config::DemoSettings;
+use crate::store::AdminStore;
+
+/// Reads every `*.toml` in `dir` (sorted); a missing folder means no workflows.
+pub fn load_definitions(dir: &str) -> anyhow::Result<Vec<WorkflowDef>> {
+    let path = Path::new(dir);
+    if !path.exists() {
+        tracing::warn!(
+            dir,
+            "workflow folder not found; no workflows are defined (set workflows.dir)"
+        );
+        return Ok(Vec::new());
+    }
+    let mut files: Vec<_> = std::fs::read_dir(path)
+        .with_context(|| format!("reading workflows.dir {dir}"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut defs: Vec<WorkflowDef> = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        let def: WorkflowDef = toml::from_str(&text)
+            .with_context(|| format!("{}: not a valid workflow definition", f.display()))?;
+        def.validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+        if defs.iter().any(|d| d.name == def.name) {
+            anyhow::bail!(
+                "{}: a workflow named {:?} is defined twice",
+                f.display(),
+                def.name
+            );
+        }
+        defs.push(def);
+    }
+    Ok(defs)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwarmFile {
+    agents: Vec<AgentEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentEntry {
+    id: String,
+    name: String,
+    kind: String,
+    #[serde(default)]
+    config: Option<toml::Value>,
+}
+
+/// The demo workspace's fixed id, so restarts keep its history.
+pub const DEMO_WORKSPACE: Uuid = Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0de0);
+
+/// Creates the demo workspace and its agents if missing, starts the agents,
+/// and returns the workspace with a fresh API key for it.
+pub async fn prepare_demo(
+    demo: &DemoSettings,
+    store: &dyn AdminStore,
+    workflows: &Workflows,
+) -> anyhow::Result<(WorkspaceId, String)> {
+    let ws = WorkspaceId(DEMO_WORKSPACE);
+    let (key, stored) = generate_key(crate::routes::workspaces::KEY_PREFIX);
+    if store.workspace_ids().await?.contains(&ws) {
+        store
+            .add_api_key(ws, &stored, to_micros(Utc::now()))
+            .await?;
+    } else {
+        store
+            .create_workspace(ws, "demo", &stored, to_micros(Utc::now()))
+            .await?;
+    }
+    let text = std::fs::read_to_string(&demo.swarm_file).with_context(|| {
+        format!(
+            "reading demo.swarm_file {}; set demo.enabled = false to run without the demo",
+            demo.swarm_file
+        )
+    })?;
+    let file: SwarmFile = toml::from_str(&text)
+        .with_context(|| format!("{}: not a valid swarm file", demo.swarm_file))?;
+    for entry in file.agents {
+        let config = match entry.config {
+            Some(v) => serde_json::to_value(v)?,
+            None => json!({}),
+        };
+        let agent = Agent {
+            id: AgentId::parse("id", &entry.id)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", demo.swarm_file))?,
+            name: entry.name,
+            kind: entry.kind,
+            config,
+            enabled: true,
+            created_at: to_micros(Utc::now()),
+        };
+        workflows
+            .swarm()
+            .validate(&agent)
+            .map_err(|e| anyhow::anyhow!("{}: agent {}: {e}", demo.swarm_file, agent.id))?;
+        if store.agent(ws, &agent.id).await?.is_none() {
+            store.create_agent(ws, &agent).await?;
+        }
+    }
+    Ok((ws, key))
+}
+
+/// Starts `demo.workflow` `runs_per_second` times a second, forever, without
+/// waiting for runs to finish (at most 64 in flight).
+pub async fn demo_loop(demo: DemoSettings, ws: WorkspaceId, workflows: Workflows) {
+    let every = Duration::from_secs_f64(1.0 / demo.runs_per_second);
+    let mut tick = tokio::time::interval(every);
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    let mut n: u64 = 0;
+    loop {
+        tick.tick().await;
+        let Ok(permit) = std::sync::Arc::clone(&in_flight).try_acquire_owned() else {
+            continue;
+        };
+        n += 1;
+        let req = RunRequest {
+            workflow: demo.workflow.clone(),
+            input: json!({ "goal": format!("demo move #{n}") }),
+            priority: Priority::Normal,
+        };
+        let wf = workflows.clone();
+        actix::spawn(async move {
+            if let Err(e) = wf.run(ws, req).await {
+                tracing::warn!(error = %e, "demo run failed");
+            }
+            drop(permit);
+        });
+    }
+}
