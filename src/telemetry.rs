@@ -114,19 +114,22 @@ fn install_panic_hook() {
 
 /// Installs the Prometheus recorder once per process and returns its handle.
 pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(h) = HANDLE.get() {
-        return Ok(h.clone());
-    }
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
-        .install_recorder()?;
-    for (name, kind, help) in METRICS {
-        match *kind {
-            "histogram" => describe_histogram!(*name, Unit::Seconds, *help),
-            "gauge" => describe_gauge!(*name, *help),
-            _ => describe_counter!(*name, *help),
-        }
-    }
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    static HANDLE: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .and_then(PrometheusBuilder::install_recorder)
+                .map_err(|e| e.to_string())?;
+            for (name, kind, help) in METRICS {
+                match *kind {
+                    "histogram" => describe_histogram!(*name, Unit::Seconds, *help),
+                    "gauge" => describe_gauge!(*name, *help),
+                    _ => describe_counter!(*name, *help),
+                }
+            }
+            Ok(handle)
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!("could not install the Prometheus recorder: {e}"))
 }

@@ -12,3 +12,4 @@ mod recommendations;
 mod store;
 mod trust;
 mod validation;
+mod workflows;

@@ -63,9 +63,9 @@ pub struct SimulatedConfig {
     /// Random seed.
     #[serde(default)]
     pub seed: u64,
-    /// Test hook: panic on the task with this number (1-based), to exercise supervision.
+    /// Test hook: panic on the tasks with these numbers (1-based), to exercise supervision.
     #[serde(default)]
-    pub panic_on_task: Option<u64>,
+    pub panic_on_tasks: Vec<u64>,
 }
 
 impl SimulatedConfig {
@@ -152,8 +152,8 @@ impl AgentBackend for Simulated {
             let delay = (self.config.latency_ms.mean + jitter).max(0.0);
             (fails, good, skill, delay, *done)
         };
-        if self.config.panic_on_task == Some(n) {
-            panic!("simulated agent panics on task {n} (panic_on_task)");
+        if self.config.panic_on_tasks.contains(&n) {
+            panic!("simulated agent panics on task {n} (panic_on_tasks)");
         }
         if delay > 0.0 {
             tokio::time::sleep(Duration::from_secs_f64(delay / 1000.0)).await;
@@ -207,7 +207,7 @@ mod tests {
             confidence_bias: 0.0,
             drift: None,
             seed,
-            panic_on_task: None,
+            panic_on_tasks: Vec::new(),
         }
     }
 

@@ -305,7 +305,8 @@ impl Workflows {
             .map_or_else(|| run.id.to_string(), str::to_owned);
         let mut context = json!({});
         let mut stages = Vec::with_capacity(def.stages.len());
-        let mut truths: Vec<(Uuid, bool)> = Vec::new();
+        // Ground truth of every simulated answer, with its recommendation if tracked.
+        let mut truths: Vec<(Option<Uuid>, bool)> = Vec::new();
         let mut review_scores = Vec::new();
         let mut tracked_any = false;
         let mut all_simulated = true;
@@ -374,10 +375,8 @@ impl Workflows {
                 let mut recommendation_id = None;
                 if let AgentOutcome::Ok { answer, latency_ms } = &r.outcome {
                     answers.push(json!({"agent_id": r.agent_id, "content": answer.content, "confidence": answer.confidence}));
-                    match ground_truth(&answer.content) {
-                        Some(_) => {}
-                        None => all_simulated = false,
-                    }
+                    let truth = ground_truth(&answer.content);
+                    all_simulated &= truth.is_some();
                     if stage.review {
                         if let Some(q) = answer.content.get("quality").and_then(Value::as_f64) {
                             review_scores.push(q.clamp(0.0, 100.0));
@@ -398,9 +397,9 @@ impl Workflows {
                         self.engine.track(vec![rec]).await?;
                         tracked_any = true;
                         recommendation_id = Some(id);
-                        if let Some(good) = ground_truth(&answer.content) {
-                            truths.push((id, good));
-                        }
+                    }
+                    if let Some(good) = truth {
+                        truths.push((recommendation_id, good));
                     }
                 }
                 report.push(StageAgent {
@@ -435,9 +434,10 @@ impl Workflows {
         if let (true, true, Some(q)) = (learning, tracked_any, quality) {
             let verdicts = truths
                 .iter()
+                .filter_map(|(id, good)| id.map(|id| (id, *good)))
                 .map(|(id, good)| ExplicitVerdict {
-                    recommendation_id: *id,
-                    verdict: if *good {
+                    recommendation_id: id,
+                    verdict: if good {
                         Verdict::Approved
                     } else {
                         Verdict::Rejected

@@ -1,0 +1,438 @@
+//! The actor runtime end to end: simulated agents registered over the API,
+//! workflows run through fan-out barriers, every answer tracked and judged,
+//! trust learned from it; supervision, late replies, the rollback switch.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use swarmwise_actors::events::Event;
+use swarmwise_actors::trust::maths::spearman;
+
+use crate::both_backends;
+use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
+
+fn write_workflow(dir: &std::path::Path, name: &str, body: &str) {
+    std::fs::write(dir.join(format!("{name}.toml")), body).unwrap();
+}
+
+/// A folder with test workflows: a parallel panel and a slow stage.
+fn workflows_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_workflow(
+        dir.path(),
+        "panel",
+        r#"
+name = "panel"
+[[stages]]
+name = "opinions"
+agents = ["s90", "s70", "s50", "s30"]
+recommendation_type = "strategy"
+timeout_ms = 10000
+[[stages]]
+name = "follow_up"
+mode = "sequential"
+select = { top = 2, by_trust_for = "strategy", from = ["s90", "s70", "s50", "s30"] }
+recommendation_type = "strategy"
+timeout_ms = 10000
+"#,
+    );
+    write_workflow(
+        dir.path(),
+        "hasty",
+        r#"
+name = "hasty"
+[[stages]]
+name = "quick"
+agents = ["fast", "slow"]
+recommendation_type = "strategy"
+timeout_ms = 150
+"#,
+    );
+    dir
+}
+
+async fn register(app: &TestApp, key: &str, id: &str, config: Value) {
+    let res = app
+        .post(
+            key,
+            "/api/v1/agents",
+            &json!({"id": id, "name": format!("Sim {id}"), "kind": "simulated", "config": config}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+}
+
+async fn panel(app: &TestApp, key: &str) {
+    for (i, (id, skill)) in [("s90", 0.9), ("s70", 0.7), ("s50", 0.5), ("s30", 0.3)]
+        .iter()
+        .enumerate()
+    {
+        register(
+            app,
+            key,
+            id,
+            json!({"skill": {"strategy": skill}, "seed": i}),
+        )
+        .await;
+    }
+}
+
+async fn run(app: &TestApp, key: &str, workflow: &str) -> Value {
+    let res = app
+        .post(
+            key,
+            "/api/v1/workflows/runs",
+            &json!({"workflow": workflow, "wait": true}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    res.json().await.unwrap()
+}
+
+async fn workflows_track_evaluate_and_learn(backend: Backend) {
+    let dir = workflows_dir();
+    let app = spawn_app_with(backend, |s| {
+        s.workflows.dir = dir.path().display().to_string()
+    })
+    .await;
+    let (_, k) = app.workspace("A").await;
+    panel(&app, &k).await;
+
+    let defs = app.json(&k, "/api/v1/workflows").await;
+    let names: Vec<&str> = defs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hasty", "panel"]);
+
+    let first = run(&app, &k, "panel").await;
+    assert_eq!(first["status"], "succeeded");
+    let report = &first["result"];
+    let stage = &report["stages"][0];
+    assert_eq!(stage["completed_by"], "all");
+    assert_eq!(stage["agents"].as_array().unwrap().len(), 4);
+    let rec_id = stage["agents"][0]["recommendation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        report["stages"][1]["agents"].as_array().unwrap().len(),
+        2,
+        "top 2 by trust"
+    );
+    assert_eq!(report["evaluation"]["evaluated"], 6);
+    // Every answer was tracked with the run as its workflow and judged by ground truth.
+    let rec = app
+        .json(&k, &format!("/api/v1/recommendations/{rec_id}"))
+        .await;
+    assert_eq!(rec["workflow_id"], first["id"]);
+    assert_eq!(rec["agent_id"], "s90");
+    let expected = if rec["content"]["good"] == true {
+        "approved"
+    } else {
+        "rejected"
+    };
+    assert_eq!(rec["status"], expected);
+    let got = app
+        .json(
+            &k,
+            &format!("/api/v1/workflows/runs/{}", first["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(got["status"], "succeeded");
+
+    // After 60 runs the opinion panel is ranked by true skill, and the
+    // sequential selector asks the two best.
+    for _ in 0..59 {
+        run(&app, &k, "panel").await;
+    }
+    app.engine.trust_settled().await.unwrap();
+    let scores = app.json(&k, "/api/v1/learning/trust-scores").await;
+    let acc = |id: &str| {
+        scores["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["agent_id"] == id)
+            .unwrap()["accuracy_score"]
+            .as_f64()
+            .unwrap()
+    };
+    let learned = [acc("s90"), acc("s70"), acc("s50"), acc("s30")];
+    let rho = spearman(&[0.9, 0.7, 0.5, 0.3], &learned);
+    assert!(rho >= 0.9, "spearman {rho}: {learned:?}");
+    let last = run(&app, &k, "panel").await;
+    let chosen: Vec<&str> = last["result"]["stages"][1]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["agent_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(chosen, ["s90", "s70"]);
+    // The expert's tasks now run at CRITICAL, the weakest at LOW.
+    let opinions = &last["result"]["stages"][0]["agents"];
+    assert_eq!(opinions[0]["priority"], "CRITICAL");
+    assert_eq!(opinions[3]["priority"], "LOW");
+
+    // Bad requests.
+    assert_error(
+        app.post(&k, "/api/v1/workflows/runs", &json!({"workflow": "nope"}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        None,
+    )
+    .await;
+    assert_error(
+        app.post(
+            &k,
+            "/api/v1/workflows/runs",
+            &json!({"workflow": "panel", "priority": "URGENT"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("priority"),
+    )
+    .await;
+    assert_error(
+        app.get(
+            &k,
+            &format!("/api/v1/workflows/runs/{}", uuid::Uuid::now_v7()),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "run_not_found",
+        None,
+    )
+    .await;
+    let res = app.post(&k, "/api/v1/agents", &json!({"id": "bad", "name": "Bad", "kind": "simulated", "config": {"skill": {"strategy": 2}}})).await;
+    assert_error(
+        res,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("config.skill.strategy"),
+    )
+    .await;
+    app.stop().await.unwrap();
+}
+both_backends!(workflows_track_evaluate_and_learn);
+
+/// Not waiting: 202 with the run id; the run finishes in the background.
+#[actix_web::test]
+async fn run_without_waiting() {
+    let dir = workflows_dir();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.workflows.dir = dir.path().display().to_string()
+    })
+    .await;
+    let (_, k) = app.workspace("A").await;
+    panel(&app, &k).await;
+    let mut events = app.engine.events().subscribe();
+    let res = app
+        .post(
+            &k,
+            "/api/v1/workflows/runs",
+            &json!({"workflow": "panel", "input": {"goal": "x"}}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let started: Value = res.json().await.unwrap();
+    let id = started["run_id"].as_str().unwrap().to_owned();
+    loop {
+        if let Event::WorkflowProgress { run_id, stage, .. } = events.recv().await.unwrap() {
+            if run_id == id && stage == "finished" {
+                break;
+            }
+        }
+    }
+    let got = app.json(&k, &format!("/api/v1/workflows/runs/{id}")).await;
+    assert_eq!(got["status"], "succeeded");
+    assert_eq!(got["input"], json!({"goal": "x"}));
+    app.stop().await.unwrap();
+}
+
+/// A panicking backend: its task is answered with an error, the agent
+/// restarts and serves the next run; past the restart limit it is marked
+/// unhealthy, an event is published and fan-outs skip it until an operator
+/// re-enables it.
+#[actix_web::test]
+async fn panicking_agent_is_supervised() {
+    let dir = workflows_dir();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.workflows.dir = dir.path().display().to_string();
+        s.agents.supervision.max_restarts = 1;
+        s.agents.supervision.backoff_initial_ms = 1;
+    })
+    .await;
+    let (_, k) = app.workspace("A").await;
+    register(
+        &app,
+        &k,
+        "fast",
+        json!({"skill": {"strategy": 0.8}, "seed": 1}),
+    )
+    .await;
+    register(
+        &app,
+        &k,
+        "slow",
+        json!({"skill": {"strategy": 0.8}, "seed": 2, "panic_on_tasks": [1, 3]}),
+    )
+    .await;
+    let mut events = app.engine.events().subscribe();
+    let status = |r: &Value| r["result"]["stages"][0]["agents"][1].clone();
+
+    let first = run(&app, &k, "hasty").await;
+    assert_eq!(status(&first)["status"], "error");
+    assert!(status(&first)["message"]
+        .as_str()
+        .unwrap()
+        .contains("panicked"));
+    assert_eq!(
+        first["result"]["stages"][0]["agents"][0]["status"], "ok",
+        "other agents unaffected"
+    );
+    let second = run(&app, &k, "hasty").await;
+    assert_eq!(status(&second)["status"], "ok", "restarted and serving");
+
+    // The second panic within the window exceeds max_restarts = 1.
+    let third = run(&app, &k, "hasty").await;
+    assert_eq!(status(&third)["status"], "error");
+    loop {
+        if let Event::AgentUnhealthy {
+            agent_id, restarts, ..
+        } = events.recv().await.unwrap()
+        {
+            assert_eq!((agent_id.as_str(), restarts), ("slow", 2));
+            break;
+        }
+    }
+    let fourth = run(&app, &k, "hasty").await;
+    assert_eq!(status(&fourth)["status"], "skipped");
+    assert!(status(&fourth)["reason"]
+        .as_str()
+        .unwrap()
+        .contains("unhealthy"));
+
+    // An operator re-enables it.
+    assert_eq!(
+        app.patch(&k, "/api/v1/agents/slow", &json!({"enabled": true}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let fifth = run(&app, &k, "hasty").await;
+    assert_eq!(status(&fifth)["status"], "ok");
+    // Disabled agents are skipped too.
+    assert_eq!(
+        app.patch(&k, "/api/v1/agents/slow", &json!({"enabled": false}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let sixth = run(&app, &k, "hasty").await;
+    assert_eq!(status(&sixth)["reason"], "disabled");
+    app.stop().await.unwrap();
+}
+
+/// An answer after the stage deadline: the barrier reports a timeout, the
+/// late answer is tracked with its latency against the stage deadline and
+/// judged, so it counts against timeliness.
+#[actix_web::test]
+async fn late_reply_is_tracked_and_counts_against_timeliness() {
+    let dir = workflows_dir();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.workflows.dir = dir.path().display().to_string()
+    })
+    .await;
+    let (_, k) = app.workspace("A").await;
+    register(
+        &app,
+        &k,
+        "fast",
+        json!({"skill": {"strategy": 1.0}, "seed": 1}),
+    )
+    .await;
+    register(
+        &app,
+        &k,
+        "slow",
+        json!({"skill": {"strategy": 1.0}, "seed": 2, "latency_ms": {"mean": 250}}),
+    )
+    .await;
+    let mut events = app.engine.events().subscribe();
+    let report = run(&app, &k, "hasty").await;
+    let agents = &report["result"]["stages"][0]["agents"];
+    assert_eq!(report["result"]["stages"][0]["completed_by"], "deadline");
+    assert_eq!(agents[0]["status"], "ok");
+    assert_eq!(agents[1]["status"], "timeout");
+    // Wait for the trust update that folds in the late answer.
+    loop {
+        if let Event::TrustUpdated { agents, .. } = events.recv().await.unwrap() {
+            if agents.iter().any(|a| a.as_str() == "slow") {
+                break;
+            }
+        }
+    }
+    let recs = app.json(&k, "/api/v1/recommendations?agent_id=slow").await;
+    let late = &recs["items"][0];
+    assert!(late["latency_ms"].as_i64().unwrap() > 150);
+    assert_eq!(late["deadline_ms"], 150);
+    assert_eq!(late["status"], "approved");
+    let card = app.json(&k, "/api/v1/learning/trust-scores/slow").await;
+    let fast = app.json(&k, "/api/v1/learning/trust-scores/fast").await;
+    assert!(
+        card["timeliness"].as_f64().unwrap() < fast["timeliness"].as_f64().unwrap(),
+        "{card}"
+    );
+    app.stop().await.unwrap();
+}
+
+/// `learning.enabled = false`: the same workflow gives the same answers, but
+/// nothing is tracked, evaluated or boosted.
+#[actix_web::test]
+async fn rollback_switch_runs_plain_orchestrator() {
+    let dir = workflows_dir();
+    let mut reports = Vec::new();
+    for enabled in [true, false] {
+        let app = spawn_app_with(Backend::Sqlite, |s| {
+            s.workflows.dir = dir.path().display().to_string();
+            s.learning.enabled = enabled;
+        })
+        .await;
+        let (_, k) = app.workspace("A").await;
+        panel(&app, &k).await;
+        let r = run(&app, &k, "panel").await;
+        let recs = app.json(&k, "/api/v1/recommendations").await;
+        if enabled {
+            assert_eq!(recs["items"].as_array().unwrap().len(), 6);
+            assert!(!r["result"]["evaluation"].is_null());
+        } else {
+            assert_eq!(
+                recs["items"].as_array().unwrap().len(),
+                0,
+                "nothing tracked"
+            );
+            assert!(r["result"]["evaluation"].is_null());
+            assert!(r["result"]["stages"][0]["agents"][0]["recommendation_id"].is_null());
+        }
+        reports.push(r["result"]["result"].clone());
+        app.stop().await.unwrap();
+    }
+    assert_eq!(
+        reports[0], reports[1],
+        "identical results with learning on and off"
+    );
+}
