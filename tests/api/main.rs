@@ -6,6 +6,7 @@
 mod helpers;
 
 mod auth;
+mod backends;
 mod lifecycle;
 mod openapi;
 mod recommendations;

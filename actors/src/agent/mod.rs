@@ -382,6 +382,59 @@ mod tests {
         }
     }
 
+    /// Two agents behind one provider slot: the high-trust agent's task
+    /// (boost +0.3 → CRITICAL) is served before the low-trust one's (−0.3 → LOW),
+    /// although it arrived later.
+    #[actix_rt::test]
+    async fn shared_pool_serves_the_trusted_agent_first() {
+        let params = crate::trust::TrustParams::default();
+        let backend = Arc::new(Gated {
+            order: Mutex::new(Vec::new()),
+            gate: Semaphore::new(0),
+        });
+        let pool = ProviderPool::new("llm", 1, Duration::from_secs(3600));
+        let agent = |name: &str| {
+            AgentActor::start_supervised(AgentSpec {
+                workspace: WorkspaceId(uuid::Uuid::nil()),
+                id: AgentId::parse("a", name).unwrap(),
+                backend: Arc::clone(&backend) as Arc<dyn AgentBackend>,
+                concurrency: 1,
+                aging: Duration::from_secs(3600),
+                pool: Some(pool.clone()),
+                policy: RestartPolicy::default(),
+                health: AgentHealth::default(),
+                events: EventBus::default(),
+            })
+        };
+        let (holder, trusted, untrusted) = (agent("holder"), agent("trusted"), agent("untrusted"));
+        let first = holder.send(exec("holder", Priority::Normal));
+        let first = actix_rt::spawn(first);
+        while backend.order.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let low = actix_rt::spawn(untrusted.send(exec(
+            "untrusted",
+            params.priority_for(Priority::Normal, -0.3),
+        )));
+        while pool.waiting() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let high = actix_rt::spawn(
+            trusted.send(exec("trusted", params.priority_for(Priority::Normal, 0.3))),
+        );
+        while pool.waiting() < 2 {
+            tokio::task::yield_now().await;
+        }
+        backend.gate.add_permits(3);
+        for h in [first, low, high] {
+            assert!(matches!(h.await, Ok(Ok(Ok(_)))));
+        }
+        assert_eq!(
+            *backend.order.lock().unwrap(),
+            ["holder", "trusted", "untrusted"]
+        );
+    }
+
     #[actix_rt::test]
     async fn task_past_its_deadline_times_out() {
         let backend = Arc::new(Gated {
