@@ -15,7 +15,8 @@ use actix::prelude::*;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::agent::backend::{AgentAnswer, BackendError};
+use crate::agent::backend::{AgentAnswer, BackendError, Task};
+use crate::agent::{AgentActor, Execute};
 use crate::domain::{AgentId, Priority};
 
 /// How one agent fared in a fan-out.
@@ -90,6 +91,85 @@ pub struct AgentReply {
 
 /// Called with (agent, answer, latency in ms) for replies after completion.
 pub type LateHandler = Box<dyn Fn(AgentId, AgentAnswer, u64) + Send + 'static>;
+
+/// One agent to ask in a fan-out.
+pub struct FanOutTarget {
+    /// Who.
+    pub agent_id: AgentId,
+    /// Its actor.
+    pub addr: Addr<AgentActor>,
+    /// The class its task is scheduled at.
+    pub priority: Priority,
+}
+
+/// A fan-out: whom to ask, whom to report as skipped, how to complete.
+pub struct FanOut {
+    /// Agents to ask.
+    pub targets: Vec<FanOutTarget>,
+    /// Agents not asked, with the reason.
+    pub skipped: Vec<(AgentId, String)>,
+    /// Order of the report.
+    pub order: Vec<AgentId>,
+    /// Complete after this many successes.
+    pub quorum: Option<usize>,
+    /// The barrier's deadline.
+    pub timeout: Duration,
+    /// How long agents may keep working (≥ timeout); later answers are late.
+    pub agent_deadline: Duration,
+    /// Receives late answers.
+    pub on_late: Option<LateHandler>,
+}
+
+/// Sends `task` (with a fresh id each) to every target and gathers the
+/// replies with a `FanOutBarrier`. Must run inside an actix system.
+pub async fn fan_out(spec: FanOut, task: &Task) -> FanOutResult {
+    let asked = spec
+        .targets
+        .iter()
+        .map(|t| (t.agent_id.clone(), t.priority))
+        .collect();
+    let (barrier, rx) = FanOutBarrier::start_new(
+        asked,
+        spec.skipped,
+        spec.order.clone(),
+        spec.quorum,
+        spec.timeout,
+        spec.on_late,
+    );
+    let deadline = Instant::now() + spec.agent_deadline.max(spec.timeout);
+    for t in spec.targets {
+        let mut task = task.clone();
+        task.id = uuid::Uuid::now_v7();
+        let barrier = barrier.clone();
+        let exec = Execute {
+            task,
+            priority: t.priority,
+            deadline,
+        };
+        actix::spawn(async move {
+            let result =
+                t.addr.send(exec).await.unwrap_or_else(|e| {
+                    Err(BackendError::Failed(format!("agent unavailable: {e}")))
+                });
+            barrier.do_send(AgentReply {
+                agent_id: t.agent_id,
+                result,
+            });
+        });
+    }
+    rx.await.unwrap_or_else(|_| FanOutResult {
+        completed_by: Completion::Deadline,
+        agents: spec
+            .order
+            .into_iter()
+            .map(|agent_id| AgentResult {
+                agent_id,
+                priority: None,
+                outcome: AgentOutcome::Timeout,
+            })
+            .collect(),
+    })
+}
 
 /// The actor; start with [`FanOutBarrier::start_new`].
 pub struct FanOutBarrier {

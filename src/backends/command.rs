@@ -67,9 +67,15 @@ impl AgentBackend for Command {
             })?;
         let input = serde_json::to_vec(task).map_err(|e| BackendError::Failed(e.to_string()))?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(&input).await.map_err(|e| {
-                BackendError::Failed(format!("could not write the task to stdin: {e}"))
-            })?;
+            // A program may answer without reading its input: a closed pipe is fine.
+            match stdin.write_all(&input).await {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(BackendError::Failed(format!(
+                        "could not write the task to stdin: {e}"
+                    )));
+                }
+                _ => {}
+            }
         }
         let out = tokio::time::timeout(
             Duration::from_millis(self.config.timeout_ms),

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use dashmap::DashMap;
@@ -27,9 +27,8 @@ use super::def::{StageDef, StageMode, WorkflowDef};
 use super::{RunStatus, WorkflowRun};
 use crate::agent::backend::Task;
 use crate::agent::simulated::ground_truth;
-use crate::agent::Execute;
 use crate::barrier::{
-    AgentOutcome, AgentReply, AgentResult, Completion, FanOutBarrier, LateHandler,
+    fan_out, AgentOutcome, AgentResult, Completion, FanOut, FanOutTarget, LateHandler,
 };
 use crate::domain::{
     to_micros, Agent, AgentId, Priority, QualityScore, Recommendation, RecommendationStatus,
@@ -583,45 +582,28 @@ impl Workflows {
                 }
             }
         }
-        let late = self.late_handler(ws, base, stage, registered, timeout);
-        let (barrier, rx) = FanOutBarrier::start_new(
-            asked.clone(),
+        let targets = asked
+            .into_iter()
+            .filter_map(|(agent_id, priority)| {
+                let running = self.swarm.get(ws, &agent_id)?;
+                Some(FanOutTarget {
+                    agent_id,
+                    addr: running.addr.clone(),
+                    priority,
+                })
+            })
+            .collect();
+        let spec = FanOut {
+            targets,
             skipped,
-            agents.to_vec(),
-            stage.quorum,
+            order: agents.to_vec(),
+            quorum: stage.quorum,
             timeout,
-            Some(late),
-        );
-        let grace = timeout.mul_f64(self.swarm.config().late_grace_factor.max(1.0));
-        for (agent, priority) in asked {
-            let Some(running) = self.swarm.get(ws, &agent) else {
-                continue;
-            };
-            let mut task = base.clone();
-            task.id = Uuid::now_v7();
-            let barrier = barrier.clone();
-            let exec = Execute {
-                task,
-                priority,
-                deadline: Instant::now() + grace,
-            };
-            actix::spawn(async move {
-                let result = match running.addr.send(exec).await {
-                    Ok(r) => r,
-                    Err(e) => Err(crate::agent::backend::BackendError::Failed(format!(
-                        "agent unavailable: {e}"
-                    ))),
-                };
-                barrier.do_send(AgentReply {
-                    agent_id: agent,
-                    result,
-                });
-            });
-        }
-        match rx.await {
-            Ok(r) => (r.completed_by, r.agents),
-            Err(_) => (Completion::Deadline, Vec::new()),
-        }
+            agent_deadline: timeout.mul_f64(self.swarm.config().late_grace_factor.max(1.0)),
+            on_late: Some(self.late_handler(ws, base, stage, registered, timeout)),
+        };
+        let result = fan_out(spec, base).await;
+        (result.completed_by, result.agents)
     }
 
     /// Tracks answers that arrive after their barrier completed; simulated
