@@ -86,7 +86,10 @@ async fn fan_out_bench(rounds: usize) {
     let agents: Vec<(AgentId, Addr<AgentActor>)> = (0..8)
         .map(|i| {
             let name = format!("noop-{i}");
-            (AgentId::parse("a", &name).unwrap(), agent(&name, Arc::clone(&backend)))
+            (
+                AgentId::parse("a", &name).unwrap(),
+                agent(&name, Arc::clone(&backend)),
+            )
         })
         .collect();
     let t = task();
@@ -155,7 +158,12 @@ async fn mailbox_bench(n: usize) {
     let backend: Arc<dyn AgentBackend> = Arc::new(Noop);
     let ours = agent("mailbox", Arc::clone(&backend));
     let plain = Plain(Arc::clone(&backend)).start();
-    let classes = [Priority::Low, Priority::Normal, Priority::High, Priority::Critical];
+    let classes = [
+        Priority::Low,
+        Priority::Normal,
+        Priority::High,
+        Priority::Critical,
+    ];
     let mut rates = (Vec::new(), Vec::new());
     for _ in 0..5 {
         let start = Instant::now();
@@ -210,11 +218,23 @@ async fn workflows_bench(runs: usize) {
         let zero: String = text
             .lines()
             .map(|l| {
-                l.replace("latency_ms = { mean = 150, jitter = 100 }", "latency_ms = { mean = 0 }")
-                    .replace("latency_ms = { mean = 200, jitter = 100 }", "latency_ms = { mean = 0 }")
-                    .replace("latency_ms = { mean = 100, jitter = 50 }", "latency_ms = { mean = 0 }")
-                    .replace("latency_ms = { mean = 250, jitter = 100 }", "latency_ms = { mean = 0 }")
-                    .replace("error_rate = 0.05, ", "")
+                l.replace(
+                    "latency_ms = { mean = 150, jitter = 100 }",
+                    "latency_ms = { mean = 0 }",
+                )
+                .replace(
+                    "latency_ms = { mean = 200, jitter = 100 }",
+                    "latency_ms = { mean = 0 }",
+                )
+                .replace(
+                    "latency_ms = { mean = 100, jitter = 50 }",
+                    "latency_ms = { mean = 0 }",
+                )
+                .replace(
+                    "latency_ms = { mean = 250, jitter = 100 }",
+                    "latency_ms = { mean = 0 }",
+                )
+                .replace("error_rate = 0.05, ", "")
                     + "\n"
             })
             .collect();
@@ -263,7 +283,10 @@ async fn workflows_bench(runs: usize) {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     actix_web::rt::System::new().block_on(async move {
-        println!("swarmwise runtime benchmark ({})", if quick { "quick" } else { "full" });
+        println!(
+            "swarmwise runtime benchmark ({})",
+            if quick { "quick" } else { "full" }
+        );
         fan_out_bench(if quick { 2_000 } else { 20_000 }).await;
         mailbox_bench(if quick { 20_000 } else { 100_000 }).await;
         workflows_bench(if quick { 200 } else { 2_000 }).await;

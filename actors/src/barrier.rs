@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::agent::backend::{AgentAnswer, BackendError, Task};
-use crate::agent::{AgentActor, Execute};
+use crate::agent::{AgentActor, ExecuteFor};
 use crate::domain::{AgentId, Priority};
 
 /// How one agent fared in a fan-out.
@@ -140,21 +140,11 @@ pub async fn fan_out(spec: FanOut, task: &Task) -> FanOutResult {
     for t in spec.targets {
         let mut task = task.clone();
         task.id = uuid::Uuid::now_v7();
-        let barrier = barrier.clone();
-        let exec = Execute {
+        t.addr.do_send(ExecuteFor {
             task,
             priority: t.priority,
             deadline,
-        };
-        actix::spawn(async move {
-            let result =
-                t.addr.send(exec).await.unwrap_or_else(|e| {
-                    Err(BackendError::Failed(format!("agent unavailable: {e}")))
-                });
-            barrier.do_send(AgentReply {
-                agent_id: t.agent_id,
-                result,
-            });
+            reply_to: barrier.clone().recipient(),
         });
     }
     rx.await.unwrap_or_else(|_| FanOutResult {

@@ -32,6 +32,7 @@ use tokio::sync::oneshot;
 use self::backend::{AgentAnswer, AgentBackend, BackendError, Task};
 use self::pool::ProviderPool;
 use self::queue::PriorityQueue;
+use crate::barrier::AgentReply;
 use crate::domain::{AgentId, Priority, WorkspaceId};
 use crate::events::{Event, EventBus};
 use crate::supervisor::{RestartPolicy, RestartTracker};
@@ -67,10 +68,59 @@ pub struct Execute {
     pub deadline: Instant,
 }
 
+/// Run a task and send the answer to `reply_to` (a fan-out's barrier)
+/// instead of replying: no task per agent is needed to forward it.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ExecuteFor {
+    /// The work.
+    pub task: Task,
+    /// Scheduling class.
+    pub priority: Priority,
+    /// Answer `Timeout` if not done by then.
+    pub deadline: Instant,
+    /// Who gets the `AgentReply`.
+    pub reply_to: Recipient<AgentReply>,
+}
+
+/// Where an answer goes. Dropped unanswered (the actor restarted mid-task),
+/// it answers with an error: a task is never silently lost.
+struct Reply {
+    to: Option<ReplyTo>,
+}
+
+enum ReplyTo {
+    Caller(oneshot::Sender<Result<AgentAnswer, BackendError>>),
+    Barrier(Recipient<AgentReply>, AgentId),
+}
+
+impl Reply {
+    fn send(mut self, result: Result<AgentAnswer, BackendError>) {
+        match self.to.take() {
+            Some(ReplyTo::Caller(tx)) => {
+                let _ = tx.send(result);
+            }
+            Some(ReplyTo::Barrier(to, agent_id)) => to.do_send(AgentReply { agent_id, result }),
+            None => {}
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if self.to.is_some() {
+            let to = Reply { to: self.to.take() };
+            to.send(Err(BackendError::Failed(
+                "the agent restarted while running this task".into(),
+            )));
+        }
+    }
+}
+
 struct Pending {
     task: Task,
     deadline: Instant,
-    reply: oneshot::Sender<Result<AgentAnswer, BackendError>>,
+    reply: Reply,
 }
 
 /// Shared view of an agent's health, read by fan-outs without a message.
@@ -140,15 +190,25 @@ impl AgentActor {
         })
     }
 
-    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+    /// Answers every queued task whose deadline passed (run periodically:
+    /// scanning the queue on every dispatch would cost O(n) per task).
+    fn expire(&mut self) {
         let now = Instant::now();
         for p in self.queue.drain_where(|p| p.deadline <= now) {
-            let _ = p.reply.send(Err(BackendError::Timeout));
+            p.reply.send(Err(BackendError::Timeout));
         }
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
         while self.running < self.spec.concurrency.max(1) {
             let Some((p, class)) = self.queue.pop(now) else {
                 break;
             };
+            if p.deadline <= now {
+                p.reply.send(Err(BackendError::Timeout));
+                continue;
+            }
             self.running += 1;
             let backend = Arc::clone(&self.spec.backend);
             let pool = self.spec.pool.clone();
@@ -174,10 +234,10 @@ impl AgentActor {
                 act.running = act.running.saturating_sub(1);
                 match res {
                     Ok(Ok(answer)) => {
-                        let _ = reply.send(answer);
+                        reply.send(answer);
                     }
                     Ok(Err(_panic)) => {
-                        let _ = reply.send(Err(BackendError::Failed(
+                        reply.send(Err(BackendError::Failed(
                             "the agent's backend panicked; the agent is restarting".into(),
                         )));
                         metrics::counter!("swarmwise_agent_panics_total").increment(1);
@@ -186,7 +246,7 @@ impl AgentActor {
                         return;
                     }
                     Err(_elapsed) => {
-                        let _ = reply.send(Err(BackendError::Timeout));
+                        reply.send(Err(BackendError::Timeout));
                     }
                 }
                 act.dispatch(ctx);
@@ -200,6 +260,7 @@ impl Actor for AgentActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(10_000);
+        ctx.run_interval(Duration::from_millis(250), |act, _| act.expire());
         // After a restart, queued tasks are still queued: start them.
         self.dispatch(ctx);
     }
@@ -233,7 +294,9 @@ impl Handler<Execute> for AgentActor {
             Pending {
                 task: msg.task,
                 deadline: msg.deadline,
-                reply: tx,
+                reply: Reply {
+                    to: Some(ReplyTo::Caller(tx)),
+                },
             },
             msg.priority,
             Instant::now(),
@@ -246,6 +309,26 @@ impl Handler<Execute> for AgentActor {
                 ))
             })
         })
+    }
+}
+
+impl Handler<ExecuteFor> for AgentActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ExecuteFor, ctx: &mut Context<Self>) {
+        let reply = Reply {
+            to: Some(ReplyTo::Barrier(msg.reply_to, self.spec.id.clone())),
+        };
+        self.queue.push(
+            Pending {
+                task: msg.task,
+                deadline: msg.deadline,
+                reply,
+            },
+            msg.priority,
+            Instant::now(),
+        );
+        self.dispatch(ctx);
     }
 }
 
