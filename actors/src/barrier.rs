@@ -137,11 +137,13 @@ pub async fn fan_out(spec: FanOut, task: &Task) -> FanOutResult {
         spec.on_late,
     );
     let deadline = Instant::now() + spec.agent_deadline.max(spec.timeout);
+    // One copy of the task for every agent of the fan-out (its id names the fan-out).
+    let mut shared = task.clone();
+    shared.id = uuid::Uuid::now_v7();
+    let shared = std::sync::Arc::new(shared);
     for t in spec.targets {
-        let mut task = task.clone();
-        task.id = uuid::Uuid::now_v7();
         t.addr.do_send(ExecuteFor {
-            task,
+            task: std::sync::Arc::clone(&shared),
             priority: t.priority,
             deadline,
             reply_to: barrier.clone().recipient(),

@@ -11,7 +11,7 @@ use crate::domain::WorkspaceId;
 /// A unit of work for one agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
-    /// Unique per agent invocation.
+    /// Unique per fan-out (every agent of one fan-out gets the same task).
     pub id: Uuid,
     /// Workspace of the run.
     pub workspace_id: WorkspaceId,

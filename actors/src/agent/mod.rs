@@ -74,7 +74,7 @@ pub struct Execute {
 #[rtype(result = "()")]
 pub struct ExecuteFor {
     /// The work.
-    pub task: Task,
+    pub task: Arc<Task>,
     /// Scheduling class.
     pub priority: Priority,
     /// Answer `Timeout` if not done by then.
@@ -118,7 +118,7 @@ impl Drop for Reply {
 }
 
 struct Pending {
-    task: Task,
+    task: Arc<Task>,
     deadline: Instant,
     reply: Reply,
 }
@@ -292,7 +292,7 @@ impl Handler<Execute> for AgentActor {
         let (tx, rx) = oneshot::channel();
         self.queue.push(
             Pending {
-                task: msg.task,
+                task: Arc::new(msg.task),
                 deadline: msg.deadline,
                 reply: Reply {
                     to: Some(ReplyTo::Caller(tx)),
