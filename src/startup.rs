@@ -40,6 +40,8 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// Runs workflows over the swarm.
     pub workflows: Workflows,
+    /// Flips to true when the server begins to stop.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -80,17 +82,22 @@ pub struct Application {
     store: Arc<dyn AdminStore>,
     workflows: Workflows,
     demo_key: Option<String>,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Stops a running application from elsewhere (tests, signals).
 #[derive(Clone)]
 pub struct AppHandle {
     server: ServerHandle,
+    /// Tells long-lived responses (SSE) to end, so the graceful stop does not
+    /// wait `server.shutdown_timeout_secs` for them.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppHandle {
-    /// Graceful stop: the same path as SIGTERM.
+    /// Graceful stop: the same path as SIGINT/SIGTERM.
     pub async fn stop(&self) {
+        let _ = self.shutdown.send(true);
         self.server.stop(true).await;
     }
 }
@@ -99,6 +106,7 @@ impl Application {
     /// Opens the store, starts the actors, binds. Must run inside an actix system.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let prometheus = crate::telemetry::prometheus()?;
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let store = store::connect(&settings.database).await?;
         let engine = Engine::start(store.clone(), settings.engine());
         let swarm = Swarm::new(
@@ -143,6 +151,7 @@ impl Application {
                     settings.demo.clone(),
                     ws,
                     workflows.clone(),
+                    shutdown_rx.clone(),
                 ));
                 Some(key)
             }
@@ -165,6 +174,7 @@ impl Application {
             prometheus,
             settings: Arc::new(settings.clone()),
             workflows: workflows.clone(),
+            shutdown: shutdown_rx,
         });
         let workers = if settings.server.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -219,6 +229,8 @@ impl Application {
                 }))
         })
         .workers(workers)
+        // Signals are handled in `run`, which first ends SSE streams.
+        .disable_signals()
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)?
         .run();
@@ -231,6 +243,7 @@ impl Application {
             store,
             workflows,
             demo_key,
+            shutdown,
         })
     }
 
@@ -273,15 +286,48 @@ impl Application {
     pub fn handle(&self) -> AppHandle {
         AppHandle {
             server: self.server.handle(),
+            shutdown: self.shutdown.clone(),
         }
     }
 
     /// Serves until stopped, then drains acknowledged writes.
     pub async fn run(self) -> anyhow::Result<()> {
+        let handle = self.handle();
+        actix::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: stopping (in-flight requests finish, then acknowledged writes are flushed)");
+            handle.stop().await;
+        });
         self.server.await?;
         tracing::info!("HTTP stopped; flushing acknowledged recommendations");
         self.engine.drain().await?;
         tracing::info!("all acknowledged recommendations are stored; bye");
         Ok(())
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

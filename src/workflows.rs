@@ -124,15 +124,24 @@ pub async fn prepare_demo(
     Ok((ws, key))
 }
 
-/// Starts `demo.workflow` `runs_per_second` times a second, forever, without
-/// waiting for runs to finish (at most 64 in flight).
-pub async fn demo_loop(demo: DemoSettings, ws: WorkspaceId, workflows: Workflows) {
+/// Starts `demo.workflow` `runs_per_second` times a second until shutdown,
+/// without waiting for runs to finish (at most 64 in flight).
+pub async fn demo_loop(
+    demo: DemoSettings,
+    ws: WorkspaceId,
+    workflows: Workflows,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let every = Duration::from_secs_f64(1.0 / demo.runs_per_second);
     let mut tick = tokio::time::interval(every);
     let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
     let mut n: u64 = 0;
     loop {
         tick.tick().await;
+        if *shutdown.borrow() {
+            tracing::info!("demo stopped");
+            return;
+        }
         let Ok(permit) = std::sync::Arc::clone(&in_flight).try_acquire_owned() else {
             continue;
         };

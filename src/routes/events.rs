@@ -15,18 +15,26 @@ use crate::startup::AppState;
     security(("api_key" = [])))]
 pub async fn stream(ws: Workspace, state: web::Data<AppState>) -> HttpResponse {
     let rx = state.engine.events().subscribe();
-    let body = stream::unfold((rx, ws.0), |(mut rx, ws)| async move {
+    let stop = state.shutdown.clone();
+    let body = stream::unfold((rx, ws.0, stop), |(mut rx, ws, mut stop)| async move {
         loop {
-            match rx.recv().await {
+            if *stop.borrow() {
+                return None;
+            }
+            let next = tokio::select! {
+                next = rx.recv() => next,
+                _ = stop.changed() => return None,
+            };
+            match next {
                 Ok(event) if event.workspace() == ws => {
                     let json = serde_json::to_string(&event).unwrap_or_default();
                     let chunk = web::Bytes::from(format!("data: {json}\n\n"));
-                    return Some((Ok::<_, actix_web::Error>(chunk), (rx, ws)));
+                    return Some((Ok::<_, actix_web::Error>(chunk), (rx, ws, stop)));
                 }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(n)) => {
                     let chunk = web::Bytes::from(format!(": lagged {n} events\n\n"));
-                    return Some((Ok(chunk), (rx, ws)));
+                    return Some((Ok(chunk), (rx, ws, stop)));
                 }
                 Err(RecvError::Closed) => return None,
             }

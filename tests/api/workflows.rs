@@ -436,3 +436,50 @@ async fn rollback_switch_runs_plain_orchestrator() {
         "identical results with learning on and off"
     );
 }
+
+/// `GET /api/v1/events` streams the caller's workspace's events only.
+#[actix_web::test]
+async fn events_stream_is_per_workspace() {
+    let dir = workflows_dir();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.workflows.dir = dir.path().display().to_string()
+    })
+    .await;
+    let (_, a) = app.workspace("A").await;
+    let (_, b) = app.workspace("B").await;
+    for k in [&a, &b] {
+        register(
+            &app,
+            k,
+            "fast",
+            json!({"skill": {"strategy": 0.8}, "seed": 1}),
+        )
+        .await;
+        register(
+            &app,
+            k,
+            "slow",
+            json!({"skill": {"strategy": 0.8}, "seed": 2}),
+        )
+        .await;
+    }
+    let mut stream = app.get(&b, "/api/v1/events").await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(stream.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    run(&app, &a, "hasty").await;
+    let in_b = run(&app, &b, "hasty").await;
+    let chunk = stream.chunk().await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&chunk);
+    let data = text.trim().strip_prefix("data: ").unwrap();
+    let event: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(event["type"], "workflow_progress");
+    assert_eq!(
+        event["run_id"], in_b["id"],
+        "the first event B sees is from B's run, not A's"
+    );
+    drop(stream);
+    app.stop().await.unwrap();
+}
