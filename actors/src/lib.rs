@@ -26,6 +26,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod learner;
 pub mod ports;
 pub mod supervisor;
 pub mod swarm;

@@ -1,0 +1,5 @@
+//! The meta-learner's maths: pattern mining with exact tests and false
+//! discovery control ([`patterns`], [`stats`]).
+
+pub mod patterns;
+pub mod stats;
