@@ -9,6 +9,7 @@ use std::path::Path;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+use swarmwise_actors::learner::actor::LearnerConfig;
 use swarmwise_actors::swarm::SwarmConfig;
 use swarmwise_actors::tracker::TrackerConfig;
 use swarmwise_actors::trust::TrustParams;
@@ -42,6 +43,8 @@ pub struct Settings {
     pub agents: SwarmConfig,
     /// `[workflows]`.
     pub workflows: WorkflowsConfig,
+    /// `[learner]`: pattern mining and lifecycle.
+    pub learner: LearnerConfig,
     /// `[demo]`.
     pub demo: DemoSettings,
     /// `[limits]`.

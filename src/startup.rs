@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 use dashmap::DashMap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use swarmwise_actors::domain::{AgentId, WorkspaceId};
+use swarmwise_actors::learner::actor::Learner;
 use swarmwise_actors::ports::StoreError;
 use swarmwise_actors::swarm::Swarm;
 use swarmwise_actors::workflow::{CountingTrigger, Workflows};
@@ -40,6 +41,10 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// Runs workflows over the swarm.
     pub workflows: Workflows,
+    /// Runs learning cycles.
+    pub learner: Learner,
+    /// Patterns by workspace, cleared when a cycle finishes.
+    pub patterns: DashMap<WorkspaceId, Arc<Vec<swarmwise_actors::learner::cycle::StoredPattern>>>,
     /// Flips to true when the server begins to stop.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -114,6 +119,12 @@ impl Application {
             settings.agents.clone(),
             engine.events().clone(),
         );
+        let learner = Learner::start(
+            store.clone(),
+            engine.clone(),
+            settings.learner.clone(),
+            settings.supervision.meta_learner.clone(),
+        );
         let defs = crate::workflows::load_definitions(&settings.workflows.dir)?;
         let workflows = Workflows::new(
             defs,
@@ -121,7 +132,12 @@ impl Application {
             swarm.clone(),
             store.clone(),
             engine.events().clone(),
-            Arc::new(CountingTrigger::new(settings.learning.cycle_every_outcomes)),
+            Arc::new({
+                let learner = learner.clone();
+                CountingTrigger::new(settings.learning.cycle_every_outcomes, move |ws| {
+                    learner.request(ws, "outcomes")
+                })
+            }),
             settings.workflows.clone(),
         );
         let demo = if settings.demo.enabled {
@@ -175,7 +191,30 @@ impl Application {
             settings: Arc::new(settings.clone()),
             workflows: workflows.clone(),
             shutdown: shutdown_rx,
+            learner,
+            patterns: DashMap::new(),
         });
+        {
+            // Cached patterns go stale when any cycle (API, outcomes, schedule) finishes.
+            let state = state.clone();
+            let mut rx = engine.events().subscribe();
+            actix::spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(swarmwise_actors::events::Event::LearningCycle {
+                            workspace_id, ..
+                        }) => {
+                            state.patterns.remove(&workspace_id);
+                        }
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            state.patterns.clear()
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            });
+        }
         let workers = if settings.server.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {

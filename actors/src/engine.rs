@@ -29,6 +29,8 @@ pub struct SupervisionConfig {
     pub tracker: RestartPolicy,
     /// The trust scorer.
     pub trust_scorer: RestartPolicy,
+    /// The meta-learner.
+    pub meta_learner: RestartPolicy,
 }
 
 /// Everything the engine is configured with.

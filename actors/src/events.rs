@@ -27,6 +27,17 @@ pub enum Event {
         /// Restarts within the window.
         restarts: u64,
     },
+    /// A learning cycle finished or failed.
+    LearningCycle {
+        /// Workspace.
+        workspace_id: WorkspaceId,
+        /// The cycle.
+        cycle_id: String,
+        /// succeeded or failed.
+        status: String,
+        /// Why it failed (a critical event).
+        error: Option<String>,
+    },
     /// A workflow run moved on.
     WorkflowProgress {
         /// Workspace.
@@ -46,6 +57,7 @@ impl Event {
         match self {
             Self::TrustUpdated { workspace_id, .. }
             | Self::AgentUnhealthy { workspace_id, .. }
+            | Self::LearningCycle { workspace_id, .. }
             | Self::WorkflowProgress { workspace_id, .. } => *workspace_id,
         }
     }

@@ -14,6 +14,9 @@ use crate::domain::{
     Agent, AgentId, OutcomeSample, Recommendation, RecommendationFilter, RecommendationStatus,
     VerdictUpdate, WorkspaceId,
 };
+use crate::learner::cycle::{Rule, StoredPattern};
+use crate::learner::patterns::OutcomeRecord;
+use crate::learner::CycleReport;
 use crate::trust::TrustCard;
 use crate::workflow::WorkflowRun;
 
@@ -126,6 +129,33 @@ pub trait Store: Send + Sync + 'static {
         rows: &[TrustRow],
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+    /// Every evaluated recommendation for mining, oldest first; `decision` is
+    /// `content.<decision_key>` as text, or the whole content.
+    async fn outcome_records(
+        &self,
+        ws: WorkspaceId,
+        decision_key: &str,
+    ) -> Result<Vec<OutcomeRecord>, StoreError>;
+    /// Every pattern of the workspace.
+    async fn patterns(&self, ws: WorkspaceId) -> Result<Vec<StoredPattern>, StoreError>;
+    /// Writes a cycle's results atomically: upserts patterns (by key), stores
+    /// the rules as version `version` (earlier versions become `superseded`),
+    /// and the finished report.
+    async fn save_cycle(
+        &self,
+        report: &CycleReport,
+        patterns: &[StoredPattern],
+        rules: &[Rule],
+        version: i32,
+    ) -> Result<(), StoreError>;
+    /// Records a cycle as running.
+    async fn insert_cycle(&self, report: &CycleReport) -> Result<(), StoreError>;
+    /// Stores a failed cycle's report.
+    async fn fail_cycle(&self, report: &CycleReport) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn cycles(&self, ws: WorkspaceId, limit: u32) -> Result<Vec<CycleReport>, StoreError>;
+    /// Number of finished cycles (the next rule version is this + 1).
+    async fn cycle_count(&self, ws: WorkspaceId) -> Result<i64, StoreError>;
     /// Records a new (running) workflow run.
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError>;
     /// Stores a run's final status, report and error.

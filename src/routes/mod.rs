@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod events;
 pub mod health;
+pub mod learning;
 pub mod openapi;
 pub mod recommendations;
 pub mod trust;
@@ -49,6 +50,11 @@ api_routes! {
     get "/learning/agents/{agent_id}/boost" => trust::boost,
     get "/learning/agents/{agent_id}/metrics" => trust::agent_metrics,
     post "/learning/debug/initialize-trust-scores" => trust::initialize,
+    post "/learning/cycles" => learning::trigger,
+    get "/learning/cycles" => learning::list,
+    get "/learning/cycles/latest" => learning::latest,
+    get "/learning/patterns" => learning::patterns,
+    get "/learning/insights" => learning::insights,
     get "/workflows" => workflows::list,
     post "/workflows/runs" => workflows::run,
     get "/workflows/runs/{run_id}" => workflows::get,

@@ -6,7 +6,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, events, health, recommendations, trust, workflows, workspaces};
+use super::{agents, events, health, learning, recommendations, trust, workflows, workspaces};
 
 struct BearerAuth;
 
@@ -34,6 +34,7 @@ impl Modify for BearerAuth {
         recommendations::track, recommendations::track_batch, recommendations::list, recommendations::get,
         recommendations::feedback, recommendations::outcome,
         trust::list, trust::get, trust::recompute, trust::metrics_csv, trust::boost, trust::agent_metrics, trust::initialize,
+        learning::trigger, learning::list, learning::latest, learning::patterns, learning::insights,
         workflows::list, workflows::run, workflows::get, events::stream,
         health::healthz, health::readyz, health::metrics,
     ),

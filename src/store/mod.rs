@@ -127,6 +127,20 @@ fn priority_name(p: swarmwise_actors::domain::Priority) -> &'static str {
     }
 }
 
+/// A pattern category's database name.
+fn category_name(c: swarmwise_actors::learner::patterns::Category) -> String {
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A pattern status from its database name.
+fn pattern_status(raw: &str) -> anyhow::Result<swarmwise_actors::learner::cycle::PatternStatus> {
+    swarmwise_actors::learner::cycle::PatternStatus::parse(raw)
+        .ok_or_else(|| anyhow::anyhow!("bad pattern status {raw}"))
+}
+
 fn unexpected(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {

@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod backends;
+mod learning;
 mod lifecycle;
 mod openapi;
 mod recommendations;

@@ -49,21 +49,23 @@ pub trait CycleTrigger: Send + Sync + 'static {
 }
 
 /// `should_trigger_learning_cycle`: requests a cycle every `threshold`
-/// evaluated outcomes per workspace. Until the meta-learner exists the
-/// request is logged and counted (`swarmwise_learning_cycles_requested_total`).
-#[derive(Debug, Default)]
+/// evaluated outcomes per workspace, by calling `on_due` (counted in
+/// `swarmwise_learning_cycles_requested_total`).
 pub struct CountingTrigger {
     threshold: u64,
     counts: DashMap<WorkspaceId, u64>,
     requested: AtomicU64,
+    on_due: Box<dyn Fn(WorkspaceId) + Send + Sync>,
 }
 
 impl CountingTrigger {
     /// Requests a cycle every `threshold` outcomes (0 = never).
-    pub fn new(threshold: u64) -> Self {
+    pub fn new(threshold: u64, on_due: impl Fn(WorkspaceId) + Send + Sync + 'static) -> Self {
         Self {
             threshold,
-            ..Self::default()
+            counts: DashMap::new(),
+            requested: AtomicU64::new(0),
+            on_due: Box::new(on_due),
         }
     }
 
@@ -78,13 +80,20 @@ impl CycleTrigger for CountingTrigger {
         if self.threshold == 0 {
             return;
         }
-        let mut c = self.counts.entry(ws).or_insert(0);
-        *c += n;
-        if *c >= self.threshold {
-            *c = 0;
+        let due = {
+            let mut c = self.counts.entry(ws).or_insert(0);
+            *c += n;
+            let due = *c >= self.threshold;
+            if due {
+                *c = 0;
+            }
+            due
+        };
+        if due {
             self.requested.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("swarmwise_learning_cycles_requested_total").increment(1);
             tracing::info!(workspace = %ws, "learning cycle due (learning.cycle_every_outcomes reached)");
+            (self.on_due)(ws);
         }
     }
 }

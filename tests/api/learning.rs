@@ -1,0 +1,158 @@
+//! Learning cycles through the API: patterns found on simulated agents of
+//! known skill, confirmed on new outcomes, with rules, a hold-out accuracy and
+//! insights in plain words; single flight per workspace.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
+
+fn dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("panel.toml"),
+        r#"
+name = "panel"
+[[stages]]
+name = "opinions"
+agents = ["expert", "coin_a", "coin_b", "weak"]
+recommendation_type = "strategy"
+timeout_ms = 10000
+"#,
+    )
+    .unwrap();
+    dir
+}
+
+async fn runs(app: &TestApp, key: &str, n: usize) {
+    for _ in 0..n {
+        let res = app
+            .post(
+                key,
+                "/api/v1/workflows/runs",
+                &json!({"workflow": "panel", "wait": true}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+}
+
+async fn cycles_find_confirm_and_explain(backend: Backend) {
+    let d = dir();
+    let app = spawn_app_with(backend, |s| {
+        s.workflows.dir = d.path().display().to_string();
+        s.learning.cycle_every_outcomes = 0; // only explicit cycles here
+    })
+    .await;
+    let (_, k) = app.workspace("A").await;
+    assert_error(
+        app.get(&k, "/api/v1/learning/cycles/latest").await,
+        StatusCode::NOT_FOUND,
+        "cycle_not_found",
+        None,
+    )
+    .await;
+    for (i, (id, skill)) in [
+        ("expert", 0.95),
+        ("coin_a", 0.5),
+        ("coin_b", 0.5),
+        ("weak", 0.2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let res = app
+            .post(&k, "/api/v1/agents", &json!({"id": id, "name": id, "kind": "simulated", "config": {"skill": {"strategy": skill}, "seed": i}}))
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    runs(&app, &k, 60).await;
+    let res = app.post(&k, "/api/v1/learning/cycles", &json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let first: Value = res.json().await.unwrap();
+    assert_eq!(first["status"], "succeeded");
+    assert_eq!(first["recommendations_processed"], 240);
+    assert!(
+        first["patterns_discovered"].as_u64().unwrap() >= 1,
+        "{first}"
+    );
+    assert!(first["model_accuracy"].as_f64().is_some());
+    let experts = app
+        .json(&k, "/api/v1/learning/patterns?category=expert")
+        .await;
+    let items = experts["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "only the real expert: {experts}");
+    assert_eq!(items[0]["key"], "expert:expert:strategy");
+    assert_eq!(items[0]["status"], "candidate");
+    let rate = items[0]["success_rate"].as_f64().unwrap();
+    assert!(
+        items[0]["ci_low"].as_f64().unwrap() <= rate
+            && rate <= items[0]["ci_high"].as_f64().unwrap()
+    );
+
+    // New outcomes confirm it; a rule follows.
+    runs(&app, &k, 30).await;
+    let second: Value = app
+        .post(&k, "/api/v1/learning/cycles", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        second["patterns_confirmed"].as_u64().unwrap() >= 1,
+        "{second}"
+    );
+    assert!(second["rules_updated"].as_u64().unwrap() >= 1);
+    let confirmed = app
+        .json(
+            &k,
+            "/api/v1/learning/patterns?status=confirmed&category=expert",
+        )
+        .await;
+    assert_eq!(
+        confirmed["items"][0]["key"], "expert:expert:strategy",
+        "{confirmed}"
+    );
+    let latest = app.json(&k, "/api/v1/learning/cycles/latest").await;
+    assert_eq!(latest["id"], second["id"]);
+    assert_eq!(
+        app.json(&k, "/api/v1/learning/cycles").await["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let insights = app.json(&k, "/api/v1/learning/insights").await;
+    let text = insights["key_insights"].to_string();
+    assert!(text.contains("expert"), "{insights}");
+    assert!(
+        insights["recommended_actions"]
+            .to_string()
+            .contains("Leverage expert agents for strategy"),
+        "{insights}"
+    );
+    assert!(insights["confirmed_patterns"].as_u64().unwrap() >= 1);
+
+    // Pagination and bad filters.
+    let page = app.json(&k, "/api/v1/learning/patterns?limit=1").await;
+    if let Some(cursor) = page["next_cursor"].as_str() {
+        let next = app
+            .json(
+                &k,
+                &format!("/api/v1/learning/patterns?limit=1&cursor={cursor}"),
+            )
+            .await;
+        assert_ne!(next["items"][0]["key"], page["items"][0]["key"]);
+    }
+    assert_error(
+        app.get(&k, "/api/v1/learning/patterns?category=astrology")
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("category"),
+    )
+    .await;
+    app.stop().await.unwrap();
+}
+both_backends!(cycles_find_confirm_and_explain);
