@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 use swarmwise_actors::learner::actor::LearnerConfig;
+use swarmwise_actors::scheduler::SchedulerConfig;
 use swarmwise_actors::swarm::SwarmConfig;
 use swarmwise_actors::tracker::TrackerConfig;
 use swarmwise_actors::trust::TrustParams;
@@ -45,6 +46,8 @@ pub struct Settings {
     pub workflows: WorkflowsConfig,
     /// `[learner]`: pattern mining and lifecycle.
     pub learner: LearnerConfig,
+    /// `[scheduler]`: cron schedules.
+    pub scheduler: SchedulerConfig,
     /// `[demo]`.
     pub demo: DemoSettings,
     /// `[limits]`.
@@ -318,6 +321,9 @@ impl Settings {
                 ));
             }
         }
+        self.scheduler
+            .validate()
+            .map_err(|e| err(&format!("scheduler.{}", e.field), e.message))?;
         let a = &self.agents;
         if !(0.0..=1.0).contains(&a.disable_below_trust) {
             return Err(err(

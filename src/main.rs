@@ -28,6 +28,14 @@ enum Command {
     Migrate,
     /// Validate the configuration and print the effective settings; on error name the offending key.
     CheckConfig,
+    /// List the scheduled jobs (learning cycle, trust recompute, outcome trigger) with their next run times (UTC).
+    Schedule,
+    /// Run one learning cycle for a workspace now, with a progress bar, and print its report.
+    Learn {
+        /// The workspace id (from POST /api/v1/workspaces).
+        #[arg(long)]
+        workspace: uuid::Uuid,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +60,28 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Serve => actix_web::rt::System::new().block_on(serve(settings)),
+        Command::Schedule => {
+            for job in settings
+                .scheduler
+                .jobs(chrono::Utc::now(), settings.learning.cycle_every_outcomes)
+            {
+                let next = job.next_run.map_or_else(
+                    || "-".to_owned(),
+                    |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                );
+                println!(
+                    "{:<28} {:<24} next: {:<24} {}",
+                    job.name, job.schedule, next, job.description
+                );
+            }
+            if !settings.scheduler.enabled {
+                println!("(scheduler.enabled = false: the cron jobs do not run)");
+            }
+            Ok(())
+        }
+        Command::Learn { workspace } => {
+            actix_web::rt::System::new().block_on(learn(settings, workspace))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,4 +146,65 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     println!("  try: curl -s -X POST http://{}/api/v1/workspaces -H 'Authorization: Bearer <admin key>' -H 'Content-Type: application/json' -d '{{\"name\":\"demo\"}}'", app.address());
     app.run().await
+}
+
+async fn learn(settings: Settings, workspace: uuid::Uuid) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let store = swarmwise::store::connect(&settings.database).await?;
+    let ws = swarmwise_actors::domain::WorkspaceId(workspace);
+    if !store.workspace_ids().await?.contains(&ws) {
+        anyhow::bail!(
+            "workspace {workspace} does not exist in {}; create one with POST /api/v1/workspaces",
+            swarmwise::store::redact(&settings.database.url)
+        );
+    }
+    let engine = swarmwise_actors::Engine::start(store.clone(), settings.engine());
+    let bar = indicatif::ProgressBar::new(4);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("loading trust");
+    engine.trust_settled().await?;
+    bar.inc(1);
+    let b = bar.clone();
+    let progress: swarmwise_actors::learner::actor::Progress = Arc::new(move |m: &str| {
+        b.set_message(m.to_owned());
+        b.inc(1);
+    });
+    let report = swarmwise_actors::learner::actor::cycle(
+        store,
+        engine,
+        Arc::new(settings.learner.clone()),
+        ws,
+        "cli".into(),
+        progress,
+    )
+    .await?;
+    bar.finish_with_message("done");
+    println!("cycle {} {}", report.id, report.status);
+    println!(
+        "  outcomes {} | patterns discovered {}, confirmed {}, retired {} | rules updated {}",
+        report.recommendations_processed,
+        report.patterns_discovered,
+        report.patterns_confirmed,
+        report.patterns_retired,
+        report.rules_updated
+    );
+    if let (Some(a), Some(c)) = (report.model_accuracy, report.coverage) {
+        println!(
+            "  model accuracy {:.1}% (held out), coverage {:.1}%",
+            100.0 * a,
+            100.0 * c
+        );
+    }
+    for key in ["key_insights", "recommended_actions"] {
+        if let Some(items) = report.insights.get(key).and_then(|v| v.as_array()) {
+            println!("  {}:", key.replace('_', " "));
+            for i in items {
+                println!("    - {}", i.as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
 }

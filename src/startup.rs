@@ -125,6 +125,15 @@ impl Application {
             settings.learner.clone(),
             settings.supervision.meta_learner.clone(),
         );
+        if settings.scheduler.enabled {
+            swarmwise_actors::scheduler::Scheduler::start(
+                store.clone(),
+                engine.clone(),
+                learner.clone(),
+                &settings.scheduler,
+            )
+            .map_err(|e| anyhow::anyhow!("scheduler.{e}"))?;
+        }
         let defs = crate::workflows::load_definitions(&settings.workflows.dir)?;
         let workflows = Workflows::new(
             defs,

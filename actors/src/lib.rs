@@ -28,6 +28,7 @@ pub mod error;
 pub mod events;
 pub mod learner;
 pub mod ports;
+pub mod scheduler;
 pub mod supervisor;
 pub mod swarm;
 pub mod tracker;

@@ -44,6 +44,24 @@ pub struct Insights {
     pub confirmed_patterns: u64,
 }
 
+/// Scheduled jobs.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Schedule {
+    /// Every job with its next run time (UTC).
+    pub jobs: Vec<swarmwise_actors::scheduler::JobInfo>,
+}
+
+/// Every scheduled job with its next run time, like Celery Beat's listing.
+#[utoipa::path(get, path = "/api/v1/learning/schedule", tag = "learning", responses((status = 200, body = Schedule)), security(("api_key" = [])))]
+pub async fn schedule(_ws: Workspace, state: web::Data<AppState>) -> HttpResponse {
+    let s = &state.settings;
+    HttpResponse::Ok().json(Schedule {
+        jobs: s
+            .scheduler
+            .jobs(chrono::Utc::now(), s.learning.cycle_every_outcomes),
+    })
+}
+
 /// Query of `GET /learning/cycles`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

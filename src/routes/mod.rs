@@ -55,6 +55,7 @@ api_routes! {
     get "/learning/cycles/latest" => learning::latest,
     get "/learning/patterns" => learning::patterns,
     get "/learning/insights" => learning::insights,
+    get "/learning/schedule" => learning::schedule,
     get "/workflows" => workflows::list,
     post "/workflows/runs" => workflows::run,
     get "/workflows/runs/{run_id}" => workflows::get,

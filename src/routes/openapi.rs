@@ -35,6 +35,7 @@ impl Modify for BearerAuth {
         recommendations::feedback, recommendations::outcome,
         trust::list, trust::get, trust::recompute, trust::metrics_csv, trust::boost, trust::agent_metrics, trust::initialize,
         learning::trigger, learning::list, learning::latest, learning::patterns, learning::insights,
+        learning::schedule,
         workflows::list, workflows::run, workflows::get, events::stream,
         health::healthz, health::readyz, health::metrics,
     ),

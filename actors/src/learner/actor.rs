@@ -141,6 +141,9 @@ impl Supervised for MetaLearner {
     }
 }
 
+/// Reports a cycle's phases (the CLI draws a progress bar with it).
+pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Runs a cycle to the end (no single-flight: the actor provides it).
 pub async fn cycle(
     store: Arc<dyn Store>,
@@ -148,6 +151,7 @@ pub async fn cycle(
     config: Arc<LearnerConfig>,
     ws: WorkspaceId,
     reason: String,
+    progress: Progress,
 ) -> Result<CycleReport, EngineError> {
     let started = Instant::now();
     let mut report = CycleReport {
@@ -170,7 +174,9 @@ pub async fn cycle(
     store.insert_cycle(&report).await?;
     let result: Result<_, EngineError> = async {
         engine.flush().await?;
+        progress("loading outcomes");
         let records = store.outcome_records(ws, &config.decision_key).await?;
+        progress(&format!("mining {} outcomes", records.len()));
         let existing = store.patterns(ws).await?;
         let version = store.cycle_count(ws).await? + 1;
         let trust = engine.trust(ws);
@@ -210,6 +216,11 @@ pub async fn cycle(
                 "rule_version": version,
                 "duration_seconds": started.elapsed().as_secs_f64(),
             });
+            progress(&format!(
+                "storing {} patterns and {} rules",
+                o.patterns.len(),
+                o.rules.len()
+            ));
             store
                 .save_cycle(&report, &o.patterns, &o.rules, version as i32)
                 .await?;
@@ -259,6 +270,7 @@ impl Handler<RunCycle> for MetaLearner {
             Arc::clone(&self.config),
             ws,
             msg.reason,
+            Arc::new(|_: &str| {}),
         );
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
             act.running.remove(&ws);
