@@ -60,6 +60,22 @@ pub struct TrustHistoryPoint {
     pub sample_count: u64,
 }
 
+/// Held while this node runs a workspace's learning cycle; other nodes
+/// sharing the database cannot take it until it is released.
+#[async_trait]
+pub trait CycleLock: Send {
+    /// Releases the lock.
+    async fn release(self: Box<Self>);
+}
+
+/// The lock of a single-node store (SQLite): always granted.
+pub struct LocalLock;
+
+#[async_trait]
+impl CycleLock for LocalLock {
+    async fn release(self: Box<Self>) {}
+}
+
 /// Storage the engine uses. Implementations: `PgStore`, `SqliteStore`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -148,6 +164,12 @@ pub trait Store: Send + Sync + 'static {
         rules: &[Rule],
         version: i32,
     ) -> Result<(), StoreError>;
+    /// Takes the cross-node lock of a workspace's learning cycle, or `None`
+    /// when another node holds it (PostgreSQL advisory lock).
+    async fn try_lock_cycle(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Option<Box<dyn CycleLock>>, StoreError>;
     /// Records a cycle as running.
     async fn insert_cycle(&self, report: &CycleReport) -> Result<(), StoreError>;
     /// Stores a failed cycle's report.

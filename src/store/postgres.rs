@@ -18,7 +18,7 @@ use swarmwise_actors::domain::{
 use swarmwise_actors::learner::cycle::{Rule, StoredPattern};
 use swarmwise_actors::learner::patterns::OutcomeRecord;
 use swarmwise_actors::learner::CycleReport;
-use swarmwise_actors::ports::{Store, StoreError, TrustHistoryPoint, TrustRow};
+use swarmwise_actors::ports::{CycleLock, Store, StoreError, TrustHistoryPoint, TrustRow};
 use swarmwise_actors::workflow::{RunStatus, WorkflowRun};
 use uuid::Uuid;
 
@@ -596,6 +596,25 @@ impl Store for PgStore {
         tx.commit().await.map_err(unexpected)
     }
 
+    async fn try_lock_cycle(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Option<Box<dyn CycleLock>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        // A transaction-level advisory lock: released when the transaction ends.
+        let got: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(format!("swarmwise:learning_cycle:{ws}"))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unexpected)?;
+        if !got {
+            tx.rollback().await.map_err(unexpected)?;
+            return Ok(None);
+        }
+        Ok(Some(Box::new(PgCycleLock { tx })))
+    }
+
     async fn insert_cycle(&self, report: &CycleReport) -> Result<(), StoreError> {
         let mut tx = self.scoped(report.workspace_id).await?;
         write_cycle(&mut tx, report).await?;
@@ -922,4 +941,18 @@ async fn write_cycle(
     .await
     .map_err(unexpected)?;
     Ok(())
+}
+
+/// Holds the advisory lock's transaction open until released.
+struct PgCycleLock {
+    tx: Transaction<'static, Postgres>,
+}
+
+#[async_trait]
+impl CycleLock for PgCycleLock {
+    async fn release(self: Box<Self>) {
+        if let Err(e) = self.tx.commit().await {
+            tracing::warn!(error = %e, "releasing the learning-cycle lock failed; it ends with the connection");
+        }
+    }
 }

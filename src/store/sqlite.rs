@@ -18,7 +18,9 @@ use swarmwise_actors::domain::{
 use swarmwise_actors::learner::cycle::{Rule, StoredPattern};
 use swarmwise_actors::learner::patterns::OutcomeRecord;
 use swarmwise_actors::learner::CycleReport;
-use swarmwise_actors::ports::{Store, StoreError, TrustHistoryPoint, TrustRow};
+use swarmwise_actors::ports::{
+    CycleLock, LocalLock, Store, StoreError, TrustHistoryPoint, TrustRow,
+};
 use swarmwise_actors::workflow::{RunStatus, WorkflowRun};
 use uuid::Uuid;
 
@@ -565,6 +567,14 @@ impl Store for SqliteStore {
         }
         write_cycle(&mut tx, report).await?;
         tx.commit().await.map_err(unexpected)
+    }
+
+    async fn try_lock_cycle(
+        &self,
+        _ws: WorkspaceId,
+    ) -> Result<Option<Box<dyn CycleLock>>, StoreError> {
+        // One SQLite file serves one node: the actor's single flight suffices.
+        Ok(Some(Box::new(LocalLock)))
     }
 
     async fn insert_cycle(&self, report: &CycleReport) -> Result<(), StoreError> {

@@ -135,6 +135,7 @@ pub struct TestApp {
     pub engine: Engine,
     pub store: Arc<dyn AdminStore>,
     pub handle: AppHandle,
+    pub database_url: String,
     join: Option<actix_web::rt::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -161,6 +162,7 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings))
         engine,
         store,
         handle,
+        database_url: url,
         join: Some(join),
         _dir: dir,
     }

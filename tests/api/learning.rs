@@ -156,3 +156,43 @@ async fn cycles_find_confirm_and_explain(backend: Backend) {
     app.stop().await.unwrap();
 }
 both_backends!(cycles_find_confirm_and_explain);
+
+/// Two runners on one PostgreSQL database: while one holds a workspace's
+/// learning-cycle lock, the other can neither take it nor run a cycle; once
+/// released, it can.
+#[actix_web::test]
+async fn postgres_advisory_lock_keeps_cycles_single_across_nodes() {
+    if !crate::helpers::postgres_available().await {
+        return;
+    }
+    let d = dir();
+    let app = spawn_app_with(Backend::Postgres, |s| {
+        s.workflows.dir = d.path().display().to_string()
+    })
+    .await;
+    let (id, k) = app.workspace("A").await;
+    let ws = swarmwise_actors::domain::WorkspaceId(id.parse().unwrap());
+    // A second node: its own store (own pool) on the same database.
+    let settings = swarmwise::config::DatabaseSettings {
+        url: app.database_url.clone(),
+        migrate: false,
+        ..Default::default()
+    };
+    let other = swarmwise::store::connect(&settings).await.unwrap();
+    let held = other
+        .try_lock_cycle(ws)
+        .await
+        .unwrap()
+        .expect("the other node takes the lock");
+    assert!(
+        app.store.try_lock_cycle(ws).await.unwrap().is_none(),
+        "not while the other node holds it"
+    );
+    let res = app.post(&k, "/api/v1/learning/cycles", &json!({})).await;
+    let body = assert_error(res, StatusCode::CONFLICT, "conflict", None).await;
+    assert!(body["message"].as_str().unwrap().contains("another node"));
+    held.release().await;
+    let res = app.post(&k, "/api/v1/learning/cycles", &json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK, "free again");
+    app.stop().await.unwrap();
+}

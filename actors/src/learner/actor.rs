@@ -153,6 +153,24 @@ pub async fn cycle(
     reason: String,
     progress: Progress,
 ) -> Result<CycleReport, EngineError> {
+    let Some(lock) = store.try_lock_cycle(ws).await? else {
+        return Err(EngineError::Conflict(
+            "another node is running this workspace's learning cycle; read it with GET /api/v1/learning/cycles/latest".into(),
+        ));
+    };
+    let result = locked_cycle(store, engine, config, ws, reason, progress).await;
+    lock.release().await;
+    result
+}
+
+async fn locked_cycle(
+    store: Arc<dyn Store>,
+    engine: Engine,
+    config: Arc<LearnerConfig>,
+    ws: WorkspaceId,
+    reason: String,
+    progress: Progress,
+) -> Result<CycleReport, EngineError> {
     let started = Instant::now();
     let mut report = CycleReport {
         id: Uuid::now_v7(),
