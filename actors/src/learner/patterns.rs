@@ -16,7 +16,7 @@
 //! an expert when the Wilson lower bound of its approval rate exceeds
 //! `expert_threshold` with at least `expert_min_n` outcomes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -202,112 +202,209 @@ impl Candidate {
     }
 }
 
-/// Features of every record (by index), from its workflow group.
-pub fn features(records: &[OutcomeRecord], p: &MiningParams) -> Vec<Vec<Feature>> {
-    let mut groups: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+/// Every record's features as ids into `table` (interned: a million
+/// records share a few hundred distinct features).
+#[derive(Debug, Clone, Default)]
+pub struct FeatureSet {
+    /// Distinct features; ids index this.
+    pub table: Vec<Feature>,
+    /// Per record, the ids of its features.
+    pub of: Vec<Vec<u32>>,
+    /// Per record, the id of its type (populations).
+    type_of: Vec<u32>,
+    /// Per record, the id of its agent.
+    agent_of: Vec<u32>,
+    /// Per feature id: its population is the records of this type, or, for
+    /// pairs, the records of these two agents of this type.
+    population: Vec<(u32, Option<(u32, u32)>)>,
+    /// Distinct types and agents.
+    n_types: usize,
+    n_agents: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Agent(u32, u32),
+    High(u32),
+    Consensus(u32, u8),
+    Pair(u32, u32, u32),
+}
+
+/// Features of every record, from its workflow group.
+pub fn features(records: &[OutcomeRecord], p: &MiningParams) -> FeatureSet {
+    // Every interned index comes from `agent_names`; the fallback only keeps the code panic-free.
+    let Ok(fallback) = AgentId::parse("a", "unknown") else {
+        return FeatureSet::default();
+    };
+    let mut agents: HashMap<&AgentId, u32> = HashMap::new();
+    let mut agent_names: Vec<&AgentId> = Vec::new();
+    let mut types: HashMap<&str, u32> = HashMap::new();
+    let mut type_names: Vec<&str> = Vec::new();
+    let mut agent_of = Vec::with_capacity(records.len());
+    let mut type_of = Vec::with_capacity(records.len());
+    for r in records {
+        let a = *agents.entry(&r.agent_id).or_insert_with(|| {
+            agent_names.push(&r.agent_id);
+            (agent_names.len() - 1) as u32
+        });
+        let t = *types
+            .entry(r.recommendation_type.as_str())
+            .or_insert_with(|| {
+                type_names.push(r.recommendation_type.as_str());
+                (type_names.len() - 1) as u32
+            });
+        agent_of.push(a);
+        type_of.push(t);
+    }
+    let mut ids: HashMap<Key, u32> = HashMap::new();
+    let mut set = FeatureSet {
+        n_types: type_names.len(),
+        n_agents: agent_names.len(),
+        ..FeatureSet::default()
+    };
+    let mut intern = |k: Key, set: &mut FeatureSet| -> u32 {
+        *ids.entry(k).or_insert_with(|| {
+            let name = |i: u32| {
+                agent_names
+                    .get(i as usize)
+                    .map_or_else(|| fallback.clone(), |a| (*a).clone())
+            };
+            let ty = |i: u32| {
+                type_names
+                    .get(i as usize)
+                    .map_or_else(String::new, |t| (*t).to_owned())
+            };
+            let (feature, population) = match k {
+                Key::Agent(a, t) => (Feature::Agent(name(a), ty(t)), (t, None)),
+                Key::High(t) => (Feature::HighConfidence(ty(t)), (t, None)),
+                Key::Consensus(t, k) => (Feature::Consensus(ty(t), k), (t, None)),
+                Key::Pair(a, b, t) => (Feature::Pair(name(a), name(b), ty(t)), (t, Some((a, b)))),
+            };
+            set.table.push(feature);
+            set.population.push(population);
+            (set.table.len() - 1) as u32
+        })
+    };
+    let mut groups: HashMap<(&str, u32), Vec<usize>> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
         groups
-            .entry((r.workflow_id.as_str(), r.recommendation_type.as_str()))
+            .entry((r.workflow_id.as_str(), type_of.get(i).copied().unwrap_or(0)))
             .or_default()
             .push(i);
     }
-    let mut out: Vec<Vec<Feature>> = records
-        .iter()
-        .map(|r| {
-            let t = r.recommendation_type.clone();
-            let mut f = vec![Feature::Agent(r.agent_id.clone(), t.clone())];
-            if r.confidence > p.high_confidence {
-                f.push(Feature::HighConfidence(t));
-            }
-            f
-        })
-        .collect();
-    for members in groups.values() {
+    let mut of: Vec<Vec<u32>> = vec![Vec::new(); records.len()];
+    for (i, r) in records.iter().enumerate() {
+        let (a, t) = (
+            agent_of.get(i).copied().unwrap_or(0),
+            type_of.get(i).copied().unwrap_or(0),
+        );
+        let mut f = vec![intern(Key::Agent(a, t), &mut set)];
+        if r.confidence > p.high_confidence {
+            f.push(intern(Key::High(t), &mut set));
+        }
+        if let Some(slot) = of.get_mut(i) {
+            *slot = f;
+        }
+    }
+    for (&(_, t), members) in &groups {
         let mut agree: HashMap<&str, u8> = HashMap::new();
         for &i in members {
             if let Some(d) = records.get(i).and_then(|r| r.decision.as_deref()) {
-                *agree.entry(d).or_default() = agree.get(d).copied().unwrap_or(0).saturating_add(1);
+                let e = agree.entry(d).or_insert(0);
+                *e = e.saturating_add(1);
             }
         }
-        let mut agents: Vec<&AgentId> = members
+        let mut present: Vec<u32> = members
             .iter()
-            .filter_map(|&i| records.get(i).map(|r| &r.agent_id))
+            .filter_map(|&i| agent_of.get(i).copied())
             .collect();
-        agents.sort();
-        agents.dedup();
+        present.sort_unstable();
+        present.dedup();
         for &i in members {
             let Some(r) = records.get(i) else { continue };
-            let t = &r.recommendation_type;
+            let me = agent_of.get(i).copied().unwrap_or(0);
             let mut extra = Vec::new();
             if let Some(k) = r.decision.as_deref().and_then(|d| agree.get(d)) {
                 for min_k in [2u8, 3] {
                     if *k >= min_k {
-                        extra.push(Feature::Consensus(t.clone(), min_k));
+                        extra.push(intern(Key::Consensus(t, min_k), &mut set));
                     }
                 }
             }
-            for other in &agents {
-                if *other != &r.agent_id {
-                    let (a, b) = if &r.agent_id < *other {
-                        (r.agent_id.clone(), (*other).clone())
+            for &other in &present {
+                if other != me {
+                    // Order the pair by agent id so A+B and B+A are one feature.
+                    let (x, y) = if agent_names.get(me as usize) < agent_names.get(other as usize) {
+                        (me, other)
                     } else {
-                        ((*other).clone(), r.agent_id.clone())
+                        (other, me)
                     };
-                    extra.push(Feature::Pair(a, b, t.clone()));
+                    extra.push(intern(Key::Pair(x, y, t), &mut set));
                 }
             }
-            if let Some(f) = out.get_mut(i) {
+            if let Some(f) = of.get_mut(i) {
                 f.extend(extra);
             }
         }
     }
-    out
+    set.of = of;
+    set.type_of = type_of;
+    set.agent_of = agent_of;
+    set
 }
 
 /// Tests every candidate on `idx` (a subset of records) and corrects for
 /// the number tested.
 pub fn mine(
     records: &[OutcomeRecord],
-    feats: &[Vec<Feature>],
+    feats: &FeatureSet,
     idx: &[usize],
     p: &MiningParams,
 ) -> Vec<Candidate> {
-    // Population counts: per type, and per (agent, type) for pair populations.
-    let mut by_type: HashMap<&str, (u64, u64)> = HashMap::new();
-    let mut by_agent: HashMap<(&AgentId, &str), (u64, u64)> = HashMap::new();
-    let mut present: BTreeMap<&Feature, (u64, u64)> = BTreeMap::new();
+    let mut by_type = vec![(0u64, 0u64); feats.n_types];
+    let mut by_agent = vec![(0u64, 0u64); feats.n_types * feats.n_agents];
+    let mut present = vec![(0u64, 0u64); feats.table.len()];
     for &i in idx {
-        let (Some(r), Some(fs)) = (records.get(i), feats.get(i)) else {
+        let (Some(r), Some(fs)) = (records.get(i), feats.of.get(i)) else {
             continue;
         };
         let y = u64::from(r.approved);
-        let e = by_type.entry(r.recommendation_type.as_str()).or_default();
-        e.0 += 1;
-        e.1 += y;
-        let e = by_agent
-            .entry((&r.agent_id, r.recommendation_type.as_str()))
-            .or_default();
-        e.0 += 1;
-        e.1 += y;
-        for f in fs {
-            let e = present.entry(f).or_default();
+        let t = feats.type_of.get(i).copied().unwrap_or(0) as usize;
+        let a = feats.agent_of.get(i).copied().unwrap_or(0) as usize;
+        if let Some(e) = by_type.get_mut(t) {
             e.0 += 1;
             e.1 += y;
         }
+        if let Some(e) = by_agent.get_mut(a * feats.n_types + t) {
+            e.0 += 1;
+            e.1 += y;
+        }
+        for &f in fs {
+            if let Some(e) = present.get_mut(f as usize) {
+                e.0 += 1;
+                e.1 += y;
+            }
+        }
     }
+    let agent_count = |a: u32, t: u32| {
+        by_agent
+            .get(a as usize * feats.n_types + t as usize)
+            .copied()
+            .unwrap_or_default()
+    };
     let mut cands: Vec<Candidate> = present
-        .into_iter()
-        .map(|(f, (n_f, a_f))| {
-            let (n_pop, a_pop) = match f {
-                Feature::Pair(a, b, t) => {
-                    let x = by_agent.get(&(a, t.as_str())).copied().unwrap_or_default();
-                    let y = by_agent.get(&(b, t.as_str())).copied().unwrap_or_default();
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.0 > 0)
+        .filter_map(|(id, &(n_f, a_f))| {
+            let feature = feats.table.get(id)?.clone();
+            let (t, pair) = feats.population.get(id).copied()?;
+            let (n_pop, a_pop) = match pair {
+                Some((a, b)) => {
+                    let (x, y) = (agent_count(a, t), agent_count(b, t));
                     (x.0 + y.0, x.1 + y.1)
                 }
-                other => by_type
-                    .get(other.recommendation_type())
-                    .copied()
-                    .unwrap_or_default(),
+                None => by_type.get(t as usize).copied().unwrap_or_default(),
             };
             let table = Table {
                 a: a_f,
@@ -315,16 +412,17 @@ pub fn mine(
                 c: a_pop.saturating_sub(a_f),
                 d: (n_pop - n_f).saturating_sub(a_pop.saturating_sub(a_f)),
             };
-            Candidate {
-                feature: f.clone(),
+            Some(Candidate {
+                feature,
                 table,
                 p_value: fisher_two_sided(table),
                 q_value: 1.0,
                 interval: wilson_interval(a_f as f64, n_f as f64, 1.96),
                 significant: false,
-            }
+            })
         })
         .collect();
+    cands.sort_by(|a, b| a.feature.cmp(&b.feature));
     let q = benjamini_hochberg(&cands.iter().map(|c| c.p_value).collect::<Vec<_>>());
     for (c, q) in cands.iter_mut().zip(q) {
         c.q_value = q;
@@ -365,7 +463,7 @@ pub struct Holdout {
 /// significant pattern with the smallest q (else the training base rate).
 pub fn holdout(
     records: &[OutcomeRecord],
-    feats: &[Vec<Feature>],
+    feats: &FeatureSet,
     train_share: f64,
     p: &MiningParams,
 ) -> Holdout {
@@ -377,9 +475,18 @@ pub fn holdout(
         return Holdout::default();
     }
     let cands = mine(records, feats, train, p);
+    // Every candidate passing the support, q and lift rule predicts here,
+    // including agents that do worse than average (not "experts", but they
+    // predict rejections).
+    let predictive = |c: &Candidate| {
+        c.significant
+            || (c.table.support() >= p.min_support
+                && c.q_value <= p.max_q
+                && (c.table.lift() - 1.0).abs() >= p.min_lift_delta)
+    };
     let useful: HashMap<&Feature, &Candidate> = cands
         .iter()
-        .filter(|c| c.significant)
+        .filter(|c| predictive(c))
         .map(|c| (&c.feature, c))
         .collect();
     let approved_train = train
@@ -390,12 +497,17 @@ pub fn holdout(
     let majority = base >= 0.5;
     let (mut right, mut base_right, mut covered, mut brier) = (0u64, 0u64, 0u64, 0.0);
     for &i in test {
-        let (Some(r), Some(fs)) = (records.get(i), feats.get(i)) else {
+        let (Some(r), Some(fs)) = (records.get(i), feats.of.get(i)) else {
             continue;
         };
         let best = fs
             .iter()
-            .filter_map(|f| useful.get(f))
+            .filter_map(|&f| {
+                feats
+                    .table
+                    .get(f as usize)
+                    .and_then(|feat| useful.get(feat))
+            })
             .min_by(|a, b| a.q_value.total_cmp(&b.q_value));
         let prob = best.map_or(base, |c| c.table.rate());
         covered += u64::from(best.is_some());
