@@ -104,11 +104,25 @@ impl Default for DatabaseSettings {
 }
 
 /// `[redis]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisSettings {
     /// `redis://host:port/db`; empty = no Redis.
     pub url: String,
+    /// Seconds a cached pattern list lives in Redis (a new cycle deletes it sooner).
+    pub pattern_ttl_secs: u64,
+    /// Prefix of every key swarmwise writes.
+    pub key_prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            pattern_ttl_secs: 300,
+            key_prefix: "swarmwise:".into(),
+        }
+    }
 }
 
 /// `[auth]`.

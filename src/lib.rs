@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod backends;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod extract;

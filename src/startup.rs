@@ -43,8 +43,8 @@ pub struct AppState {
     pub workflows: Workflows,
     /// Runs learning cycles.
     pub learner: Learner,
-    /// Patterns by workspace, cleared when a cycle finishes.
-    pub patterns: DashMap<WorkspaceId, Arc<Vec<swarmwise_actors::learner::cycle::StoredPattern>>>,
+    /// Patterns by workspace (Redis or in process), cleared when a cycle finishes.
+    pub patterns: crate::cache::PatternCache,
     /// Flips to true when the server begins to stop.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -112,6 +112,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let prometheus = crate::telemetry::prometheus()?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let patterns = crate::cache::PatternCache::new(&settings.redis).await?;
         let store = store::connect(&settings.database).await?;
         let engine = Engine::start(store.clone(), settings.engine());
         let swarm = Swarm::new(
@@ -201,7 +202,7 @@ impl Application {
             workflows: workflows.clone(),
             shutdown: shutdown_rx,
             learner,
-            patterns: DashMap::new(),
+            patterns,
         });
         {
             // Cached patterns go stale when any cycle (API, outcomes, schedule) finishes.
@@ -213,11 +214,11 @@ impl Application {
                         Ok(swarmwise_actors::events::Event::LearningCycle {
                             workspace_id, ..
                         }) => {
-                            state.patterns.remove(&workspace_id);
+                            state.patterns.invalidate(workspace_id).await;
                         }
                         Ok(_) => {}
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            state.patterns.clear()
+                            state.patterns.clear_local()
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     }

@@ -78,7 +78,7 @@ pub struct CyclesQuery {
 pub async fn trigger(ws: Workspace, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     state.engine_enabled()?;
     let report = state.learner.run(ws.0, "api").await?;
-    state.patterns.remove(&ws.0);
+    state.patterns.invalidate(ws.0).await;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -133,12 +133,7 @@ async fn cached_patterns(
     state: &AppState,
     ws: swarmwise_actors::domain::WorkspaceId,
 ) -> Result<Arc<Vec<StoredPattern>>, ApiError> {
-    if let Some(p) = state.patterns.get(&ws) {
-        return Ok(Arc::clone(p.value()));
-    }
-    let loaded = Arc::new(state.store.patterns(ws).await?);
-    state.patterns.insert(ws, Arc::clone(&loaded));
-    Ok(loaded)
+    Ok(state.patterns.get(state.store.as_ref(), ws).await?)
 }
 
 /// Discovered patterns, filtered and paginated by key (cached in process,

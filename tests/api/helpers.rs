@@ -354,3 +354,34 @@ macro_rules! both_backends {
         }
     };
 }
+
+pub fn redis_url() -> String {
+    std::env::var("SWARMWISE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Whether Redis tests can run; panics in CI when they cannot.
+pub async fn redis_available() -> bool {
+    static AVAILABLE: OnceCell<bool> = OnceCell::const_new();
+    *AVAILABLE
+        .get_or_init(|| async {
+            let ok = match redis::Client::open(redis_url()) {
+                Ok(c) => match c.get_multiplexed_async_connection().await {
+                    Ok(mut conn) => redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok(),
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            };
+            if !ok {
+                if in_ci() {
+                    panic!(
+                        "CI=true but Redis at {} is unreachable; start it with \
+                         `redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save \"\" --appendonly no`",
+                        redis_url()
+                    );
+                }
+                eprintln!("skipping Redis tests: {} unreachable", redis_url());
+            }
+            ok
+        })
+        .await
+}

@@ -196,3 +196,108 @@ async fn postgres_advisory_lock_keeps_cycles_single_across_nodes() {
     assert_eq!(res.status(), StatusCode::OK, "free again");
     app.stop().await.unwrap();
 }
+
+/// With Redis configured, pattern lists are cached there and a new cycle
+/// deletes the entry.
+#[actix_web::test]
+async fn patterns_are_cached_in_redis_and_invalidated_by_a_cycle() {
+    if !crate::helpers::redis_available().await {
+        return;
+    }
+    use redis::AsyncCommands;
+    let d = dir();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.workflows.dir = d.path().display().to_string();
+        s.redis.url = crate::helpers::redis_url();
+        s.learning.cycle_every_outcomes = 0;
+    })
+    .await;
+    let (id, k) = app.workspace("A").await;
+    for (i, (aid, skill)) in [
+        ("expert", 0.95),
+        ("coin_a", 0.5),
+        ("coin_b", 0.5),
+        ("weak", 0.2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        app.post(&k, "/api/v1/agents", &json!({"id": aid, "name": aid, "kind": "simulated", "config": {"skill": {"strategy": skill}, "seed": i}}))
+            .await;
+    }
+    runs(&app, &k, 40).await;
+    let key = format!("swarmwise:patterns:{id}");
+    let client = redis::Client::open(crate::helpers::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    assert_eq!(
+        app.post(&k, "/api/v1/learning/cycles", &json!({}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let first = app.json(&k, "/api/v1/learning/patterns").await;
+    let cached: Option<String> = conn.get(&key).await.unwrap();
+    let cached: Vec<Value> =
+        serde_json::from_str(&cached.expect("patterns cached in Redis")).unwrap();
+    assert_eq!(cached.len(), first["items"].as_array().unwrap().len());
+    let ttl: i64 = conn.ttl(&key).await.unwrap();
+    assert!(ttl > 0 && ttl <= 300, "{ttl}");
+    // A new cycle deletes the entry; the next read fills it again.
+    assert_eq!(
+        app.post(&k, "/api/v1/learning/cycles", &json!({}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let gone: Option<String> = conn.get(&key).await.unwrap();
+    assert!(gone.is_none(), "invalidated by the cycle");
+    app.json(&k, "/api/v1/learning/patterns").await;
+    let again: Option<String> = conn.get(&key).await.unwrap();
+    assert!(again.is_some());
+    let _: () = conn.del(&key).await.unwrap();
+    app.stop().await.unwrap();
+}
+
+/// A cycle that cannot complete is stored as failed with its error and
+/// published as a critical event.
+#[actix_web::test]
+async fn failed_cycle_is_recorded_and_published() {
+    use sqlx::Connection;
+    let d = dir();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.workflows.dir = d.path().display().to_string()
+    })
+    .await;
+    let (_, k) = app.workspace("A").await;
+    let mut events = app.engine.events().subscribe();
+    // Break the patterns table under the running service.
+    let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE recommendation_patterns RENAME TO patterns_gone")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let res = app.post(&k, "/api/v1/learning/cycles", &json!({})).await;
+    assert!(res.status().is_server_error(), "{}", res.status());
+    loop {
+        if let swarmwise_actors::events::Event::LearningCycle { status, error, .. } =
+            events.recv().await.unwrap()
+        {
+            assert_eq!(status, "failed");
+            assert!(error.unwrap().contains("recommendation_patterns"));
+            break;
+        }
+    }
+    let cycles = app.json(&k, "/api/v1/learning/cycles").await;
+    assert_eq!(cycles["items"][0]["status"], "failed");
+    assert!(cycles["items"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("recommendation_patterns"));
+    sqlx::query("ALTER TABLE patterns_gone RENAME TO recommendation_patterns")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    app.stop().await.unwrap();
+}

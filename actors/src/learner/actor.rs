@@ -220,7 +220,7 @@ async fn locked_cycle(
             report.patterns_discovered = o.discovered;
             report.patterns_confirmed = o.confirmed;
             report.patterns_retired = o.retired;
-            report.rules_updated = o.rules_added + o.rules_retired;
+            report.rules_updated = o.rules_added + o.rules_changed + o.rules_retired;
             report.model_accuracy = (o.holdout.test > 0).then_some(o.holdout.model_accuracy);
             report.coverage = (o.holdout.test > 0).then_some(o.holdout.coverage);
             report.insights = json!({
@@ -229,6 +229,7 @@ async fn locked_cycle(
                 "holdout": o.holdout,
                 "candidates_tested": o.tested,
                 "rules_added": o.rules_added,
+                "rules_changed": o.rules_changed,
                 "rules_retired": o.rules_retired,
                 "rules_active": o.rules.len(),
                 "rule_version": version,

@@ -56,7 +56,7 @@ impl PatternStatus {
 }
 
 /// A pattern as stored (table `recommendation_patterns`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StoredPattern {
     /// Row id.
@@ -155,6 +155,8 @@ pub struct CycleOutcome {
     pub rules: Vec<Rule>,
     /// Rules added this cycle.
     pub rules_added: u32,
+    /// Rules whose kind changed or whose success rate moved by 5 points or more.
+    pub rules_changed: u32,
     /// Rules retired this cycle.
     pub rules_retired: u32,
     /// Hold-out quality.
@@ -166,6 +168,9 @@ pub struct CycleOutcome {
     /// Plain-words advice.
     pub actions: Vec<String>,
 }
+
+/// A confirmed rule counts as changed when its rate moves this much.
+const RULE_CHANGE: f64 = 0.05;
 
 fn name_of(f: &Feature) -> String {
     match f {
@@ -257,6 +262,12 @@ pub fn run_cycle(
         .iter()
         .filter(|p| p.status == PatternStatus::Confirmed)
         .map(|p| p.key.clone())
+        .collect();
+    // Rules whose figures moved: a confirmed pattern's rate or rule kind.
+    let before: std::collections::HashMap<String, (f64, String)> = patterns
+        .iter()
+        .filter(|p| p.status == PatternStatus::Confirmed)
+        .map(|p| (p.key.clone(), (p.success_rate, rule_of(p).kind)))
         .collect();
     let significant: Vec<&Candidate> = cands.iter().filter(|c| c.significant).collect();
     // Confirmation tests on data newer than each candidate's discovery.
@@ -372,6 +383,15 @@ pub fn run_cycle(
                 .any(|p| &p.key == *k && p.status != PatternStatus::Confirmed)
         })
         .count() as u32;
+    let rules_changed = patterns
+        .iter()
+        .filter(|p| p.status == PatternStatus::Confirmed)
+        .filter(|p| {
+            before.get(&p.key).is_some_and(|(rate, kind)| {
+                (p.success_rate - rate).abs() >= RULE_CHANGE || *kind != rule_of(p).kind
+            })
+        })
+        .count() as u32;
     let h = holdout(records, &feats, life.train_share, mining);
     let (insights, actions) = explain(&cands, &patterns, trust, mining, &h);
     CycleOutcome {
@@ -382,6 +402,7 @@ pub fn run_cycle(
         retired,
         rules,
         rules_added,
+        rules_changed,
         rules_retired,
         holdout: h,
         tested: cands.len() as u64,

@@ -36,7 +36,7 @@ pub struct CycleReport {
     pub patterns_confirmed: u32,
     /// Newly retired patterns.
     pub patterns_retired: u32,
-    /// Rules added plus rules retired.
+    /// Rules added, changed and retired.
     pub rules_updated: u32,
     /// Hold-out accuracy of the learned patterns.
     pub model_accuracy: Option<f64>,
