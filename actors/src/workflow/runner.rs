@@ -391,12 +391,13 @@ impl Workflows {
                         }
                     }
                     if learning {
+                        let name = registered
+                            .get(&r.agent_id)
+                            .map_or_else(|| r.agent_id.to_string(), |a| a.name.clone());
                         let rec = recommendation(
-                            run,
-                            &registered,
-                            &r.agent_id,
-                            stage,
-                            &correlation,
+                            &base,
+                            r.agent_id.clone(),
+                            name,
                             answer,
                             *latency_ms,
                             timeout,
@@ -609,7 +610,7 @@ impl Workflows {
             quorum: stage.quorum,
             timeout,
             agent_deadline: timeout.mul_f64(self.swarm.config().late_grace_factor.max(1.0)),
-            on_late: Some(self.late_handler(ws, base, stage, registered, timeout)),
+            on_late: Some(self.late_handler(ws, base, registered, timeout)),
         };
         let result = fan_out(spec, base).await;
         (result.completed_by, result.agents)
@@ -622,7 +623,6 @@ impl Workflows {
         &self,
         ws: WorkspaceId,
         base: &Task,
-        stage: &StageDef,
         registered: &BTreeMap<AgentId, Agent>,
         timeout: Duration,
     ) -> LateHandler {
@@ -632,34 +632,16 @@ impl Workflows {
             .map(|(k, v)| (k.clone(), v.name.clone()))
             .collect();
         let base = base.clone();
-        let stage = stage.clone();
         Box::new(move |agent, answer, latency_ms| {
             if !engine.learning_enabled() {
                 return;
             }
             metrics::counter!("swarmwise_late_replies_total").increment(1);
-            let rec = Recommendation {
-                id: Uuid::now_v7(),
-                workspace_id: ws,
-                agent_name: names
-                    .get(&agent)
-                    .cloned()
-                    .unwrap_or_else(|| agent.to_string()),
-                agent_id: agent,
-                correlation_id: base.correlation_id.clone(),
-                workflow_id: base.workflow_id.clone(),
-                recommendation_type: stage.recommendation_type.clone(),
-                content: answer.content.clone(),
-                confidence: answer.confidence,
-                reasoning: answer.reasoning.clone(),
-                latency_ms: Some(latency_ms as i64),
-                deadline_ms: Some(timeout.as_millis() as i64),
-                status: RecommendationStatus::Pending,
-                outcome_quality: None,
-                feedback: None,
-                created_at: to_micros(Utc::now()),
-                evaluated_at: None,
-            };
+            let name = names
+                .get(&agent)
+                .cloned()
+                .unwrap_or_else(|| agent.to_string());
+            let rec = recommendation(&base, agent, name, &answer, latency_ms, timeout);
             let engine = engine.clone();
             actix::spawn(async move {
                 let id = rec.id;
@@ -690,26 +672,23 @@ impl Workflows {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The recommendation an answer to `task` is tracked as.
 fn recommendation(
-    run: &WorkflowRun,
-    registered: &BTreeMap<AgentId, Agent>,
-    agent: &AgentId,
-    stage: &StageDef,
-    correlation: &str,
+    task: &Task,
+    agent_id: AgentId,
+    agent_name: String,
     answer: &crate::agent::backend::AgentAnswer,
     latency_ms: u64,
     timeout: Duration,
 ) -> Recommendation {
     Recommendation {
         id: Uuid::now_v7(),
-        workspace_id: run.workspace_id,
-        agent_id: agent.clone(),
-        agent_name: registered
-            .get(agent)
-            .map_or_else(|| agent.to_string(), |a| a.name.clone()),
-        correlation_id: correlation.to_owned(),
-        workflow_id: run.id.to_string(),
-        recommendation_type: stage.recommendation_type.clone(),
+        workspace_id: task.workspace_id,
+        agent_id,
+        agent_name,
+        correlation_id: task.correlation_id.clone(),
+        workflow_id: task.workflow_id.clone(),
+        recommendation_type: task.recommendation_type.clone(),
         content: answer.content.clone(),
         confidence: answer.confidence,
         reasoning: answer.reasoning.clone(),
