@@ -108,7 +108,7 @@ fn main() {
             let trust = WorkspaceTrust::from_samples(samples, &params).snapshot(&params);
             // What a cycle does: load outcomes and patterns, then mine.
             let t = Instant::now();
-            let records = store.outcome_records(ws, "decision").await.unwrap();
+            let records = store.outcome_records(ws, "decision", None).await.unwrap();
             let existing = store.patterns(ws).await.unwrap();
             let load = t.elapsed().as_secs_f64();
             let t = Instant::now();

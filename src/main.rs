@@ -179,6 +179,7 @@ async fn learn(settings: Settings, workspace: uuid::Uuid) -> anyhow::Result<()> 
         ws,
         "cli".into(),
         progress,
+        Default::default(),
     )
     .await?;
     bar.finish_with_message("done");

@@ -57,6 +57,7 @@ pub struct Engine {
     pending: Arc<AtomicU64>,
     learning_enabled: bool,
     events: EventBus,
+    revisions: Arc<dashmap::DashMap<WorkspaceId, u64>>,
 }
 
 fn mailbox(e: MailboxError) -> EngineError {
@@ -76,6 +77,7 @@ impl Engine {
         let health = HealthRegistry::default();
         let snapshots = TrustSnapshots::new(Arc::clone(&params));
         let events = EventBus::default();
+        let revisions: Arc<dashmap::DashMap<WorkspaceId, u64>> = Arc::default();
         let scorer = TrustScorer::start_supervised(
             Arc::clone(&store),
             Arc::clone(&params),
@@ -91,6 +93,7 @@ impl Engine {
             scorer.clone(),
             config.supervision.tracker,
             health.clone(),
+            Arc::clone(&revisions),
         );
         Self {
             tracker,
@@ -101,7 +104,14 @@ impl Engine {
             pending,
             learning_enabled: config.learning_enabled,
             events,
+            revisions,
         }
+    }
+
+    /// How many times an already evaluated verdict of `ws` changed since
+    /// start; readers that load outcomes incrementally reload when it moves.
+    pub fn verdict_revision(&self, ws: WorkspaceId) -> u64 {
+        self.revisions.get(&ws).map_or(0, |r| *r)
     }
 
     /// The live event bus.

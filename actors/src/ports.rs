@@ -145,12 +145,14 @@ pub trait Store: Send + Sync + 'static {
         rows: &[TrustRow],
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
-    /// Every evaluated recommendation for mining, oldest first; `decision` is
-    /// `content.<decision_key>` as text, or the whole content.
+    /// Evaluated recommendations for mining (all, or those evaluated at or
+    /// after `since`), oldest first; `decision` is `content.<decision_key>` as
+    /// text, or the whole content.
     async fn outcome_records(
         &self,
         ws: WorkspaceId,
         decision_key: &str,
+        since: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutcomeRecord>, StoreError>;
     /// Every pattern of the workspace.
     async fn patterns(&self, ws: WorkspaceId) -> Result<Vec<StoredPattern>, StoreError>;

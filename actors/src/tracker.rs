@@ -186,6 +186,9 @@ pub struct RecommendationTracker {
     eval: Arc<Mutex<EvalState>>,
     /// Set by `Drain`.
     draining: bool,
+    /// Per workspace, how many times an already evaluated verdict changed
+    /// (feedback); incremental readers of outcomes reload when it moves.
+    revisions: Arc<dashmap::DashMap<WorkspaceId, u64>>,
     restarts: RestartTracker,
     health: HealthRegistry,
 }
@@ -200,6 +203,7 @@ impl RecommendationTracker {
         scorer: Addr<TrustScorer>,
         policy: RestartPolicy,
         health: HealthRegistry,
+        revisions: Arc<dashmap::DashMap<WorkspaceId, u64>>,
     ) -> (Addr<Self>, Arc<AtomicU64>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (committed_tx, committed_rx) = watch::channel(0u64);
@@ -227,6 +231,7 @@ impl RecommendationTracker {
                 last_at: to_micros(Utc::now()),
             })),
             draining: false,
+            revisions,
             restarts: RestartTracker::new(policy),
             health,
         });
@@ -536,6 +541,7 @@ impl Handler<Feedback> for RecommendationTracker {
         let store = Arc::clone(&self.store);
         let scorer = self.scorer.clone();
         let eval = Arc::clone(&self.eval);
+        let revisions = Arc::clone(&self.revisions);
         Box::pin(async move {
             flushed.await?;
             let mut state = eval.lock().await;
@@ -573,6 +579,7 @@ impl Handler<Feedback> for RecommendationTracker {
             }
             metrics::counter!("swarmwise_feedback_total").increment(1);
             if was_evaluated.is_some() {
+                *revisions.entry(msg.workspace).or_insert(0) += 1;
                 scorer.do_send(RecomputeAgent {
                     workspace: msg.workspace,
                     agent: rec.agent_id.clone(),

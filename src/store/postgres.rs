@@ -447,16 +447,18 @@ impl Store for PgStore {
         &self,
         ws: WorkspaceId,
         decision_key: &str,
+        since: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutcomeRecord>, StoreError> {
         let mut tx = self.scoped(ws).await?;
         let rows = sqlx::query(
             "SELECT id, workflow_id, agent_id, recommendation_type, confidence_score, outcome_status, \
              COALESCE(content ->> $2, content::text) AS decision, evaluated_at FROM agent_recommendations \
              WHERE workspace_id = $1 AND evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
-             ORDER BY evaluated_at, id",
+             AND ($3::timestamptz IS NULL OR evaluated_at >= $3) ORDER BY evaluated_at, id",
         )
         .bind(ws.0)
         .bind(decision_key)
+        .bind(since)
         .fetch_all(&mut *tx)
         .await
         .map_err(unexpected)?;

@@ -420,15 +420,17 @@ impl Store for SqliteStore {
         &self,
         ws: WorkspaceId,
         decision_key: &str,
+        since: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutcomeRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, workflow_id, agent_id, recommendation_type, confidence_score, outcome_status, \
              CAST(COALESCE(json_extract(content, '$.' || ?2), content) AS TEXT) AS decision, evaluated_at \
              FROM agent_recommendations WHERE workspace_id = ?1 AND evaluated_at IS NOT NULL \
-             AND outcome_status IN ('approved', 'partial', 'rejected') ORDER BY evaluated_at, id",
+             AND outcome_status IN ('approved', 'partial', 'rejected') AND (?3 IS NULL OR evaluated_at >= ?3) ORDER BY evaluated_at, id",
         )
         .bind(ws.0)
         .bind(decision_key)
+        .bind(since.map(micros))
         .fetch_all(&self.pool)
         .await
         .map_err(unexpected)?;

@@ -91,7 +91,8 @@ async fn cycles_find_confirm_and_explain(backend: Backend) {
             && rate <= items[0]["ci_high"].as_f64().unwrap()
     );
 
-    // New outcomes confirm it; a rule follows.
+    assert_eq!(first["insights"]["new_outcomes"], 240);
+    // New outcomes confirm it; a rule follows. Only the new outcomes are read.
     runs(&app, &k, 30).await;
     let second: Value = app
         .post(&k, "/api/v1/learning/cycles", &json!({}))
@@ -99,6 +100,11 @@ async fn cycles_find_confirm_and_explain(backend: Backend) {
         .json()
         .await
         .unwrap();
+    assert_eq!(
+        second["insights"]["new_outcomes"], 120,
+        "incremental: {second}"
+    );
+    assert_eq!(second["recommendations_processed"], 360);
     assert!(
         second["patterns_confirmed"].as_u64().unwrap() >= 1,
         "{second}"
@@ -133,6 +139,30 @@ async fn cycles_find_confirm_and_explain(backend: Backend) {
         "{insights}"
     );
     assert!(insights["confirmed_patterns"].as_u64().unwrap() >= 1);
+
+    // A changed verdict makes the next cycle reload everything.
+    let recs = app
+        .json(&k, "/api/v1/recommendations?limit=1&agent_id=weak")
+        .await;
+    let rid = recs["items"][0]["id"].as_str().unwrap().to_owned();
+    let res = app
+        .post(
+            &k,
+            &format!("/api/v1/recommendations/{rid}/feedback"),
+            &json!({"status": "approved"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let third: Value = app
+        .post(&k, "/api/v1/learning/cycles", &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        third["insights"]["new_outcomes"], 360,
+        "full reload after feedback: {third}"
+    );
 
     // Pagination and bad filters.
     let page = app.json(&k, "/api/v1/learning/patterns?limit=1").await;

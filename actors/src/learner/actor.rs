@@ -8,18 +8,18 @@
 //! report in one transaction, and publish `learning_cycle`. A failure is
 //! stored with its error and published too.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use chrono::Utc;
+use chrono::{TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::cycle::{run_cycle, LifecycleParams};
-use super::patterns::MiningParams;
+use super::patterns::{MiningParams, OutcomeRecord};
 use super::CycleReport;
 use crate::domain::{to_micros, WorkspaceId};
 use crate::engine::Engine;
@@ -39,6 +39,9 @@ pub struct LearnerConfig {
     pub mining: MiningParams,
     /// Lifecycle thresholds.
     pub lifecycle: LifecycleParams,
+    /// Keep each workspace's outcomes in memory between cycles and read only
+    /// newer ones (a changed verdict forces a full reload).
+    pub cache_outcomes: bool,
 }
 
 impl Default for LearnerConfig {
@@ -47,6 +50,7 @@ impl Default for LearnerConfig {
             decision_key: "decision".into(),
             mining: MiningParams::default(),
             lifecycle: LifecycleParams::default(),
+            cache_outcomes: true,
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct MetaLearner {
     config: Arc<LearnerConfig>,
     running: HashSet<WorkspaceId>,
     restarts: RestartTracker,
+    /// Outcomes kept between cycles (survives restarts: reloaded when stale).
+    cache: OutcomeCache,
 }
 
 impl MetaLearner {
@@ -124,6 +130,7 @@ impl MetaLearner {
             config,
             running: HashSet::new(),
             restarts: RestartTracker::new(policy),
+            cache: OutcomeCache::default(),
         })
     }
 }
@@ -144,6 +151,22 @@ impl Supervised for MetaLearner {
 /// Reports a cycle's phases (the CLI draws a progress bar with it).
 pub type Progress = Arc<dyn Fn(&str) + Send + Sync>;
 
+/// Outcomes loaded by earlier cycles, so a cycle reads only newer ones.
+#[derive(Debug, Default)]
+pub struct RecordCache {
+    records: Vec<OutcomeRecord>,
+    ids: HashSet<Uuid>,
+    /// The engine's verdict revision when loaded; a change means reload.
+    revision: u64,
+}
+
+/// Per-workspace outcome caches, shared by the cycles of one node.
+pub type OutcomeCache = Arc<std::sync::Mutex<HashMap<WorkspaceId, RecordCache>>>;
+
+/// Re-read this far back on incremental loads, so outcomes committed late by
+/// another node (evaluation times are per node) are not missed.
+const OVERLAP: TimeDelta = TimeDelta::minutes(10);
+
 /// Runs a cycle to the end (no single-flight: the actor provides it).
 pub async fn cycle(
     store: Arc<dyn Store>,
@@ -152,13 +175,14 @@ pub async fn cycle(
     ws: WorkspaceId,
     reason: String,
     progress: Progress,
+    cache: OutcomeCache,
 ) -> Result<CycleReport, EngineError> {
     let Some(lock) = store.try_lock_cycle(ws).await? else {
         return Err(EngineError::Conflict(
             "another node is running this workspace's learning cycle; read it with GET /api/v1/learning/cycles/latest".into(),
         ));
     };
-    let result = locked_cycle(store, engine, config, ws, reason, progress).await;
+    let result = locked_cycle(store, engine, config, ws, reason, progress, cache).await;
     lock.release().await;
     result
 }
@@ -170,6 +194,7 @@ async fn locked_cycle(
     ws: WorkspaceId,
     reason: String,
     progress: Progress,
+    cache: OutcomeCache,
 ) -> Result<CycleReport, EngineError> {
     let started = Instant::now();
     let mut report = CycleReport {
@@ -192,16 +217,55 @@ async fn locked_cycle(
     store.insert_cycle(&report).await?;
     let result: Result<_, EngineError> = async {
         engine.flush().await?;
-        progress("loading outcomes");
-        let records = store.outcome_records(ws, &config.decision_key).await?;
-        progress(&format!("mining {} outcomes", records.len()));
+        let revision = engine.verdict_revision(ws);
+        let mut cached = cache
+            .lock()
+            .ok()
+            .and_then(|mut m| m.remove(&ws))
+            .filter(|c| config.cache_outcomes && c.revision == revision)
+            .unwrap_or_else(|| RecordCache {
+                revision,
+                ..RecordCache::default()
+            });
+        let since = cached.records.last().map(|r| r.evaluated_at - OVERLAP);
+        progress(if since.is_some() {
+            "loading new outcomes"
+        } else {
+            "loading outcomes"
+        });
+        let fresh = store
+            .outcome_records(ws, &config.decision_key, since)
+            .await?;
+        let mut added = 0u64;
+        for r in fresh {
+            if cached.ids.insert(r.id) {
+                cached.records.push(r);
+                added += 1;
+            }
+        }
+        if since.is_some() && added > 0 {
+            // Nearly sorted already: the stable sort is close to linear here.
+            cached.records.sort_by_key(|r| (r.evaluated_at, r.id));
+        }
+        progress(&format!(
+            "mining {} outcomes ({added} new)",
+            cached.records.len()
+        ));
         let existing = store.patterns(ws).await?;
         let version = store.cycle_count(ws).await? + 1;
         let trust = engine.trust(ws);
         let cfg = Arc::clone(&config);
         let now = to_micros(Utc::now());
-        let outcome = tokio::task::spawn_blocking(move || {
-            run_cycle(&records, existing, &trust, &cfg.mining, &cfg.lifecycle, now)
+        let (outcome, cached) = tokio::task::spawn_blocking(move || {
+            let o = run_cycle(
+                &cached.records,
+                existing,
+                &trust,
+                &cfg.mining,
+                &cfg.lifecycle,
+                now,
+            );
+            (o, cached)
         })
         .await
         .map_err(|e| {
@@ -209,11 +273,16 @@ async fn locked_cycle(
                 "mining failed: {e}"
             )))
         })?;
-        Ok((outcome, version))
+        if config.cache_outcomes {
+            if let Ok(mut m) = cache.lock() {
+                m.insert(ws, cached);
+            }
+        }
+        Ok((outcome, version, added))
     }
     .await;
     match result {
-        Ok((o, version)) => {
+        Ok((o, version, added)) => {
             report.status = "succeeded".into();
             report.finished_at = Some(to_micros(Utc::now()));
             report.recommendations_processed = o.processed;
@@ -228,6 +297,7 @@ async fn locked_cycle(
                 "recommended_actions": o.actions,
                 "holdout": o.holdout,
                 "candidates_tested": o.tested,
+                "new_outcomes": added,
                 "rules_added": o.rules_added,
                 "rules_changed": o.rules_changed,
                 "rules_retired": o.rules_retired,
@@ -290,6 +360,7 @@ impl Handler<RunCycle> for MetaLearner {
             ws,
             msg.reason,
             Arc::new(|_: &str| {}),
+            Arc::clone(&self.cache),
         );
         Box::pin(fut.into_actor(self).map(move |res, act, _| {
             act.running.remove(&ws);
