@@ -23,12 +23,18 @@ use swarmwise_actors::trust::{TrustParams, WorkspaceTrust};
 
 /// Writes `n` evaluated recommendations: 20 agents of skills 0.2..0.95, 3
 /// types, 6 agents per workflow, decisions that agree more when right.
-async fn fill(store: &Arc<dyn swarmwise::store::AdminStore>, ws: WorkspaceId, n: usize) {
+async fn fill(
+    store: &Arc<dyn swarmwise::store::AdminStore>,
+    ws: WorkspaceId,
+    from: usize,
+    n: usize,
+) {
     let mut rng = StdRng::seed_from_u64(1);
     let t0 = to_micros(Utc::now()) - TimeDelta::days(30);
     let types = ["strategy", "research", "risk"];
     let chunk = 20_000;
-    let mut done = 0;
+    let mut done = from;
+    let n = from + n;
     while done < n {
         let m = chunk.min(n - done);
         let mut recs = Vec::with_capacity(m);
@@ -101,7 +107,7 @@ fn main() {
             let ws = WorkspaceId(uuid::Uuid::now_v7());
             let (plain_key, key) = swarmwise::auth::generate_key("swk_");
             store.create_workspace(ws, "bench", &key, Utc::now()).await.unwrap();
-            fill(&store, ws, n).await;
+            fill(&store, ws, 0, n).await;
             // The engine already holds the trust snapshot a cycle reads; build it untimed.
             let params = TrustParams::default();
             let samples = store.outcome_samples(ws, None).await.unwrap();
@@ -123,6 +129,27 @@ fn main() {
                 outcome.patterns.len(),
                 100.0 * outcome.holdout.model_accuracy,
                 100.0 * outcome.holdout.baseline_accuracy
+            );
+            // The real cycle (engine, lock, store writes), then an incremental one
+            // after 1,000 new outcomes.
+            let engine = swarmwise_actors::Engine::start(store.clone(), swarmwise_actors::EngineConfig { learning_enabled: true, ..Default::default() });
+            engine.trust_settled().await.unwrap();
+            let cache = swarmwise_actors::learner::actor::OutcomeCache::default();
+            let config = Arc::new(swarmwise_actors::learner::actor::LearnerConfig::default());
+            let noop: swarmwise_actors::learner::actor::Progress = Arc::new(|_: &str| {});
+            let run = |reason: &'static str| {
+                swarmwise_actors::learner::actor::cycle(store.clone(), engine.clone(), Arc::clone(&config), ws, reason.into(), Arc::clone(&noop), Arc::clone(&cache))
+            };
+            let t = Instant::now();
+            run("bench").await.unwrap();
+            let full = t.elapsed().as_secs_f64();
+            fill(&store, ws, n, 1_000).await;
+            let t = Instant::now();
+            let r = run("bench").await.unwrap();
+            let incremental = t.elapsed().as_secs_f64();
+            println!(
+                "  through the MetaLearner (store writes included): first cycle {full:.3} s; next cycle after 1,000 new outcomes {incremental:.3} s (read {} new of {})",
+                r.insights["new_outcomes"], r.recommendations_processed
             );
             if n == 100_000 {
                 keep = Some((dir, url, plain_key));
