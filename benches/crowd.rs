@@ -22,7 +22,13 @@ type Answers = Vec<(String, String, String)>; // task, worker, label
 
 fn read(path: &std::path::Path) -> Option<Vec<Vec<String>>> {
     let text = std::fs::read_to_string(path).ok()?;
-    Some(text.lines().skip(1).filter(|l| !l.is_empty()).map(|l| l.split(',').map(str::to_owned).collect()).collect())
+    Some(
+        text.lines()
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split(',').map(str::to_owned).collect())
+            .collect(),
+    )
 }
 
 fn weighted_vote(votes: &[(&str, f64)], labels: &BTreeSet<String>) -> String {
@@ -32,7 +38,11 @@ fn weighted_vote(votes: &[(&str, f64)], labels: &BTreeSet<String>) -> String {
         let p = p.clamp(0.01, 0.99);
         *score.entry(label).or_default() += ((k - 1.0) * p / (1.0 - p)).ln();
     }
-    score.into_iter().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(a.0))).map(|x| x.0.to_owned()).unwrap_or_default()
+    score
+        .into_iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|x| x.0.to_owned())
+        .unwrap_or_default()
 }
 
 fn majority(votes: &[&str]) -> String {
@@ -40,7 +50,11 @@ fn majority(votes: &[&str]) -> String {
     for v in votes {
         *count.entry(v).or_default() += 1;
     }
-    count.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0))).map(|x| x.0.to_owned()).unwrap_or_default()
+    count
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(a.0)))
+        .map(|x| x.0.to_owned())
+        .unwrap_or_default()
 }
 
 /// One-coin Dawid–Skene: each worker is right with probability p_w, wrong
@@ -62,7 +76,11 @@ fn dawid_skene(answers: &Answers, labels: &BTreeSet<String>) -> HashMap<String, 
             for (w, l) in ans {
                 let pw = p[w].clamp(0.01, 0.99);
                 for (i, lab) in labels.iter().enumerate() {
-                    v[i] += if lab.as_str() == *l { pw.ln() } else { ((1.0 - pw) / (k - 1.0)).ln() };
+                    v[i] += if lab.as_str() == *l {
+                        pw.ln()
+                    } else {
+                        ((1.0 - pw) / (k - 1.0)).ln()
+                    };
                 }
             }
             let m = v.iter().cloned().fold(f64::MIN, f64::max);
@@ -84,11 +102,17 @@ fn dawid_skene(answers: &Answers, labels: &BTreeSet<String>) -> HashMap<String, 
             p.insert(w, (r + 1.0) / (n + 2.0));
         }
         let n = post.len() as f64;
-        prior = (0..labels.len()).map(|i| post.values().map(|q| q[i]).sum::<f64>() / n).collect();
+        prior = (0..labels.len())
+            .map(|i| post.values().map(|q| q[i]).sum::<f64>() / n)
+            .collect();
     }
     post.into_iter()
         .map(|(t, q)| {
-            let best = q.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |x| x.0);
+            let best = q
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |x| x.0);
             (t.to_owned(), labels[best].clone())
         })
         .collect()
@@ -105,17 +129,37 @@ fn main() {
     };
     for name in ["duck", "dog", "product"] {
         let base = std::path::Path::new(&dir).join(name);
-        let (Some(answers), Some(truth)) = (read(&base.join("answers.csv")), read(&base.join("truth.csv"))) else {
+        let (Some(answers), Some(truth)) = (
+            read(&base.join("answers.csv")),
+            read(&base.join("truth.csv")),
+        ) else {
             println!("{name}: data not found; skipped");
             continue;
         };
-        let answers: Answers = answers.into_iter().filter(|r| r.len() == 3).map(|r| (r[0].clone(), r[1].clone(), r[2].clone())).collect();
-        let gold: HashMap<String, String> = truth.into_iter().filter(|r| r.len() == 2).map(|r| (r[0].clone(), r[1].clone())).collect();
-        let labels: BTreeSet<String> = answers.iter().map(|a| a.2.clone()).chain(gold.values().cloned()).collect();
+        let answers: Answers = answers
+            .into_iter()
+            .filter(|r| r.len() == 3)
+            .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+            .collect();
+        let gold: HashMap<String, String> = truth
+            .into_iter()
+            .filter(|r| r.len() == 2)
+            .map(|r| (r[0].clone(), r[1].clone()))
+            .collect();
+        let labels: BTreeSet<String> = answers
+            .iter()
+            .map(|a| a.2.clone())
+            .chain(gold.values().cloned())
+            .collect();
         let mut tasks: Vec<&String> = gold.keys().collect();
         tasks.sort();
         let train: BTreeSet<&str> = tasks.iter().step_by(2).map(|t| t.as_str()).collect();
-        let test: Vec<&str> = tasks.iter().skip(1).step_by(2).map(|t| t.as_str()).collect();
+        let test: Vec<&str> = tasks
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|t| t.as_str())
+            .collect();
         // Learn trust from gold on the training tasks.
         let t0 = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
         let samples: Vec<OutcomeSample> = answers
@@ -130,7 +174,11 @@ fn main() {
                     agent_name: w.clone(),
                     recommendation_type: name.into(),
                     confidence: 0.5,
-                    verdict: if l == g { Verdict::Approved } else { Verdict::Rejected },
+                    verdict: if l == g {
+                        Verdict::Approved
+                    } else {
+                        Verdict::Rejected
+                    },
                     quality: if l == g { 100.0 } else { 0.0 },
                     latency_ms: None,
                     deadline_ms: None,
@@ -140,7 +188,10 @@ fn main() {
             .collect();
         let snap = WorkspaceTrust::from_samples(samples, &params).snapshot(&params);
         let accuracy = |w: &str| {
-            AgentId::parse("w", &format!("w{w}")).ok().and_then(|a| snap.agents.get(&a)).map_or(snap.workspace_accuracy, |c| c.overall.accuracy_score)
+            AgentId::parse("w", &format!("w{w}"))
+                .ok()
+                .and_then(|a| snap.agents.get(&a))
+                .map_or(snap.workspace_accuracy, |c| c.overall.accuracy_score)
         };
         let mut by_task: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
         for (t, w, l) in &answers {

@@ -473,7 +473,9 @@ async fn events_stream_is_per_workspace() {
     let in_b = run(&app, &b, "hasty").await;
     let chunk = stream.chunk().await.unwrap().unwrap();
     let text = String::from_utf8_lossy(&chunk);
-    let data = text.trim().strip_prefix("data: ").unwrap();
+    // A chunk may carry several events; the first is what matters.
+    let first = text.split("\n\n").next().unwrap();
+    let data = first.trim().strip_prefix("data: ").unwrap();
     let event: Value = serde_json::from_str(data).unwrap();
     assert_eq!(event["type"], "workflow_progress");
     assert_eq!(
