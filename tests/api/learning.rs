@@ -331,3 +331,72 @@ async fn failed_cycle_is_recorded_and_published() {
         .unwrap();
     app.stop().await.unwrap();
 }
+
+/// `swarmwise schedule` lists the jobs with next run times; `swarmwise
+/// learn --workspace` runs one cycle against the database and prints its
+/// report; an unknown workspace is refused with a clear message.
+#[actix_web::test]
+async fn schedule_and_learn_commands() {
+    let bin = env!("CARGO_BIN_EXE_swarmwise");
+    let out = std::process::Command::new(bin)
+        .arg("schedule")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("learning_cycle")
+            && text.contains("0 0 2 * * *")
+            && text.contains("next: 20"),
+        "{text}"
+    );
+    assert!(text.contains("trust_recompute"));
+
+    let d = dir();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.workflows.dir = d.path().display().to_string()
+    })
+    .await;
+    let (id, k) = app.workspace("A").await;
+    for (i, (aid, skill)) in [
+        ("expert", 0.95),
+        ("coin_a", 0.5),
+        ("coin_b", 0.5),
+        ("weak", 0.2),
+    ]
+    .iter()
+    .enumerate()
+    {
+        app.post(&k, "/api/v1/agents", &json!({"id": aid, "name": aid, "kind": "simulated", "config": {"skill": {"strategy": skill}, "seed": i}}))
+            .await;
+    }
+    runs(&app, &k, 40).await;
+    let url = app.database_url.clone();
+    let _data = app.stop_keeping_data().await;
+    let learn = |ws: &str| {
+        std::process::Command::new(bin)
+            .args(["learn", "--workspace", ws])
+            .env("SWARMWISE__DATABASE__URL", &url)
+            .env("SWARMWISE__DEMO__ENABLED", "false")
+            .output()
+            .unwrap()
+    };
+    let out = learn(&id);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("succeeded") && text.contains("outcomes 160"),
+        "{text}"
+    );
+    assert!(
+        text.contains("key insights:") && text.contains("model accuracy"),
+        "report printed: {text}"
+    );
+    let out = learn(&uuid::Uuid::now_v7().to_string());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
