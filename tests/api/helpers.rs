@@ -186,16 +186,6 @@ impl TestApp {
         }
     }
 
-    /// Graceful stop that keeps the database's temporary folder alive (a
-    /// SQLite file the caller wants to open afterwards).
-    pub async fn stop_keeping_data(mut self) -> Option<tempfile::TempDir> {
-        self.handle.stop().await;
-        if let Some(j) = self.join.take() {
-            j.await.expect("server task").expect("clean stop");
-        }
-        self._dir.take()
-    }
-
     pub async fn get(&self, key: &str, path: &str) -> Response {
         self.client
             .get(self.url(path))

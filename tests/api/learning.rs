@@ -352,12 +352,45 @@ async fn schedule_and_learn_commands() {
     );
     assert!(text.contains("trust_recompute"));
 
+    // Prepare the data with the real server in its own process, then stop it,
+    // so the command has the SQLite file to itself.
     let d = dir();
-    let app = spawn_app_with(Backend::Sqlite, |s| {
-        s.workflows.dir = d.path().display().to_string()
-    })
-    .await;
-    let (id, k) = app.workspace("A").await;
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/swarmwise.db", data.path().display());
+    let mut server = std::process::Command::new(bin)
+        .arg("serve")
+        .env("SWARMWISE__SERVER__BIND", "127.0.0.1:0")
+        .env("SWARMWISE__SERVER__WORKERS", "1")
+        .env("SWARMWISE__DATABASE__URL", &url)
+        .env("SWARMWISE__AUTH__ADMIN_KEY", "admin-learn")
+        .env("SWARMWISE__DEMO__ENABLED", "false")
+        .env("SWARMWISE__SCHEDULER__ENABLED", "false")
+        .env("SWARMWISE__LEARNING__CYCLE_EVERY_OUTCOMES", "0")
+        .env("SWARMWISE__WORKFLOWS__DIR", d.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(server.stdout.take().unwrap()));
+    let base = loop {
+        let line = lines.next().expect("server printed its address").unwrap();
+        if let Some(rest) = line.strip_prefix("swarmwise listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    let client = reqwest::Client::new();
+    let ws: Value = client
+        .post(format!("{base}/api/v1/workspaces"))
+        .bearer_auth("admin-learn")
+        .json(&json!({"name": "cli"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = ws["id"].as_str().unwrap().to_owned();
+    let k = ws["api_key"].as_str().unwrap().to_owned();
     for (i, (aid, skill)) in [
         ("expert", 0.95),
         ("coin_a", 0.5),
@@ -367,12 +400,32 @@ async fn schedule_and_learn_commands() {
     .iter()
     .enumerate()
     {
-        app.post(&k, "/api/v1/agents", &json!({"id": aid, "name": aid, "kind": "simulated", "config": {"skill": {"strategy": skill}, "seed": i}}))
-            .await;
+        let res = client
+            .post(format!("{base}/api/v1/agents"))
+            .bearer_auth(&k)
+            .json(&json!({"id": aid, "name": aid, "kind": "simulated", "config": {"skill": {"strategy": skill}, "seed": i}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
     }
-    runs(&app, &k, 40).await;
-    let url = app.database_url.clone();
-    let _data = app.stop_keeping_data().await;
+    for _ in 0..40 {
+        let res = client
+            .post(format!("{base}/api/v1/workflows/runs"))
+            .bearer_auth(&k)
+            .json(&json!({"workflow": "panel", "wait": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(server.wait().unwrap().success());
+
     let learn = |ws: &str| {
         std::process::Command::new(bin)
             .args(["learn", "--workspace", ws])
