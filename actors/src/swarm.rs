@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::backend::AgentBackend;
 use crate::agent::pool::ProviderPool;
 use crate::agent::simulated::{Simulated, SimulatedConfig};
-use crate::agent::{AgentActor, AgentHealth, AgentSpec, SchedulingConfig};
+use crate::agent::{AgentActor, AgentHealth, AgentSpec};
 use crate::domain::{Agent, AgentId, ParseError, WorkspaceId};
 use crate::events::EventBus;
 use crate::supervisor::RestartPolicy;
@@ -102,8 +102,8 @@ pub struct SwarmConfig {
 impl Default for SwarmConfig {
     fn default() -> Self {
         Self {
-            concurrency: SchedulingConfig::default().concurrency,
-            aging_ms: SchedulingConfig::default().aging_ms,
+            concurrency: 1,
+            aging_ms: 30_000,
             disable_below_trust: 0.3,
             disable_min_samples: 20,
             probation_every: 20,

@@ -385,3 +385,67 @@ pub async fn redis_available() -> bool {
         })
         .await
 }
+
+/// The real binary serving on loopback in its own process (killed if the
+/// test fails before stopping it).
+pub struct ServerProcess {
+    child: Option<std::process::Child>,
+    /// `http://127.0.0.1:port`.
+    pub address: String,
+}
+
+/// Starts `swarmwise serve` on a free port with one worker and no demo, plus
+/// `envs`; returns once it printed its address.
+pub fn spawn_server(envs: &[(&str, &str)]) -> ServerProcess {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_swarmwise"));
+    cmd.arg("serve")
+        .env("SWARMWISE__SERVER__BIND", "127.0.0.1:0")
+        .env("SWARMWISE__SERVER__WORKERS", "1")
+        .env("SWARMWISE__DEMO__ENABLED", "false")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start the binary");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("server printed its address")
+            .expect("stdout line");
+        if let Some(rest) = line.strip_prefix("swarmwise listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    // Keep reading: a closed pipe would fail the server's later prints.
+    std::thread::spawn(move || lines.for_each(drop));
+    ServerProcess {
+        child: Some(child),
+        address,
+    }
+}
+
+impl ServerProcess {
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn sigterm(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(kill.success());
+        child.wait().expect("wait for the server")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

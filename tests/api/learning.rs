@@ -25,6 +25,24 @@ timeout_ms = 10000
     dir
 }
 
+/// The panel's agents: an expert, two coin-flippers and a weak one.
+fn panel_agents() -> Vec<Value> {
+    [("expert", 0.95), ("coin_a", 0.5), ("coin_b", 0.5), ("weak", 0.2)]
+        .iter()
+        .enumerate()
+        .map(|(i, (id, skill))| {
+            json!({"id": id, "name": id, "kind": "simulated", "config": {"skill": {"strategy": skill}, "seed": i}})
+        })
+        .collect()
+}
+
+async fn register_panel(app: &TestApp, key: &str) {
+    for body in panel_agents() {
+        let res = app.post(key, "/api/v1/agents", &body).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+}
+
 async fn runs(app: &TestApp, key: &str, n: usize) {
     for _ in 0..n {
         let res = app
@@ -53,20 +71,7 @@ async fn cycles_find_confirm_and_explain(backend: Backend) {
         None,
     )
     .await;
-    for (i, (id, skill)) in [
-        ("expert", 0.95),
-        ("coin_a", 0.5),
-        ("coin_b", 0.5),
-        ("weak", 0.2),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let res = app
-            .post(&k, "/api/v1/agents", &json!({"id": id, "name": id, "kind": "simulated", "config": {"skill": {"strategy": skill}, "seed": i}}))
-            .await;
-        assert_eq!(res.status(), StatusCode::CREATED);
-    }
+    register_panel(&app, &k).await;
     runs(&app, &k, 60).await;
     let res = app.post(&k, "/api/v1/learning/cycles", &json!({})).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -243,18 +248,7 @@ async fn patterns_are_cached_in_redis_and_invalidated_by_a_cycle() {
     })
     .await;
     let (id, k) = app.workspace("A").await;
-    for (i, (aid, skill)) in [
-        ("expert", 0.95),
-        ("coin_a", 0.5),
-        ("coin_b", 0.5),
-        ("weak", 0.2),
-    ]
-    .iter()
-    .enumerate()
-    {
-        app.post(&k, "/api/v1/agents", &json!({"id": aid, "name": aid, "kind": "simulated", "config": {"skill": {"strategy": skill}, "seed": i}}))
-            .await;
-    }
+    register_panel(&app, &k).await;
     runs(&app, &k, 40).await;
     let key = format!("swarmwise:patterns:{id}");
     let client = redis::Client::open(crate::helpers::redis_url()).unwrap();
@@ -357,27 +351,15 @@ async fn schedule_and_learn_commands() {
     let d = dir();
     let data = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/swarmwise.db", data.path().display());
-    let mut server = std::process::Command::new(bin)
-        .arg("serve")
-        .env("SWARMWISE__SERVER__BIND", "127.0.0.1:0")
-        .env("SWARMWISE__SERVER__WORKERS", "1")
-        .env("SWARMWISE__DATABASE__URL", &url)
-        .env("SWARMWISE__AUTH__ADMIN_KEY", "admin-learn")
-        .env("SWARMWISE__DEMO__ENABLED", "false")
-        .env("SWARMWISE__SCHEDULER__ENABLED", "false")
-        .env("SWARMWISE__LEARNING__CYCLE_EVERY_OUTCOMES", "0")
-        .env("SWARMWISE__WORKFLOWS__DIR", d.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(server.stdout.take().unwrap()));
-    let base = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("swarmwise listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
+    let dir_path = d.path().display().to_string();
+    let server = crate::helpers::spawn_server(&[
+        ("SWARMWISE__DATABASE__URL", &url),
+        ("SWARMWISE__AUTH__ADMIN_KEY", "admin-learn"),
+        ("SWARMWISE__SCHEDULER__ENABLED", "false"),
+        ("SWARMWISE__LEARNING__CYCLE_EVERY_OUTCOMES", "0"),
+        ("SWARMWISE__WORKFLOWS__DIR", &dir_path),
+    ]);
+    let base = server.address.clone();
     let client = reqwest::Client::new();
     let ws: Value = client
         .post(format!("{base}/api/v1/workspaces"))
@@ -391,19 +373,11 @@ async fn schedule_and_learn_commands() {
         .unwrap();
     let id = ws["id"].as_str().unwrap().to_owned();
     let k = ws["api_key"].as_str().unwrap().to_owned();
-    for (i, (aid, skill)) in [
-        ("expert", 0.95),
-        ("coin_a", 0.5),
-        ("coin_b", 0.5),
-        ("weak", 0.2),
-    ]
-    .iter()
-    .enumerate()
-    {
+    for body in panel_agents() {
         let res = client
             .post(format!("{base}/api/v1/agents"))
             .bearer_auth(&k)
-            .json(&json!({"id": aid, "name": aid, "kind": "simulated", "config": {"skill": {"strategy": skill}, "seed": i}}))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -419,12 +393,7 @@ async fn schedule_and_learn_commands() {
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
     }
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    assert!(server.wait().unwrap().success());
+    assert!(server.sigterm().success());
 
     let learn = |ws: &str| {
         std::process::Command::new(bin)

@@ -1,7 +1,6 @@
 //! Supervision, shutdown, the rollback switch and configuration errors.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -116,28 +115,14 @@ both_backends!(tracker_restart_keeps_buffered_rows);
 /// every acknowledged recommendation is on disk when it exits.
 async fn sigterm_flushes_everything_acknowledged(backend: Backend) {
     let (url, _dir) = fresh_database(backend).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swarmwise"))
-        .arg("serve")
-        .env("SWARMWISE__SERVER__BIND", "127.0.0.1:0")
-        .env("SWARMWISE__DATABASE__URL", &url)
-        .env("SWARMWISE__AUTH__ADMIN_KEY", "admin-sig")
-        .env("SWARMWISE__TRACKING__MODE", "write_behind")
-        .env("SWARMWISE__TRACKING__FLUSH_INTERVAL_MS", "3600000")
-        .env("SWARMWISE__TRACKING__BATCH_SIZE", "100000")
-        .env("SWARMWISE__SERVER__WORKERS", "1")
-        .env("SWARMWISE__DEMO__ENABLED", "false")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the binary");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("swarmwise listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
+    let server = crate::helpers::spawn_server(&[
+        ("SWARMWISE__DATABASE__URL", &url),
+        ("SWARMWISE__AUTH__ADMIN_KEY", "admin-sig"),
+        ("SWARMWISE__TRACKING__MODE", "write_behind"),
+        ("SWARMWISE__TRACKING__FLUSH_INTERVAL_MS", "3600000"),
+        ("SWARMWISE__TRACKING__BATCH_SIZE", "100000"),
+    ]);
+    let address = server.address.clone();
     let client = reqwest::Client::new();
     let ws: Value = client
         .post(format!("{address}/api/v1/workspaces"))
@@ -184,12 +169,7 @@ async fn sigterm_flushes_everything_acknowledged(backend: Backend) {
         "all still buffered: {ready}"
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
+    let exit = server.sigterm();
     assert!(exit.success(), "clean exit after SIGTERM: {exit:?}");
 
     let mut settings = swarmwise::config::DatabaseSettings {

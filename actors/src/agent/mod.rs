@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::FutureExt;
-use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use self::backend::{AgentAnswer, AgentBackend, BackendError, Task};
@@ -36,25 +35,6 @@ use crate::barrier::AgentReply;
 use crate::domain::{AgentId, Priority, WorkspaceId};
 use crate::events::{Event, EventBus};
 use crate::supervisor::{RestartPolicy, RestartTracker};
-
-/// Scheduling settings of agents (config `[agents]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SchedulingConfig {
-    /// Tasks an agent runs at once unless its config says otherwise.
-    pub concurrency: usize,
-    /// A waiting task is promoted one class per this many milliseconds (0 = never).
-    pub aging_ms: u64,
-}
-
-impl Default for SchedulingConfig {
-    fn default() -> Self {
-        Self {
-            concurrency: 1,
-            aging_ms: 30_000,
-        }
-    }
-}
 
 /// Run a task. Replies with the answer, or why there is none.
 #[derive(Message, Debug)]

@@ -182,7 +182,6 @@ pub struct Workflows {
     events: EventBus,
     cycles: Arc<dyn CycleTrigger>,
     config: Arc<WorkflowsConfig>,
-    fanouts: Arc<AtomicU64>,
 }
 
 impl Workflows {
@@ -204,7 +203,6 @@ impl Workflows {
             events,
             cycles,
             config: Arc::new(config),
-            fanouts: Arc::default(),
         }
     }
 
@@ -577,7 +575,6 @@ impl Workflows {
         requested: Priority,
         timeout: Duration,
     ) -> (Completion, Vec<AgentResult>) {
-        self.fanouts.fetch_add(1, Ordering::Relaxed);
         let mut asked = Vec::new();
         let mut skipped = Vec::new();
         for a in agents {
