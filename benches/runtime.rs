@@ -35,6 +35,7 @@ impl AgentBackend for Noop {
             content: serde_json::Value::Null,
             confidence: 0.5,
             reasoning: None,
+            ground_truth: None,
         })
     }
 }

@@ -359,6 +359,54 @@ impl Settings {
                 ));
             }
         }
+        for kind in &a.allowed_kinds {
+            if !crate::backends::KINDS.contains(&kind.as_str()) {
+                return Err(err(
+                    "agents.allowed_kinds",
+                    format!(
+                        "unknown kind {kind:?}; use any of {}",
+                        crate::backends::KINDS.join(", ")
+                    ),
+                ));
+            }
+        }
+        for name in &a.secret_env {
+            if name.starts_with(crate::backends::policy::SETTINGS_ENV_PREFIX) || name.is_empty() {
+                return Err(err(
+                    "agents.secret_env",
+                    format!("{name:?}: the service's own SWARMWISE__* settings can never be agent secrets; list the variables agents may read, e.g. OPENAI_API_KEY"),
+                ));
+            }
+        }
+        for host in &a.allow_hosts {
+            let h = host.trim().trim_start_matches('[').trim_end_matches(']');
+            let ok = if h.contains('/') {
+                h.parse::<ipnet::IpNet>().is_ok()
+            } else {
+                !h.is_empty() && h.parse::<std::net::IpAddr>().is_ok()
+                    || url::Host::parse(h).is_ok()
+            };
+            if !ok {
+                return Err(err(
+                    "agents.allow_hosts",
+                    format!("{host:?} is not a host name, an IP address or a CIDR block such as 10.0.0.0/8"),
+                ));
+            }
+        }
+        for (name, p) in &a.programs {
+            if p.program.trim().is_empty() {
+                return Err(err(
+                    &format!("agents.programs.{name}.program"),
+                    "must name an executable (a path, or a name on PATH)".into(),
+                ));
+            }
+            if p.timeout_ms == 0 {
+                return Err(err(
+                    &format!("agents.programs.{name}.timeout_ms"),
+                    "must be at least 1".into(),
+                ));
+            }
+        }
         if self.workflows.default_timeout_ms == 0 {
             return Err(err(
                 "workflows.default_timeout_ms",

@@ -83,6 +83,17 @@ impl From<ParseError> for ApiError {
     }
 }
 
+impl From<crate::backends::policy::PolicyError> for ApiError {
+    fn from(e: crate::backends::policy::PolicyError) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: "agent_policy_violation",
+            message: format!("{}: {} (rule: {})", e.field, e.message, e.rule),
+            details: json!({ "field": e.field, "rule": e.rule }),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

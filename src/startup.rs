@@ -41,6 +41,8 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// Runs workflows over the swarm.
     pub workflows: Workflows,
+    /// The operator's agent policy (kinds, programs, secrets, network).
+    pub agent_policy: Arc<crate::backends::policy::AgentPolicy>,
     /// Runs learning cycles.
     pub learner: Learner,
     /// Patterns by workspace (Redis or in process), cleared when a cycle finishes.
@@ -115,8 +117,10 @@ impl Application {
         let patterns = crate::cache::PatternCache::new(&settings.redis).await?;
         let store = store::connect(&settings.database).await?;
         let engine = Engine::start(store.clone(), settings.engine());
+        let factory = crate::backends::ServiceFactory::new(&settings.agents);
+        let agent_policy = Arc::clone(factory.policy());
         let swarm = Swarm::new(
-            Arc::new(crate::backends::ServiceFactory::default()),
+            Arc::new(factory),
             settings.agents.clone(),
             engine.events().clone(),
         );
@@ -200,6 +204,7 @@ impl Application {
             prometheus,
             settings: Arc::new(settings.clone()),
             workflows: workflows.clone(),
+            agent_policy,
             shutdown: shutdown_rx,
             learner,
             patterns,

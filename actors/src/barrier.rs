@@ -306,6 +306,7 @@ mod tests {
             content: serde_json::json!({}),
             confidence: 0.5,
             reasoning: None,
+            ground_truth: None,
         }
     }
 

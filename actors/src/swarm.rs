@@ -97,6 +97,47 @@ pub struct SwarmConfig {
     pub pools: BTreeMap<String, PoolConfig>,
     /// Restart policy of agent actors.
     pub supervision: RestartPolicy,
+    /// Kinds a workspace API key may register (the admin key may register
+    /// any kind). Enforced by the service at registration.
+    pub allowed_kinds: Vec<String>,
+    /// Programs `command` agents may run, by name: a registration says
+    /// `"program": "NAME"` and never supplies a path, arguments or environment.
+    pub programs: BTreeMap<String, ProgramConfig>,
+    /// Environment variables an agent's `headers_env` / `api_key_env` may
+    /// name. Names starting with `SWARMWISE__` are never readable.
+    pub secret_env: Vec<String>,
+    /// Hosts, IP addresses or CIDR blocks agents may reach even when they are
+    /// loopback, private or link-local (e.g. `"127.0.0.1"`, `"10.0.0.0/8"`,
+    /// `"vllm.internal"`).
+    pub allow_hosts: Vec<String>,
+    /// Let agents reach loopback, private, link-local and shared (CGNAT)
+    /// addresses. Cloud metadata addresses stay closed unless listed in
+    /// `allow_hosts`.
+    pub allow_private_networks: bool,
+}
+
+/// A program `command` agents may run (`[agents.programs.NAME]`), declared
+/// by the operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramConfig {
+    /// Path of the executable, or a name looked up on `PATH`.
+    pub program: String,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment variables (the service's own environment is
+    /// inherited except `SWARMWISE__*`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Longest run in milliseconds before its whole process group is killed
+    /// (an agent may ask for less).
+    #[serde(default = "default_program_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_program_timeout_ms() -> u64 {
+    60_000
 }
 
 impl Default for SwarmConfig {
@@ -110,6 +151,13 @@ impl Default for SwarmConfig {
             late_grace_factor: 2.0,
             pools: BTreeMap::new(),
             supervision: RestartPolicy::default(),
+            allowed_kinds: ["external", "http", "openai", "simulated"]
+                .map(String::from)
+                .to_vec(),
+            programs: BTreeMap::new(),
+            secret_env: Vec::new(),
+            allow_hosts: Vec::new(),
+            allow_private_networks: false,
         }
     }
 }

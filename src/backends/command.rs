@@ -1,8 +1,15 @@
-//! `command` agents: run a local program with the task as JSON on stdin and
-//! read `{content, confidence, reasoning?}` from stdout. Past the timeout the
-//! process is killed.
+//! `command` agents: run a program the operator declared in
+//! `[agents.programs.NAME]`, with the task as JSON on stdin, and read
+//! `{content, confidence, reasoning?}` from stdout.
+//!
+//! A registration names the program (`"program": "NAME"`) and may shorten its
+//! timeout; it never supplies a path, arguments or environment. The program
+//! runs in its own process group without the service's `SWARMWISE__*`
+//! settings in its environment, and the whole group (children and
+//! grandchildren) is killed when the task ends: on timeout, when the caller
+//! stops waiting (the stage deadline, cancellation, shutdown), and after a
+//! normal exit, so nothing a task started outlives it.
 
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -12,59 +19,92 @@ use swarmwise_actors::agent::backend::{
     parse_answer, AgentAnswer, AgentBackend, BackendError, Task,
 };
 use swarmwise_actors::domain::ParseError;
+use swarmwise_actors::swarm::ProgramConfig;
 use tokio::io::AsyncWriteExt;
 
-/// Config of a `command` agent.
+use super::policy::{AgentPolicy, SETTINGS_ENV_PREFIX};
+
+/// Config of a `command` agent, as registered.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandConfig {
-    /// The program (a path, or a name on PATH).
+    /// The name of a program in `[agents.programs]`.
     pub program: String,
-    /// Its arguments.
+    /// Kill it after this many milliseconds (at most the program's own
+    /// `timeout_ms`).
     #[serde(default)]
-    pub args: Vec<String>,
-    /// Extra environment.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Kill it after this many milliseconds.
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
-}
-
-fn default_timeout() -> u64 {
-    60_000
+    pub timeout_ms: Option<u64>,
 }
 
 /// The backend.
 #[derive(Debug, Clone)]
 pub struct Command {
-    config: CommandConfig,
+    name: String,
+    program: ProgramConfig,
+    timeout: Duration,
 }
 
 impl Command {
-    /// Validates the config.
-    pub fn new(config: CommandConfig) -> Result<Self, ParseError> {
+    /// Resolves the program by name under the policy.
+    pub fn new(policy: &AgentPolicy, config: CommandConfig) -> Result<Self, ParseError> {
         if config.program.trim().is_empty() {
             return Err(ParseError::new("config.program", "must not be empty"));
         }
-        Ok(Self { config })
+        let program = policy.program("config.program", &config.program)?.clone();
+        let timeout_ms = config
+            .timeout_ms
+            .map_or(program.timeout_ms, |t| t.min(program.timeout_ms));
+        if timeout_ms == 0 {
+            return Err(ParseError::new("config.timeout_ms", "must be at least 1"));
+        }
+        Ok(Self {
+            name: config.program,
+            program,
+            timeout: Duration::from_millis(timeout_ms),
+        })
+    }
+}
+
+/// Kills a process group when dropped: every path out of `execute` (answer,
+/// error, timeout, or the future being dropped by a deadline) ends what the
+/// task started.
+struct GroupGuard(Option<nix::unistd::Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // ESRCH (nothing left in the group) is the normal case.
+            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }
 
 #[async_trait]
 impl AgentBackend for Command {
     async fn execute(&self, task: &Task) -> Result<AgentAnswer, BackendError> {
-        let mut child = tokio::process::Command::new(&self.config.program)
-            .args(&self.config.args)
-            .envs(&self.config.env)
+        let mut cmd = tokio::process::Command::new(&self.program.program);
+        cmd.args(&self.program.args)
+            .envs(&self.program.env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                BackendError::Failed(format!("could not start {:?}: {e}", self.config.program))
-            })?;
+            // Its own group (pgid = its pid), so one signal reaches every descendant.
+            .process_group(0);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with(SETTINGS_ENV_PREFIX) {
+                cmd.env_remove(key);
+            }
+        }
+        let mut child = cmd.spawn().map_err(|e| {
+            BackendError::Failed(format!("could not start program {:?}: {e}", self.name))
+        })?;
+        let _group = GroupGuard(
+            child
+                .id()
+                .and_then(|pid| i32::try_from(pid).ok())
+                .map(nix::unistd::Pid::from_raw),
+        );
         let input = serde_json::to_vec(task).map_err(|e| BackendError::Failed(e.to_string()))?;
         if let Some(mut stdin) = child.stdin.take() {
             // A program may answer without reading its input: a closed pipe is fine.
@@ -77,18 +117,15 @@ impl AgentBackend for Command {
                 _ => {}
             }
         }
-        let out = tokio::time::timeout(
-            Duration::from_millis(self.config.timeout_ms),
-            child.wait_with_output(),
-        )
-        .await
-        .map_err(|_| BackendError::Timeout)?
-        .map_err(|e| BackendError::Failed(format!("waiting for {:?}: {e}", self.config.program)))?;
+        let out = tokio::time::timeout(self.timeout, child.wait_with_output())
+            .await
+            .map_err(|_| BackendError::Timeout)?
+            .map_err(|e| BackendError::Failed(format!("waiting for {:?}: {e}", self.name)))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             return Err(BackendError::Failed(format!(
-                "{:?} exited with {}: {}",
-                self.config.program,
+                "program {:?} exited with {}: {}",
+                self.name,
                 out.status,
                 err.chars().take(200).collect::<String>()
             )));

@@ -1,7 +1,8 @@
 //! `http` agents: POST the task as JSON to a URL, expect
 //! `{content, confidence, reasoning?}`. Connection errors, 429 and 5xx are
 //! retried with exponential backoff and jitter (the task is idempotent by its
-//! id); other 4xx are not.
+//! id); other 4xx are not. The URL and header secrets pass the operator's
+//! policy (see `policy.rs`); a failed call reports the status, not the body.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +15,21 @@ use swarmwise_actors::agent::backend::{
     parse_answer, AgentAnswer, AgentBackend, BackendError, Task,
 };
 use swarmwise_actors::domain::ParseError;
+
+use super::policy::AgentPolicy;
+
+/// Headers the HTTP client owns: configuring them could smuggle requests or
+/// confuse the upstream about the target.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+];
 
 /// Config of an `http` agent.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,7 +49,8 @@ pub struct HttpConfig {
     /// Extra headers with fixed values.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Extra headers whose values come from environment variables (header → variable).
+    /// Extra headers whose values come from environment variables (header →
+    /// variable); only variables on `agents.secret_env`.
     #[serde(default)]
     pub headers_env: BTreeMap<String, String>,
 }
@@ -58,27 +75,38 @@ pub struct HttpAgent {
 
 impl HttpAgent {
     /// Validates the config and reads header secrets from the environment.
-    pub fn new(client: reqwest::Client, config: HttpConfig) -> Result<Self, ParseError> {
+    pub fn new(
+        client: reqwest::Client,
+        policy: &AgentPolicy,
+        config: HttpConfig,
+    ) -> Result<Self, ParseError> {
         let url = reqwest::Url::parse(&config.url)
             .map_err(|e| ParseError::new("config.url", format!("not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(ParseError::new("config.url", "must be http:// or https://"));
         }
+        policy.net().check_url("config.url", &url)?;
         let mut headers = HeaderMap::new();
         let values = config
             .headers
             .iter()
-            .map(|(k, v)| Ok((k.clone(), v.clone())))
+            .map(|(k, v)| Ok::<_, ParseError>((k.clone(), v.clone())))
             .chain(config.headers_env.iter().map(|(k, var)| {
                 Ok((
                     k.clone(),
-                    super::env_var(&format!("config.headers_env.{k}"), var)?,
+                    policy.secret(&format!("config.headers_env.{k}"), var)?,
                 ))
             }));
         for pair in values {
             let (k, v): (String, String) = pair?;
             let name = HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| ParseError::new("config.headers", format!("bad header name {k:?}")))?;
+            if RESERVED_HEADERS.contains(&name.as_str()) {
+                return Err(ParseError::new(
+                    "config.headers",
+                    format!("header {k:?} is set by the client and cannot be configured"),
+                ));
+            }
             let value = HeaderValue::from_str(&v).map_err(|_| {
                 ParseError::new("config.headers", format!("bad value for header {k:?}"))
             })?;
@@ -114,11 +142,7 @@ impl AgentBackend for HttpAgent {
                 }
                 Ok(r) => {
                     let status = r.status();
-                    let text = r.text().await.unwrap_or_default();
-                    let err = BackendError::Failed(format!(
-                        "agent answered {status}: {}",
-                        text.chars().take(200).collect::<String>()
-                    ));
+                    let err = BackendError::Failed(super::upstream_status(status));
                     if status.as_u16() == 429 || status.is_server_error() {
                         Err(err)
                     } else {

@@ -13,6 +13,8 @@ use swarmwise_actors::agent::backend::{
 };
 use swarmwise_actors::domain::ParseError;
 
+use super::policy::AgentPolicy;
+
 const DEFAULT_PROMPT: &str = "You are an agent in a swarm. Read the task (JSON) and answer with one JSON object only: \
 {\"content\": <your recommendation, any JSON>, \"confidence\": <number from 0 to 1: the probability you are right>, \
 \"reasoning\": \"<one or two sentences>\"}.";
@@ -25,7 +27,8 @@ pub struct OpenAiConfig {
     pub base_url: String,
     /// Model name.
     pub model: String,
-    /// Environment variable holding the API key (omit for local servers).
+    /// Environment variable holding the API key (omit for local servers);
+    /// only a variable on `agents.secret_env`.
     #[serde(default)]
     pub api_key_env: Option<String>,
     /// System prompt (default asks for the JSON answer).
@@ -54,9 +57,14 @@ pub struct OpenAi {
 
 impl OpenAi {
     /// Validates the config and reads the key from the environment.
-    pub fn new(client: reqwest::Client, config: OpenAiConfig) -> Result<Self, ParseError> {
-        reqwest::Url::parse(&config.base_url)
+    pub fn new(
+        client: reqwest::Client,
+        policy: &AgentPolicy,
+        config: OpenAiConfig,
+    ) -> Result<Self, ParseError> {
+        let base = reqwest::Url::parse(&config.base_url)
             .map_err(|e| ParseError::new("config.base_url", format!("not a URL: {e}")))?;
+        policy.net().check_url("config.base_url", &base)?;
         if config.model.trim().is_empty() {
             return Err(ParseError::new("config.model", "must not be empty"));
         }
@@ -69,7 +77,7 @@ impl OpenAi {
         let api_key = config
             .api_key_env
             .as_deref()
-            .map(|v| super::env_var("config.api_key_env", v))
+            .map(|v| policy.secret("config.api_key_env", v))
             .transpose()?;
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         Ok(Self {
@@ -110,20 +118,18 @@ impl AgentBackend for OpenAi {
             }
         })?;
         let status = res.status();
+        if !status.is_success() {
+            // The provider's error body stays in the operator's log, not in
+            // the run result a tenant reads.
+            let body = res.text().await.unwrap_or_default();
+            tracing::debug!(%status, body = %body.chars().take(500).collect::<String>(), "provider error");
+            return Err(BackendError::Failed(super::upstream_status(status)));
+        }
         let reply: Value = res.json().await.map_err(|e| {
-            BackendError::Failed(format!(
-                "provider answered {status} with a body that is not JSON: {e}"
+            BackendError::InvalidAnswer(format!(
+                "the provider answered {status} with a body that is not JSON: {e}"
             ))
         })?;
-        if !status.is_success() {
-            let msg = reply
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("no message");
-            return Err(BackendError::Failed(format!(
-                "provider answered {status}: {msg}"
-            )));
-        }
         let text = reply
             .pointer("/choices/0/message/content")
             .and_then(Value::as_str)

@@ -5,10 +5,11 @@ use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
-use swarmwise_actors::domain::{to_micros, Agent, AgentId};
+use swarmwise_actors::domain::{to_micros, Agent, AgentId, WorkspaceId};
 use swarmwise_actors::ports::StoreError;
 
-use crate::auth::Workspace;
+use crate::auth::{Admin, Workspace};
+use crate::backends::policy::Registrant;
 use crate::error::ApiError;
 use crate::extract::Body;
 use crate::startup::AppState;
@@ -70,15 +71,49 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Registers an agent → 201 with the agent; 409 if the id is taken.
+/// Registers an agent → 201 with the agent; 403 when the operator's agent
+/// policy refuses it (`details.rule` names the config key); 409 if the id is
+/// taken.
 #[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = RegisterAgent,
-    responses((status = 201, body = Agent), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 409, description = "conflicts with the current state", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
+    responses((status = 201, body = Agent), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 403, description = "refused by the operator's agent policy; `details.rule` names the config key", body = crate::error::ErrorBody), (status = 409, description = "conflicts with the current state", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn register(
     ws: Workspace,
     state: web::Data<AppState>,
     body: Body<RegisterAgent>,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.0;
+    register_in(&state, ws.0, Registrant::Tenant, body.0).await
+}
+
+/// The admin key registers an agent of any kind (still under the program,
+/// secret and network policy) in a workspace → 201.
+#[utoipa::path(post, path = "/api/v1/workspaces/{workspace_id}/agents", tag = "agents", request_body = RegisterAgent,
+    params(("workspace_id" = uuid::Uuid, Path)),
+    responses((status = 201, body = Agent), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 403, description = "not the admin key, or refused by the agent policy", body = crate::error::ErrorBody), (status = 404, description = "no such workspace", body = crate::error::ErrorBody), (status = 409, description = "conflicts with the current state", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("admin_key" = [])))]
+pub async fn register_as_admin(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<uuid::Uuid>,
+    body: Body<RegisterAgent>,
+) -> Result<HttpResponse, ApiError> {
+    let ws = WorkspaceId(path.into_inner());
+    if !state.store.workspace_ids().await?.contains(&ws) {
+        return Err(ApiError::not_found(
+            "workspace_not_found",
+            format!(
+                "workspace {} does not exist; create it with POST /api/v1/workspaces",
+                ws.0
+            ),
+        ));
+    }
+    register_in(&state, ws, Registrant::Admin, body.0).await
+}
+
+async fn register_in(
+    state: &AppState,
+    ws: WorkspaceId,
+    registrant: Registrant,
+    b: RegisterAgent,
+) -> Result<HttpResponse, ApiError> {
     let id = AgentId::parse("id", &b.id)?;
     check_name(&b.name)?;
     let config = b.config.unwrap_or_else(|| json!({}));
@@ -90,6 +125,10 @@ pub async fn register(
             "config: must be a JSON object",
         ));
     }
+    // The operator's policy first, so a refusal names its rule (403), then
+    // kind and config by building the backend (422 naming the field).
+    state.agent_policy.check_kind(registrant, &b.kind)?;
+    state.agent_policy.check_config(&b.kind, &config)?;
     let agent = Agent {
         id,
         name: b.name.trim().to_owned(),
@@ -98,9 +137,8 @@ pub async fn register(
         enabled: b.enabled.unwrap_or(true),
         created_at: to_micros(Utc::now()),
     };
-    // Kind and config are checked by building the backend (errors name the field).
     state.workflows.swarm().validate(&agent)?;
-    match state.store.create_agent(ws.0, &agent).await {
+    match state.store.create_agent(ws, &agent).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::new(
@@ -117,8 +155,9 @@ pub async fn register(
     }
     state
         .agents
-        .insert((ws.0, agent.id.clone()), agent.name.clone());
-    state.workflows.swarm().start_agent(ws.0, &agent)?;
+        .insert((ws, agent.id.clone()), agent.name.clone());
+    state.workflows.swarm().start_agent(ws, &agent)?;
+    tracing::info!(workspace = %ws, agent = %agent.id, kind = %agent.kind, by = ?registrant, "agent registered");
     Ok(HttpResponse::Created().json(&agent))
 }
 

@@ -33,6 +33,7 @@ api_routes! {
     get "/docs" => openapi::page,
     post "/workspaces" => workspaces::create,
     post "/workspaces/{workspace_id}/api-keys" => workspaces::add_key,
+    post "/workspaces/{workspace_id}/agents" => agents::register_as_admin,
     post "/agents" => agents::register,
     get "/agents" => agents::list,
     get "/agents/{agent_id}" => agents::get,

@@ -30,7 +30,7 @@ impl Modify for BearerAuth {
     info(title = "Swarmwise", description = "Track agent recommendations, learn from outcomes, read trust scores and decision boosts."),
     paths(
         workspaces::create, workspaces::add_key,
-        agents::register, agents::list, agents::get, agents::update,
+        agents::register, agents::register_as_admin, agents::list, agents::get, agents::update,
         recommendations::track, recommendations::track_batch, recommendations::list, recommendations::get,
         recommendations::feedback, recommendations::outcome,
         trust::list, trust::get, trust::recompute, trust::metrics_csv, trust::boost, trust::agent_metrics, trust::initialize,

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod agent_policy;
 mod auth;
 mod backends;
 mod learning;

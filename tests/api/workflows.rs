@@ -138,7 +138,8 @@ async fn workflows_track_evaluate_and_learn(backend: Backend) {
         .await;
     assert_eq!(rec["workflow_id"], first["id"]);
     assert_eq!(rec["agent_id"], "s90");
-    let expected = if rec["content"]["good"] == true {
+    // The simulator's decision mirrors its hidden truth ("sound" when good).
+    let expected = if rec["content"]["decision"] == "sound" {
         "approved"
     } else {
         "rejected"

@@ -41,6 +41,12 @@ pub struct AgentAnswer {
     /// Why.
     #[serde(default)]
     pub reasoning: Option<String>,
+    /// The verdict the service itself knows for this answer: set only by the
+    /// engine's `simulated` backend, which draws it. Never read from an
+    /// answer's JSON (`serde(skip)`): agents do not grade themselves, so a
+    /// `{"good": true}` inside `content` is content, nothing more.
+    #[serde(skip)]
+    pub ground_truth: Option<bool>,
 }
 
 /// Why an agent produced no answer.

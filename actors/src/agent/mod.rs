@@ -342,6 +342,7 @@ mod tests {
                 content: serde_json::json!(task.stage),
                 confidence: 0.5,
                 reasoning: None,
+                ground_truth: None,
             })
         }
     }

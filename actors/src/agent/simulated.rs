@@ -2,9 +2,11 @@
 //! learning against ground truth. Deterministic for a seed.
 //!
 //! Each task draws "good" with the agent's skill for the task's type (after
-//! `drift.after` tasks, the drift skill). The answer's content carries the
-//! truth as `{"decision": "sound"|"flawed", "good": bool}`, which the workflow
-//! runner turns into verdicts when every agent of a run is simulated. Stated
+//! `drift.after` tasks, the drift skill). The answer's content is
+//! `{"decision": "sound"|"flawed"}`; the truth travels beside it in
+//! `AgentAnswer::ground_truth` (never in content, which any agent could
+//! forge), and the workflow runner turns it into verdicts when every agent of
+//! a run is simulated. Stated
 //! confidence is the honest skill plus `confidence_bias`, clamped to [0, 1].
 
 use std::collections::BTreeMap;
@@ -165,19 +167,15 @@ impl AgentBackend for Simulated {
         }
         let confidence = (skill + self.config.confidence_bias).clamp(0.0, 1.0);
         Ok(AgentAnswer {
-            content: json!({ "decision": if good { "sound" } else { "flawed" }, "good": good }),
+            content: json!({ "decision": if good { "sound" } else { "flawed" } }),
             confidence,
             reasoning: Some(format!(
                 "simulated agent, skill {skill:.2} on {}",
                 task.recommendation_type
             )),
+            ground_truth: Some(good),
         })
     }
-}
-
-/// Ground truth of a simulated answer, if it carries one.
-pub fn ground_truth(content: &serde_json::Value) -> Option<bool> {
-    content.get("good").and_then(serde_json::Value::as_bool)
 }
 
 #[cfg(test)]
@@ -220,7 +218,7 @@ mod tests {
             let x = a.execute(&task("strategy")).await.unwrap();
             let y = b.execute(&task("strategy")).await.unwrap();
             assert_eq!(x, y);
-            good += usize::from(ground_truth(&x.content).unwrap());
+            good += usize::from(x.ground_truth.unwrap());
         }
         // 0.8 · 500 = 400, sd ≈ 9: a 4-sd tolerance.
         assert!((364..=436).contains(&good), "{good}");

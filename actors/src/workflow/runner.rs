@@ -26,7 +26,6 @@ use uuid::Uuid;
 use super::def::{StageDef, StageMode, WorkflowDef};
 use super::{RunStatus, WorkflowRun};
 use crate::agent::backend::Task;
-use crate::agent::simulated::ground_truth;
 use crate::barrier::{
     fan_out, AgentOutcome, AgentResult, Completion, FanOut, FanOutTarget, LateHandler,
 };
@@ -381,7 +380,7 @@ impl Workflows {
                 let mut recommendation_id = None;
                 if let AgentOutcome::Ok { answer, latency_ms } = &r.outcome {
                     answers.push(json!({"agent_id": r.agent_id, "content": answer.content, "confidence": answer.confidence}));
-                    let truth = ground_truth(&answer.content);
+                    let truth = answer.ground_truth;
                     all_simulated &= truth.is_some();
                     if stage.review {
                         if let Some(q) = answer.content.get("quality").and_then(Value::as_f64) {
@@ -640,9 +639,9 @@ impl Workflows {
                 .unwrap_or_else(|| agent.to_string());
             let rec = recommendation(&base, agent, name, &answer, latency_ms, timeout);
             let engine = engine.clone();
+            let truth = answer.ground_truth;
             actix::spawn(async move {
                 let id = rec.id;
-                let truth = ground_truth(&rec.content);
                 if let Err(e) = engine.track(vec![rec]).await {
                     tracing::warn!(error = %e, "could not track a late reply");
                     return;
