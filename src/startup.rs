@@ -256,7 +256,7 @@ impl Application {
                 }))
                 .wrap_fn(|req, srv| {
                     let started = Instant::now();
-                    let method = req.method().to_string();
+                    let method = crate::telemetry::method_label(req.method());
                     let fut = srv.call(req);
                     async move {
                         let res = fut.await?;

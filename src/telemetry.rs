@@ -89,6 +89,25 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The `method` label of an HTTP request: one of the standard methods, or
+/// `other`. Label values come from closed sets only, so a client inventing
+/// methods (`FCX1` … `FCX500`) cannot grow the series count.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Starts logging (idempotent; tests log only when `TEST_LOG` is set).
 pub fn init_logging(default_level: &str) {
     static ONCE: OnceLock<()> = OnceLock::new();
