@@ -116,7 +116,10 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
 }
 
 /// Resolves the request's bearer key: admin, a workspace, or a 401.
-async fn resolve(token: Result<String, ApiError>, state: Result<web::Data<AppState>, ApiError>) -> Result<Caller, ApiError> {
+async fn resolve(
+    token: Result<String, ApiError>,
+    state: Result<web::Data<AppState>, ApiError>,
+) -> Result<Caller, ApiError> {
     let token = token?;
     let state = state?;
     let hash = hash_key(&token);

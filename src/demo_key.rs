@@ -127,8 +127,9 @@ fn read(path: &Path) -> anyhow::Result<Option<String>> {
 fn write(path: &Path, key: &str) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating the folder of demo.key_file {}", path.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!("creating the folder of demo.key_file {}", path.display())
+            })?;
         }
     }
     let tmp = path.with_extension("tmp");

@@ -38,7 +38,8 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
             (at.elapsed() < self.ttl).then(|| value.clone())
         };
         if fresh.is_none() {
-            self.map.remove_if(key, |_, (_, at)| at.elapsed() >= self.ttl);
+            self.map
+                .remove_if(key, |_, (_, at)| at.elapsed() >= self.ttl);
         }
         fresh
     }

@@ -60,7 +60,8 @@ pub async fn list(
     if let Some(a) = &q.action {
         let valid = !a.is_empty()
             && a.len() <= 100
-            && a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_');
+            && a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_');
         if !valid {
             return Err(ApiError::field(
                 actix_web::http::StatusCode::BAD_REQUEST,

@@ -6,7 +6,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, audit, events, health, learning, recommendations, trust, workflows, workspaces};
+use super::{
+    agents, audit, events, health, learning, recommendations, trust, workflows, workspaces,
+};
 
 struct BearerAuth;
 

@@ -68,7 +68,10 @@ impl PgStore {
         &self.pool
     }
 
-    pub(super) async fn scoped(&self, ws: WorkspaceId) -> Result<Transaction<'static, Postgres>, StoreError> {
+    pub(super) async fn scoped(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
             .bind(ws.0.to_string())

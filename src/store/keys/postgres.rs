@@ -188,11 +188,7 @@ impl KeyStore for PgStore {
         }
         q.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(f.limit));
-        let rows = q
-            .build()
-            .fetch_all(self.pool())
-            .await
-            .map_err(unexpected)?;
+        let rows = q.build().fetch_all(self.pool()).await.map_err(unexpected)?;
         rows.iter()
             .map(|r| {
                 Ok(AuditEntry {
@@ -200,7 +196,9 @@ impl KeyStore for PgStore {
                     at: r.try_get("at")?,
                     actor: r.try_get("actor")?,
                     action: r.try_get("action")?,
-                    workspace_id: r.try_get::<Option<Uuid>, _>("workspace_id")?.map(WorkspaceId),
+                    workspace_id: r
+                        .try_get::<Option<Uuid>, _>("workspace_id")?
+                        .map(WorkspaceId),
                     target: r.try_get("target")?,
                     details: r.try_get("details")?,
                 })

@@ -181,11 +181,7 @@ impl KeyStore for SqliteStore {
         }
         q.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(f.limit));
-        let rows = q
-            .build()
-            .fetch_all(self.pool())
-            .await
-            .map_err(unexpected)?;
+        let rows = q.build().fetch_all(self.pool()).await.map_err(unexpected)?;
         rows.iter()
             .map(|r| {
                 let get = || -> anyhow::Result<AuditEntry> {
