@@ -7,6 +7,7 @@ mod helpers;
 
 mod auth;
 mod backends;
+mod keys;
 mod learning;
 mod lifecycle;
 mod openapi;
