@@ -7,11 +7,13 @@ mod helpers;
 
 mod auth;
 mod backends;
+mod key_store;
 mod keys;
 mod learning;
 mod lifecycle;
 mod openapi;
 mod recommendations;
+mod start_keys;
 mod store;
 mod trust;
 mod validation;
