@@ -1,14 +1,30 @@
 //! Bearer API keys. A workspace key authenticates as that workspace; the
-//! admin key (config `auth.admin_key`) manages workspaces. Keys are random
-//! 256-bit tokens, stored only as SHA-256 digests: a fast hash is right for
-//! high-entropy tokens (a slow password hash would cost every request and add
-//! nothing against brute force of 2^256).
+//! admin key (config `auth.admin_key`) manages workspaces, their keys and the
+//! audit log. Keys are random 256-bit tokens, stored only as SHA-256 digests:
+//! a fast hash is right for high-entropy tokens (a slow password hash would
+//! cost every request and add nothing against brute force of 2^256).
+//!
+//! The 401/403 rule: a missing, malformed, unknown or revoked credential is
+//! 401 on every endpoint; 403 is for a valid key without the right (a
+//! workspace key on an admin endpoint, the admin key on a workspace
+//! endpoint). To hold on every endpoint, [`authenticate`] resolves the
+//! credential *before* any extractor runs (actix polls a handler's extractors
+//! together, so an extractor that waits on the database would otherwise let a
+//! body error answer first); [`Caller`], [`Workspace`] and [`Admin`] read
+//! that result.
+//!
+//! A key's workspace is cached in `AppState.key_cache` for at most
+//! `auth.cache_ttl_secs`; revoking through the API empties the workspace's
+//! entries at once on this node, and other nodes see it within the TTL.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use swarmwise_actors::domain::WorkspaceId;
@@ -22,17 +38,48 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// A key's fingerprint for logs: the first 8 hex digits of its SHA-256.
+/// Enough to tell which key is in force, useless to guess it.
+pub fn fingerprint(key: &str) -> String {
+    hash_key(key).chars().take(8).collect()
+}
+
 /// A fresh random key with its stored form.
 pub fn generate_key(prefix: &str) -> (String, NewApiKey) {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let key = format!("{prefix}{}", hex::encode(bytes));
-    let stored = NewApiKey {
-        id: uuid::Uuid::now_v7(),
-        key_hash: hash_key(&key),
-        prefix: key.chars().take(prefix.len() + 6).collect(),
-    };
+    let stored = stored_form(&key, prefix.len());
     (key, stored)
+}
+
+/// The stored form of a key whose first `prefix_len` characters are its
+/// prefix (the listing shows those and 6 more).
+pub fn stored_form(key: &str, prefix_len: usize) -> NewApiKey {
+    NewApiKey {
+        id: uuid::Uuid::now_v7(),
+        key_hash: hash_key(key),
+        prefix: key.chars().take(prefix_len + 6).collect(),
+    }
+}
+
+/// Who is calling, once the bearer key is known to be valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The admin key.
+    Admin,
+    /// A workspace key.
+    Workspace(WorkspaceId),
+}
+
+impl Caller {
+    /// The audit log's name for the caller: `admin` or `workspace:<id>`.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::Admin => "admin".into(),
+            Caller::Workspace(ws) => format!("workspace:{ws}"),
+        }
+    }
 }
 
 fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
@@ -61,11 +108,87 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
         .cloned()
         .ok_or_else(|| {
             ApiError::new(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "app state missing",
             )
         })
+}
+
+/// Resolves the request's bearer key: admin, a workspace, or a 401.
+async fn resolve(
+    token: Result<String, ApiError>,
+    state: Result<web::Data<AppState>, ApiError>,
+) -> Result<Caller, ApiError> {
+    let token = token?;
+    let state = state?;
+    let hash = hash_key(&token);
+    // Comparing digests: timing reveals nothing about the key.
+    if hash == state.admin_key_hash {
+        return Ok(Caller::Admin);
+    }
+    if let Some(ws) = state.key_cache.get(&hash) {
+        return Ok(Caller::Workspace(ws));
+    }
+    match state.store.workspace_for_key(&hash).await? {
+        Some(ws) => {
+            state.key_cache.insert(hash, ws);
+            Ok(Caller::Workspace(ws))
+        }
+        None => Err(ApiError::unauthorized(
+            "unknown or revoked API key; ask the operator for a key (POST /api/v1/workspaces/{id}/api-keys, admin key)",
+        )),
+    }
+}
+
+/// The result of [`authenticate`], kept in the request's extensions.
+#[derive(Debug)]
+struct Resolved(Result<Caller, ApiError>);
+
+fn copy_error(e: &ApiError) -> ApiError {
+    ApiError {
+        status: e.status,
+        code: e.code,
+        message: e.message.clone(),
+        details: e.details.clone(),
+    }
+}
+
+/// Middleware on `/api/v1`: resolves a sent bearer key before the handler's
+/// extractors run, so an invalid credential is 401 whatever else is wrong
+/// with the request. Requests without an `Authorization` header pass through
+/// (public routes need none; the extractors answer 401).
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req
+        .headers()
+        .contains_key(actix_web::http::header::AUTHORIZATION)
+    {
+        let http = req.request();
+        let result = resolve(bearer(http), state(http)).await;
+        req.extensions_mut().insert(Resolved(result));
+    }
+    next.call(req).await
+}
+
+fn caller(req: &HttpRequest) -> Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>> {
+    if let Some(Resolved(r)) = req.extensions().get::<Resolved>() {
+        let r = r.as_ref().copied().map_err(copy_error);
+        return Box::pin(std::future::ready(r));
+    }
+    // Outside the middleware (no header, or a route not under /api/v1).
+    Box::pin(resolve(bearer(req), state(req)))
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        caller(req)
+    }
 }
 
 /// The caller's workspace, from a workspace API key.
@@ -77,29 +200,14 @@ impl FromRequest for Workspace {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req);
-        let state = state(req);
+        let caller = caller(req);
         Box::pin(async move {
-            let token = token?;
-            let state = state?;
-            let hash = hash_key(&token);
-            if let Some(ws) = state.key_cache.get(&hash) {
-                return Ok(Workspace(*ws));
-            }
-            if hash == state.admin_key_hash {
-                return Err(ApiError::new(
-                    actix_web::http::StatusCode::FORBIDDEN,
+            match caller.await? {
+                Caller::Workspace(ws) => Ok(Workspace(ws)),
+                Caller::Admin => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
                     "workspace_key_required",
                     "the admin key manages workspaces; use a workspace API key (from POST /api/v1/workspaces) here",
-                ));
-            }
-            match state.store.workspace_for_key(&hash).await? {
-                Some(ws) => {
-                    state.key_cache.insert(hash, ws);
-                    Ok(Workspace(ws))
-                }
-                None => Err(ApiError::unauthorized(
-                    "unknown API key; create one with POST /api/v1/workspaces (admin key)",
                 )),
             }
         })
@@ -112,23 +220,19 @@ pub struct Admin;
 
 impl FromRequest for Admin {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, Self::Error>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let check = || {
-            let token = bearer(req)?;
-            let state = state(req)?;
-            // Comparing digests: timing reveals nothing about the key.
-            if hash_key(&token) == state.admin_key_hash {
-                Ok(Admin)
-            } else {
-                Err(ApiError::new(
-                    actix_web::http::StatusCode::FORBIDDEN,
+        let caller = caller(req);
+        Box::pin(async move {
+            match caller.await? {
+                Caller::Admin => Ok(Admin),
+                Caller::Workspace(_) => Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
                     "admin_key_required",
-                    "this endpoint needs the admin key (auth.admin_key, printed at start when generated)",
-                ))
+                    "this endpoint needs the admin key (auth.admin_key); a workspace key cannot manage workspaces, keys or the audit log",
+                )),
             }
-        };
-        std::future::ready(check())
+        })
     }
 }

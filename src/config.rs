@@ -126,11 +126,24 @@ impl Default for RedisSettings {
 }
 
 /// `[auth]`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     /// The admin key (manages workspaces); empty = generate one at start and print it.
     pub admin_key: String,
+    /// Seconds an authorisation fact read from the database (a key's
+    /// workspace, a registered agent) is reused before it is read again: how
+    /// long another node's revocation can take to reach this one. 0 = no cache.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            admin_key: String::new(),
+            cache_ttl_secs: 5,
+        }
+    }
 }
 
 /// `[learning]`.
@@ -164,6 +177,9 @@ pub struct DemoSettings {
     pub workflow: String,
     /// Runs started per second.
     pub runs_per_second: f64,
+    /// File (mode 0600) holding the demo workspace's API key, so it survives
+    /// restarts; created at the first start.
+    pub key_file: String,
 }
 
 impl Default for DemoSettings {
@@ -173,6 +189,7 @@ impl Default for DemoSettings {
             swarm_file: "config/demo/swarm.toml".into(),
             workflow: "move_creation".into(),
             runs_per_second: 2.0,
+            key_file: "data/demo.key".into(),
         }
     }
 }
@@ -417,6 +434,18 @@ impl Settings {
             && !(self.demo.runs_per_second > 0.0 && self.demo.runs_per_second <= 1000.0)
         {
             return Err(err("demo.runs_per_second", "must be in (0, 1000]".into()));
+        }
+        if self.demo.enabled && self.demo.key_file.trim().is_empty() {
+            return Err(err(
+                "demo.key_file",
+                "must name a file, e.g. data/demo.key".into(),
+            ));
+        }
+        if self.auth.cache_ttl_secs > 300 {
+            return Err(err(
+                "auth.cache_ttl_secs",
+                "must be at most 300: it bounds how long a revoked key keeps working on other nodes".into(),
+            ));
         }
         let l = &self.limits;
         if l.default_page_size == 0 || l.default_page_size > l.max_page_size {

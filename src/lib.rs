@@ -2,18 +2,22 @@
 //!
 //! Adapters around the engine crate (`swarmwise-actors`): the actix-web API
 //! ([`routes`]), storage ([`store`]: PostgreSQL with row-level security and
-//! SQLite), settings ([`config`]), authentication ([`auth`]), telemetry
+//! SQLite), settings ([`config`]), authentication ([`auth`]) and the admin's
+//! audit log ([`audit`]), telemetry
 //! ([`telemetry`]) and the start-up/shutdown protocol ([`startup`]). `main.rs`
 //! is the CLI on top.
 
+pub mod audit;
 pub mod auth;
 pub mod backends;
 pub mod cache;
 pub mod config;
+pub mod demo_key;
 pub mod error;
 pub mod extract;
 pub mod routes;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod ttl_cache;
 pub mod workflows;

@@ -135,12 +135,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if app.admin_key_generated() {
         println!("  admin key (generated for this run; set auth.admin_key or SWARMWISE__AUTH__ADMIN_KEY to keep one): {}", app.admin_key());
     } else {
-        println!("  admin key (configured): {}", app.admin_key());
+        // A configured key is a secret the operator already has: never echo it.
+        println!(
+            "  admin key: configured (fingerprint {}, the first 8 hex digits of its SHA-256)",
+            swarmwise::auth::fingerprint(app.admin_key())
+        );
     }
     if let Some(key) = app.demo_key() {
         println!(
-            "  demo: a simulated swarm runs {} in workspace \"demo\"; watch it learn with\n        curl -s http://{}/api/v1/learning/trust-scores -H 'Authorization: Bearer {key}'",
+            "  demo: a simulated swarm runs {} in workspace \"demo\" (its key is kept in {}); watch it learn with\n        curl -s http://{}/api/v1/learning/trust-scores -H 'Authorization: Bearer {key}'",
             settings.demo.workflow,
+            settings.demo.key_file,
             app.address()
         );
     }

@@ -5,11 +5,10 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle, Service as _};
 use actix_web::{web, App, HttpServer};
-use dashmap::DashMap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use swarmwise_actors::domain::{AgentId, WorkspaceId};
 use swarmwise_actors::learner::actor::Learner;
@@ -22,6 +21,7 @@ use crate::auth::{generate_key, hash_key};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::store::{self, AdminStore};
+use crate::ttl_cache::TtlCache;
 
 /// Shared by every request handler.
 pub struct AppState {
@@ -33,10 +33,13 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// SHA-256 of the admin key.
     pub admin_key_hash: String,
-    /// Key hash → workspace, so authentication costs no query after the first.
-    pub key_cache: DashMap<String, WorkspaceId>,
-    /// Registered agents' names, so tracking checks the agent without a query.
-    pub agents: DashMap<(WorkspaceId, AgentId), String>,
+    /// Key hash → workspace, so authentication costs no query after the
+    /// first; entries live `auth.cache_ttl_secs`, and a revocation here
+    /// removes the workspace's entries at once.
+    pub key_cache: TtlCache<String, WorkspaceId>,
+    /// Registered agents' names, so tracking checks the agent without a
+    /// query; entries live `auth.cache_ttl_secs` (see [`AppState::forget_agent`]).
+    pub agents: TtlCache<(WorkspaceId, AgentId), String>,
     /// Renders `/metrics`.
     pub prometheus: PrometheusHandle,
     /// Runs workflows over the swarm.
@@ -60,13 +63,24 @@ impl AppState {
     ) -> Result<Option<String>, StoreError> {
         let key = (ws, id.clone());
         if let Some(name) = self.agents.get(&key) {
-            return Ok(Some(name.clone()));
+            return Ok(Some(name));
         }
         let agent = self.store.agent(ws, id).await?;
         if let Some(a) = &agent {
             self.agents.insert(key, a.name.clone());
         }
         Ok(agent.map(|a| a.name))
+    }
+
+    /// Forgets a cached agent at once; call it wherever an agent is changed
+    /// or removed (other nodes see the change within `auth.cache_ttl_secs`).
+    pub fn forget_agent(&self, ws: WorkspaceId, id: &AgentId) {
+        self.agents.remove(&(ws, id.clone()));
+    }
+
+    /// Forgets every cached key of a workspace at once (a key was revoked).
+    pub fn forget_keys(&self, ws: WorkspaceId) {
+        self.key_cache.retain(|_, cached| *cached != ws);
     }
 
     /// 503 when learning is switched off.
@@ -195,12 +209,13 @@ impl Application {
         let listener = TcpListener::bind(&settings.server.bind)
             .map_err(|e| anyhow::anyhow!("could not listen on {} ({e}); set server.bind or SWARMWISE__SERVER__BIND to a free address", settings.server.bind))?;
         let address = listener.local_addr()?;
+        let cache_ttl = Duration::from_secs(settings.auth.cache_ttl_secs);
         let state = web::Data::new(AppState {
             engine: engine.clone(),
             store: store.clone(),
             admin_key_hash: hash_key(&admin_key),
-            key_cache: DashMap::new(),
-            agents: DashMap::new(),
+            key_cache: TtlCache::new(cache_ttl),
+            agents: TtlCache::new(cache_ttl),
             prometheus,
             settings: Arc::new(settings.clone()),
             workflows: workflows.clone(),

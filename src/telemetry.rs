@@ -43,6 +43,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Human feedback received",
     ),
     (
+        "swarmwise_audit_write_failures_total",
+        "counter",
+        "Audit log entries that could not be stored (the action itself stood)",
+    ),
+    (
         "swarmwise_tracker_rejected_total",
         "counter",
         "Recommendations refused because too many writes were pending",

@@ -13,7 +13,6 @@ use swarmwise_actors::domain::{to_micros, Agent, AgentId, Priority, WorkspaceId}
 use swarmwise_actors::workflow::{RunRequest, WorkflowDef, Workflows};
 use uuid::Uuid;
 
-use crate::auth::generate_key;
 use crate::config::DemoSettings;
 use crate::store::AdminStore;
 
@@ -74,23 +73,15 @@ struct AgentEntry {
 pub const DEMO_WORKSPACE: Uuid = Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0de0);
 
 /// Creates the demo workspace and its agents if missing, starts the agents,
-/// and returns the workspace with a fresh API key for it.
+/// and returns the workspace with its API key (the same across restarts, see
+/// [`crate::demo_key`]).
 pub async fn prepare_demo(
     demo: &DemoSettings,
     store: &dyn AdminStore,
     workflows: &Workflows,
 ) -> anyhow::Result<(WorkspaceId, String)> {
     let ws = WorkspaceId(DEMO_WORKSPACE);
-    let (key, stored) = generate_key(crate::routes::workspaces::KEY_PREFIX);
-    if store.workspace_ids().await?.contains(&ws) {
-        store
-            .add_api_key(ws, &stored, to_micros(Utc::now()))
-            .await?;
-    } else {
-        store
-            .create_workspace(ws, "demo", &stored, to_micros(Utc::now()))
-            .await?;
-    }
+    let key = crate::demo_key::ensure(store, ws, &demo.key_file).await?;
     let text = std::fs::read_to_string(&demo.swarm_file).with_context(|| {
         format!(
             "reading demo.swarm_file {}; set demo.enabled = false to run without the demo",

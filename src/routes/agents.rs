@@ -8,7 +8,7 @@ use serde_json::json;
 use swarmwise_actors::domain::{to_micros, Agent, AgentId, WorkspaceId};
 use swarmwise_actors::ports::StoreError;
 
-use crate::auth::{Admin, Workspace};
+use crate::auth::{Admin, Caller, Workspace};
 use crate::backends::policy::Registrant;
 use crate::error::ApiError;
 use crate::extract::Body;
@@ -157,7 +157,19 @@ async fn register_in(
         .agents
         .insert((ws, agent.id.clone()), agent.name.clone());
     state.workflows.swarm().start_agent(ws, &agent)?;
-    tracing::info!(workspace = %ws, agent = %agent.id, kind = %agent.kind, by = ?registrant, "agent registered");
+    let actor = match registrant {
+        Registrant::Admin => Caller::Admin,
+        Registrant::Tenant => Caller::Workspace(ws),
+    };
+    crate::audit::record(
+        state.store.as_ref(),
+        actor,
+        crate::audit::actions::AGENT_REGISTER,
+        Some(ws),
+        agent.id.as_str(),
+        json!({"kind": agent.kind, "enabled": agent.enabled}),
+    )
+    .await;
     Ok(HttpResponse::Created().json(&agent))
 }
 
@@ -204,6 +216,14 @@ pub async fn update(
         // Re-enabling also clears an "unhealthy" mark from the supervisor.
         state.workflows.swarm().reset_health(ws.0, &id);
     }
-    tracing::info!(workspace = %ws.0, agent = %id, enabled = agent.enabled, "agent updated");
+    crate::audit::record(
+        state.store.as_ref(),
+        Caller::Workspace(ws.0),
+        crate::audit::actions::AGENT_UPDATE,
+        Some(ws.0),
+        id.as_str(),
+        json!({"enabled": agent.enabled}),
+    )
+    .await;
     Ok(HttpResponse::Ok().json(agent))
 }

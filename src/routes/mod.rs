@@ -6,6 +6,7 @@
 //! OpenAPI document describes every one.
 
 pub mod agents;
+pub mod audit;
 pub mod events;
 pub mod health;
 pub mod learning;
@@ -32,8 +33,13 @@ api_routes! {
     get "/openapi.json" => openapi::document,
     get "/docs" => openapi::page,
     post "/workspaces" => workspaces::create,
+    get "/workspaces" => workspaces::list,
     post "/workspaces/{workspace_id}/api-keys" => workspaces::add_key,
     post "/workspaces/{workspace_id}/agents" => agents::register_as_admin,
+    get "/workspaces/{workspace_id}/api-keys" => workspaces::list_keys,
+    post "/workspaces/{workspace_id}/api-keys/{key_id}/revoke" => workspaces::revoke_key,
+    post "/workspaces/{workspace_id}/api-keys/{key_id}/rotate" => workspaces::rotate_key,
+    get "/audit" => audit::list,
     post "/agents" => agents::register,
     get "/agents" => agents::list,
     get "/agents/{agent_id}" => agents::get,
@@ -68,5 +74,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
-        .service(api_scope());
+        .service(api_scope().wrap(actix_web::middleware::from_fn(crate::auth::authenticate)));
 }

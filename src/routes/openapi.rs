@@ -6,7 +6,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, events, health, learning, recommendations, trust, workflows, workspaces};
+use super::{
+    agents, audit, events, health, learning, recommendations, trust, workflows, workspaces,
+};
 
 struct BearerAuth;
 
@@ -29,7 +31,8 @@ impl Modify for BearerAuth {
 #[openapi(
     info(title = "Swarmwise", description = "Track agent recommendations, learn from outcomes, read trust scores and decision boosts."),
     paths(
-        workspaces::create, workspaces::add_key,
+        workspaces::create, workspaces::list, workspaces::add_key, workspaces::list_keys,
+        workspaces::revoke_key, workspaces::rotate_key, audit::list,
         agents::register, agents::register_as_admin, agents::list, agents::get, agents::update,
         recommendations::track, recommendations::track_batch, recommendations::list, recommendations::get,
         recommendations::feedback, recommendations::outcome,

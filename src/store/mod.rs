@@ -1,8 +1,10 @@
 //! Storage adapters: the engine's `Store` port plus what only the service
 //! needs (`AdminStore`: workspaces, API keys, readiness), for PostgreSQL
 //! (`postgres.rs`, row-level security) and SQLite (`sqlite.rs`, the embedded
-//! default). Both pass one conformance suite in `tests/api/store.rs`.
+//! default). Keys, the workspace listing and the audit log are their own
+//! aggregate in `keys/`. Both pass one conformance suite in `tests/api/store.rs`.
 
+mod keys;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +16,7 @@ use chrono::{DateTime, Utc};
 use swarmwise_actors::domain::WorkspaceId;
 use swarmwise_actors::ports::{Store, StoreError};
 
+pub use keys::{ApiKeyInfo, AuditEntry, AuditFilter, KeyChange, KeyStore, WorkspaceInfo};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -30,9 +33,10 @@ pub struct NewApiKey {
     pub prefix: String,
 }
 
-/// What the service needs beyond the engine's port.
+/// What the service needs beyond the engine's port (keys, workspaces and the
+/// audit log are in [`KeyStore`]).
 #[async_trait]
-pub trait AdminStore: Store {
+pub trait AdminStore: Store + KeyStore {
     /// Creates a workspace with its first API key, atomically.
     async fn create_workspace(
         &self,

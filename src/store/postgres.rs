@@ -68,7 +68,10 @@ impl PgStore {
         &self.pool
     }
 
-    async fn scoped(&self, ws: WorkspaceId) -> Result<Transaction<'static, Postgres>, StoreError> {
+    pub(super) async fn scoped(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
             .bind(ws.0.to_string())
@@ -885,7 +888,7 @@ impl AdminStore for PgStore {
     }
 }
 
-async fn insert_key(
+pub(super) async fn insert_key(
     tx: &mut Transaction<'static, Postgres>,
     ws: WorkspaceId,
     key: &NewApiKey,

@@ -41,11 +41,11 @@ const REC_COLUMNS: &str = "id, workspace_id, agent_id, agent_name, correlation_i
 /// Rows per multi-row INSERT (14 parameters each, well under SQLite's limit).
 const INSERT_CHUNK: usize = 500; // 14 parameters a row
 
-fn micros(t: DateTime<Utc>) -> i64 {
+pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn from_micros(v: i64) -> Result<DateTime<Utc>, anyhow::Error> {
+pub(super) fn from_micros(v: i64) -> Result<DateTime<Utc>, anyhow::Error> {
     DateTime::from_timestamp_micros(v).ok_or_else(|| anyhow::anyhow!("time {v} out of range"))
 }
 
@@ -837,7 +837,7 @@ impl AdminStore for SqliteStore {
     }
 }
 
-async fn insert_key(
+pub(super) async fn insert_key(
     tx: &mut Transaction<'static, Sqlite>,
     ws: WorkspaceId,
     key: &NewApiKey,
