@@ -60,6 +60,7 @@ fn agent(name: &str, backend: Arc<dyn AgentBackend>) -> Addr<AgentActor> {
         id: AgentId::parse("a", name).unwrap(),
         backend,
         concurrency: 1,
+        max_queued: usize::MAX,
         aging: Duration::from_secs(30),
         pool: None,
         policy: RestartPolicy::default(),

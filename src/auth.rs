@@ -167,7 +167,18 @@ pub async fn authenticate(
         .contains_key(actix_web::http::header::AUTHORIZATION)
     {
         let http = req.request();
-        let result = resolve(bearer(http), state(http)).await;
+        let token = bearer(http);
+        let state = state(http);
+        let digest = token.as_deref().ok().map(hash_key);
+        let limits = state.as_ref().ok().cloned();
+        let mut result = resolve(token, state).await;
+        // Rate limits apply to valid workspace keys only: an invented key
+        // leaves no state behind.
+        if let (Ok(Caller::Workspace(_)), Some(digest), Some(state)) = (&result, digest, limits) {
+            if let Err(limited) = state.limits.check_key(&digest) {
+                result = Err(limited);
+            }
+        }
         req.extensions_mut().insert(Resolved(result));
     }
     next.call(req).await

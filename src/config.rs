@@ -210,6 +210,12 @@ pub struct LimitSettings {
     pub default_page_size: u32,
     /// Largest `limit`.
     pub max_page_size: u32,
+    /// Requests per second each workspace API key may send (0 = unlimited).
+    pub key_requests_per_second: u32,
+    /// Requests a key may send at once above its rate (token bucket size).
+    pub key_burst: u32,
+    /// Workflow runs in flight per workspace (0 = unlimited).
+    pub max_runs_in_flight: usize,
 }
 
 impl Default for LimitSettings {
@@ -221,6 +227,9 @@ impl Default for LimitSettings {
             max_batch_items: 1000,
             default_page_size: 50,
             max_page_size: 500,
+            key_requests_per_second: 1000,
+            key_burst: 2000,
+            max_runs_in_flight: 64,
         }
     }
 }
@@ -462,6 +471,16 @@ impl Settings {
                 "limits.max_body_bytes",
                 "limits must be positive and max_body_bytes >= max_content_bytes".into(),
             ));
+        }
+        if l.key_requests_per_second > 0 && l.key_burst < l.key_requests_per_second {
+            return Err(err(
+                "limits.key_burst",
+                "must be at least limits.key_requests_per_second (a burst of one second's worth)"
+                    .into(),
+            ));
+        }
+        if self.agents.max_queued_tasks == 0 {
+            return Err(err("agents.max_queued_tasks", "must be at least 1".into()));
         }
         Ok(())
     }

@@ -3,7 +3,8 @@
 //! Adapters around the engine crate (`swarmwise-actors`): the actix-web API
 //! ([`routes`]), storage ([`store`]: PostgreSQL with row-level security and
 //! SQLite), settings ([`config`]), authentication ([`auth`]) and the admin's
-//! audit log ([`audit`]), telemetry
+//! audit log ([`audit`]), fairness between tenants ([`limits`]), the
+//! operator's agent policy and agent backends ([`backends`]), telemetry
 //! ([`telemetry`]) and the start-up/shutdown protocol ([`startup`]). `main.rs`
 //! is the CLI on top.
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod demo_key;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod routes;
 pub mod startup;
 pub mod store;

@@ -44,6 +44,8 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// Runs workflows over the swarm.
     pub workflows: Workflows,
+    /// Per-key request rate and per-workspace runs in flight.
+    pub limits: crate::limits::Limits,
     /// The operator's agent policy (kinds, programs, secrets, network).
     pub agent_policy: Arc<crate::backends::policy::AgentPolicy>,
     /// Runs learning cycles.
@@ -220,10 +222,26 @@ impl Application {
             settings: Arc::new(settings.clone()),
             workflows: workflows.clone(),
             agent_policy,
+            limits: crate::limits::Limits::new(&settings.limits),
             shutdown: shutdown_rx,
             learner,
             patterns,
         });
+        {
+            // Idle rate-limit buckets and run counters are forgotten, so the
+            // limits hold state only for active keys and workspaces.
+            let state = state.clone();
+            let mut shutdown = state.shutdown.clone();
+            actix::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => state.limits.upkeep(),
+                        _ = shutdown.changed() => break,
+                    }
+                }
+            });
+        }
         {
             // Cached patterns go stale when any cycle (API, outcomes, schedule) finishes.
             let state = state.clone();

@@ -88,6 +88,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Supervisor restarts by actor",
     ),
     (
+        "swarmwise_rate_limited_total",
+        "counter",
+        "Requests and tasks refused by a fairness limit, by limit (api_key, workflow_runs, agent_queue)",
+    ),
+    (
         "swarmwise_panics_total",
         "counter",
         "Panics caught by the panic hook",

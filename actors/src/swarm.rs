@@ -97,6 +97,8 @@ pub struct SwarmConfig {
     pub pools: BTreeMap<String, PoolConfig>,
     /// Restart policy of agent actors.
     pub supervision: RestartPolicy,
+    /// Tasks waiting in one agent's mailbox; past it a task is refused at once.
+    pub max_queued_tasks: usize,
     /// Kinds a workspace API key may register (the admin key may register
     /// any kind). Enforced by the service at registration.
     pub allowed_kinds: Vec<String>,
@@ -151,6 +153,7 @@ impl Default for SwarmConfig {
             late_grace_factor: 2.0,
             pools: BTreeMap::new(),
             supervision: RestartPolicy::default(),
+            max_queued_tasks: 1000,
             allowed_kinds: ["external", "http", "openai", "simulated"]
                 .map(String::from)
                 .to_vec(),
@@ -250,6 +253,7 @@ impl Swarm {
             id: agent.id.clone(),
             backend,
             concurrency,
+            max_queued: self.config.max_queued_tasks,
             aging: Duration::from_millis(self.config.aging_ms),
             pool,
             policy: self.config.supervision.clone(),

@@ -58,7 +58,8 @@ pub async fn list(_ws: Workspace, state: web::Data<AppState>) -> HttpResponse {
 #[utoipa::path(post, path = "/api/v1/workflows/runs", tag = "workflows", request_body = RunBody,
     responses((status = 200, body = WorkflowRun), (status = 202, body = RunStarted),
               (status = 404, description = "no such workflow definition", body = ErrorBody),
-              (status = 422, description = "bad priority or input", body = ErrorBody)),
+              (status = 422, description = "bad priority or input", body = ErrorBody),
+              (status = 429, description = "too many runs in flight for this workspace (limits.max_runs_in_flight) or requests for this key; see Retry-After", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn run(
     ws: Workspace,
@@ -86,10 +87,13 @@ pub async fn run(
         input,
         priority,
     };
+    // Held for the run's whole life, in the background too.
+    let slot = state.limits.start_run(ws.0)?;
     let created = state.workflows.create(ws.0, &req).await?;
     let id = created.id;
     if b.wait {
         state.workflows.execute(created).await?;
+        drop(slot);
         let run = state
             .store
             .run(ws.0, id)
@@ -102,6 +106,7 @@ pub async fn run(
         if let Err(e) = wf.execute(created).await {
             tracing::warn!(run = %id, error = %e, "workflow run failed");
         }
+        drop(slot);
     });
     Ok(HttpResponse::Accepted().json(RunStarted {
         run_id: id,

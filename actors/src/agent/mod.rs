@@ -137,6 +137,9 @@ pub struct AgentSpec {
     pub backend: Arc<dyn AgentBackend>,
     /// Tasks at once.
     pub concurrency: usize,
+    /// Tasks that may wait in the mailbox; past it a task is refused at once
+    /// (config `agents.max_queued_tasks`).
+    pub max_queued: usize,
     /// Aging step.
     pub aging: Duration,
     /// Shared provider slots, if any.
@@ -265,10 +268,28 @@ impl Supervised for AgentActor {
     }
 }
 
+impl AgentActor {
+    /// Refuses a task when the mailbox holds `max_queued` already: bounded
+    /// work per agent, so one caller cannot queue without limit.
+    fn has_room(&self) -> Result<(), BackendError> {
+        if self.queue.len() < self.spec.max_queued {
+            return Ok(());
+        }
+        metrics::counter!("swarmwise_rate_limited_total", "limit" => "agent_queue").increment(1);
+        Err(BackendError::Failed(format!(
+            "queue full: {} tasks are waiting for this agent (agents.max_queued_tasks); retry later",
+            self.queue.len()
+        )))
+    }
+}
+
 impl Handler<Execute> for AgentActor {
     type Result = ResponseFuture<Result<AgentAnswer, BackendError>>;
 
     fn handle(&mut self, msg: Execute, ctx: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.has_room() {
+            return Box::pin(std::future::ready(Err(e)));
+        }
         let (tx, rx) = oneshot::channel();
         self.queue.push(
             Pending {
@@ -299,6 +320,10 @@ impl Handler<ExecuteFor> for AgentActor {
         let reply = Reply {
             to: Some(ReplyTo::Barrier(msg.reply_to, self.spec.id.clone())),
         };
+        if let Err(e) = self.has_room() {
+            reply.send(Err(e));
+            return;
+        }
         self.queue.push(
             Pending {
                 task: msg.task,
@@ -372,6 +397,7 @@ mod tests {
             id: AgentId::parse("a", "gated").unwrap(),
             backend,
             concurrency: 1,
+            max_queued: usize::MAX,
             aging: Duration::from_secs(3600),
             pool: None,
             policy,
@@ -463,6 +489,7 @@ mod tests {
                 id: AgentId::parse("a", name).unwrap(),
                 backend: Arc::clone(&backend) as Arc<dyn AgentBackend>,
                 concurrency: 1,
+                max_queued: usize::MAX,
                 aging: Duration::from_secs(3600),
                 pool: Some(pool.clone()),
                 policy: RestartPolicy::default(),
@@ -510,5 +537,45 @@ mod tests {
         e.deadline = Instant::now() + Duration::from_millis(20);
         let res = addr.send(e).await.unwrap();
         assert_eq!(res, Err(BackendError::Timeout));
+    }
+
+    #[actix_rt::test]
+    async fn a_full_mailbox_refuses_at_once() {
+        let backend = Arc::new(Gated {
+            order: Mutex::new(Vec::new()),
+            gate: Semaphore::new(0),
+        });
+        let addr = AgentActor::start_supervised(AgentSpec {
+            workspace: WorkspaceId(uuid::Uuid::nil()),
+            id: AgentId::parse("a", "small").unwrap(),
+            backend: Arc::clone(&backend) as Arc<dyn AgentBackend>,
+            concurrency: 1,
+            max_queued: 2,
+            aging: Duration::from_secs(3600),
+            pool: None,
+            policy: RestartPolicy::default(),
+            health: AgentHealth::default(),
+            events: EventBus::default(),
+        });
+        // One runs (held at the gate), two wait, the fourth is refused.
+        let mut waiting = Vec::new();
+        for stage in ["run", "q1", "q2"] {
+            waiting.push(actix_rt::spawn(addr.send(exec(stage, Priority::Normal))));
+        }
+        let refused = tokio::time::timeout(
+            Duration::from_secs(10),
+            addr.send(exec("q3", Priority::Normal)),
+        )
+        .await
+        .expect("answered at once, not queued")
+        .unwrap();
+        match refused {
+            Err(BackendError::Failed(m)) => assert!(m.contains("queue full"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        backend.gate.add_permits(3);
+        for w in waiting {
+            assert!(w.await.unwrap().unwrap().is_ok());
+        }
     }
 }
