@@ -13,12 +13,25 @@
 //!
 //! The writer is a tokio task outside the actor: a restart of the actor keeps
 //! its buffer (actix's supervisor keeps the instance) and the writer keeps
-//! its queue, so nothing acknowledged is lost. In `write_behind` mode a
-//! failed batch is retried with backoff until it commits; in `durable` mode
-//! its callers get the error (they were never acknowledged).
+//! its queue, so nothing acknowledged is lost.
+//!
+//! A bad row never blocks the others. A batch that fails for a transient
+//! reason (`StoreError::Unavailable`: connection lost, pool timeout) is
+//! retried with backoff. One that fails for any other reason is split in
+//! halves until the failing units are isolated (bisection: about 2·log2(n)
+//! extra inserts per bad row); the rest is written, each refused row goes to
+//! the dead-letter table with its error (`swarmwise_tracker_dead_letters_total`,
+//! a log line), and in `durable` mode its caller gets `WriteRefused`. A unit
+//! is one row in `write_behind` mode and one `Track` message (all or none)
+//! in `durable` mode.
+//!
+//! Waits on the writer are bounded: reads that flush first give up after
+//! `tracking.read_flush_timeout_ms` (`FlushTimeout`, a 503 with
+//! `Retry-After`), `Drain` takes a deadline, and [`WriterStatus`] tells
+//! `/readyz` when the writer has not committed for `tracking.stalled_after_ms`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +46,7 @@ use crate::domain::{
     Verdict, VerdictUpdate, WorkspaceId,
 };
 use crate::error::EngineError;
-use crate::ports::{Store, StoreError};
+use crate::ports::{DeadLetter, Store, StoreError};
 use crate::supervisor::{ActorHealth, HealthRegistry, RestartPolicy, RestartTracker};
 use crate::trust::{OutcomesRecorded, RecomputeAgent, Restart, TrustParams, TrustScorer};
 
@@ -61,6 +74,17 @@ pub struct TrackerConfig {
     pub flush_interval_ms: u64,
     /// Refuse tracking (503) while this many rows wait for the store.
     pub max_pending: u64,
+    /// Reads that first wait for pending writes (list, evaluate, feedback,
+    /// trust) give up after this many milliseconds with 503 + `Retry-After`.
+    pub read_flush_timeout_ms: u64,
+    /// `/readyz` reports the writer stalled once a batch has waited this
+    /// many milliseconds without committing (retrying or hanging).
+    pub stalled_after_ms: u64,
+    /// First wait before retrying a batch that failed transiently, in
+    /// milliseconds; doubles up to `retry_backoff_max_ms`.
+    pub retry_backoff_initial_ms: u64,
+    /// Longest wait between retries, in milliseconds.
+    pub retry_backoff_max_ms: u64,
 }
 
 impl Default for TrackerConfig {
@@ -70,6 +94,10 @@ impl Default for TrackerConfig {
             batch_size: 1000,
             flush_interval_ms: 50,
             max_pending: 100_000,
+            read_flush_timeout_ms: 5_000,
+            stalled_after_ms: 10_000,
+            retry_backoff_initial_ms: 50,
+            retry_backoff_max_ms: 5_000,
         }
     }
 }
@@ -144,18 +172,86 @@ pub struct Feedback {
 #[rtype(result = "Result<(), EngineError>")]
 pub struct Flush;
 
-/// Shutdown: refuse new tracking, reply once everything acknowledged is on disk.
+/// Shutdown: refuse new tracking, reply once everything acknowledged is on
+/// disk, or with `DrainIncomplete` (how many rows are not) at the deadline.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), EngineError>")]
-pub struct Drain;
+pub struct Drain {
+    /// How long to wait for the writer.
+    pub timeout: Duration,
+}
+
+/// Why the writer did not store a durable caller's rows.
+type WriteResult = Result<(), RowError>;
+
+/// The writer's answer to a durable caller whose unit was refused.
+#[derive(Debug, Clone)]
+struct RowError {
+    /// The store's message.
+    message: String,
+    /// The store refused the data itself (`StoreError::Rejected`).
+    data: bool,
+}
+
+/// What the writer isolates on a permanent failure: one row
+/// (`write_behind`) or one durable `Track` message with its caller.
+struct Unit {
+    recs: Vec<Recommendation>,
+    waiter: Option<oneshot::Sender<WriteResult>>,
+}
 
 /// A batch handed to the writer.
 struct Batch {
-    recs: Vec<Recommendation>,
-    /// Durable mode: the callers to answer after commit.
-    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    units: Vec<Unit>,
+    /// Rows in `units`.
+    rows: usize,
     /// Sequence number of the last row in this batch.
     seq_end: u64,
+}
+
+/// What the writer is doing, for `/readyz` and logs; shared, lock-light.
+#[derive(Debug, Default)]
+pub struct WriterStatus {
+    /// Unix milliseconds when the batch in hand was picked up; 0 when idle.
+    busy_since_ms: AtomicI64,
+    /// The last transient error of the batch in hand, cleared on commit.
+    last_error: std::sync::Mutex<Option<String>>,
+    /// Rows dead-lettered since start.
+    dead_letters: AtomicU64,
+}
+
+/// A snapshot of [`WriterStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WriterReport {
+    /// The batch in hand has not committed for `tracking.stalled_after_ms`.
+    pub stalled: bool,
+    /// Milliseconds the batch in hand has waited, if any.
+    pub busy_ms: Option<i64>,
+    /// The last transient error while retrying it.
+    pub last_error: Option<String>,
+    /// Rows dead-lettered since start.
+    pub dead_letters: u64,
+}
+
+impl WriterStatus {
+    /// The status now; `stalled_after_ms` from config.
+    pub fn report(&self, stalled_after_ms: u64) -> WriterReport {
+        let since = self.busy_since_ms.load(Ordering::Relaxed);
+        let busy_ms = (since > 0).then(|| (Utc::now().timestamp_millis() - since).max(0));
+        let last_error = self.last_error.lock().map(|e| e.clone()).unwrap_or(None);
+        WriterReport {
+            stalled: busy_ms.is_some_and(|ms| ms >= i64::try_from(stalled_after_ms).unwrap_or(i64::MAX)),
+            busy_ms,
+            last_error,
+            dead_letters: self.dead_letters.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        if let Ok(mut g) = self.last_error.lock() {
+            *g = e;
+        }
+    }
 }
 
 /// State shared by evaluations: the lock that serialises them and the last
@@ -170,10 +266,11 @@ pub struct RecommendationTracker {
     store: Arc<dyn Store>,
     params: Arc<TrustParams>,
     scorer: Addr<TrustScorer>,
-    /// Rows acknowledged (write_behind) or waiting (durable), not yet handed to the writer.
-    buffer: Vec<Recommendation>,
-    /// Durable callers of the rows in `buffer`.
-    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    /// Rows acknowledged (write_behind) or waiting (durable), not yet handed
+    /// to the writer, with their durable callers.
+    buffer: Vec<Unit>,
+    /// Rows in `buffer`.
+    buffered_rows: usize,
     /// Rows handed to the writer so far (sequence).
     handed: u64,
     /// To the writer task.
@@ -204,15 +301,21 @@ impl RecommendationTracker {
         policy: RestartPolicy,
         health: HealthRegistry,
         revisions: Arc<dashmap::DashMap<WorkspaceId, u64>>,
+        status: Arc<WriterStatus>,
     ) -> (Addr<Self>, Arc<AtomicU64>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (committed_tx, committed_rx) = watch::channel(0u64);
         let pending = Arc::new(AtomicU64::new(0));
         tokio::spawn(writer(
-            Arc::clone(&store),
+            Writer {
+                store: Arc::clone(&store),
+                pending: Arc::clone(&pending),
+                status,
+                backoff_initial: Duration::from_millis(config.retry_backoff_initial_ms.max(1)),
+                backoff_max: Duration::from_millis(config.retry_backoff_max_ms.max(1)),
+            },
             rx,
             committed_tx,
-            Arc::clone(&pending),
         ));
         health.set(NAME, ActorHealth::Running);
         let pending_out = Arc::clone(&pending);
@@ -222,7 +325,7 @@ impl RecommendationTracker {
             params,
             scorer,
             buffer: Vec::new(),
-            waiters: Vec::new(),
+            buffered_rows: 0,
             handed: 0,
             writer: tx,
             committed: committed_rx,
@@ -241,92 +344,190 @@ impl RecommendationTracker {
     /// Hands the buffer to the writer; returns the sequence to wait for.
     fn hand_off(&mut self) -> u64 {
         if !self.buffer.is_empty() {
-            let recs = std::mem::take(&mut self.buffer);
-            self.handed += recs.len() as u64;
+            let units = std::mem::take(&mut self.buffer);
+            let rows = std::mem::take(&mut self.buffered_rows);
+            self.handed += rows as u64;
             let batch = Batch {
-                recs,
-                waiters: std::mem::take(&mut self.waiters),
+                units,
+                rows,
                 seq_end: self.handed,
             };
             if let Err(mpsc::error::SendError(batch)) = self.writer.send(batch) {
                 // The writer only ends when the runtime does; keep the rows.
                 tracing::error!("tracker writer is gone; rows stay buffered");
-                self.handed -= batch.recs.len() as u64;
-                self.buffer = batch.recs;
-                self.waiters = batch.waiters;
+                self.handed -= batch.rows as u64;
+                self.buffered_rows = batch.rows;
+                self.buffer = batch.units;
             }
         }
         self.handed
     }
 
-    /// A future that resolves once the writer committed up to `target`.
+    /// A future that resolves once the writer committed (or dead-lettered)
+    /// up to `target`, or fails with `FlushTimeout` after
+    /// `tracking.read_flush_timeout_ms`.
     fn committed_up_to(
         &self,
         target: u64,
     ) -> impl std::future::Future<Output = Result<(), EngineError>> {
         let mut rx = self.committed.clone();
+        let timeout = Duration::from_millis(self.config.read_flush_timeout_ms);
+        let pending = Arc::clone(&self.pending);
         async move {
-            rx.wait_for(|c| *c >= target)
-                .await
-                .map(|_| ())
-                .map_err(|_| EngineError::ShuttingDown)
+            match tokio::time::timeout(timeout, rx.wait_for(|c| *c >= target)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(EngineError::ShuttingDown),
+                Err(_) => {
+                    metrics::counter!("swarmwise_tracker_read_timeouts_total").increment(1);
+                    Err(EngineError::FlushTimeout {
+                        waited_ms: timeout.as_millis() as u64,
+                        pending: pending.load(Ordering::Relaxed),
+                    })
+                }
+            }
         }
     }
 }
 
-async fn writer(
+/// The writer task's fixed parts.
+struct Writer {
     store: Arc<dyn Store>,
-    mut rx: mpsc::UnboundedReceiver<Batch>,
-    committed: watch::Sender<u64>,
+    /// Rows acknowledged but not yet committed (shared with the actor).
     pending: Arc<AtomicU64>,
-) {
-    while let Some(first) = rx.recv().await {
-        // Group commit: merge everything that is already queued.
-        let mut recs = first.recs;
-        let mut waiters = first.waiters;
-        let mut seq_end = first.seq_end;
-        while recs.len() < 20_000 {
-            match rx.try_recv() {
-                Ok(more) => {
-                    recs.extend(more.recs);
-                    waiters.extend(more.waiters);
-                    seq_end = more.seq_end;
-                }
-                Err(_) => break,
-            }
-        }
-        let mut backoff = Duration::from_millis(50);
+    status: Arc<WriterStatus>,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+}
+
+impl Writer {
+    /// Inserts `recs`, retrying transient failures with backoff for as long
+    /// as they last; returns the first permanent error.
+    async fn insert(&self, recs: &[Recommendation]) -> Result<(), StoreError> {
+        let mut backoff = self.backoff_initial;
         loop {
             let started = Instant::now();
-            match store.insert_recommendations(&recs).await {
+            match self.store.insert_recommendations(recs).await {
                 Ok(()) => {
                     metrics::histogram!("swarmwise_tracker_flush_seconds")
                         .record(started.elapsed().as_secs_f64());
                     metrics::counter!("swarmwise_recommendations_persisted_total")
                         .increment(recs.len() as u64);
-                    for w in waiters.drain(..) {
-                        let _ = w.send(Ok(()));
-                    }
-                    break;
+                    return Ok(());
                 }
-                Err(e) if !waiters.is_empty() => {
-                    // Durable: nobody was acknowledged; tell them.
-                    tracing::error!(error = %e, rows = recs.len(), "durable batch failed");
-                    for w in waiters.drain(..) {
-                        let _ = w.send(Err(e.to_string()));
-                    }
-                    break;
-                }
-                Err(e) => {
+                Err(StoreError::Unavailable(e)) => {
                     metrics::counter!("swarmwise_tracker_flush_failures_total").increment(1);
                     tracing::warn!(error = %e, rows = recs.len(), retry_ms = backoff.as_millis() as u64,
-                        "write-behind batch failed; retrying (rows are kept in memory)");
+                        "batch of recommendations failed transiently; retrying (rows are kept in memory)");
+                    self.status.set_error(Some(e));
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(self.backoff_max);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes a batch: all at once, or, on a permanent failure, by halves
+    /// until each failing unit stands alone; those are dead-lettered.
+    async fn write(&self, units: Vec<Unit>) {
+        // Work stack of unit groups still to write (a group fails or
+        // commits as one insert).
+        let mut stack = vec![units];
+        while let Some(mut group) = stack.pop() {
+            let recs: Vec<Recommendation> =
+                group.iter().flat_map(|u| u.recs.iter().cloned()).collect();
+            match self.insert(&recs).await {
+                Ok(()) => {
+                    for u in group {
+                        if let Some(w) = u.waiter {
+                            let _ = w.send(Ok(()));
+                        }
+                    }
+                }
+                Err(e) if group.len() > 1 => {
+                    tracing::debug!(error = %e, units = group.len(), "batch refused; splitting it to isolate the bad rows");
+                    let second = group.split_off(group.len() / 2);
+                    stack.push(second);
+                    stack.push(group);
+                }
+                Err(e) => {
+                    if let Some(u) = group.pop() {
+                        self.dead_letter(u, &e).await;
+                    }
                 }
             }
         }
-        pending.fetch_sub(recs.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Records a refused unit and tells its caller.
+    async fn dead_letter(&self, unit: Unit, e: &StoreError) {
+        let message = e.to_string();
+        let at = crate::domain::to_micros(Utc::now());
+        let rows: Vec<DeadLetter> = unit
+            .recs
+            .iter()
+            .map(|r| DeadLetter::of(r, &message, at))
+            .collect();
+        let n = rows.len() as u64;
+        for r in &unit.recs {
+            tracing::error!(recommendation_id = %r.id, workspace = %r.workspace_id, agent = %r.agent_id,
+                error = %message, "recommendation refused by the store; moved to the dead-letter table");
+        }
+        let mut backoff = self.backoff_initial;
+        loop {
+            match self.store.insert_dead_letters(&rows).await {
+                Ok(()) => break,
+                Err(StoreError::Unavailable(err)) => {
+                    self.status.set_error(Some(err));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.backoff_max);
+                }
+                Err(err) => {
+                    // Nothing more can be done with them; the log lines above
+                    // carry their ids.
+                    tracing::error!(error = %err, rows = n, "could not record dead letters; the refused rows are only in the log");
+                    break;
+                }
+            }
+        }
+        metrics::counter!("swarmwise_tracker_dead_letters_total").increment(n);
+        self.status.dead_letters.fetch_add(n, Ordering::Relaxed);
+        if let Some(w) = unit.waiter {
+            let _ = w.send(Err(RowError {
+                message,
+                data: matches!(e, StoreError::Rejected(_)),
+            }));
+        }
+    }
+}
+
+async fn writer(
+    w: Writer,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    committed: watch::Sender<u64>,
+) {
+    while let Some(first) = rx.recv().await {
+        w.status
+            .busy_since_ms
+            .store(Utc::now().timestamp_millis().max(1), Ordering::Relaxed);
+        // Group commit: merge everything that is already queued.
+        let mut units = first.units;
+        let mut rows = first.rows;
+        let mut seq_end = first.seq_end;
+        while rows < 20_000 {
+            match rx.try_recv() {
+                Ok(more) => {
+                    units.extend(more.units);
+                    rows += more.rows;
+                    seq_end = more.seq_end;
+                }
+                Err(_) => break,
+            }
+        }
+        w.write(units).await;
+        w.status.set_error(None);
+        w.status.busy_since_ms.store(0, Ordering::Relaxed);
+        w.pending.fetch_sub(rows as u64, Ordering::Relaxed);
         let _ = committed.send(seq_end);
     }
 }
@@ -376,23 +577,35 @@ impl Handler<Track> for RecommendationTracker {
         }
         self.pending.fetch_add(n, Ordering::Relaxed);
         let ids: Vec<Uuid> = msg.0.iter().map(|r| r.id).collect();
-        self.buffer.extend(msg.0);
+        self.buffered_rows += msg.0.len();
         metrics::counter!("swarmwise_recommendations_tracked_total").increment(n);
         match self.config.mode {
             WriteMode::WriteBehind => {
-                if self.buffer.len() >= self.config.batch_size {
+                // Each row stands alone: a bad one is isolated by itself.
+                self.buffer.extend(msg.0.into_iter().map(|r| Unit {
+                    recs: vec![r],
+                    waiter: None,
+                }));
+                if self.buffered_rows >= self.config.batch_size {
                     self.hand_off();
                 }
                 Box::pin(async move { Ok(ids) })
             }
             WriteMode::Durable => {
+                // All or none of one caller's rows.
                 let (tx, rx) = oneshot::channel();
-                self.waiters.push(tx);
+                self.buffer.push(Unit {
+                    recs: msg.0,
+                    waiter: Some(tx),
+                });
                 self.hand_off();
                 Box::pin(async move {
                     match rx.await {
                         Ok(Ok(())) => Ok(ids),
-                        Ok(Err(e)) => Err(EngineError::Store(StoreError::Unavailable(e))),
+                        Ok(Err(e)) => Err(EngineError::WriteRefused {
+                            message: e.message,
+                            data: e.data,
+                        }),
                         Err(_) => Err(EngineError::ShuttingDown),
                     }
                 })
@@ -413,14 +626,30 @@ impl Handler<Flush> for RecommendationTracker {
 impl Handler<Drain> for RecommendationTracker {
     type Result = ResponseFuture<Result<(), EngineError>>;
 
-    fn handle(&mut self, _msg: Drain, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Drain, _ctx: &mut Context<Self>) -> Self::Result {
         self.draining = true;
         let target = self.hand_off();
         tracing::info!(
             rows = self.pending.load(Ordering::Relaxed),
+            timeout_ms = msg.timeout.as_millis() as u64,
             "draining tracked recommendations"
         );
-        Box::pin(self.committed_up_to(target))
+        let mut rx = self.committed.clone();
+        let pending = Arc::clone(&self.pending);
+        Box::pin(async move {
+            match tokio::time::timeout(msg.timeout, rx.wait_for(|c| *c >= target)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(EngineError::ShuttingDown),
+                Err(_) => {
+                    let rows = pending.load(Ordering::Relaxed);
+                    tracing::error!(
+                        rows,
+                        "shutdown deadline reached: {rows} acknowledged recommendations could not be written"
+                    );
+                    Err(EngineError::DrainIncomplete { rows })
+                }
+            }
+        })
     }
 }
 
