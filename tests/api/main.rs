@@ -10,6 +10,7 @@ mod backends;
 mod learning;
 mod lifecycle;
 mod openapi;
+mod poison;
 mod recommendations;
 mod store;
 mod trust;
