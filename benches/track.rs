@@ -349,7 +349,10 @@ fn main() {
         match pg_database().await {
             Some(url) => {
                 let engine = in_process("postgres", &url, n).await;
-                engine.drain(std::time::Duration::from_secs(600)).await.unwrap();
+                engine
+                    .drain(std::time::Duration::from_secs(600))
+                    .await
+                    .unwrap();
                 drop(engine);
                 drop_pg_database(&url).await;
             }

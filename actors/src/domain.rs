@@ -67,9 +67,8 @@ pub fn storable_json(field: &str, value: &serde_json::Value) -> Result<(), Parse
             .enumerate()
             .try_for_each(|(i, v)| storable_json(&format!("{field}[{i}]"), v)),
         Value::Object(map) => map.iter().try_for_each(|(k, v)| {
-            storable_text(field, k).map_err(|e| {
-                ParseError::new(e.field, format!("an object key {}", e.message))
-            })?;
+            storable_text(field, k)
+                .map_err(|e| ParseError::new(e.field, format!("an object key {}", e.message)))?;
             storable_json(&format!("{field}.{k}"), v)
         }),
         Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
@@ -498,7 +497,10 @@ mod tests {
         assert_eq!(err.field, "reasoning");
         assert!(err.message.contains("NUL"), "{err}");
         let v = serde_json::json!({"steps": [{"note": "ok"}, {"note": "x\0"}]});
-        assert_eq!(storable_json("content", &v).unwrap_err().field, "content.steps[1].note");
+        assert_eq!(
+            storable_json("content", &v).unwrap_err().field,
+            "content.steps[1].note"
+        );
         let key = serde_json::json!({"bad\0key": 1});
         let err = storable_json("content", &key).unwrap_err();
         assert_eq!(err.field, "content");

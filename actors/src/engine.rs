@@ -80,7 +80,6 @@ impl Engine {
         let snapshots = TrustSnapshots::new(Arc::clone(&params));
         let events = EventBus::default();
         let revisions: Arc<dashmap::DashMap<WorkspaceId, u64>> = Arc::default();
-        let writer: Arc<WriterStatus> = Arc::default();
         let stalled_after_ms = config.tracking.stalled_after_ms;
         let scorer = TrustScorer::start_supervised(
             Arc::clone(&store),
@@ -90,7 +89,7 @@ impl Engine {
             health.clone(),
             events.clone(),
         );
-        let (tracker, pending) = RecommendationTracker::start_supervised(
+        let (tracker, pending, writer) = RecommendationTracker::start_supervised(
             config.tracking,
             store,
             Arc::clone(&params),
@@ -98,7 +97,6 @@ impl Engine {
             config.supervision.tracker,
             health.clone(),
             Arc::clone(&revisions),
-            Arc::clone(&writer),
         );
         Self {
             tracker,

@@ -40,7 +40,9 @@ pub enum EngineError {
     },
     /// The store refused these recommendations for a permanent reason; they
     /// were recorded in the dead-letter table instead (durable mode).
-    #[error("the recommendations were not stored and were moved to the dead-letter table: {message}")]
+    #[error(
+        "the recommendations were not stored and were moved to the dead-letter table: {message}"
+    )]
     WriteRefused {
         /// The store's error.
         message: String,

@@ -9,7 +9,7 @@
 //!   monotonic and the trust fold order is the commit order), and tell the
 //!   `TrustScorer` after their own commit.
 //! - `Drain` (shutdown) refuses new work and returns once every acknowledged
-//!   recommendation is on disk.
+//!   recommendation is on disk, or at its deadline with how many are not.
 //!
 //! The writer is a tokio task outside the actor: a restart of the actor keeps
 //! its buffer (actix's supervisor keeps the instance) and the writer keeps
@@ -17,13 +17,15 @@
 //!
 //! A bad row never blocks the others. A batch that fails for a transient
 //! reason (`StoreError::Unavailable`: connection lost, pool timeout) is
-//! retried with backoff. One that fails for any other reason is split in
-//! halves until the failing units are isolated (bisection: about 2·log2(n)
-//! extra inserts per bad row); the rest is written, each refused row goes to
-//! the dead-letter table with its error (`swarmwise_tracker_dead_letters_total`,
-//! a log line), and in `durable` mode its caller gets `WriteRefused`. A unit
-//! is one row in `write_behind` mode and one `Track` message (all or none)
-//! in `durable` mode.
+//! retried with backoff in `write_behind` mode; in `durable` mode its callers
+//! get the 503 at once (they were not acknowledged and may retry). A batch
+//! that fails for any other reason is split in halves until the failing
+//! units stand alone (bisection: about 2·log2(n) extra inserts per bad row);
+//! the rest is written, each refused row goes to the dead-letter table with
+//! its error (`swarmwise_tracker_dead_letters_total`, a log line), and in
+//! `durable` mode its caller gets `WriteRefused`. A unit is one row in
+//! `write_behind` mode and one `Track` message (all or none) in `durable`
+//! mode.
 //!
 //! Waits on the writer are bounded: reads that flush first give up after
 //! `tracking.read_flush_timeout_ms` (`FlushTimeout`, a 503 with
@@ -184,13 +186,14 @@ pub struct Drain {
 /// Why the writer did not store a durable caller's rows.
 type WriteResult = Result<(), RowError>;
 
-/// The writer's answer to a durable caller whose unit was refused.
+/// The writer's answer to a durable caller whose unit was not stored.
 #[derive(Debug, Clone)]
-struct RowError {
-    /// The store's message.
-    message: String,
-    /// The store refused the data itself (`StoreError::Rejected`).
-    data: bool,
+enum RowError {
+    /// The database was unavailable; nothing was stored, retrying may work.
+    Unavailable(String),
+    /// Refused for a permanent reason and dead-lettered; `data` when the
+    /// store refused the data itself (`StoreError::Rejected`).
+    Refused { message: String, data: bool },
 }
 
 /// What the writer isolates on a permanent failure: one row
@@ -240,7 +243,8 @@ impl WriterStatus {
         let busy_ms = (since > 0).then(|| (Utc::now().timestamp_millis() - since).max(0));
         let last_error = self.last_error.lock().map(|e| e.clone()).unwrap_or(None);
         WriterReport {
-            stalled: busy_ms.is_some_and(|ms| ms >= i64::try_from(stalled_after_ms).unwrap_or(i64::MAX)),
+            stalled: busy_ms
+                .is_some_and(|ms| ms >= i64::try_from(stalled_after_ms).unwrap_or(i64::MAX)),
             busy_ms,
             last_error,
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
@@ -292,7 +296,8 @@ pub struct RecommendationTracker {
 
 impl RecommendationTracker {
     /// Starts the writer task and the actor under an actix supervisor.
-    /// Must run inside an actix system.
+    /// Must run inside an actix system. Returns the address, the count of
+    /// rows waiting for the store, and the writer's status.
     pub fn start_supervised(
         config: TrackerConfig,
         store: Arc<dyn Store>,
@@ -301,8 +306,9 @@ impl RecommendationTracker {
         policy: RestartPolicy,
         health: HealthRegistry,
         revisions: Arc<dashmap::DashMap<WorkspaceId, u64>>,
-        status: Arc<WriterStatus>,
-    ) -> (Addr<Self>, Arc<AtomicU64>) {
+    ) -> (Addr<Self>, Arc<AtomicU64>, Arc<WriterStatus>) {
+        let status: Arc<WriterStatus> = Arc::default();
+        let status_out = Arc::clone(&status);
         let (tx, rx) = mpsc::unbounded_channel();
         let (committed_tx, committed_rx) = watch::channel(0u64);
         let pending = Arc::new(AtomicU64::new(0));
@@ -313,6 +319,7 @@ impl RecommendationTracker {
                 status,
                 backoff_initial: Duration::from_millis(config.retry_backoff_initial_ms.max(1)),
                 backoff_max: Duration::from_millis(config.retry_backoff_max_ms.max(1)),
+                durable: config.mode == WriteMode::Durable,
             },
             rx,
             committed_tx,
@@ -338,7 +345,7 @@ impl RecommendationTracker {
             restarts: RestartTracker::new(policy),
             health,
         });
-        (addr, pending_out)
+        (addr, pending_out, status_out)
     }
 
     /// Hands the buffer to the writer; returns the sequence to wait for.
@@ -397,11 +404,14 @@ struct Writer {
     status: Arc<WriterStatus>,
     backoff_initial: Duration,
     backoff_max: Duration,
+    /// Durable mode: nobody was acknowledged, so a transient failure is
+    /// answered at once (503, retry) instead of retried here.
+    durable: bool,
 }
 
 impl Writer {
     /// Inserts `recs`, retrying transient failures with backoff for as long
-    /// as they last; returns the first permanent error.
+    /// as they last (write-behind only); returns the first permanent error.
     async fn insert(&self, recs: &[Recommendation]) -> Result<(), StoreError> {
         let mut backoff = self.backoff_initial;
         loop {
@@ -413,6 +423,11 @@ impl Writer {
                     metrics::counter!("swarmwise_recommendations_persisted_total")
                         .increment(recs.len() as u64);
                     return Ok(());
+                }
+                Err(StoreError::Unavailable(e)) if self.durable => {
+                    metrics::counter!("swarmwise_tracker_flush_failures_total").increment(1);
+                    tracing::warn!(error = %e, rows = recs.len(), "durable batch failed transiently; its callers get 503");
+                    return Err(StoreError::Unavailable(e));
                 }
                 Err(StoreError::Unavailable(e)) => {
                     metrics::counter!("swarmwise_tracker_flush_failures_total").increment(1);
@@ -441,6 +456,14 @@ impl Writer {
                     for u in group {
                         if let Some(w) = u.waiter {
                             let _ = w.send(Ok(()));
+                        }
+                    }
+                }
+                Err(StoreError::Unavailable(e)) => {
+                    // Durable only: none of these callers was acknowledged.
+                    for u in group {
+                        if let Some(w) = u.waiter {
+                            let _ = w.send(Err(RowError::Unavailable(e.clone())));
                         }
                     }
                 }
@@ -493,7 +516,7 @@ impl Writer {
         metrics::counter!("swarmwise_tracker_dead_letters_total").increment(n);
         self.status.dead_letters.fetch_add(n, Ordering::Relaxed);
         if let Some(w) = unit.waiter {
-            let _ = w.send(Err(RowError {
+            let _ = w.send(Err(RowError::Refused {
                 message,
                 data: matches!(e, StoreError::Rejected(_)),
             }));
@@ -501,11 +524,7 @@ impl Writer {
     }
 }
 
-async fn writer(
-    w: Writer,
-    mut rx: mpsc::UnboundedReceiver<Batch>,
-    committed: watch::Sender<u64>,
-) {
+async fn writer(w: Writer, mut rx: mpsc::UnboundedReceiver<Batch>, committed: watch::Sender<u64>) {
     while let Some(first) = rx.recv().await {
         w.status
             .busy_since_ms
@@ -602,10 +621,12 @@ impl Handler<Track> for RecommendationTracker {
                 Box::pin(async move {
                     match rx.await {
                         Ok(Ok(())) => Ok(ids),
-                        Ok(Err(e)) => Err(EngineError::WriteRefused {
-                            message: e.message,
-                            data: e.data,
-                        }),
+                        Ok(Err(RowError::Refused { message, data })) => {
+                            Err(EngineError::WriteRefused { message, data })
+                        }
+                        Ok(Err(RowError::Unavailable(m))) => {
+                            Err(EngineError::Store(StoreError::Unavailable(m)))
+                        }
                         Err(_) => Err(EngineError::ShuttingDown),
                     }
                 })

@@ -266,7 +266,7 @@ pub struct ListQuery {
 
 /// Newest first → `{items, next_cursor}`.
 #[utoipa::path(get, path = "/api/v1/recommendations", tag = "recommendations", params(ListQuery),
-    responses((status = 200, body = RecommendationPage), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
+    responses((status = 200, body = RecommendationPage), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody), (status = 503, description = "acknowledged writes not stored within tracking.read_flush_timeout_ms (`writes_pending`, with Retry-After)", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn list(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -327,7 +327,7 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 
 /// One recommendation.
 #[utoipa::path(get, path = "/api/v1/recommendations/{id}", tag = "recommendations", params(("id" = String, Path)),
-    responses((status = 200, body = Recommendation), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody)), security(("api_key" = [])))]
+    responses((status = 200, body = Recommendation), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody), (status = 503, description = "acknowledged writes not stored within tracking.read_flush_timeout_ms (`writes_pending`, with Retry-After)", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn get(
     ws: Workspace,
     state: web::Data<AppState>,

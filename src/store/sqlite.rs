@@ -58,7 +58,10 @@ impl SqliteStore {
 
     /// [`SqliteStore::connect`]; `full_sync` commits with `synchronous =
     /// FULL` (tracking in `durable` mode: a commit survives a power loss).
-    pub async fn connect_with(settings: &DatabaseSettings, full_sync: bool) -> anyhow::Result<Self> {
+    pub async fn connect_with(
+        settings: &DatabaseSettings,
+        full_sync: bool,
+    ) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(&settings.url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)

@@ -113,7 +113,8 @@ async fn nul_is_refused_in_every_text_field(backend: Backend) {
         "reasoning",
     ] {
         let body = assert_error(
-            app.post(&k, track, &with(field, json!("bad\u{0}text"))).await,
+            app.post(&k, track, &with(field, json!("bad\u{0}text")))
+                .await,
             ue,
             "invalid_field",
             Some(field),
@@ -122,7 +123,8 @@ async fn nul_is_refused_in_every_text_field(backend: Backend) {
         assert!(body["message"].as_str().unwrap().contains("NUL"), "{body}");
     }
     assert_error(
-        app.post(&k, track, &with("agent_id", json!("a\u{0}1"))).await,
+        app.post(&k, track, &with("agent_id", json!("a\u{0}1")))
+            .await,
         ue,
         "invalid_field",
         Some("agent_id"),
@@ -136,15 +138,20 @@ async fn nul_is_refused_in_every_text_field(backend: Backend) {
     )
     .await;
     assert_error(
-        app.post(&k, track, &with("content", json!({"steps": ["ok", "n\u{0}"]})))
-            .await,
+        app.post(
+            &k,
+            track,
+            &with("content", json!({"steps": ["ok", "n\u{0}"]})),
+        )
+        .await,
         ue,
         "invalid_field",
         Some("content.steps[1]"),
     )
     .await;
     assert_error(
-        app.post(&k, track, &with("content", json!({"k\u{0}": 1}))).await,
+        app.post(&k, track, &with("content", json!({"k\u{0}": 1})))
+            .await,
         ue,
         "invalid_field",
         Some("content"),
@@ -282,7 +289,11 @@ async fn nul_is_refused_in_every_text_field(backend: Backend) {
     assert_eq!(items.len(), 1, "{page}");
     assert_eq!(items[0]["id"], existing.as_str());
     let agents = app.json(&k, "/api/v1/agents").await;
-    assert_eq!(agents["items"].as_array().map(Vec::len), Some(1), "{agents}");
+    assert_eq!(
+        agents["items"].as_array().map(Vec::len),
+        Some(1),
+        "{agents}"
+    );
     app.stop().await.unwrap();
 }
 both_backends!(nul_is_refused_in_every_text_field);
@@ -336,7 +347,8 @@ async fn postgres_a_bad_row_in_a_batch_is_dead_lettered_and_the_rest_land() {
         .await;
     assert_eq!(page["items"].as_array().unwrap().len(), 100);
     assert_error(
-        app.get(&k, &format!("/api/v1/recommendations/{bad_id}")).await,
+        app.get(&k, &format!("/api/v1/recommendations/{bad_id}"))
+            .await,
         StatusCode::NOT_FOUND,
         "recommendation_not_found",
         None,
@@ -399,13 +411,20 @@ async fn postgres_durable_bad_row_fails_only_its_caller() {
         actix_web::rt::spawn(async move { engine.track(vec![r]).await })
     };
     let engine = app.engine.clone();
-    wait_until("4 rows wait for the writer", || engine.pending_writes() == 4).await;
+    wait_until("4 rows wait for the writer", || {
+        engine.pending_writes() == 4
+    })
+    .await;
     drop(lock); // closes the connection: the lock's transaction rolls back
 
     let first = tokio::time::timeout(WAIT, first).await.unwrap().unwrap();
     assert_eq!(first.unwrap().len(), 1);
     for h in http {
-        let res = tokio::time::timeout(WAIT, h).await.unwrap().unwrap().unwrap();
+        let res = tokio::time::timeout(WAIT, h)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(res.status(), StatusCode::CREATED);
     }
     let err = tokio::time::timeout(WAIT, bad)
@@ -474,10 +493,7 @@ async fn postgres_a_stuck_writer_bounds_reads_readiness_and_shutdown() {
         .await
         .expect("shutdown ends despite the stuck writer");
     let err = stopped.expect_err("a stop that could not write says so");
-    assert!(
-        err.to_string().contains("1 acknowledged"),
-        "{err:#}"
-    );
+    assert!(err.to_string().contains("1 acknowledged"), "{err:#}");
     drop(lock);
 }
 
@@ -499,7 +515,10 @@ async fn store_keeps_dead_letters(backend: Backend) {
         .await
         .unwrap();
     let bad = rec(ws, "a1", "wf", "nul \u{0}");
-    match store.insert_recommendations(std::slice::from_ref(&bad)).await {
+    match store
+        .insert_recommendations(std::slice::from_ref(&bad))
+        .await
+    {
         Err(StoreError::Rejected(m)) => assert!(!m.is_empty()),
         // SQLite stores NUL in TEXT; the API refuses it on both backends anyway.
         Ok(()) if backend == Backend::Sqlite => {}
@@ -508,7 +527,11 @@ async fn store_keeps_dead_letters(backend: Backend) {
     let letter = DeadLetter::of(&bad, "refused: \u{0}", to_micros(Utc::now()));
     assert!(!letter.payload.contains('\u{0}'));
     assert!(!letter.error.contains('\u{0}'));
-    store.insert_dead_letters(&[letter.clone(), DeadLetter::of(&rec(ws, "a1", "wf", "x"), "e", to_micros(Utc::now()))])
+    store
+        .insert_dead_letters(&[
+            letter.clone(),
+            DeadLetter::of(&rec(ws, "a1", "wf", "x"), "e", to_micros(Utc::now())),
+        ])
         .await
         .unwrap();
     store.insert_dead_letters(&[]).await.unwrap();
@@ -532,4 +555,74 @@ async fn sqlite_durable_mode_syncs_fully() {
             .unwrap();
         assert_eq!(sync, expected, "full_sync = {full}");
     }
+}
+
+/// A transient failure (the writer's connection is killed mid-insert) is
+/// retried, not dead-lettered: the row lands once the database is back.
+#[actix_web::test]
+async fn postgres_a_lost_connection_is_retried_not_dead_lettered() {
+    if !postgres_available().await {
+        return;
+    }
+    let app = spawn_app_with(Backend::Postgres, |s| {
+        s.tracking.retry_backoff_initial_ms = 10;
+        s.tracking.retry_backoff_max_ms = 50;
+    })
+    .await;
+    let (_, k) = workspace_with_agent(&app).await;
+    let lock = block_inserts(&app).await;
+    let id = app.track(&k, "a1", "wf-retry", "strategy", 0.5).await;
+
+    // Kill the writer's connection while it waits on the lock.
+    let mut admin = PgConnection::connect(&app.database_url).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let killed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock') t",
+            )
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            if killed > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the writer waits on the lock");
+    let readyz = app.url("/readyz");
+    let report = tokio::time::timeout(WAIT, async {
+        loop {
+            let v: Value = app
+                .client
+                .get(&readyz)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if !v["writer"]["last_error"].is_null() {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the writer reports the transient error while it retries");
+    assert_eq!(report["writer"]["dead_letters"], 0, "{report}");
+
+    drop(lock);
+    tokio::time::timeout(WAIT, app.engine.flush())
+        .await
+        .expect("the retry commits")
+        .unwrap();
+    let page = app.json(&k, "/api/v1/recommendations").await;
+    assert_eq!(page["items"][0]["id"], id.as_str(), "{page}");
+    assert_eq!(pg_count(&app, "tracker_dead_letters").await, 0);
+    let ready = app.json(&k, "/readyz").await;
+    assert!(ready["writer"]["last_error"].is_null(), "{ready}");
+    app.stop().await.unwrap();
 }
