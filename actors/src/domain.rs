@@ -362,25 +362,6 @@ pub struct Recommendation {
     pub evaluated_at: Option<DateTime<Utc>>,
 }
 
-impl Recommendation {
-    /// Checks every stored text field with [`storable_text`] /
-    /// [`storable_json`]; the error names the JSON field.
-    pub fn check_storable(&self) -> Result<(), ParseError> {
-        storable_text("agent_name", &self.agent_name)?;
-        storable_text("correlation_id", &self.correlation_id)?;
-        storable_text("workflow_id", &self.workflow_id)?;
-        storable_text("recommendation_type", &self.recommendation_type)?;
-        storable_json("content", &self.content)?;
-        if let Some(r) = &self.reasoning {
-            storable_text("reasoning", r)?;
-        }
-        if let Some(f) = &self.feedback {
-            storable_text("feedback", f)?;
-        }
-        Ok(())
-    }
-}
-
 /// Filters of `GET /recommendations`; all optional, combined with AND.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecommendationFilter {

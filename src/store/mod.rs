@@ -185,11 +185,18 @@ fn unexpected(e: sqlx::Error) -> StoreError {
 /// PostgreSQL SQLSTATEs (and SQLite result codes) worth retrying: connection
 /// exceptions (08), insufficient resources (53), operator intervention such
 /// as a server restart (57P), serialization failures and deadlocks (40001,
-/// 40P01); SQLite BUSY (5, and 261/517 extended) and LOCKED (6, 262).
+/// 40P01); SQLite BUSY (5, and 261/517 extended) and LOCKED (6, 262). Also a
+/// database not usable as configured (42: an undefined table, a missing
+/// privilege; 3D/3F: a missing database or schema): no row is at fault, so
+/// the writer keeps the rows and retries until an operator fixes it, rather
+/// than dead-lettering every row.
 fn is_transient_code(code: &str) -> bool {
     code.starts_with("08")
         || code.starts_with("53")
         || code.starts_with("57P")
+        || code.starts_with("42")
+        || code.starts_with("3D")
+        || code.starts_with("3F")
         || matches!(code, "40001" | "40P01" | "5" | "6" | "261" | "517" | "262")
 }
 

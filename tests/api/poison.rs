@@ -626,3 +626,61 @@ async fn postgres_a_lost_connection_is_retried_not_dead_lettered() {
     assert!(ready["writer"]["last_error"].is_null(), "{ready}");
     app.stop().await.unwrap();
 }
+
+/// Durable mode: a transient failure is answered at once with 503 (the
+/// caller was not acknowledged and may retry); nothing is stored or
+/// dead-lettered.
+#[actix_web::test]
+async fn postgres_durable_transient_failure_is_a_503() {
+    if !postgres_available().await {
+        return;
+    }
+    let app = spawn_app_with(Backend::Postgres, |s| {
+        s.tracking.mode = WriteMode::Durable;
+    })
+    .await;
+    let (_, k) = workspace_with_agent(&app).await;
+    let lock = block_inserts(&app).await;
+    let req = app
+        .client
+        .post(app.url("/api/v1/recommendations"))
+        .bearer_auth(&k)
+        .json(&good());
+    let call = actix_web::rt::spawn(async move { req.send().await });
+    let mut admin = PgConnection::connect(&app.database_url).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let killed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock') t",
+            )
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+            if killed > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the writer waits on the lock");
+    let res = tokio::time::timeout(WAIT, call)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    assert_error(
+        res,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database_unavailable",
+        None,
+    )
+    .await;
+    drop(lock);
+    assert_eq!(pg_count(&app, "agent_recommendations").await, 0);
+    assert_eq!(pg_count(&app, "tracker_dead_letters").await, 0);
+    assert_eq!(app.engine.pending_writes(), 0);
+    app.stop().await.unwrap();
+}
