@@ -128,6 +128,8 @@ async fn in_process(label: &str, url: &str, n: usize) -> Engine {
     cfg.tracking.mode = WriteMode::WriteBehind;
     cfg.tracking.max_pending = 10_000_000;
     cfg.tracking.batch_size = 5_000;
+    // The bench flushes millions of rows at once; let it wait for them.
+    cfg.tracking.read_flush_timeout_ms = 600_000;
     let engine = Engine::start(store.clone(), cfg);
     // Reference in the same run: bare actor round trips.
     let echo = Echo.start();
@@ -347,7 +349,10 @@ fn main() {
         match pg_database().await {
             Some(url) => {
                 let engine = in_process("postgres", &url, n).await;
-                engine.drain().await.unwrap();
+                engine
+                    .drain(std::time::Duration::from_secs(600))
+                    .await
+                    .unwrap();
                 drop(engine);
                 drop_pg_database(&url).await;
             }

@@ -64,7 +64,7 @@ pub struct ServerSettings {
     pub bind: String,
     /// HTTP worker threads; 0 = one per core.
     pub workers: usize,
-    /// Seconds to let in-flight requests finish on shutdown.
+    /// Seconds a stop may take: in-flight requests, then the tracker's flush.
     pub shutdown_timeout_secs: u64,
 }
 
@@ -339,6 +339,20 @@ impl Settings {
             return Err(err(
                 "tracking.max_pending",
                 "must be at least tracking.batch_size".into(),
+            ));
+        }
+        if self.tracking.read_flush_timeout_ms == 0 {
+            return Err(err(
+                "tracking.read_flush_timeout_ms",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.tracking.retry_backoff_initial_ms == 0
+            || self.tracking.retry_backoff_initial_ms > self.tracking.retry_backoff_max_ms
+        {
+            return Err(err(
+                "tracking.retry_backoff_initial_ms",
+                "must be at least 1 and not exceed tracking.retry_backoff_max_ms".into(),
             ));
         }
         if self.tracking.flush_interval_ms == 0 {

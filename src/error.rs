@@ -98,6 +98,11 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            StoreError::Rejected(m) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rejected_by_database",
+                format!("the database refused a value of this request ({m}); correct the data, retrying it unchanged fails again"),
+            ),
             StoreError::Unavailable(m) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database_unavailable",
@@ -141,9 +146,39 @@ impl From<EngineError> for ApiError {
                 "shutting_down",
                 "the server is shutting down; retry in a moment",
             ),
+            EngineError::FlushTimeout { waited_ms, pending } => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "writes_pending",
+                message: e_message(waited_ms, pending),
+                details: json!({ "pending_writes": pending, "waited_ms": waited_ms }),
+            },
+            EngineError::WriteRefused { message, data } => Self::new(
+                if data {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                },
+                "write_refused",
+                format!(
+                    "the recommendation was not stored: the database refused it ({message}); it was recorded in the dead-letter table. \
+                     Retrying the same data fails again"
+                ),
+            ),
+            EngineError::DrainIncomplete { rows } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                format!("the server is shutting down ({rows} writes pending); retry in a moment"),
+            ),
             EngineError::Store(s) => s.into(),
         }
     }
+}
+
+fn e_message(waited_ms: u64, pending: u64) -> String {
+    format!(
+        "this read waits for {pending} pending recommendations to be written, and they were not within {waited_ms} ms \
+         (tracking.read_flush_timeout_ms): the database is slow or unreachable. Retry after the Retry-After delay, and check /readyz"
+    )
 }
 
 impl ResponseError for ApiError {

@@ -106,6 +106,8 @@ pub struct Application {
     workflows: Workflows,
     demo_key: Option<String>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// `server.shutdown_timeout_secs`: the whole stop, flush included.
+    shutdown_timeout_secs: u64,
 }
 
 /// Stops a running application from elsewhere (tests, signals).
@@ -131,7 +133,7 @@ impl Application {
         let prometheus = crate::telemetry::prometheus()?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let patterns = crate::cache::PatternCache::new(&settings.redis).await?;
-        let store = store::connect(&settings.database).await?;
+        let store = store::connect_for(&settings.database, settings.tracking.mode).await?;
         let engine = Engine::start(store.clone(), settings.engine());
         let factory = crate::backends::ServiceFactory::new(&settings.agents);
         let agent_policy = Arc::clone(factory.policy());
@@ -331,6 +333,7 @@ impl Application {
             workflows,
             demo_key,
             shutdown,
+            shutdown_timeout_secs: settings.server.shutdown_timeout_secs,
         })
     }
 
@@ -385,11 +388,41 @@ impl Application {
             tracing::info!("signal received: stopping (in-flight requests finish, then acknowledged writes are flushed)");
             handle.stop().await;
         });
+        // The whole stop (in-flight requests, then the flush) has
+        // `server.shutdown_timeout_secs`; the flush gets what HTTP left of
+        // it, and at least one second.
+        let budget = Duration::from_secs(self.shutdown_timeout_secs);
+        let mut stopping = self.shutdown.subscribe();
+        let began: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+        {
+            let began = Arc::clone(&began);
+            actix::spawn(async move {
+                if stopping.wait_for(|s| *s).await.is_ok() {
+                    let _ = began.set(Instant::now());
+                }
+            });
+        }
         self.server.await?;
-        tracing::info!("HTTP stopped; flushing acknowledged recommendations");
-        self.engine.drain().await?;
-        tracing::info!("all acknowledged recommendations are stored; bye");
-        Ok(())
+        let spent = began.get().map_or(Duration::ZERO, Instant::elapsed);
+        let left = budget.saturating_sub(spent).max(Duration::from_secs(1));
+        tracing::info!(
+            pending = self.engine.pending_writes(),
+            timeout_ms = left.as_millis() as u64,
+            "HTTP stopped; flushing acknowledged recommendations"
+        );
+        match self.engine.drain(left).await {
+            Ok(()) => {
+                tracing::info!("all acknowledged recommendations are stored; bye");
+                Ok(())
+            }
+            Err(swarmwise_actors::EngineError::DrainIncomplete { rows }) => {
+                // Logged by the tracker too; the exit status says it.
+                anyhow::bail!(
+                    "stopped after server.shutdown_timeout_secs with {rows} acknowledged recommendations not written (the database did not accept them in time; see the log)"
+                )
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

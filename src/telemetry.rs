@@ -60,7 +60,17 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "swarmwise_tracker_flush_failures_total",
         "counter",
-        "Failed batch commits (write-behind batches are retried)",
+        "Batch commits that failed transiently (database unavailable) and were retried",
+    ),
+    (
+        "swarmwise_tracker_dead_letters_total",
+        "counter",
+        "Recommendations the store refused for a permanent reason, moved to the dead-letter table",
+    ),
+    (
+        "swarmwise_tracker_read_timeouts_total",
+        "counter",
+        "Reads that gave up waiting for pending writes (tracking.read_flush_timeout_ms) and answered 503",
     ),
     (
         "swarmwise_tracker_pending_writes",

@@ -36,6 +36,45 @@ impl ParseError {
     }
 }
 
+/// The one rule for text the stores must hold: no NUL (U+0000).
+///
+/// PostgreSQL refuses NUL in `text` and in `jsonb` (as a raw character and as
+/// the `\u0000` escape, in strings and in keys); accepting it would only fail
+/// later, in the write-behind writer. Lone surrogates cannot reach here: a Rust
+/// `String` cannot hold them, and `serde_json` refuses `"\ud800"` while parsing
+/// (a 400 before any field is looked at). Every field that is stored goes
+/// through [`storable_text`] or [`storable_json`].
+pub fn storable_text(field: &str, raw: &str) -> Result<(), ParseError> {
+    match raw.find('\0') {
+        None => Ok(()),
+        Some(at) => Err(ParseError::new(
+            field,
+            format!(
+                "contains a NUL character (U+0000) at byte {at}, which the database cannot store; remove it"
+            ),
+        )),
+    }
+}
+
+/// [`storable_text`] for every string and object key inside a JSON value;
+/// the error names the path, e.g. `content.steps[2].note`.
+pub fn storable_json(field: &str, value: &serde_json::Value) -> Result<(), ParseError> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => storable_text(field, s),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| storable_json(&format!("{field}[{i}]"), v)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            storable_text(field, k)
+                .map_err(|e| ParseError::new(e.field, format!("an object key {}", e.message)))?;
+            storable_json(&format!("{field}.{k}"), v)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
 /// The tenant every row belongs to; an API key is bound to exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -430,6 +469,32 @@ mod tests {
         assert!(AgentId::parse("agent_id", "").is_err());
         assert!(AgentId::parse("agent_id", "a b").is_err());
         assert!(AgentId::parse("agent_id", &"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn nul_is_refused_wherever_it_hides() {
+        assert!(storable_text("reasoning", "fine text, ünïcode").is_ok());
+        let err = storable_text("reasoning", "a\0b").unwrap_err();
+        assert_eq!(err.field, "reasoning");
+        assert!(err.message.contains("NUL"), "{err}");
+        let v = serde_json::json!({"steps": [{"note": "ok"}, {"note": "x\0"}]});
+        assert_eq!(
+            storable_json("content", &v).unwrap_err().field,
+            "content.steps[1].note"
+        );
+        let key = serde_json::json!({"bad\0key": 1});
+        let err = storable_json("content", &key).unwrap_err();
+        assert_eq!(err.field, "content");
+        assert!(err.message.contains("key"), "{err}");
+        assert!(storable_json("content", &serde_json::json!([1, null, true, "s"])).is_ok());
+    }
+
+    #[test]
+    fn serde_json_refuses_lone_surrogates() {
+        // So they never reach a store: the body is refused as malformed JSON.
+        assert!(serde_json::from_str::<serde_json::Value>(r#""\ud800""#).is_err());
+        assert!(serde_json::from_str::<serde_json::Value>(r#"{"\udc00": 1}"#).is_err());
+        assert!(serde_json::from_str::<String>(r#""\ud83d\ude00""#).is_ok());
     }
 
     #[test]

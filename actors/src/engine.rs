@@ -15,7 +15,7 @@ use crate::ports::Store;
 use crate::supervisor::{HealthRegistry, RestartPolicy};
 use crate::tracker::{
     Drain, Evaluate, EvaluationSummary, Feedback, Flush, RecommendationTracker, Track,
-    TrackerConfig,
+    TrackerConfig, WriterReport, WriterStatus,
 };
 use crate::trust::{
     Ping, Recompute, Restart, TrustParams, TrustScorer, TrustSnapshots, WorkspaceSnapshot,
@@ -58,6 +58,8 @@ pub struct Engine {
     learning_enabled: bool,
     events: EventBus,
     revisions: Arc<dashmap::DashMap<WorkspaceId, u64>>,
+    writer: Arc<WriterStatus>,
+    stalled_after_ms: u64,
 }
 
 fn mailbox(e: MailboxError) -> EngineError {
@@ -78,6 +80,7 @@ impl Engine {
         let snapshots = TrustSnapshots::new(Arc::clone(&params));
         let events = EventBus::default();
         let revisions: Arc<dashmap::DashMap<WorkspaceId, u64>> = Arc::default();
+        let stalled_after_ms = config.tracking.stalled_after_ms;
         let scorer = TrustScorer::start_supervised(
             Arc::clone(&store),
             Arc::clone(&params),
@@ -86,7 +89,7 @@ impl Engine {
             health.clone(),
             events.clone(),
         );
-        let (tracker, pending) = RecommendationTracker::start_supervised(
+        let (tracker, pending, writer) = RecommendationTracker::start_supervised(
             config.tracking,
             store,
             Arc::clone(&params),
@@ -105,6 +108,8 @@ impl Engine {
             learning_enabled: config.learning_enabled,
             events,
             revisions,
+            writer,
+            stalled_after_ms,
         }
     }
 
@@ -155,9 +160,19 @@ impl Engine {
         self.tracker.send(Flush).await.map_err(mailbox)?
     }
 
-    /// Shutdown: refuse new tracking, wait until everything acknowledged is committed.
-    pub async fn drain(&self) -> Result<(), EngineError> {
-        self.tracker.send(Drain).await.map_err(mailbox)?
+    /// Shutdown: refuse new tracking, wait until everything acknowledged is
+    /// committed, at most `timeout`; past it, `DrainIncomplete` says how many
+    /// rows were not written (they are logged).
+    pub async fn drain(&self, timeout: std::time::Duration) -> Result<(), EngineError> {
+        self.tracker
+            .send(Drain { timeout })
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// What the write-behind writer is doing (for `/readyz`).
+    pub fn writer(&self) -> WriterReport {
+        self.writer.report(self.stalled_after_ms)
     }
 
     /// Recomputes trust from the store (one workspace or all) and publishes it.

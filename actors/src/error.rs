@@ -29,6 +29,32 @@ pub enum EngineError {
     /// The engine is stopping.
     #[error("the service is shutting down; retry against another node or after restart")]
     ShuttingDown,
+    /// A read waited for pending writes longer than
+    /// `tracking.read_flush_timeout_ms` (the writer is slow or stuck).
+    #[error("waited {waited_ms} ms for {pending} pending recommendations to be written (tracking.read_flush_timeout_ms); the database is slow or unreachable, retry shortly and check /readyz")]
+    FlushTimeout {
+        /// How long the read waited.
+        waited_ms: u64,
+        /// Rows still waiting for the store.
+        pending: u64,
+    },
+    /// The store refused these recommendations for a permanent reason; they
+    /// were recorded in the dead-letter table instead (durable mode).
+    #[error(
+        "the recommendations were not stored and were moved to the dead-letter table: {message}"
+    )]
+    WriteRefused {
+        /// The store's error.
+        message: String,
+        /// The data itself was refused (a client error) rather than the store failing.
+        data: bool,
+    },
+    /// Shutdown reached its deadline with rows still unwritten.
+    #[error("shutdown deadline reached with {rows} acknowledged recommendations not written")]
+    DrainIncomplete {
+        /// Rows not written.
+        rows: u64,
+    },
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

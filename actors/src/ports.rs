@@ -29,6 +29,10 @@ pub enum StoreError {
     /// The database cannot be reached or timed out; retrying later may work.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database refused the data itself (a value it cannot hold, a
+    /// check or foreign-key constraint): the same rows fail again on retry.
+    #[error("refused by the database: {0}")]
+    Rejected(String),
     /// Anything else: a bug or a broken schema.
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
@@ -60,6 +64,42 @@ pub struct TrustHistoryPoint {
     pub sample_count: u64,
 }
 
+/// A tracked recommendation the store refused for a permanent reason,
+/// kept in the dead-letter table (`tracker_dead_letters`) for inspection and
+/// replay instead of blocking the rows behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The recommendation's id (as acknowledged to its caller).
+    pub recommendation_id: Uuid,
+    /// Its workspace.
+    pub workspace_id: WorkspaceId,
+    /// Its agent.
+    pub agent_id: AgentId,
+    /// The store's error for this row.
+    pub error: String,
+    /// The whole recommendation as JSON text. NUL characters are written as
+    /// the `\u0000` escape, so the payload itself is always storable.
+    pub payload: String,
+    /// When it was refused.
+    pub failed_at: DateTime<Utc>,
+}
+
+impl DeadLetter {
+    /// The dead letter of `rec`, refused with `error`.
+    pub fn of(rec: &Recommendation, error: &str, failed_at: DateTime<Utc>) -> Self {
+        Self {
+            recommendation_id: rec.id,
+            workspace_id: rec.workspace_id,
+            agent_id: rec.agent_id.clone(),
+            // An error message may quote the offending value.
+            error: error.replace('\0', "\\u0000"),
+            payload: serde_json::to_string(rec)
+                .unwrap_or_else(|e| format!("{{\"unserialisable\": {:?}}}", e.to_string())),
+            failed_at,
+        }
+    }
+}
+
 /// Held while this node runs a workspace's learning cycle; other nodes
 /// sharing the database cannot take it until it is released.
 #[async_trait]
@@ -81,6 +121,9 @@ impl CycleLock for LocalLock {
 pub trait Store: Send + Sync + 'static {
     /// Inserts tracked recommendations (any mix of workspaces) atomically.
     async fn insert_recommendations(&self, recs: &[Recommendation]) -> Result<(), StoreError>;
+    /// Records recommendations the store refused (see [`DeadLetter`]), any
+    /// mix of workspaces, atomically.
+    async fn insert_dead_letters(&self, rows: &[DeadLetter]) -> Result<(), StoreError>;
     /// One recommendation.
     async fn recommendation(
         &self,

@@ -9,13 +9,28 @@
 //!   monotonic and the trust fold order is the commit order), and tell the
 //!   `TrustScorer` after their own commit.
 //! - `Drain` (shutdown) refuses new work and returns once every acknowledged
-//!   recommendation is on disk.
+//!   recommendation is on disk, or at its deadline with how many are not.
 //!
-//! The writer is a tokio task outside the actor: a restart of the actor keeps
-//! its buffer (actix's supervisor keeps the instance) and the writer keeps
-//! its queue, so nothing acknowledged is lost. In `write_behind` mode a
-//! failed batch is retried with backoff until it commits; in `durable` mode
-//! its callers get the error (they were never acknowledged).
+//! The writer (`tracker/writer.rs`) is a tokio task outside the actor: a
+//! restart of the actor keeps its buffer (actix's supervisor keeps the
+//! instance) and the writer keeps its queue, so nothing acknowledged is lost.
+//!
+//! A bad row never blocks the others. A batch that fails for a transient
+//! reason (`StoreError::Unavailable`: connection lost, pool timeout) is
+//! retried with backoff in `write_behind` mode; in `durable` mode its callers
+//! get the 503 at once (they were not acknowledged and may retry). A batch
+//! that fails for any other reason is split in halves until the failing
+//! units stand alone (bisection: about 2·log2(n) extra inserts per bad row);
+//! the rest is written, each refused row goes to the dead-letter table with
+//! its error (`swarmwise_tracker_dead_letters_total`, a log line), and in
+//! `durable` mode its caller gets `WriteRefused`. A unit is one row in
+//! `write_behind` mode and one `Track` message (all or none) in `durable`
+//! mode.
+//!
+//! Waits on the writer are bounded: reads that flush first give up after
+//! `tracking.read_flush_timeout_ms` (`FlushTimeout`, a 503 with
+//! `Retry-After`), `Drain` takes a deadline, and [`WriterStatus`] tells
+//! `/readyz` when the writer has not committed for `tracking.stalled_after_ms`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +51,11 @@ use crate::error::EngineError;
 use crate::ports::{Store, StoreError};
 use crate::supervisor::{ActorHealth, HealthRegistry, RestartPolicy, RestartTracker};
 use crate::trust::{OutcomesRecorded, RecomputeAgent, Restart, TrustParams, TrustScorer};
+
+mod writer;
+
+use writer::{writer, Batch, RowError, Unit, Writer};
+pub use writer::{WriterReport, WriterStatus};
 
 const NAME: &str = "recommendation_tracker";
 
@@ -61,6 +81,17 @@ pub struct TrackerConfig {
     pub flush_interval_ms: u64,
     /// Refuse tracking (503) while this many rows wait for the store.
     pub max_pending: u64,
+    /// Reads that first wait for pending writes (list, evaluate, feedback,
+    /// trust) give up after this many milliseconds with 503 + `Retry-After`.
+    pub read_flush_timeout_ms: u64,
+    /// `/readyz` reports the writer stalled once a batch has waited this
+    /// many milliseconds without committing (retrying or hanging).
+    pub stalled_after_ms: u64,
+    /// First wait before retrying a batch that failed transiently, in
+    /// milliseconds; doubles up to `retry_backoff_max_ms`.
+    pub retry_backoff_initial_ms: u64,
+    /// Longest wait between retries, in milliseconds.
+    pub retry_backoff_max_ms: u64,
 }
 
 impl Default for TrackerConfig {
@@ -70,6 +101,10 @@ impl Default for TrackerConfig {
             batch_size: 1000,
             flush_interval_ms: 50,
             max_pending: 100_000,
+            read_flush_timeout_ms: 5_000,
+            stalled_after_ms: 10_000,
+            retry_backoff_initial_ms: 50,
+            retry_backoff_max_ms: 5_000,
         }
     }
 }
@@ -144,18 +179,13 @@ pub struct Feedback {
 #[rtype(result = "Result<(), EngineError>")]
 pub struct Flush;
 
-/// Shutdown: refuse new tracking, reply once everything acknowledged is on disk.
+/// Shutdown: refuse new tracking, reply once everything acknowledged is on
+/// disk, or with `DrainIncomplete` (how many rows are not) at the deadline.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), EngineError>")]
-pub struct Drain;
-
-/// A batch handed to the writer.
-struct Batch {
-    recs: Vec<Recommendation>,
-    /// Durable mode: the callers to answer after commit.
-    waiters: Vec<oneshot::Sender<Result<(), String>>>,
-    /// Sequence number of the last row in this batch.
-    seq_end: u64,
+pub struct Drain {
+    /// How long to wait for the writer.
+    pub timeout: Duration,
 }
 
 /// State shared by evaluations: the lock that serialises them and the last
@@ -170,10 +200,11 @@ pub struct RecommendationTracker {
     store: Arc<dyn Store>,
     params: Arc<TrustParams>,
     scorer: Addr<TrustScorer>,
-    /// Rows acknowledged (write_behind) or waiting (durable), not yet handed to the writer.
-    buffer: Vec<Recommendation>,
-    /// Durable callers of the rows in `buffer`.
-    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+    /// Rows acknowledged (write_behind) or waiting (durable), not yet handed
+    /// to the writer, with their durable callers.
+    buffer: Vec<Unit>,
+    /// Rows in `buffer`.
+    buffered_rows: usize,
     /// Rows handed to the writer so far (sequence).
     handed: u64,
     /// To the writer task.
@@ -195,7 +226,8 @@ pub struct RecommendationTracker {
 
 impl RecommendationTracker {
     /// Starts the writer task and the actor under an actix supervisor.
-    /// Must run inside an actix system.
+    /// Must run inside an actix system. Returns the address, the count of
+    /// rows waiting for the store, and the writer's status.
     pub fn start_supervised(
         config: TrackerConfig,
         store: Arc<dyn Store>,
@@ -204,15 +236,23 @@ impl RecommendationTracker {
         policy: RestartPolicy,
         health: HealthRegistry,
         revisions: Arc<dashmap::DashMap<WorkspaceId, u64>>,
-    ) -> (Addr<Self>, Arc<AtomicU64>) {
+    ) -> (Addr<Self>, Arc<AtomicU64>, Arc<WriterStatus>) {
+        let status: Arc<WriterStatus> = Arc::default();
+        let status_out = Arc::clone(&status);
         let (tx, rx) = mpsc::unbounded_channel();
         let (committed_tx, committed_rx) = watch::channel(0u64);
         let pending = Arc::new(AtomicU64::new(0));
         tokio::spawn(writer(
-            Arc::clone(&store),
+            Writer {
+                store: Arc::clone(&store),
+                pending: Arc::clone(&pending),
+                status,
+                backoff_initial: Duration::from_millis(config.retry_backoff_initial_ms.max(1)),
+                backoff_max: Duration::from_millis(config.retry_backoff_max_ms.max(1)),
+                durable: config.mode == WriteMode::Durable,
+            },
             rx,
             committed_tx,
-            Arc::clone(&pending),
         ));
         health.set(NAME, ActorHealth::Running);
         let pending_out = Arc::clone(&pending);
@@ -222,7 +262,7 @@ impl RecommendationTracker {
             params,
             scorer,
             buffer: Vec::new(),
-            waiters: Vec::new(),
+            buffered_rows: 0,
             handed: 0,
             writer: tx,
             committed: committed_rx,
@@ -235,99 +275,54 @@ impl RecommendationTracker {
             restarts: RestartTracker::new(policy),
             health,
         });
-        (addr, pending_out)
+        (addr, pending_out, status_out)
     }
 
     /// Hands the buffer to the writer; returns the sequence to wait for.
     fn hand_off(&mut self) -> u64 {
         if !self.buffer.is_empty() {
-            let recs = std::mem::take(&mut self.buffer);
-            self.handed += recs.len() as u64;
+            let units = std::mem::take(&mut self.buffer);
+            let rows = std::mem::take(&mut self.buffered_rows);
+            self.handed += rows as u64;
             let batch = Batch {
-                recs,
-                waiters: std::mem::take(&mut self.waiters),
+                units,
+                rows,
                 seq_end: self.handed,
             };
             if let Err(mpsc::error::SendError(batch)) = self.writer.send(batch) {
                 // The writer only ends when the runtime does; keep the rows.
                 tracing::error!("tracker writer is gone; rows stay buffered");
-                self.handed -= batch.recs.len() as u64;
-                self.buffer = batch.recs;
-                self.waiters = batch.waiters;
+                self.handed -= batch.rows as u64;
+                self.buffered_rows = batch.rows;
+                self.buffer = batch.units;
             }
         }
         self.handed
     }
 
-    /// A future that resolves once the writer committed up to `target`.
+    /// A future that resolves once the writer committed (or dead-lettered)
+    /// up to `target`, or fails with `FlushTimeout` after
+    /// `tracking.read_flush_timeout_ms`.
     fn committed_up_to(
         &self,
         target: u64,
     ) -> impl std::future::Future<Output = Result<(), EngineError>> {
         let mut rx = self.committed.clone();
+        let timeout = Duration::from_millis(self.config.read_flush_timeout_ms);
+        let pending = Arc::clone(&self.pending);
         async move {
-            rx.wait_for(|c| *c >= target)
-                .await
-                .map(|_| ())
-                .map_err(|_| EngineError::ShuttingDown)
-        }
-    }
-}
-
-async fn writer(
-    store: Arc<dyn Store>,
-    mut rx: mpsc::UnboundedReceiver<Batch>,
-    committed: watch::Sender<u64>,
-    pending: Arc<AtomicU64>,
-) {
-    while let Some(first) = rx.recv().await {
-        // Group commit: merge everything that is already queued.
-        let mut recs = first.recs;
-        let mut waiters = first.waiters;
-        let mut seq_end = first.seq_end;
-        while recs.len() < 20_000 {
-            match rx.try_recv() {
-                Ok(more) => {
-                    recs.extend(more.recs);
-                    waiters.extend(more.waiters);
-                    seq_end = more.seq_end;
-                }
-                Err(_) => break,
-            }
-        }
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let started = Instant::now();
-            match store.insert_recommendations(&recs).await {
-                Ok(()) => {
-                    metrics::histogram!("swarmwise_tracker_flush_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                    metrics::counter!("swarmwise_recommendations_persisted_total")
-                        .increment(recs.len() as u64);
-                    for w in waiters.drain(..) {
-                        let _ = w.send(Ok(()));
-                    }
-                    break;
-                }
-                Err(e) if !waiters.is_empty() => {
-                    // Durable: nobody was acknowledged; tell them.
-                    tracing::error!(error = %e, rows = recs.len(), "durable batch failed");
-                    for w in waiters.drain(..) {
-                        let _ = w.send(Err(e.to_string()));
-                    }
-                    break;
-                }
-                Err(e) => {
-                    metrics::counter!("swarmwise_tracker_flush_failures_total").increment(1);
-                    tracing::warn!(error = %e, rows = recs.len(), retry_ms = backoff.as_millis() as u64,
-                        "write-behind batch failed; retrying (rows are kept in memory)");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+            match tokio::time::timeout(timeout, rx.wait_for(|c| *c >= target)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(EngineError::ShuttingDown),
+                Err(_) => {
+                    metrics::counter!("swarmwise_tracker_read_timeouts_total").increment(1);
+                    Err(EngineError::FlushTimeout {
+                        waited_ms: timeout.as_millis() as u64,
+                        pending: pending.load(Ordering::Relaxed),
+                    })
                 }
             }
         }
-        pending.fetch_sub(recs.len() as u64, Ordering::Relaxed);
-        let _ = committed.send(seq_end);
     }
 }
 
@@ -376,23 +371,37 @@ impl Handler<Track> for RecommendationTracker {
         }
         self.pending.fetch_add(n, Ordering::Relaxed);
         let ids: Vec<Uuid> = msg.0.iter().map(|r| r.id).collect();
-        self.buffer.extend(msg.0);
+        self.buffered_rows += msg.0.len();
         metrics::counter!("swarmwise_recommendations_tracked_total").increment(n);
         match self.config.mode {
             WriteMode::WriteBehind => {
-                if self.buffer.len() >= self.config.batch_size {
+                // Each row stands alone: a bad one is isolated by itself.
+                self.buffer.extend(msg.0.into_iter().map(|r| Unit {
+                    recs: vec![r],
+                    waiter: None,
+                }));
+                if self.buffered_rows >= self.config.batch_size {
                     self.hand_off();
                 }
                 Box::pin(async move { Ok(ids) })
             }
             WriteMode::Durable => {
+                // All or none of one caller's rows.
                 let (tx, rx) = oneshot::channel();
-                self.waiters.push(tx);
+                self.buffer.push(Unit {
+                    recs: msg.0,
+                    waiter: Some(tx),
+                });
                 self.hand_off();
                 Box::pin(async move {
                     match rx.await {
                         Ok(Ok(())) => Ok(ids),
-                        Ok(Err(e)) => Err(EngineError::Store(StoreError::Unavailable(e))),
+                        Ok(Err(RowError::Refused { message, data })) => {
+                            Err(EngineError::WriteRefused { message, data })
+                        }
+                        Ok(Err(RowError::Unavailable(m))) => {
+                            Err(EngineError::Store(StoreError::Unavailable(m)))
+                        }
                         Err(_) => Err(EngineError::ShuttingDown),
                     }
                 })
@@ -413,14 +422,30 @@ impl Handler<Flush> for RecommendationTracker {
 impl Handler<Drain> for RecommendationTracker {
     type Result = ResponseFuture<Result<(), EngineError>>;
 
-    fn handle(&mut self, _msg: Drain, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Drain, _ctx: &mut Context<Self>) -> Self::Result {
         self.draining = true;
         let target = self.hand_off();
         tracing::info!(
             rows = self.pending.load(Ordering::Relaxed),
+            timeout_ms = msg.timeout.as_millis() as u64,
             "draining tracked recommendations"
         );
-        Box::pin(self.committed_up_to(target))
+        let mut rx = self.committed.clone();
+        let pending = Arc::clone(&self.pending);
+        Box::pin(async move {
+            match tokio::time::timeout(msg.timeout, rx.wait_for(|c| *c >= target)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(EngineError::ShuttingDown),
+                Err(_) => {
+                    let rows = pending.load(Ordering::Relaxed);
+                    tracing::error!(
+                        rows,
+                        "shutdown deadline reached: {rows} acknowledged recommendations could not be written"
+                    );
+                    Err(EngineError::DrainIncomplete { rows })
+                }
+            }
+        })
     }
 }
 

@@ -60,6 +60,7 @@ pub fn agent_not_found(id: &AgentId) -> ApiError {
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
+    swarmwise_actors::domain::storable_text("name", name)?;
     if name.trim().is_empty() || name.len() > 200 {
         return Err(ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -117,6 +118,7 @@ async fn register_in(
     let id = AgentId::parse("id", &b.id)?;
     check_name(&b.name)?;
     let config = b.config.unwrap_or_else(|| json!({}));
+    swarmwise_actors::domain::storable_json("config", &config)?;
     if !config.is_object() {
         return Err(ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -14,7 +14,7 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// 200 when ready, 503 with the reasons otherwise.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "database reachable, migrations applied, actors running"), (status = 503, description = "not ready; the body says why")))]
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, description = "database reachable, migrations applied, actors running, the tracker's writer committing"), (status = 503, description = "not ready; the body says why")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state.store.ready().await;
     let actors: Vec<_> = state
@@ -30,7 +30,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .all()
         .iter()
         .all(|(_, h, _)| *h == ActorHealth::Running);
-    let ready = db.is_ok() && actors_ok;
+    // A writer that cannot commit (retrying a lost database, or hanging)
+    // leaves acknowledged rows in memory only: not ready.
+    let writer = state.engine.writer();
+    let ready = db.is_ok() && actors_ok && !writer.stalled;
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "database": {
@@ -41,6 +44,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "actors": actors,
         "learning_enabled": state.engine.learning_enabled(),
         "pending_writes": state.engine.pending_writes(),
+        "writer": writer,
     });
     if ready {
         HttpResponse::Ok().json(body)

@@ -7,8 +7,8 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 use swarmwise_actors::domain::{
-    to_micros, AgentId, Confidence, ParseError, QualityScore, Recommendation, RecommendationFilter,
-    RecommendationStatus, Verdict, WorkspaceId,
+    storable_json, storable_text, to_micros, AgentId, Confidence, ParseError, QualityScore,
+    Recommendation, RecommendationFilter, RecommendationStatus, Verdict, WorkspaceId,
 };
 use swarmwise_actors::tracker::{Evaluate, ExplicitVerdict, Feedback};
 use uuid::Uuid;
@@ -81,6 +81,7 @@ pub struct RecommendationPage {
 }
 
 fn short_text(field: &str, value: &str, max: usize) -> Result<String, ParseError> {
+    storable_text(field, value)?;
     let v = value.trim();
     if v.is_empty() || v.len() > max {
         return Err(ParseError::new(
@@ -89,6 +90,22 @@ fn short_text(field: &str, value: &str, max: usize) -> Result<String, ParseError
         ));
     }
     Ok(v.to_owned())
+}
+
+/// A text filter of a query string: a value no row can hold (NUL) is a
+/// malformed query (400 naming the parameter), not a database error.
+fn filter_text(field: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
+    if let Some(v) = &value {
+        storable_text(field, v).map_err(|e| {
+            ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                field,
+                format!("query parameter {}: {}", e.field, e.message),
+            )
+        })?;
+    }
+    Ok(value)
 }
 
 /// Validates a request into a `Recommendation` (pending, id assigned).
@@ -104,6 +121,7 @@ async fn validate(
     let workflow_id = short_text("workflow_id", &r.workflow_id, 256)?;
     let recommendation_type = short_text("recommendation_type", &r.recommendation_type, 128)?;
     let confidence = Confidence::parse("confidence", r.confidence)?;
+    storable_json("content", &r.content)?;
     let content_len = r.content.to_string().len();
     if content_len > limits.max_content_bytes {
         return Err(ApiError::field(
@@ -117,6 +135,7 @@ async fn validate(
         ));
     }
     if let Some(reasoning) = &r.reasoning {
+        storable_text("reasoning", reasoning)?;
         if reasoning.len() > limits.max_text_bytes {
             return Err(ParseError::new(
                 "reasoning",
@@ -247,7 +266,7 @@ pub struct ListQuery {
 
 /// Newest first → `{items, next_cursor}`.
 #[utoipa::path(get, path = "/api/v1/recommendations", tag = "recommendations", params(ListQuery),
-    responses((status = 200, body = RecommendationPage), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
+    responses((status = 200, body = RecommendationPage), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody), (status = 503, description = "acknowledged writes not stored within tracking.read_flush_timeout_ms (`writes_pending`, with Retry-After)", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn list(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -271,16 +290,15 @@ pub async fn list(
         })
         .transpose()?;
     let filter = RecommendationFilter {
-        agent_id: q
-            .agent_id
+        agent_id: filter_text("agent_id", q.agent_id)?
             .map(|a| AgentId::parse("agent_id", &a))
             .transpose()?,
-        workflow_id: q.workflow_id,
+        workflow_id: filter_text("workflow_id", q.workflow_id)?,
         status: q
             .status
             .map(|s| RecommendationStatus::parse("status", &s))
             .transpose()?,
-        recommendation_type: q.recommendation_type,
+        recommendation_type: filter_text("recommendation_type", q.recommendation_type)?,
         before,
         limit: limit + 1,
     };
@@ -309,7 +327,7 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 
 /// One recommendation.
 #[utoipa::path(get, path = "/api/v1/recommendations/{id}", tag = "recommendations", params(("id" = String, Path)),
-    responses((status = 200, body = Recommendation), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody)), security(("api_key" = [])))]
+    responses((status = 200, body = Recommendation), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody), (status = 503, description = "acknowledged writes not stored within tracking.read_flush_timeout_ms (`writes_pending`, with Retry-After)", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn get(
     ws: Workspace,
     state: web::Data<AppState>,
@@ -357,6 +375,9 @@ pub async fn feedback(
         .quality
         .map(|q| QualityScore::parse("quality", q))
         .transpose()?;
+    if let Some(c) = &b.comment {
+        storable_text("comment", c)?;
+    }
     if b.comment
         .as_ref()
         .is_some_and(|c| c.len() > state.settings.limits.max_text_bytes)
@@ -414,6 +435,14 @@ pub async fn outcome(
     body: Body<OutcomeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let workflow_id = path.into_inner();
+    storable_text("workflow_id", &workflow_id).map_err(|e| {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            "workflow_id",
+            format!("path parameter {}: {}", e.field, e.message),
+        )
+    })?;
     let b = body.0;
     let overall = QualityScore::parse("overall_quality_score", b.overall_quality_score)?;
     let mut verdicts = Vec::new();
@@ -430,6 +459,9 @@ pub async fn outcome(
             verdict,
             quality,
         });
+    }
+    if let Some(f) = &b.feedback {
+        storable_text("feedback", f)?;
     }
     if b.feedback
         .as_ref()

@@ -74,6 +74,7 @@ pub async fn run(
         .transpose()?
         .unwrap_or(Priority::Normal);
     let input = b.input.unwrap_or_else(|| serde_json::json!({}));
+    swarmwise_actors::domain::storable_json("input", &input)?;
     if !input.is_object() {
         return Err(ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -151,6 +151,7 @@ pub async fn create(
     state: web::Data<AppState>,
     body: Body<CreateWorkspace>,
 ) -> Result<HttpResponse, ApiError> {
+    swarmwise_actors::domain::storable_text("name", &body.0.name)?;
     let name = body.0.name.trim().to_owned();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::field(

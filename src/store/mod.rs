@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use swarmwise_actors::domain::WorkspaceId;
 use swarmwise_actors::ports::{Store, StoreError};
+use swarmwise_actors::tracker::WriteMode;
 
 pub use keys::{ApiKeyInfo, AuditEntry, AuditFilter, KeyChange, KeyStore, WorkspaceInfo};
 pub use postgres::PgStore;
@@ -61,8 +62,20 @@ pub trait AdminStore: Store + KeyStore {
 }
 
 /// Opens the database named by `settings.url` (`postgres://` or `sqlite:`),
-/// applying migrations first when `settings.migrate` is set.
+/// applying migrations first when `settings.migrate` is set; SQLite commits
+/// with `synchronous = NORMAL` (see [`connect_for`]).
 pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Arc<dyn AdminStore>> {
+    connect_for(settings, WriteMode::WriteBehind).await
+}
+
+/// [`connect`] for a tracking mode: in `durable` mode SQLite commits with
+/// `synchronous = FULL`, so an acknowledged row survives a power loss, not
+/// only a crash of the process (WAL with NORMAL is enough for
+/// `write_behind`, which acknowledges before the commit anyway).
+pub async fn connect_for(
+    settings: &DatabaseSettings,
+    mode: WriteMode,
+) -> anyhow::Result<Arc<dyn AdminStore>> {
     let url = settings.url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let store = PgStore::connect(settings)
@@ -70,7 +83,7 @@ pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Arc<dyn Admi
             .with_context(|| format!("could not open PostgreSQL at {}", redact(url)))?;
         Ok(Arc::new(store))
     } else if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect(settings)
+        let store = SqliteStore::connect_with(settings, mode == WriteMode::Durable)
             .await
             .with_context(|| format!("could not open SQLite at {url}"))?;
         Ok(Arc::new(store))
@@ -145,14 +158,60 @@ fn pattern_status(raw: &str) -> anyhow::Result<swarmwise_actors::learner::cycle:
         .ok_or_else(|| anyhow::anyhow!("bad pattern status {raw}"))
 }
 
+/// Classifies a driver error: transient (`Unavailable`: retrying may work),
+/// the data refused (`Rejected`, `Conflict`: it fails again), or anything
+/// else (`Unexpected`). The write-behind writer retries the first kind and
+/// isolates rows on the others.
 fn unexpected(e: sqlx::Error) -> StoreError {
     match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            StoreError::Unavailable(e.to_string())
-        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::Io(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
         sqlx::Error::Database(ref db) if db.is_unique_violation() => {
             StoreError::Conflict(db.message().to_owned())
         }
+        sqlx::Error::Database(ref db) => {
+            let code = db.code().unwrap_or_default();
+            if is_transient_code(&code) {
+                StoreError::Unavailable(db.message().to_owned())
+            } else if is_data_code(&code) || !matches!(db.kind(), sqlx::error::ErrorKind::Other) {
+                StoreError::Rejected(db.message().to_owned())
+            } else {
+                StoreError::Unexpected(e.into())
+            }
+        }
         other => StoreError::Unexpected(other.into()),
     }
+}
+
+/// PostgreSQL SQLSTATEs (and SQLite result codes) worth retrying: connection
+/// exceptions (08), insufficient resources (53), operator intervention such
+/// as a server restart (57P), serialization failures and deadlocks (40001,
+/// 40P01); SQLite BUSY (5, and 261/517 extended) and LOCKED (6, 262). Also a
+/// database not usable as configured (42: an undefined table, a missing
+/// privilege; 3D/3F: a missing database or schema): no row is at fault, so
+/// the writer keeps the rows and retries until an operator fixes it, rather
+/// than dead-lettering every row.
+fn is_transient_code(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("57P")
+        || code.starts_with("42")
+        || code.starts_with("3D")
+        || code.starts_with("3F")
+        || matches!(code, "40001" | "40P01" | "5" | "6" | "261" | "517" | "262")
+}
+
+/// Data refused: PostgreSQL data exceptions (22: invalid text such as a NUL
+/// or a bad encoding, out of range) and integrity violations (23); SQLite
+/// constraint (19 and its extended codes) and too big (18).
+fn is_data_code(code: &str) -> bool {
+    code.starts_with("22")
+        || code.starts_with("23")
+        || code == "18"
+        || code
+            .parse::<u32>()
+            .is_ok_and(|c| c == 19 || (c > 255 && c & 0xff == 19))
 }

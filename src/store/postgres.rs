@@ -18,7 +18,9 @@ use swarmwise_actors::domain::{
 use swarmwise_actors::learner::cycle::{Rule, StoredPattern};
 use swarmwise_actors::learner::patterns::OutcomeRecord;
 use swarmwise_actors::learner::CycleReport;
-use swarmwise_actors::ports::{CycleLock, Store, StoreError, TrustHistoryPoint, TrustRow};
+use swarmwise_actors::ports::{
+    CycleLock, DeadLetter, Store, StoreError, TrustHistoryPoint, TrustRow,
+};
 use swarmwise_actors::workflow::{RunStatus, WorkflowRun};
 use uuid::Uuid;
 
@@ -199,6 +201,41 @@ impl Store for PgStore {
             .bind(rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.deadline_ms).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn insert_dead_letters(&self, rows: &[DeadLetter]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut by_ws: BTreeMap<WorkspaceId, Vec<&DeadLetter>> = BTreeMap::new();
+        for r in rows {
+            by_ws.entry(r.workspace_id).or_default().push(r);
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for (ws, rows) in by_ws {
+            sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
+                .bind(ws.0.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(unexpected)?;
+            sqlx::query(
+                "INSERT INTO tracker_dead_letters (id, workspace_id, recommendation_id, agent_id, error, payload, failed_at) \
+                 SELECT t.id, $2, t.rid, t.agent_id, t.error, t.payload, t.failed_at \
+                 FROM UNNEST($1::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::timestamptz[]) \
+                 AS t(id, rid, agent_id, error, payload, failed_at)",
+            )
+            .bind(rows.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+            .bind(ws.0)
+            .bind(rows.iter().map(|r| r.recommendation_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.failed_at).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(unexpected)?;

@@ -19,7 +19,7 @@ use swarmwise_actors::learner::cycle::{Rule, StoredPattern};
 use swarmwise_actors::learner::patterns::OutcomeRecord;
 use swarmwise_actors::learner::CycleReport;
 use swarmwise_actors::ports::{
-    CycleLock, LocalLock, Store, StoreError, TrustHistoryPoint, TrustRow,
+    CycleLock, DeadLetter, LocalLock, Store, StoreError, TrustHistoryPoint, TrustRow,
 };
 use swarmwise_actors::workflow::{RunStatus, WorkflowRun};
 use uuid::Uuid;
@@ -50,12 +50,26 @@ pub(super) fn from_micros(v: i64) -> Result<DateTime<Utc>, anyhow::Error> {
 }
 
 impl SqliteStore {
-    /// Opens (creating the file and its folder) and migrates if configured.
+    /// Opens (creating the file and its folder) and migrates if configured;
+    /// commits with `synchronous = NORMAL` (WAL).
     pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        Self::connect_with(settings, false).await
+    }
+
+    /// [`SqliteStore::connect`]; `full_sync` commits with `synchronous =
+    /// FULL` (tracking in `durable` mode: a commit survives a power loss).
+    pub async fn connect_with(
+        settings: &DatabaseSettings,
+        full_sync: bool,
+    ) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(&settings.url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(if full_sync {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         if let Some(dir) = options.get_filename().parent() {
@@ -188,6 +202,29 @@ impl Store for SqliteStore {
                     .push_bind(r.status.as_str())
                     .push_bind(micros(r.created_at))
                     .push_bind(r.deadline_ms);
+            });
+            q.build().execute(&mut *tx).await.map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn insert_dead_letters(&self, rows: &[DeadLetter]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO tracker_dead_letters (id, workspace_id, recommendation_id, agent_id, error, payload, failed_at) ",
+            );
+            q.push_values(chunk, |mut b, d| {
+                b.push_bind(Uuid::now_v7())
+                    .push_bind(d.workspace_id.0)
+                    .push_bind(d.recommendation_id)
+                    .push_bind(d.agent_id.as_str().to_owned())
+                    .push_bind(d.error.clone())
+                    .push_bind(d.payload.clone())
+                    .push_bind(micros(d.failed_at));
             });
             q.build().execute(&mut *tx).await.map_err(unexpected)?;
         }

@@ -14,6 +14,7 @@ mod keys;
 mod learning;
 mod lifecycle;
 mod openapi;
+mod poison;
 mod recommendations;
 mod start_keys;
 mod store;

@@ -81,5 +81,35 @@ pub fn parse_answer(value: serde_json::Value) -> Result<AgentAnswer, BackendErro
             answer.confidence
         )));
     }
+    // An answer the store cannot hold would fail its batch later: refuse it
+    // now, as this agent's error, so the run reports which agent sent it.
+    crate::domain::storable_json("content", &answer.content)
+        .and_then(|()| match &answer.reasoning {
+            Some(r) => crate::domain::storable_text("reasoning", r),
+            None => Ok(()),
+        })
+        .map_err(|e| BackendError::InvalidAnswer(e.to_string()))?;
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_answer_the_store_cannot_hold_is_an_error() {
+        let ok = serde_json::json!({"content": {"decision": "go"}, "confidence": 0.5});
+        assert!(parse_answer(ok).is_ok());
+        let nul_content = serde_json::json!({"content": {"decision": "g\0o"}, "confidence": 0.5});
+        let err = parse_answer(nul_content).unwrap_err();
+        assert!(
+            matches!(&err, BackendError::InvalidAnswer(m) if m.contains("content.decision") && m.contains("NUL")),
+            "{err}"
+        );
+        let nul_reasoning =
+            serde_json::json!({"content": "x", "confidence": 0.5, "reasoning": "why\0"});
+        let err = parse_answer(nul_reasoning).unwrap_err();
+        assert!(err.to_string().contains("reasoning"), "{err}");
+    }
 }
