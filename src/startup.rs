@@ -134,6 +134,7 @@ impl Application {
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let patterns = crate::cache::PatternCache::new(&settings.redis).await?;
         let store = store::connect_for(&settings.database, settings.tracking.mode).await?;
+        interrupt_leftovers(store.as_ref()).await?;
         let engine = Engine::start(store.clone(), settings.engine());
         let factory = crate::backends::ServiceFactory::new(&settings.agents);
         let agent_policy = Arc::clone(factory.policy());
@@ -403,6 +404,30 @@ impl Application {
             });
         }
         self.server.await?;
+        // Runs still executing (`wait: false`, the demo) get what is left
+        // but one second, then are marked interrupted; the flush gets the rest.
+        let spent = began.get().map_or(Duration::ZERO, Instant::elapsed);
+        let for_runs = budget.saturating_sub(spent + Duration::from_secs(1));
+        let running = self.workflows.in_flight();
+        if running > 0 {
+            tracing::info!(
+                runs = running,
+                timeout_ms = for_runs.as_millis() as u64,
+                "waiting for workflow runs to finish"
+            );
+            let left_running = self.workflows.settle(for_runs).await;
+            if left_running > 0 {
+                let marked = self
+                    .workflows
+                    .interrupt_in_flight("the server shut down before the run finished (server.shutdown_timeout_secs); start it again")
+                    .await;
+                tracing::warn!(
+                    runs = left_running,
+                    marked,
+                    "workflow runs did not finish before the shutdown timeout; marked interrupted"
+                );
+            }
+        }
         let spent = began.get().map_or(Duration::ZERO, Instant::elapsed);
         let left = budget.saturating_sub(spent).max(Duration::from_secs(1));
         tracing::info!(
@@ -424,6 +449,26 @@ impl Application {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Marks what a dead process left `running` (workflow runs, learning
+/// cycles) as `interrupted`, with the reason, in every workspace. With
+/// several nodes on one database a starting node would also mark the runs
+/// another live node is executing; that node's own end state then
+/// overwrites the mark (durable runs with leases are the multi-node answer).
+async fn interrupt_leftovers(store: &dyn AdminStore) -> anyhow::Result<()> {
+    let reason = "the process running it stopped (crash or kill) before it finished; marked at the next start";
+    let now = chrono::Utc::now();
+    let (mut runs, mut cycles) = (0, 0);
+    for ws in store.workspace_ids().await? {
+        let (r, c) = store.interrupt_unfinished(ws, reason, now).await?;
+        runs += r;
+        cycles += c;
+    }
+    if runs + cycles > 0 {
+        tracing::warn!(runs, cycles, "marked workflow runs and learning cycles left running by a stopped process as interrupted");
+    }
+    Ok(())
 }
 
 /// SIGINT or SIGTERM.

@@ -93,6 +93,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Failed writes of trust cards",
     ),
     (
+        "swarmwise_trust_recompute_failures_total",
+        "counter",
+        "Trust recomputes that failed (the last good state stays in force)",
+    ),
+    (
         "swarmwise_actor_restarts_total",
         "counter",
         "Supervisor restarts by actor",

@@ -227,6 +227,16 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError>;
     /// Stores a run's final status, report and error.
     async fn finish_run(&self, run: &WorkflowRun) -> Result<(), StoreError>;
+    /// Marks every workflow run and learning cycle of `ws` still `running`
+    /// as `interrupted`, with `reason` as its error and `at` as its end
+    /// (called at start for what a dead process left behind, and at shutdown
+    /// for runs that could not finish). Returns (runs, cycles) marked.
+    async fn interrupt_unfinished(
+        &self,
+        ws: WorkspaceId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError>;
     /// One run.
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError>;
     /// Newest first.

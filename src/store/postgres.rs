@@ -750,6 +750,33 @@ impl Store for PgStore {
         tx.commit().await.map_err(unexpected)
     }
 
+    async fn interrupt_unfinished(
+        &self,
+        ws: WorkspaceId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let runs = sqlx::query("UPDATE workflow_runs SET status = 'interrupted', error = $2, finished_at = $3 WHERE workspace_id = $1 AND status = 'running'")
+            .bind(ws.0)
+            .bind(reason)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        let cycles = sqlx::query("UPDATE meta_learner_cycles SET status = 'interrupted', error = $2, finished_at = $3 WHERE workspace_id = $1 AND status = 'running'")
+            .bind(ws.0)
+            .bind(reason)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        tx.commit().await.map_err(unexpected)?;
+        Ok((runs, cycles))
+    }
+
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError> {
         let mut tx = self.scoped(ws).await?;
         let row = sqlx::query(

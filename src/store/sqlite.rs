@@ -704,6 +704,33 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn interrupt_unfinished(
+        &self,
+        ws: WorkspaceId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let runs = sqlx::query("UPDATE workflow_runs SET status = 'interrupted', error = ?, finished_at = ? WHERE workspace_id = ? AND status = 'running'")
+            .bind(reason)
+            .bind(micros(at))
+            .bind(ws.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        let cycles = sqlx::query("UPDATE meta_learner_cycles SET status = 'interrupted', error = ?, finished_at = ? WHERE workspace_id = ? AND status = 'running'")
+            .bind(reason)
+            .bind(micros(at))
+            .bind(ws.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        tx.commit().await.map_err(unexpected)?;
+        Ok((runs, cycles))
+    }
+
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError> {
         let row = sqlx::query(
             "SELECT id, workspace_id, workflow, status, priority, input, result, error, created_at, finished_at FROM workflow_runs WHERE workspace_id = ? AND id = ?",

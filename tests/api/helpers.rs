@@ -144,6 +144,14 @@ pub struct TestApp {
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     init_test_logging();
     let (url, dir) = fresh_database(backend).await;
+    start_on(url, dir, tweak).await
+}
+
+async fn start_on(
+    url: String,
+    dir: Option<tempfile::TempDir>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut settings = test_settings(&url);
     tweak(&mut settings);
     let app = Application::build(settings.clone())
@@ -178,6 +186,14 @@ impl TestApp {
     }
 
     /// Graceful stop and drain; returns what `run` returned.
+    /// Stops gracefully and starts again on the same database.
+    pub async fn restart(mut self, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = self._dir.take();
+        let url = self.database_url.clone();
+        self.stop().await.expect("graceful stop");
+        start_on(url, dir, tweak).await
+    }
+
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.handle.stop().await;
         match self.join.take() {

@@ -12,6 +12,7 @@ mod fairness;
 mod key_store;
 mod keys;
 mod learning;
+mod leftovers;
 mod lifecycle;
 mod openapi;
 mod poison;

@@ -337,7 +337,10 @@ async fn locked_cycle(
                 status: "failed".into(),
                 error: report.error.clone(),
             });
-            let _ = store.fail_cycle(&report).await;
+            if let Err(store_err) = store.fail_cycle(&report).await {
+                // The failure itself is not lost: logged whole, with the cycle id.
+                tracing::error!(workspace = %ws, cycle = %report.id, error = %e, store_error = %store_err, "could not record the failed learning cycle; it stays `running` in the store until the next start marks it interrupted");
+            }
             Err(e)
         }
     }

@@ -332,13 +332,16 @@ impl Handler<Recompute> for TrustScorer {
     type Result = AtomicResponse<Self, Result<(), EngineError>>;
 
     fn handle(&mut self, msg: Recompute, ctx: &mut Context<Self>) -> Self::Result {
-        match msg.workspace {
-            Some(ws) => {
-                self.states.remove(&ws);
+        // The reload replaces each workspace's state only once it is fully
+        // read: a failed recompute keeps the last good state.
+        let fut = self.reload(msg.workspace, ctx).map(|res, _act, _ctx| {
+            if let Err(e) = &res {
+                metrics::counter!("swarmwise_trust_recompute_failures_total").increment(1);
+                tracing::error!(error = %e, "trust recompute failed; the last good trust state stays in force");
             }
-            None => self.states.clear(),
-        }
-        AtomicResponse::new(self.reload(msg.workspace, ctx))
+            res
+        });
+        AtomicResponse::new(Box::pin(fut))
     }
 }
 

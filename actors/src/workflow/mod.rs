@@ -27,6 +27,9 @@ pub enum RunStatus {
     Succeeded,
     /// The run could not complete.
     Failed,
+    /// The process running it stopped first (crash, or a shutdown that
+    /// could not wait for it); `error` says which.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -36,6 +39,7 @@ impl RunStatus {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 
@@ -45,6 +49,7 @@ impl RunStatus {
             "running" => Some(Self::Running),
             "succeeded" => Some(Self::Succeeded),
             "failed" => Some(Self::Failed),
+            "interrupted" => Some(Self::Interrupted),
             _ => None,
         }
     }

@@ -181,6 +181,12 @@ pub struct Workflows {
     events: EventBus,
     cycles: Arc<dyn CycleTrigger>,
     config: Arc<WorkflowsConfig>,
+    /// Runs this process is executing, by id: removed once their final
+    /// state is stored, so whatever is left at shutdown is marked
+    /// `interrupted` rather than left `running`.
+    in_flight: Arc<DashMap<Uuid, WorkflowRun>>,
+    /// Woken whenever a run leaves `in_flight`.
+    settled: Arc<tokio::sync::Notify>,
 }
 
 impl Workflows {
@@ -202,6 +208,8 @@ impl Workflows {
             events,
             cycles,
             config: Arc::new(config),
+            in_flight: Arc::default(),
+            settled: Arc::default(),
         }
     }
 
@@ -253,6 +261,7 @@ impl Workflows {
                 what: "workflow definition",
                 id: run.workflow.clone(),
             })?;
+        self.in_flight.insert(run.id, run.clone());
         let report = match self.run_stages(&def, &run).await {
             Ok(r) => r,
             Err(e) => RunReport {
@@ -272,6 +281,8 @@ impl Workflows {
         done.error.clone_from(&report.error);
         done.finished_at = Some(to_micros(Utc::now()));
         self.store.finish_run(&done).await?;
+        self.in_flight.remove(&done.id);
+        self.settled.notify_waiters();
         metrics::counter!("swarmwise_workflow_runs_total", "status" => report.status.as_str())
             .increment(1);
         self.events.publish(Event::WorkflowProgress {
@@ -281,6 +292,51 @@ impl Workflows {
             status: report.status.as_str().into(),
         });
         Ok(report)
+    }
+
+    /// Runs this process is executing now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Waits until no run is in flight, or `timeout`; returns how many are
+    /// still running.
+    pub async fn settle(&self, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.in_flight.is_empty() {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.in_flight.len();
+            }
+        }
+    }
+
+    /// Marks every run still in flight `interrupted` with `reason` (at
+    /// shutdown, after [`Self::settle`]); a store error is logged with the
+    /// run id, never dropped. Returns how many were marked.
+    pub async fn interrupt_in_flight(&self, reason: &str) -> usize {
+        let runs: Vec<WorkflowRun> = self.in_flight.iter().map(|r| r.value().clone()).collect();
+        let mut marked = 0;
+        for mut run in runs {
+            run.status = RunStatus::Interrupted;
+            run.error = Some(reason.to_owned());
+            run.finished_at = Some(to_micros(Utc::now()));
+            match self.store.finish_run(&run).await {
+                Ok(()) => {
+                    self.in_flight.remove(&run.id);
+                    marked += 1;
+                }
+                Err(e) => {
+                    tracing::error!(run = %run.id, workspace = %run.workspace_id, error = %e, "could not mark an unfinished run interrupted; it stays `running` until the next start marks it")
+                }
+            }
+        }
+        marked
     }
 
     /// Creates and runs to the end.
