@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use chrono::Utc;
@@ -23,28 +23,9 @@ use swarmwise_actors::tracker::WriteMode;
 use swarmwise_actors::{Engine, EngineConfig};
 use uuid::Uuid;
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn summary(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    (pct(&v, 0.5), pct(&v, 0.99))
-}
-
-fn us(x: f64) -> String {
-    if x < 1e-6 {
-        format!("{:.0} ns", x * 1e9)
-    } else if x < 1e-3 {
-        format!("{:.1} µs", x * 1e6)
-    } else {
-        format!("{:.2} ms", x * 1e3)
-    }
-}
+#[path = "common.rs"]
+mod common;
+use common::{load, summary, us};
 
 fn rec(ws: WorkspaceId, i: usize) -> Recommendation {
     Recommendation {
@@ -191,48 +172,6 @@ fn boost_reads(engine: &Engine) {
 }
 
 /// Open-loop load at `rate` req/s for `secs`; latency from the scheduled send time.
-async fn load(
-    client: &reqwest::Client,
-    url: &str,
-    key: &str,
-    body: Option<serde_json::Value>,
-    rate: u64,
-    secs: u64,
-) -> (Vec<f64>, usize) {
-    let total = (rate * secs) as usize;
-    let gap = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let mut handles = Vec::with_capacity(total);
-    for i in 0..total {
-        let at = start + gap * i as u32;
-        let client = client.clone();
-        let url = url.to_owned();
-        let key = key.to_owned();
-        let body = body.clone();
-        handles.push(tokio::spawn(async move {
-            tokio::time::sleep_until(at).await;
-            let req = match body {
-                Some(b) => client.post(&url).bearer_auth(&key).json(&b),
-                None => client.get(&url).bearer_auth(&key),
-            };
-            let ok = req
-                .send()
-                .await
-                .map(|r| r.status().is_success())
-                .unwrap_or(false);
-            (at.elapsed().as_secs_f64(), ok)
-        }));
-    }
-    let mut lat = Vec::with_capacity(total);
-    let mut errors = 0;
-    for h in handles {
-        let (l, ok) = h.await.unwrap();
-        lat.push(l);
-        errors += usize::from(!ok);
-    }
-    (lat, errors)
-}
-
 async fn bare_server() -> String {
     use actix_web::{web, App, HttpResponse, HttpServer};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -260,6 +199,8 @@ async fn http(rate: u64, secs: u64) {
     s.auth.admin_key = "bench-admin".into();
     s.database.url = format!("sqlite://{}/bench.db", dir.path().display());
     s.telemetry.log_level = "warn".into();
+    // One client key at 5k req/s: the per-key limit would measure itself.
+    s.limits.key_requests_per_second = 0;
     let app = Application::build(s).await.unwrap();
     let base = format!("http://{}", app.address());
     actix_web::rt::spawn(app.run());
