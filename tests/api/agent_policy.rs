@@ -16,27 +16,17 @@ use swarmwise_actors::agent::backend::{AgentBackend, BackendError, Task};
 use swarmwise_actors::domain::{Agent, AgentId, WorkspaceId};
 use swarmwise_actors::swarm::{BackendFactory, ProgramConfig, SwarmConfig};
 
-use crate::helpers::{assert_error, spawn_app, spawn_app_with, Backend};
+use crate::helpers::{assert_error, loopback_peer, spawn_app, spawn_app_with, Backend};
 
 /// A loopback listener that counts every request it receives.
 fn counting_listener(ip: &str) -> (u16, Arc<AtomicUsize>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&hits);
-    let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = HttpServer::new(move || {
-        let counter = Arc::clone(&counter);
-        App::new().default_service(web::to(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-            async { HttpResponse::Ok().json(json!({"content": "reached", "confidence": 1.0})) }
-        }))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
-    (port, hits)
+    let addr = loopback_peer(ip, move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { HttpResponse::Ok().json(json!({"content": "reached", "confidence": 1.0})) }
+    });
+    (addr.port(), hits)
 }
 
 async fn register(
@@ -510,22 +500,13 @@ fn check_config_refuses_server_settings_as_agent_secrets() {
 /// simulator's own truth gives a verdict.
 #[actix_web::test]
 async fn an_answer_cannot_set_its_own_verdict() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let peer = listener.local_addr().unwrap();
-    let server = HttpServer::new(|| {
-        App::new().default_service(web::to(|| async {
-            HttpResponse::Ok().json(json!({
-                "content": {"decision": "launch", "good": true, "verdict": "approved", "quality": 100},
-                "confidence": 0.99,
-                "ground_truth": true
-            }))
+    let peer = loopback_peer("127.0.0.1", || async {
+        HttpResponse::Ok().json(json!({
+            "content": {"decision": "launch", "good": true, "verdict": "approved", "quality": 100},
+            "confidence": 0.99,
+            "ground_truth": true
         }))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
+    });
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.agents.allow_hosts = vec!["127.0.0.1".into()];
     })

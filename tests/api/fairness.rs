@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::HttpResponse;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::helpers::{spawn_app_with, Backend};
+use crate::helpers::{loopback_peer, spawn_app_with, Backend};
 
 #[actix_web::test]
 async fn a_flooding_key_is_limited_and_another_workspace_is_served() {
@@ -72,24 +72,14 @@ async fn a_flooding_key_is_limited_and_another_workspace_is_served() {
 
 /// An agent that answers only when the test lets it: runs stay in flight
 /// as long as needed, with no clock involved.
-async fn held_peer(gate: Arc<Semaphore>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = HttpServer::new(move || {
+fn held_peer(gate: Arc<Semaphore>) -> String {
+    let addr = loopback_peer("127.0.0.1", move || {
         let gate = Arc::clone(&gate);
-        App::new().default_service(web::to(move || {
-            let gate = Arc::clone(&gate);
-            async move {
-                gate.acquire().await.unwrap().forget();
-                HttpResponse::Ok().json(json!({"content": {"decision": "go"}, "confidence": 0.5}))
-            }
-        }))
-    })
-    .workers(2)
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
+        async move {
+            gate.acquire().await.unwrap().forget();
+            HttpResponse::Ok().json(json!({"content": {"decision": "go"}, "confidence": 0.5}))
+        }
+    });
     format!("http://{addr}/")
 }
 
@@ -117,7 +107,7 @@ timeout_ms = 120000
     })
     .await;
     let gate = Arc::new(Semaphore::new(0));
-    let url = held_peer(Arc::clone(&gate)).await;
+    let url = held_peer(Arc::clone(&gate));
     let (_, a) = app.workspace("busy").await;
     let (_, b) = app.workspace("other").await;
     for key in [&a, &b] {

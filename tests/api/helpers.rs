@@ -465,3 +465,23 @@ impl Drop for ServerProcess {
         }
     }
 }
+
+/// Serves `handler` for every request on `ip`, port 0: a loopback peer
+/// standing in for an agent's endpoint. Returns its address.
+pub fn loopback_peer<F, Fut>(ip: &str, handler: F) -> std::net::SocketAddr
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = actix_web::HttpResponse> + 'static,
+{
+    let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().default_service(actix_web::web::to(handler.clone()))
+    })
+    .workers(2)
+    .listen(listener)
+    .unwrap()
+    .run();
+    actix_web::rt::spawn(server);
+    addr
+}

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::HttpResponse;
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -16,7 +16,7 @@ use swarmwise_actors::workflow::{RunStatus, WorkflowRun};
 use tokio::sync::Semaphore;
 
 use crate::both_backends;
-use crate::helpers::{postgres_available, spawn_app, spawn_app_with, Backend};
+use crate::helpers::{loopback_peer, postgres_available, spawn_app, spawn_app_with, Backend};
 
 async fn leftovers_are_marked_interrupted_at_start(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -89,24 +89,14 @@ both_backends!(leftovers_are_marked_interrupted_at_start);
 #[actix_web::test]
 async fn a_run_that_cannot_finish_before_shutdown_is_marked() {
     let gate = Arc::new(Semaphore::new(0));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let peer = listener.local_addr().unwrap();
     let held = Arc::clone(&gate);
-    let server = HttpServer::new(move || {
+    let peer = loopback_peer("127.0.0.1", move || {
         let held = Arc::clone(&held);
-        App::new().default_service(web::to(move || {
-            let held = Arc::clone(&held);
-            async move {
-                held.acquire().await.unwrap().forget();
-                HttpResponse::Ok().json(json!({"content": "late", "confidence": 0.5}))
-            }
-        }))
-    })
-    .workers(1)
-    .listen(listener)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
+        async move {
+            held.acquire().await.unwrap().forget();
+            HttpResponse::Ok().json(json!({"content": "late", "confidence": 0.5}))
+        }
+    });
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.agents.allow_hosts = vec!["127.0.0.1".into()];
         s.server.shutdown_timeout_secs = 2;
