@@ -260,6 +260,21 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// When `key`'s value came from a config file and is a relative path, makes
+/// it relative to that file's folder (values from defaults or the
+/// environment stay relative to the working directory).
+fn relative_to_file(fig: &Figment, key: &str, value: &mut String) {
+    if Path::new(value.as_str()).is_absolute() {
+        return;
+    }
+    let source = fig.find_metadata(key).and_then(|m| m.source.as_ref());
+    if let Some(figment::Source::File(file)) = source {
+        if let Some(dir) = file.parent() {
+            *value = dir.join(value.as_str()).to_string_lossy().into_owned();
+        }
+    }
+}
+
 impl Settings {
     /// Loads defaults ← file ← environment. `file = None` uses
     /// `config/default.toml` if it exists; a named file must exist.
@@ -285,7 +300,7 @@ impl Settings {
             }
         }
         fig = fig.merge(Env::prefixed("SWARMWISE__").split("__"));
-        let settings: Settings = fig.extract().map_err(|e| {
+        let mut settings: Settings = fig.extract().map_err(|e| {
             let key = e.path.join(".");
             let message = e.to_string();
             ConfigError {
@@ -293,6 +308,9 @@ impl Settings {
                 message,
             }
         })?;
+        // Configuration files named in a config file live beside it.
+        relative_to_file(&fig, "workflows.dir", &mut settings.workflows.dir);
+        relative_to_file(&fig, "demo.swarm_file", &mut settings.demo.swarm_file);
         settings.validate()?;
         Ok(settings)
     }

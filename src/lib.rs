@@ -6,8 +6,10 @@
 //! audit log ([`audit`]), fairness between tenants ([`limits`]), the
 //! operator's agent policy and agent backends ([`backends`]), telemetry
 //! ([`telemetry`]) and the start-up/shutdown protocol ([`startup`]). `main.rs`
-//! is the CLI on top.
+//! is the CLI on top; [`assets`] holds the config, workflows and demo swarm
+//! it carries so that it runs from any folder.
 
+pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod backends;

@@ -1,4 +1,5 @@
-//! The `swarmwise` binary: `serve`, `migrate`, `check-config`.
+//! The `swarmwise` binary: `serve`, `migrate`, `check-config`, `schedule`,
+//! `learn`, `init`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,16 @@ enum Command {
     CheckConfig,
     /// List the scheduled jobs (learning cycle, trust recompute, outcome trigger) with their next run times (UTC).
     Schedule,
+    /// Write editable copies of the default config, the shipped workflows and the demo swarm
+    /// to DIR/config/ (default: the current folder); `swarmwise serve` run in DIR uses them.
+    Init {
+        /// Where to write `config/` (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run one learning cycle for a workspace now, with a progress bar, and print its report.
     Learn {
         /// The workspace id (from POST /api/v1/workspaces).
@@ -40,6 +51,25 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Init { dir, force }) = &cli.command {
+        return match swarmwise::assets::init(dir, *force) {
+            Ok(files) => {
+                for f in &files {
+                    println!("wrote {}", f.display());
+                }
+                println!(
+                    "edit them, then run `swarmwise serve` in {} (or pass --config {})",
+                    dir.display(),
+                    dir.join("config").join("default.toml").display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -82,6 +112,7 @@ fn main() -> ExitCode {
         Command::Learn { workspace } => {
             actix_web::rt::System::new().block_on(learn(settings, workspace))
         }
+        Command::Init { .. } => Ok(()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,37 +16,43 @@ use uuid::Uuid;
 use crate::config::DemoSettings;
 use crate::store::AdminStore;
 
-/// Reads every `*.toml` in `dir` (sorted); a missing folder means no workflows.
+/// Reads every `*.toml` in `dir` (sorted). A folder that does not exist
+/// means the built-in workflows ([`crate::assets::WORKFLOWS`]).
 pub fn load_definitions(dir: &str) -> anyhow::Result<Vec<WorkflowDef>> {
     let path = Path::new(dir);
-    if !path.exists() {
-        tracing::warn!(
+    let sources: Vec<(String, String)> = if path.exists() {
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .with_context(|| format!("reading workflows.dir {dir}"))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                Ok((f.display().to_string(), text))
+            })
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        tracing::info!(
             dir,
-            "workflow folder not found; no workflows are defined (set workflows.dir)"
+            "workflows.dir not found: using the built-in workflows (`swarmwise init` writes editable copies)"
         );
-        return Ok(Vec::new());
-    }
-    let mut files: Vec<_> = std::fs::read_dir(path)
-        .with_context(|| format!("reading workflows.dir {dir}"))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
+        crate::assets::WORKFLOWS
+            .iter()
+            .map(|(name, text)| (format!("built-in {name}"), (*text).to_owned()))
+            .collect()
+    };
     let mut defs: Vec<WorkflowDef> = Vec::new();
-    for f in files {
-        let text =
-            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+    for (origin, text) in sources {
         let def: WorkflowDef = toml::from_str(&text)
-            .with_context(|| format!("{}: not a valid workflow definition", f.display()))?;
-        def.validate()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+            .with_context(|| format!("{origin}: not a valid workflow definition"))?;
+        def.validate().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         if defs.iter().any(|d| d.name == def.name) {
-            anyhow::bail!(
-                "{}: a workflow named {:?} is defined twice",
-                f.display(),
-                def.name
-            );
+            anyhow::bail!("{origin}: a workflow named {:?} is defined twice", def.name);
         }
         defs.push(def);
     }
@@ -82,12 +88,20 @@ pub async fn prepare_demo(
 ) -> anyhow::Result<(WorkspaceId, String)> {
     let ws = WorkspaceId(DEMO_WORKSPACE);
     let key = crate::demo_key::ensure(store, ws, &demo.key_file).await?;
-    let text = std::fs::read_to_string(&demo.swarm_file).with_context(|| {
-        format!(
-            "reading demo.swarm_file {}; set demo.enabled = false to run without the demo",
-            demo.swarm_file
-        )
-    })?;
+    let text = if Path::new(&demo.swarm_file).exists() {
+        std::fs::read_to_string(&demo.swarm_file).with_context(|| {
+            format!(
+                "reading demo.swarm_file {}; set demo.enabled = false to run without the demo",
+                demo.swarm_file
+            )
+        })?
+    } else {
+        tracing::info!(
+            file = %demo.swarm_file,
+            "demo.swarm_file not found: using the built-in demo swarm"
+        );
+        crate::assets::DEMO_SWARM.to_owned()
+    };
     let file: SwarmFile = toml::from_str(&text)
         .with_context(|| format!("{}: not a valid swarm file", demo.swarm_file))?;
     for entry in file.agents {

@@ -413,9 +413,23 @@ pub struct ServerProcess {
 /// Starts `swarmwise serve` on a free port with one worker and no demo, plus
 /// `envs`; returns once it printed its address.
 pub fn spawn_server(envs: &[(&str, &str)]) -> ServerProcess {
+    spawn_server_in(None, &[], envs)
+}
+
+/// [`spawn_server`] run in folder `cwd` (the test's own folder otherwise)
+/// with extra arguments after `serve`.
+pub fn spawn_server_in(
+    cwd: Option<&std::path::Path>,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> ServerProcess {
     use std::io::BufRead;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_swarmwise"));
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.arg("serve")
+        .args(args)
         .env("SWARMWISE__SERVER__BIND", "127.0.0.1:0")
         .env("SWARMWISE__SERVER__WORKERS", "1")
         .env("SWARMWISE__DEMO__ENABLED", "false")

@@ -18,6 +18,7 @@ mod openapi;
 mod poison;
 mod recommendations;
 mod start_keys;
+mod standalone;
 mod store;
 mod trust;
 mod validation;
