@@ -436,6 +436,20 @@ impl Settings {
                 ));
             }
         }
+        for (name, hosts) in &a.secret_hosts {
+            if !a.secret_env.contains(name) {
+                return Err(err(
+                    &format!("agents.secret_hosts.{name}"),
+                    format!("{name} is not in agents.secret_env; list it there too, or remove this entry"),
+                ));
+            }
+            if hosts.iter().any(|h| h.trim().is_empty()) {
+                return Err(err(
+                    &format!("agents.secret_hosts.{name}"),
+                    "hosts must not be empty strings".into(),
+                ));
+            }
+        }
         for host in &a.allow_hosts {
             let h = host.trim().trim_start_matches('[').trim_end_matches(']');
             let ok = if h.contains('/') {

@@ -136,7 +136,10 @@ impl Application {
         let store = store::connect_for(&settings.database, settings.tracking.mode).await?;
         interrupt_leftovers(store.as_ref()).await?;
         let engine = Engine::start(store.clone(), settings.engine());
-        let factory = crate::backends::ServiceFactory::new(&settings.agents);
+        let factory = crate::backends::ServiceFactory::with_limits(
+            &settings.agents,
+            crate::backends::AnswerLimits::from(&settings.limits),
+        );
         let agent_policy = Arc::clone(factory.policy());
         let swarm = Swarm::new(
             Arc::new(factory),

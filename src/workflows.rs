@@ -50,7 +50,8 @@ pub fn load_definitions(dir: &str) -> anyhow::Result<Vec<WorkflowDef>> {
     for (origin, text) in sources {
         let def: WorkflowDef = toml::from_str(&text)
             .with_context(|| format!("{origin}: not a valid workflow definition"))?;
-        def.validate().map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        def.validate()
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
         if defs.iter().any(|d| d.name == def.name) {
             anyhow::bail!("{origin}: a workflow named {:?} is defined twice", def.name);
         }

@@ -72,6 +72,10 @@ pub fn simulated_config(agent: &Agent) -> Result<SimulatedConfig, ParseError> {
 pub struct PoolConfig {
     /// Concurrent calls allowed through the pool.
     pub slots: usize,
+    /// Whether agents registered with a workspace key may join it (an
+    /// operator resource: closed to tenants unless opened).
+    #[serde(default)]
+    pub open_to_tenants: bool,
 }
 
 /// Config section `[agents]`.
@@ -108,6 +112,10 @@ pub struct SwarmConfig {
     /// Environment variables an agent's `headers_env` / `api_key_env` may
     /// name. Names starting with `SWARMWISE__` are never readable.
     pub secret_env: Vec<String>,
+    /// Where each secret may be sent: variable → host names or addresses.
+    /// A secret is sent only to an agent URL whose host is listed for it; a
+    /// secret without an entry is sent nowhere.
+    pub secret_hosts: BTreeMap<String, Vec<String>>,
     /// Hosts, IP addresses or CIDR blocks agents may reach even when they are
     /// loopback, private or link-local (e.g. `"127.0.0.1"`, `"10.0.0.0/8"`,
     /// `"vllm.internal"`).
@@ -159,6 +167,7 @@ impl Default for SwarmConfig {
                 .to_vec(),
             programs: BTreeMap::new(),
             secret_env: Vec::new(),
+            secret_hosts: BTreeMap::new(),
             allow_hosts: Vec::new(),
             allow_private_networks: false,
         }

@@ -42,11 +42,31 @@ pub struct Command {
     name: String,
     program: ProgramConfig,
     timeout: Duration,
+    limits: super::AnswerLimits,
+}
+
+/// Most bytes of a program's stderr quoted in an error.
+const STDERR_BYTES: usize = 4096;
+
+/// Reads at most `cap + 1` bytes of a pipe (one more than allowed tells the
+/// output was too large); the pipe is then closed, so a program writing
+/// without end stops on SIGPIPE.
+async fn read_capped<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>, cap: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    if let Some(pipe) = pipe {
+        let _ = pipe.take(cap as u64 + 1).read_to_end(&mut out).await;
+    }
+    out
 }
 
 impl Command {
     /// Resolves the program by name under the policy.
-    pub fn new(policy: &AgentPolicy, config: CommandConfig) -> Result<Self, ParseError> {
+    pub fn new(
+        policy: &AgentPolicy,
+        limits: super::AnswerLimits,
+        config: CommandConfig,
+    ) -> Result<Self, ParseError> {
         if config.program.trim().is_empty() {
             return Err(ParseError::new("config.program", "must not be empty"));
         }
@@ -61,6 +81,7 @@ impl Command {
             name: config.program,
             program,
             timeout: Duration::from_millis(timeout_ms),
+            limits,
         })
     }
 }
@@ -117,24 +138,41 @@ impl AgentBackend for Command {
                 _ => {}
             }
         }
-        let out = tokio::time::timeout(self.timeout, child.wait_with_output())
+        let cap = self.limits.max_answer_bytes;
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let run = async {
+            let (out, err, status) = tokio::join!(
+                read_capped(stdout, cap),
+                read_capped(stderr, STDERR_BYTES),
+                child.wait()
+            );
+            (out, err, status)
+        };
+        let (stdout, stderr, status) = tokio::time::timeout(self.timeout, run)
             .await
-            .map_err(|_| BackendError::Timeout)?
+            .map_err(|_| BackendError::Timeout)?;
+        let status = status
             .map_err(|e| BackendError::Failed(format!("waiting for {:?}: {e}", self.name)))?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
+        if stdout.len() > cap {
+            return Err(BackendError::InvalidAnswer(format!(
+                "program {:?} printed more than limits.max_body_bytes = {cap} bytes",
+                self.name
+            )));
+        }
+        if !status.success() {
+            let err = String::from_utf8_lossy(&stderr);
             return Err(BackendError::Failed(format!(
                 "program {:?} exited with {}: {}",
                 self.name,
-                out.status,
+                status,
                 err.chars().take(200).collect::<String>()
             )));
         }
-        let value: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        let value: serde_json::Value = serde_json::from_slice(&stdout).map_err(|e| {
             BackendError::InvalidAnswer(format!(
                 "stdout is not JSON ({e}); print {{content, confidence, reasoning}}"
             ))
         })?;
-        parse_answer(value)
+        self.limits.check(parse_answer(value)?)
     }
 }

@@ -71,13 +71,20 @@ pub struct HttpAgent {
     client: reqwest::Client,
     config: HttpConfig,
     headers: HeaderMap,
+    limits: super::AnswerLimits,
 }
+
+/// Most retries an agent may ask for: a task makes at most 11 attempts.
+const MAX_RETRIES: u64 = 10;
+/// Longest first backoff, in milliseconds.
+const MAX_BACKOFF_MS: u64 = 60_000;
 
 impl HttpAgent {
     /// Validates the config and reads header secrets from the environment.
     pub fn new(
         client: reqwest::Client,
         policy: &AgentPolicy,
+        limits: super::AnswerLimits,
         config: HttpConfig,
     ) -> Result<Self, ParseError> {
         let url = reqwest::Url::parse(&config.url)
@@ -86,6 +93,13 @@ impl HttpAgent {
             return Err(ParseError::new("config.url", "must be http:// or https://"));
         }
         policy.net().check_url("config.url", &url)?;
+        super::at_most("config.retries", u64::from(config.retries), MAX_RETRIES)?;
+        super::at_most("config.backoff_ms", config.backoff_ms, MAX_BACKOFF_MS)?;
+        super::at_most(
+            "config.timeout_ms",
+            config.timeout_ms,
+            super::MAX_TIMEOUT_MS,
+        )?;
         let mut headers = HeaderMap::new();
         let values = config
             .headers
@@ -94,7 +108,7 @@ impl HttpAgent {
             .chain(config.headers_env.iter().map(|(k, var)| {
                 Ok((
                     k.clone(),
-                    policy.secret(&format!("config.headers_env.{k}"), var)?,
+                    policy.secret(&format!("config.headers_env.{k}"), var, &url)?,
                 ))
             }));
         for pair in values {
@@ -116,6 +130,7 @@ impl HttpAgent {
             client,
             config,
             headers,
+            limits,
         })
     }
 }
@@ -135,10 +150,11 @@ impl AgentBackend for HttpAgent {
                 .await;
             let retryable = match res {
                 Ok(r) if r.status().is_success() => {
-                    let body: serde_json::Value = r.json().await.map_err(|e| {
+                    let bytes = super::read_capped(r, self.limits.max_answer_bytes).await?;
+                    let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
                         BackendError::InvalidAnswer(format!("body is not JSON: {e}"))
                     })?;
-                    return parse_answer(body);
+                    return self.limits.check(parse_answer(body)?);
                 }
                 Ok(r) => {
                     let status = r.status();
@@ -151,8 +167,9 @@ impl AgentBackend for HttpAgent {
                 }
                 Err(e) if e.is_timeout() => Err(BackendError::Timeout),
                 Err(e) => Err(BackendError::Failed(format!(
-                    "could not reach {}: {e}",
-                    self.config.url
+                    "could not reach {}: {}",
+                    self.config.url,
+                    super::error_chain(&e)
                 ))),
             };
             if attempt >= self.config.retries {

@@ -20,7 +20,7 @@ pub mod policy;
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarmwise_actors::agent::backend::AgentBackend;
+use swarmwise_actors::agent::backend::{AgentAnswer, AgentBackend, BackendError};
 use swarmwise_actors::domain::{Agent, ParseError};
 use swarmwise_actors::swarm::{BackendFactory, SimulatedFactory, SwarmConfig};
 
@@ -40,6 +40,117 @@ const MAX_REDIRECTS: usize = 5;
 pub struct ServiceFactory {
     client: reqwest::Client,
     policy: Arc<AgentPolicy>,
+    limits: AnswerLimits,
+}
+
+/// Longest per-attempt timeout an agent may ask for (10 minutes).
+pub const MAX_TIMEOUT_MS: u64 = 600_000;
+
+/// How large an agent's answer may be: the same bounds as a recommendation
+/// tracked over the API (`limits.max_content_bytes`, `limits.max_text_bytes`),
+/// and a cap on the raw bytes read from the upstream or program
+/// (`limits.max_body_bytes`), so an upstream cannot make the service buffer
+/// or store without bound.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerLimits {
+    /// Raw bytes read from an upstream body or a program's stdout.
+    pub max_answer_bytes: usize,
+    /// Bytes of `content` as JSON.
+    pub max_content_bytes: usize,
+    /// Bytes of `reasoning`.
+    pub max_text_bytes: usize,
+}
+
+impl Default for AnswerLimits {
+    fn default() -> Self {
+        Self::from(&crate::config::LimitSettings::default())
+    }
+}
+
+impl From<&crate::config::LimitSettings> for AnswerLimits {
+    fn from(l: &crate::config::LimitSettings) -> Self {
+        Self {
+            max_answer_bytes: l.max_body_bytes,
+            max_content_bytes: l.max_content_bytes,
+            max_text_bytes: l.max_text_bytes,
+        }
+    }
+}
+
+impl AnswerLimits {
+    /// An answer within the bounds, or an `InvalidAnswer` saying which it broke.
+    pub fn check(&self, answer: AgentAnswer) -> Result<AgentAnswer, BackendError> {
+        let content = serde_json::to_vec(&answer.content).map_or(usize::MAX, |v| v.len());
+        if content > self.max_content_bytes {
+            return Err(BackendError::InvalidAnswer(format!(
+                "content is {content} bytes of JSON, above limits.max_content_bytes = {}",
+                self.max_content_bytes
+            )));
+        }
+        if answer
+            .reasoning
+            .as_ref()
+            .is_some_and(|r| r.len() > self.max_text_bytes)
+        {
+            return Err(BackendError::InvalidAnswer(format!(
+                "reasoning is longer than limits.max_text_bytes = {}",
+                self.max_text_bytes
+            )));
+        }
+        Ok(answer)
+    }
+}
+
+/// Reads a response body, refusing one larger than `cap` bytes (checked on
+/// the declared length first, then while reading).
+async fn read_capped(mut res: reqwest::Response, cap: usize) -> Result<Vec<u8>, BackendError> {
+    let too_big = || {
+        BackendError::InvalidAnswer(format!(
+            "the answer is larger than limits.max_body_bytes = {cap} bytes"
+        ))
+    };
+    if res.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| BackendError::Failed(format!("reading the answer: {}", error_chain(&e))))?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error with its causes, `a: b: c`: reqwest's own message hides why a
+/// connection failed (a policy refusal, a refused port, DNS).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Refuses a config number above its bound, naming the field.
+fn at_most(field: &str, value: u64, max: u64) -> Result<(), ParseError> {
+    if value > max {
+        return Err(ParseError::new(
+            field,
+            format!("at most {max}, got {value}"),
+        ));
+    }
+    Ok(())
 }
 
 impl Default for ServiceFactory {
@@ -51,13 +162,29 @@ impl Default for ServiceFactory {
 }
 
 impl ServiceFactory {
-    /// A factory enforcing the policy of these `[agents]` settings.
+    /// A factory enforcing the policy of these `[agents]` settings, with
+    /// the default answer limits.
     pub fn new(config: &SwarmConfig) -> Self {
+        Self::with_limits(config, AnswerLimits::default())
+    }
+
+    /// A factory enforcing the policy of these `[agents]` settings and
+    /// these answer limits.
+    pub fn with_limits(config: &SwarmConfig, limits: AnswerLimits) -> Self {
         let policy = Arc::new(AgentPolicy::new(config));
         let net = Arc::clone(policy.net());
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            // Redirects stay on the agent's origin (scheme, host, port): a
+            // header carrying a secret never follows one elsewhere.
+            let same_origin = attempt
+                .previous()
+                .last()
+                .is_some_and(|prev| prev.origin() == attempt.url().origin());
+            if !same_origin {
+                return attempt.error("redirect to another origin refused (agents follow redirects only on their own host)");
             }
             // Names are checked again by the resolver when connecting.
             match net.check_url("redirect", attempt.url()) {
@@ -76,7 +203,11 @@ impl ServiceFactory {
             .redirect(redirect)
             .build()
             .unwrap_or_default();
-        Self { client, policy }
+        Self {
+            client,
+            policy,
+            limits,
+        }
     }
 
     /// The policy in force.
@@ -105,15 +236,18 @@ impl BackendFactory for ServiceFactory {
             "http" => Ok(Some(Arc::new(HttpAgent::new(
                 self.client.clone(),
                 &self.policy,
+                self.limits,
                 config_of(agent)?,
             )?))),
             "openai" => Ok(Some(Arc::new(OpenAi::new(
                 self.client.clone(),
                 &self.policy,
+                self.limits,
                 config_of(agent)?,
             )?))),
             "command" => Ok(Some(Arc::new(Command::new(
                 &self.policy,
+                self.limits,
                 config_of(agent)?,
             )?))),
             other => Err(ParseError::new(

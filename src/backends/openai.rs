@@ -53,6 +53,7 @@ pub struct OpenAi {
     config: OpenAiConfig,
     url: String,
     api_key: Option<String>,
+    limits: super::AnswerLimits,
 }
 
 impl OpenAi {
@@ -60,11 +61,17 @@ impl OpenAi {
     pub fn new(
         client: reqwest::Client,
         policy: &AgentPolicy,
+        limits: super::AnswerLimits,
         config: OpenAiConfig,
     ) -> Result<Self, ParseError> {
         let base = reqwest::Url::parse(&config.base_url)
             .map_err(|e| ParseError::new("config.base_url", format!("not a URL: {e}")))?;
         policy.net().check_url("config.base_url", &base)?;
+        super::at_most(
+            "config.timeout_ms",
+            config.timeout_ms,
+            super::MAX_TIMEOUT_MS,
+        )?;
         if config.model.trim().is_empty() {
             return Err(ParseError::new("config.model", "must not be empty"));
         }
@@ -77,7 +84,7 @@ impl OpenAi {
         let api_key = config
             .api_key_env
             .as_deref()
-            .map(|v| policy.secret("config.api_key_env", v))
+            .map(|v| policy.secret("config.api_key_env", v, &base))
             .transpose()?;
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         Ok(Self {
@@ -85,6 +92,7 @@ impl OpenAi {
             config,
             url,
             api_key,
+            limits,
         })
     }
 }
@@ -114,7 +122,11 @@ impl AgentBackend for OpenAi {
             if e.is_timeout() {
                 BackendError::Timeout
             } else {
-                BackendError::Failed(format!("could not reach {}: {e}", self.url))
+                BackendError::Failed(format!(
+                    "could not reach {}: {}",
+                    self.url,
+                    super::error_chain(&e)
+                ))
             }
         })?;
         let status = res.status();
@@ -125,7 +137,8 @@ impl AgentBackend for OpenAi {
             tracing::debug!(%status, body = %body.chars().take(500).collect::<String>(), "provider error");
             return Err(BackendError::Failed(super::upstream_status(status)));
         }
-        let reply: Value = res.json().await.map_err(|e| {
+        let bytes = super::read_capped(res, self.limits.max_answer_bytes).await?;
+        let reply: Value = serde_json::from_slice(&bytes).map_err(|e| {
             BackendError::InvalidAnswer(format!(
                 "the provider answered {status} with a body that is not JSON: {e}"
             ))
@@ -149,6 +162,6 @@ impl AgentBackend for OpenAi {
                 text.chars().take(120).collect::<String>()
             ))
         })?;
-        parse_answer(value)
+        self.limits.check(parse_answer(value)?)
     }
 }

@@ -152,6 +152,30 @@ fn classify_v6(ip: Ipv6Addr) -> Option<AddressClass> {
         );
         return classify_v4(v4);
     }
+    let embedded = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    let at = |i: usize| seg.get(i).copied().unwrap_or(0);
+    // SIIT ::ffff:0:a.b.c.d (RFC 6052 §2.1 predecessor) carries an IPv4 address.
+    if seg.get(..6) == Some(&[0, 0, 0, 0, 0xffff, 0]) {
+        return classify_v4(embedded(at(6), at(7)));
+    }
+    // 6to4 2002:AABB:CCDD::/48 routes to the IPv4 address AABB:CCDD (RFC 3056).
+    if first == 0x2002 {
+        return classify_v4(embedded(at(1), at(2)));
+    }
+    // Local-use NAT64 64:ff9b:1::/48 (RFC 8215), Teredo 2001::/32, ORCHID
+    // 2001:10::/28 and 2001:20::/28, discard 100::/64: translated or not
+    // globally reachable.
+    if seg.get(..3) == Some(&[0x64, 0xff9b, 1])
+        || (first == 0x2001 && at(1) == 0)
+        || (first == 0x2001 && matches!(at(1) & 0xfff0, 0x10 | 0x20))
+        || seg.get(..4) == Some(&[0x100, 0, 0, 0])
+    {
+        return Some(AddressClass::Reserved);
+    }
     if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
         return Some(AddressClass::Metadata);
     }
@@ -358,7 +382,21 @@ pub struct AgentPolicy {
     allowed_kinds: Vec<String>,
     programs: BTreeMap<String, ProgramConfig>,
     secret_env: Vec<String>,
+    /// Secret → the hosts it may be sent to (lower case, no trailing dot).
+    secret_hosts: BTreeMap<String, Vec<String>>,
+    /// Pool → whether workspace keys may join it.
+    pools_open: BTreeMap<String, bool>,
     net: Arc<NetPolicy>,
+}
+
+/// A host as compared in `agents.secret_hosts`: lower case, without a
+/// trailing dot or IPv6 brackets.
+fn normal_host(host: &str) -> String {
+    host.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
 }
 
 /// Who is registering an agent.
@@ -381,6 +419,16 @@ impl AgentPolicy {
             allowed_kinds: config.allowed_kinds.clone(),
             programs: config.programs.clone(),
             secret_env: config.secret_env.clone(),
+            secret_hosts: config
+                .secret_hosts
+                .iter()
+                .map(|(k, hosts)| (k.clone(), hosts.iter().map(|h| normal_host(h)).collect()))
+                .collect(),
+            pools_open: config
+                .pools
+                .iter()
+                .map(|(k, p)| (k.clone(), p.open_to_tenants))
+                .collect(),
             net: Arc::new(NetPolicy::new(
                 &config.allow_hosts,
                 config.allow_private_networks,
@@ -428,10 +476,45 @@ impl AgentPolicy {
         ))
     }
 
-    /// The value of an environment variable an agent names as a secret,
-    /// after [`Self::check_secret`].
-    pub fn secret(&self, field: &str, name: &str) -> Result<String, ParseError> {
+    /// Whether secret `name` may be sent to `url`: only to a host the
+    /// operator bound it to in `agents.secret_hosts` (redirects never leave
+    /// the origin, see `ServiceFactory`), so a tenant cannot point an agent
+    /// holding the operator's key at a host of its own.
+    pub fn check_secret_host(
+        &self,
+        field: &str,
+        name: &str,
+        url: &reqwest::Url,
+    ) -> Result<(), PolicyError> {
+        let host = url.host_str().map(normal_host).unwrap_or_default();
+        let bound = self.secret_hosts.get(name);
+        if bound.is_some_and(|hosts| hosts.contains(&host)) {
+            return Ok(());
+        }
+        Err(PolicyError::new(
+            field,
+            "agents.secret_hosts",
+            format!(
+                "secret {name:?} may not be sent to {host:?}; the operator binds each secret to its hosts in agents.secret_hosts ({})",
+                match bound {
+                    Some(hosts) if !hosts.is_empty() => format!("allowed: {}", hosts.join(", ")),
+                    _ => "none listed for it".to_owned(),
+                }
+            ),
+        ))
+    }
+
+    /// The value of an environment variable an agent names as a secret for
+    /// requests to `url`, after [`Self::check_secret`] and
+    /// [`Self::check_secret_host`].
+    pub fn secret(
+        &self,
+        field: &str,
+        name: &str,
+        url: &reqwest::Url,
+    ) -> Result<String, ParseError> {
         self.check_secret(field, name)?;
+        self.check_secret_host(field, name, url)?;
         std::env::var(name).map_err(|_| {
             ParseError::new(
                 field,
@@ -440,6 +523,30 @@ impl AgentPolicy {
                 ),
             )
         })
+    }
+
+    /// Whether `registrant` may put an agent in the provider pool its config
+    /// names (`"pool": "NAME"`): pools are the operator's; a workspace key
+    /// joins only one with `open_to_tenants = true`. An unknown pool is left
+    /// to the config check (422).
+    pub fn check_pool(
+        &self,
+        registrant: Registrant,
+        config: &serde_json::Value,
+    ) -> Result<(), PolicyError> {
+        let Some(name) = config.get("pool").and_then(serde_json::Value::as_str) else {
+            return Ok(());
+        };
+        match self.pools_open.get(name) {
+            Some(false) if registrant == Registrant::Tenant => Err(PolicyError::new(
+                "config.pool",
+                "agents.pools.open_to_tenants",
+                format!(
+                    "provider pool {name:?} is reserved for the operator's agents; the operator may open it with open_to_tenants = true in [agents.pools.{name}]"
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The operator's program of that name.
@@ -488,14 +595,19 @@ impl AgentPolicy {
                 .collect(),
             _ => Vec::new(),
         };
+        let mut target = None;
         for (field, raw) in urls {
             if let Ok(url) = reqwest::Url::parse(raw) {
                 self.net.check_url(field, &url)?;
+                target = Some(url);
             }
         }
         for key in ["headers_env", "api_key_env"] {
             for (field, name) in secret_names(key) {
                 self.check_secret(&field, &name)?;
+                if let Some(url) = &target {
+                    self.check_secret_host(&field, &name, url)?;
+                }
             }
         }
         if kind == "command" {
@@ -641,9 +753,10 @@ mod tests {
             ..SwarmConfig::default()
         };
         let p = AgentPolicy::new(&cfg);
-        let set = p.secret("config.api_key_env", "PATH").unwrap_err();
+        let url = reqwest::Url::parse("https://api.example.com/v1").unwrap();
+        let set = p.secret("config.api_key_env", "PATH", &url).unwrap_err();
         let unset = p
-            .secret("config.api_key_env", "SURELY_NOT_SET_ANYWHERE_42")
+            .secret("config.api_key_env", "SURELY_NOT_SET_ANYWHERE_42", &url)
             .unwrap_err();
         assert_eq!(
             set.message.replace("PATH", "X"),
@@ -651,9 +764,57 @@ mod tests {
             "set or not, one answer"
         );
         assert!(p
-            .secret("config.api_key_env", "SWARMWISE__AUTH__ADMIN_KEY")
+            .secret("config.api_key_env", "SWARMWISE__AUTH__ADMIN_KEY", &url)
             .unwrap_err()
             .message
             .contains("agents.secret_env"));
+    }
+
+    #[test]
+    fn a_secret_goes_only_to_the_hosts_it_is_bound_to() {
+        let mut secret_hosts = BTreeMap::new();
+        secret_hosts.insert("AGENT_KEY".to_owned(), vec!["API.example.com.".to_owned()]);
+        let p = AgentPolicy::new(&SwarmConfig {
+            secret_env: vec!["AGENT_KEY".into(), "UNBOUND_KEY".into()],
+            secret_hosts,
+            ..SwarmConfig::default()
+        });
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        assert!(p
+            .check_secret_host("f", "AGENT_KEY", &url("https://api.example.com/v1"))
+            .is_ok());
+        for elsewhere in [
+            "https://evil.example/",
+            "https://api.example.com.evil.example/",
+        ] {
+            let e = p
+                .check_secret_host("f", "AGENT_KEY", &url(elsewhere))
+                .unwrap_err();
+            assert_eq!(e.rule, "agents.secret_hosts", "{elsewhere}");
+        }
+        assert!(p
+            .check_secret_host("f", "UNBOUND_KEY", &url("https://api.example.com/"))
+            .is_err());
+    }
+
+    #[test]
+    fn ipv6_transition_forms_are_judged_by_what_they_reach() {
+        let p = NetPolicy::new(&[], false);
+        for (addr, class) in [
+            ("2002:7f00:1::", AddressClass::Loopback),
+            ("2002:a00:1::", AddressClass::Private),
+            ("::ffff:0:7f00:1", AddressClass::Loopback),
+            ("64:ff9b:1::a00:1", AddressClass::Reserved),
+            ("2001:0:4136:e378::1", AddressClass::Reserved),
+            ("2001:10::1", AddressClass::Reserved),
+            ("100::1", AddressClass::Reserved),
+        ] {
+            assert_eq!(p.check_ip(ip(addr)), Err(class), "{addr}");
+        }
+        assert_eq!(
+            p.check_ip(ip("2002:808:808::")),
+            Ok(()),
+            "6to4 of a public address"
+        );
     }
 }

@@ -130,6 +130,7 @@ async fn register_in(
     // The operator's policy first, so a refusal names its rule (403), then
     // kind and config by building the backend (422 naming the field).
     state.agent_policy.check_kind(registrant, &b.kind)?;
+    state.agent_policy.check_pool(registrant, &config)?;
     state.agent_policy.check_config(&b.kind, &config)?;
     let agent = Agent {
         id,

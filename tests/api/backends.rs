@@ -74,6 +74,15 @@ fn test_factory() -> ServiceFactory {
             "SWARMWISE_TEST_OPENAI_BADKEY".into(),
             "SWARMWISE_TEST_UNSET_VAR".into(),
         ],
+        secret_hosts: [
+            "SWARMWISE_TEST_AGENT_KEY",
+            "SWARMWISE_TEST_OPENAI_KEY",
+            "SWARMWISE_TEST_OPENAI_BADKEY",
+            "SWARMWISE_TEST_UNSET_VAR",
+        ]
+        .iter()
+        .map(|v| ((*v).to_owned(), vec!["127.0.0.1".to_owned()]))
+        .collect(),
         programs,
         ..SwarmConfig::default()
     })

@@ -29,7 +29,10 @@ async fn workflows(base: &str, admin: &str) -> Vec<String> {
         .json()
         .await
         .unwrap();
-    let items = list.as_array().or_else(|| list["items"].as_array()).unwrap();
+    let items = list
+        .as_array()
+        .or_else(|| list["items"].as_array())
+        .unwrap();
     let mut names: Vec<String> = items
         .iter()
         .map(|w| w["name"].as_str().unwrap().to_owned())
@@ -54,7 +57,10 @@ async fn serve_from_an_empty_folder_uses_the_built_in_config() {
         workflows(&server.address, "standalone-admin").await,
         ["move_creation", "quick_strategy"]
     );
-    assert!(empty.path().join("data/swarmwise.db").exists(), "SQLite under ./data");
+    assert!(
+        empty.path().join("data/swarmwise.db").exists(),
+        "SQLite under ./data"
+    );
     assert!(empty.path().join("data/demo.key").exists(), "the demo ran");
     let status = server.sigterm();
     assert!(status.success(), "{status}");
@@ -67,9 +73,17 @@ async fn init_writes_an_editable_copy_that_serve_uses() {
         .args(["init", dir.path().to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cfg = dir.path().join("config");
-    for f in ["default.toml", "workflows/move_creation.toml", "demo/swarm.toml"] {
+    for f in [
+        "default.toml",
+        "workflows/move_creation.toml",
+        "demo/swarm.toml",
+    ] {
         assert!(cfg.join(f).exists(), "{f}");
     }
     // Again: refuses to overwrite, says how.

@@ -5,7 +5,9 @@
 //! threshold (except for a periodic probation probe), schedule each task at
 //! the class its trust boost gives it, gather replies with a
 //! `FanOutBarrier`, and track every answer. After the last stage the run's
-//! quality comes from its review stage (`content.quality`) or, when every
+//! quality comes from its review stage (`content.quality`; the reviewer's
+//! own answer is tracked after that evaluation, so it never grades itself)
+//! or, when every
 //! answer is from a simulated agent, from ground truth; the outcome is
 //! evaluated with it and the learning-cycle port is told.
 //!
@@ -370,6 +372,7 @@ impl Workflows {
         let mut truths: Vec<(Option<Uuid>, bool)> = Vec::new();
         let mut review_scores = Vec::new();
         let mut tracked_any = false;
+        let mut deferred = Vec::new();
         let mut all_simulated = true;
         for stage in &def.stages {
             let timeout =
@@ -438,9 +441,11 @@ impl Workflows {
                     answers.push(json!({"agent_id": r.agent_id, "content": answer.content, "confidence": answer.confidence}));
                     let truth = answer.ground_truth;
                     all_simulated &= truth.is_some();
+                    let mut judged_the_run = false;
                     if stage.review {
                         if let Some(q) = answer.content.get("quality").and_then(Value::as_f64) {
                             review_scores.push(q.clamp(0.0, 100.0));
+                            judged_the_run = true;
                         }
                     }
                     if learning {
@@ -456,8 +461,15 @@ impl Workflows {
                             timeout,
                         );
                         let id = rec.id;
-                        self.engine.track(vec![rec]).await?;
-                        tracked_any = true;
+                        if judged_the_run {
+                            // A reviewer does not grade its own answer: it is
+                            // tracked after the evaluation its quality drove,
+                            // and stays pending until feedback judges it.
+                            deferred.push(rec);
+                        } else {
+                            self.engine.track(vec![rec]).await?;
+                            tracked_any = true;
+                        }
                         recommendation_id = Some(id);
                     }
                     if let Some(good) = truth {
@@ -519,6 +531,9 @@ impl Workflows {
                 .await?;
             self.cycles.outcomes_evaluated(ws, summary.evaluated);
             evaluation = Some(summary);
+        }
+        if !deferred.is_empty() {
+            self.engine.track(deferred).await?;
         }
         let result = assemble(&stages, def, quality);
         Ok(RunReport {
