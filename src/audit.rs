@@ -28,6 +28,8 @@ pub mod actions {
     pub const API_KEY_ROTATE: &str = "api_key.rotate";
     /// An agent was registered, with the admin key or a workspace key (target: the agent id).
     pub const AGENT_REGISTER: &str = "agent.register";
+    /// An agent was removed (target: the agent id).
+    pub const AGENT_DELETE: &str = "agent.delete";
     /// An agent was enabled or disabled (target: the agent id).
     pub const AGENT_UPDATE: &str = "agent.update";
 }

@@ -216,6 +216,8 @@ pub struct LimitSettings {
     pub key_burst: u32,
     /// Workflow runs in flight per workspace (0 = unlimited).
     pub max_runs_in_flight: usize,
+    /// Agents one workspace may register (0 = unlimited).
+    pub max_agents_per_workspace: usize,
 }
 
 impl Default for LimitSettings {
@@ -230,6 +232,7 @@ impl Default for LimitSettings {
             key_requests_per_second: 1000,
             key_burst: 2000,
             max_runs_in_flight: 64,
+            max_agents_per_workspace: 1000,
         }
     }
 }

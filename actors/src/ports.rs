@@ -167,6 +167,9 @@ pub trait Store: Send + Sync + 'static {
     async fn agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<Option<Agent>, StoreError>;
     /// Every agent, by id.
     async fn agents(&self, ws: WorkspaceId) -> Result<Vec<Agent>, StoreError>;
+    /// Removes an agent's registration (its recommendations and trust
+    /// history stay); `false` if unknown.
+    async fn delete_agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<bool, StoreError>;
     /// Enables or disables; `None` if unknown.
     async fn set_agent_enabled(
         &self,

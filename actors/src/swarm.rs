@@ -288,6 +288,12 @@ impl Swarm {
             .map(|a| Arc::clone(a.value()))
     }
 
+    /// Stops running an agent (its registration was removed); its actor
+    /// stops once the tasks it holds are answered.
+    pub fn remove_agent(&self, ws: WorkspaceId, id: &AgentId) {
+        self.agents.remove(&(ws, id.clone()));
+    }
+
     /// Operator re-enable: clears an unhealthy mark.
     pub fn reset_health(&self, ws: WorkspaceId, id: &AgentId) {
         if let Some(a) = self.get(ws, id) {

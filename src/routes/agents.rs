@@ -41,11 +41,23 @@ pub struct UpdateAgent {
     pub enabled: bool,
 }
 
-/// `GET /agents` answer.
+/// `GET /agents` answer: a page of agents by id.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct AgentList {
-    /// Every agent of the workspace, by id.
+    /// Agents of the workspace, ordered by id.
     pub items: Vec<Agent>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Query of `GET /agents`: keyset pagination by agent id.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AgentListQuery {
+    /// Page size (default `limits.default_page_size`, at most `limits.max_page_size`).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 /// 404 for an agent id this workspace has not registered.
@@ -141,6 +153,17 @@ async fn register_in(
         created_at: to_micros(Utc::now()),
     };
     state.workflows.swarm().validate(&agent)?;
+    let cap = state.settings.limits.max_agents_per_workspace;
+    if cap > 0 && state.store.agents(ws).await?.len() >= cap {
+        return Err(ApiError::field(
+            StatusCode::CONFLICT,
+            "too_many_agents",
+            "id",
+            format!(
+                "this workspace has {cap} agents (limits.max_agents_per_workspace); remove one with DELETE /api/v1/agents/{{agent_id}} first"
+            ),
+        ));
+    }
     match state.store.create_agent(ws, &agent).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
@@ -148,7 +171,7 @@ async fn register_in(
                 StatusCode::CONFLICT,
                 "agent_exists",
                 format!(
-                    "agent {:?} is already registered; use PATCH /api/v1/agents/{} to change it",
+                    "agent {:?} is already registered; enable or disable it with PATCH /api/v1/agents/{}, or remove it with DELETE and register it again to change its kind or config",
                     agent.id.as_str(),
                     agent.id
                 ),
@@ -176,11 +199,69 @@ async fn register_in(
     Ok(HttpResponse::Created().json(&agent))
 }
 
-/// Lists agents → `{items}`.
-#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", responses((status = 200, body = AgentList), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody)), security(("api_key" = [])))]
-pub async fn list(ws: Workspace, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let items = state.store.agents(ws.0).await?;
-    Ok(HttpResponse::Ok().json(AgentList { items }))
+/// Lists agents by id → `{items, next_cursor}`.
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", params(AgentListQuery), responses((status = 200, body = AgentList), (status = 400, description = "malformed query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
+pub async fn list(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    query: web::Query<AgentListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limits = &state.settings.limits;
+    let limit = q.limit.unwrap_or(limits.default_page_size);
+    if limit == 0 || limit > limits.max_page_size {
+        return Err(swarmwise_actors::domain::ParseError::new(
+            "limit",
+            format!("must be between 1 and {}", limits.max_page_size),
+        )
+        .into());
+    }
+    let after = q.cursor.map(|c| AgentId::parse("cursor", &c)).transpose()?;
+    // A workspace holds at most limits.max_agents_per_workspace agents, so
+    // one read sorted by id is bounded; the page is cut from it.
+    let mut items: Vec<Agent> = state
+        .store
+        .agents(ws.0)
+        .await?
+        .into_iter()
+        .filter(|a| after.as_ref().is_none_or(|c| a.id.as_str() > c.as_str()))
+        .take(limit as usize + 1)
+        .collect();
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|a| a.id.as_str().to_owned())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(AgentList { items, next_cursor }))
+}
+
+/// Removes an agent → 204: it stops running and cannot be tracked against;
+/// its recommendations and trust history stay (registering the id again
+/// continues them).
+#[utoipa::path(delete, path = "/api/v1/agents/{agent_id}", tag = "agents", params(("agent_id" = String, Path)),
+    responses((status = 204, description = "removed"), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
+pub async fn delete(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = AgentId::parse("agent_id", &path.into_inner())?;
+    if !state.store.delete_agent(ws.0, &id).await? {
+        return Err(agent_not_found(&id));
+    }
+    state.workflows.swarm().remove_agent(ws.0, &id);
+    state.forget_agent(ws.0, &id);
+    crate::audit::record(
+        state.store.as_ref(),
+        Caller::Workspace(ws.0),
+        crate::audit::actions::AGENT_DELETE,
+        Some(ws.0),
+        id.as_str(),
+        json!({}),
+    )
+    .await;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// One agent.

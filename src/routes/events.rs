@@ -1,6 +1,8 @@
 //! `GET /api/v1/events`: server-sent events of the caller's workspace (trust
 //! updates, agent health, workflow progress). Slow clients miss events
-//! rather than slowing the engine; a `lagged` comment says how many.
+//! rather than slowing the engine; a `lagged` comment says that some were
+//! missed (not how many: the buffer is shared by every workspace, and its
+//! count would tell one tenant about another's activity).
 
 use actix_web::{web, HttpResponse};
 use futures_util::stream;
@@ -32,8 +34,8 @@ pub async fn stream(ws: Workspace, state: web::Data<AppState>) -> HttpResponse {
                     return Some((Ok::<_, actix_web::Error>(chunk), (rx, ws, stop)));
                 }
                 Ok(_) => continue,
-                Err(RecvError::Lagged(n)) => {
-                    let chunk = web::Bytes::from(format!(": lagged {n} events\n\n"));
+                Err(RecvError::Lagged(_)) => {
+                    let chunk = web::Bytes::from(": lagged: events were missed\n\n");
                     return Some((Ok(chunk), (rx, ws, stop)));
                 }
                 Err(RecvError::Closed) => return None,

@@ -44,6 +44,7 @@ api_routes! {
     get "/agents" => agents::list,
     get "/agents/{agent_id}" => agents::get,
     patch "/agents/{agent_id}" => agents::update,
+    delete "/agents/{agent_id}" => agents::delete,
     post "/recommendations" => recommendations::track,
     get "/recommendations" => recommendations::list,
     post "/recommendations/batch" => recommendations::track_batch,

@@ -294,8 +294,7 @@ pub async fn list(
             .map(|a| AgentId::parse("agent_id", &a))
             .transpose()?,
         workflow_id: filter_text("workflow_id", q.workflow_id)?,
-        status: q
-            .status
+        status: filter_text("status", q.status)?
             .map(|s| RecommendationStatus::parse("status", &s))
             .transpose()?,
         recommendation_type: filter_text("recommendation_type", q.recommendation_type)?,

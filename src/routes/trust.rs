@@ -303,11 +303,20 @@ pub async fn agent_metrics(
     Ok(HttpResponse::Ok().json(metrics_of(&id, &name, c, card_of(&snap, &id))))
 }
 
+/// A CSV field (RFC 4180 quoting). A text that a spreadsheet would read as
+/// a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a leading `'`, so a
+/// tenant-chosen agent name cannot run in the operator's spreadsheet (OWASP
+/// "CSV injection").
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 

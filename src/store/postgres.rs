@@ -422,6 +422,18 @@ impl Store for PgStore {
         rows.iter().map(agent_from_row).collect()
     }
 
+    async fn delete_agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<bool, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let done = sqlx::query("DELETE FROM agents WHERE workspace_id = $1 AND id = $2")
+            .bind(ws.0)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn set_agent_enabled(
         &self,
         ws: WorkspaceId,

@@ -395,6 +395,16 @@ impl Store for SqliteStore {
         rows.iter().map(agent_from_row).collect()
     }
 
+    async fn delete_agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM agents WHERE workspace_id = ? AND id = ?")
+            .bind(ws.0)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn set_agent_enabled(
         &self,
         ws: WorkspaceId,

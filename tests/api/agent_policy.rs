@@ -542,3 +542,69 @@ async fn an_answer_cannot_set_its_own_verdict() {
     assert!(run["result"]["evaluation"].is_null(), "{run}");
     app.stop().await.unwrap();
 }
+
+/// A workspace's agents are capped, listed in pages, and removable; a
+/// removed agent cannot be tracked against, and another workspace cannot
+/// remove it.
+async fn agents_are_capped_paged_and_removable(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.limits.max_agents_per_workspace = 3).await;
+    let (_, k) = app.workspace("owner").await;
+    let (_, other) = app.workspace("other").await;
+    for id in ["a1", "a2", "a3"] {
+        app.agent(&k, id).await;
+    }
+    let res = register(&app, &k, "a4", "external", json!({})).await;
+    assert_error(res, StatusCode::CONFLICT, "too_many_agents", Some("id")).await;
+    let first = app.json(&k, "/api/v1/agents?limit=2").await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 2, "{first}");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let second = app
+        .json(&k, &format!("/api/v1/agents?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(second["items"][0]["id"], "a3", "{second}");
+    assert!(second["next_cursor"].is_null());
+    let url = app.url("/api/v1/agents/a2");
+    let res = app
+        .client
+        .delete(&url)
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "another workspace cannot remove it"
+    );
+    let res = app
+        .client
+        .delete(&url)
+        .bearer_auth(&k)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = app
+        .client
+        .delete(&url)
+        .bearer_auth(&k)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = app
+        .post(
+            &k,
+            "/api/v1/recommendations",
+            &json!({"agent_id": "a2", "correlation_id": "c", "workflow_id": "w", "recommendation_type": "t", "content": {}, "confidence": 0.5}),
+        )
+        .await;
+    assert_error(res, StatusCode::UNPROCESSABLE_ENTITY, "unknown_agent", None).await;
+    app.agent(&k, "a4").await;
+    let audit = app
+        .json(&app.admin_key, "/api/v1/audit?action=agent.delete")
+        .await;
+    assert_eq!(audit["items"][0]["target"], "a2", "{audit}");
+    app.stop().await.unwrap();
+}
+crate::both_backends!(agents_are_capped_paged_and_removable);

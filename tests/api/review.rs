@@ -430,3 +430,36 @@ async fn a_tenant_cannot_starve_a_shared_pool() {
     assert_eq!(res.status(), StatusCode::CREATED);
     app.stop().await.unwrap();
 }
+
+/// A tenant-chosen agent name cannot become a formula in the operator's
+/// spreadsheet; a NUL in any list filter is 400 naming it.
+#[actix_web::test]
+async fn csv_export_neutralises_formulas_and_filters_refuse_nul() {
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let (_, k) = app.workspace("csv").await;
+    let res = app
+        .post(
+            &k,
+            "/api/v1/agents",
+            &json!({"id": "f", "name": "=HYPERLINK(\"http://x\",\"y\")", "kind": "external"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let csv = app
+        .get(&k, "/api/v1/learning/agents/metrics.csv")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let row = csv.lines().find(|l| l.starts_with("f,")).unwrap();
+    assert!(row.contains("\"'=HYPERLINK("), "{row}");
+    for filter in ["status", "agent_id", "workflow_id", "recommendation_type"] {
+        let res = app
+            .get(&k, &format!("/api/v1/recommendations?{filter}=a%00b"))
+            .await;
+        let body =
+            crate::helpers::assert_error(res, StatusCode::BAD_REQUEST, "invalid_query", None).await;
+        assert!(body["message"].as_str().unwrap().contains(filter), "{body}");
+    }
+    app.stop().await.unwrap();
+}
