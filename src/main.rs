@@ -89,7 +89,18 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
-        Command::Serve => actix_web::rt::System::new().block_on(serve(settings)),
+        Command::Serve => {
+            let system = actix_web::rt::System::new();
+            let result = system.block_on(serve(settings));
+            if result.is_err() {
+                // Start-up checks run before any actor starts; should a later
+                // step still fail, actors hold actix timers that panic when
+                // dropped outside the runtime. The process exits right after
+                // printing the error, so the runtime is not dropped.
+                std::mem::forget(system);
+            }
+            result
+        }
         Command::Schedule => {
             for job in settings
                 .scheduler

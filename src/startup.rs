@@ -130,16 +130,39 @@ impl AppHandle {
 impl Application {
     /// Opens the store, starts the actors, binds. Must run inside an actix system.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Everything that can fail on configuration fails here, before any
+        // actor starts: a failed start then exits with its message alone.
+        let listener = TcpListener::bind(&settings.server.bind)
+            .map_err(|e| anyhow::anyhow!("could not listen on {} ({e}); set server.bind or SWARMWISE__SERVER__BIND to a free address", settings.server.bind))?;
+        let address = listener.local_addr()?;
+        let defs = crate::workflows::load_definitions(&settings.workflows.dir)?;
+        let factory = crate::backends::ServiceFactory::with_limits(
+            &settings.agents,
+            crate::backends::AnswerLimits::from(&settings.limits),
+        );
+        let demo_agents = if settings.demo.enabled {
+            use swarmwise_actors::swarm::BackendFactory as _;
+            Some(crate::workflows::demo_agents(&settings.demo, |agent| {
+                factory.build(agent)?;
+                match agent.config.get("pool").and_then(|p| p.as_str()) {
+                    Some(pool) if !settings.agents.pools.contains_key(pool) => {
+                        Err(swarmwise_actors::domain::ParseError::new(
+                            "config.pool",
+                            format!("no pool {pool:?} in [agents.pools] of the server config"),
+                        ))
+                    }
+                    _ => Ok(()),
+                }
+            })?)
+        } else {
+            None
+        };
         let prometheus = crate::telemetry::prometheus()?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         let patterns = crate::cache::PatternCache::new(&settings.redis).await?;
         let store = store::connect_for(&settings.database, settings.tracking.mode).await?;
         interrupt_leftovers(store.as_ref()).await?;
         let engine = Engine::start(store.clone(), settings.engine());
-        let factory = crate::backends::ServiceFactory::with_limits(
-            &settings.agents,
-            crate::backends::AnswerLimits::from(&settings.limits),
-        );
         let agent_policy = Arc::clone(factory.policy());
         let swarm = Swarm::new(
             Arc::new(factory),
@@ -161,7 +184,6 @@ impl Application {
             )
             .map_err(|e| anyhow::anyhow!("scheduler.{e}"))?;
         }
-        let defs = crate::workflows::load_definitions(&settings.workflows.dir)?;
         let workflows = Workflows::new(
             defs,
             engine.clone(),
@@ -176,10 +198,11 @@ impl Application {
             }),
             settings.workflows.clone(),
         );
-        let demo = if settings.demo.enabled {
-            Some(crate::workflows::prepare_demo(&settings.demo, store.as_ref(), &workflows).await?)
-        } else {
-            None
+        let demo = match &demo_agents {
+            Some(agents) => {
+                Some(crate::workflows::prepare_demo(&settings.demo, agents, store.as_ref()).await?)
+            }
+            None => None,
         };
         let mut started = 0;
         for ws in store.workspace_ids().await? {
@@ -214,9 +237,6 @@ impl Application {
         } else {
             (settings.auth.admin_key.clone(), false)
         };
-        let listener = TcpListener::bind(&settings.server.bind)
-            .map_err(|e| anyhow::anyhow!("could not listen on {} ({e}); set server.bind or SWARMWISE__SERVER__BIND to a free address", settings.server.bind))?;
-        let address = listener.local_addr()?;
         let cache_ttl = Duration::from_secs(settings.auth.cache_ttl_secs);
         let state = web::Data::new(AppState {
             engine: engine.clone(),

@@ -79,16 +79,13 @@ struct AgentEntry {
 /// The demo workspace's fixed id, so restarts keep its history.
 pub const DEMO_WORKSPACE: Uuid = Uuid::from_u128(0x0000_0000_0000_7000_8000_0000_0000_0de0);
 
-/// Creates the demo workspace and its agents if missing, starts the agents,
-/// and returns the workspace with its API key (the same across restarts, see
-/// [`crate::demo_key`]).
-pub async fn prepare_demo(
+/// Reads and checks the demo swarm (`demo.swarm_file`, or the built-in one
+/// when the file does not exist): each agent's kind and config are checked
+/// with `validate`. Pure, so a bad file fails the start before any actor runs.
+pub fn demo_agents(
     demo: &DemoSettings,
-    store: &dyn AdminStore,
-    workflows: &Workflows,
-) -> anyhow::Result<(WorkspaceId, String)> {
-    let ws = WorkspaceId(DEMO_WORKSPACE);
-    let key = crate::demo_key::ensure(store, ws, &demo.key_file).await?;
+    validate: impl Fn(&Agent) -> Result<(), swarmwise_actors::domain::ParseError>,
+) -> anyhow::Result<Vec<Agent>> {
     let text = if Path::new(&demo.swarm_file).exists() {
         std::fs::read_to_string(&demo.swarm_file).with_context(|| {
             format!(
@@ -105,6 +102,7 @@ pub async fn prepare_demo(
     };
     let file: SwarmFile = toml::from_str(&text)
         .with_context(|| format!("{}: not a valid swarm file", demo.swarm_file))?;
+    let mut agents = Vec::with_capacity(file.agents.len());
     for entry in file.agents {
         let config = match entry.config {
             Some(v) => serde_json::to_value(v)?,
@@ -119,12 +117,26 @@ pub async fn prepare_demo(
             enabled: true,
             created_at: to_micros(Utc::now()),
         };
-        workflows
-            .swarm()
-            .validate(&agent)
+        validate(&agent)
             .map_err(|e| anyhow::anyhow!("{}: agent {}: {e}", demo.swarm_file, agent.id))?;
+        agents.push(agent);
+    }
+    Ok(agents)
+}
+
+/// Creates the demo workspace and its agents (from [`demo_agents`]) if
+/// missing, and returns the workspace with its API key (the same across
+/// restarts, see [`crate::demo_key`]).
+pub async fn prepare_demo(
+    demo: &DemoSettings,
+    agents: &[Agent],
+    store: &dyn AdminStore,
+) -> anyhow::Result<(WorkspaceId, String)> {
+    let ws = WorkspaceId(DEMO_WORKSPACE);
+    let key = crate::demo_key::ensure(store, ws, &demo.key_file).await?;
+    for agent in agents {
         if store.agent(ws, &agent.id).await?.is_none() {
-            store.create_agent(ws, &agent).await?;
+            store.create_agent(ws, agent).await?;
         }
     }
     Ok((ws, key))

@@ -115,3 +115,90 @@ async fn init_writes_an_editable_copy_that_serve_uses() {
     );
     assert!(server.sigterm().success());
 }
+
+/// Every kind of bad start exits non-zero with its message, no panic and no
+/// backtrace.
+#[test]
+fn a_failed_start_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("wf");
+    std::fs::create_dir(&wf).unwrap();
+    std::fs::write(wf.join("x.toml"), "name = \"x\"\nbogus = 1\n").unwrap();
+    let swarm = dir.path().join("swarm.toml");
+    std::fs::write(
+        &swarm,
+        "[[agents]]\nid = \"x\"\nname = \"X\"\nkind = \"teleport\"\n",
+    )
+    .unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let (wf, swarm) = (wf.display().to_string(), swarm.display().to_string());
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "a workflow with an unknown field",
+            vec![("SWARMWISE__WORKFLOWS__DIR", &wf)],
+            "bogus",
+        ),
+        (
+            "a demo swarm with an unknown kind",
+            vec![
+                ("SWARMWISE__DEMO__ENABLED", "true"),
+                ("SWARMWISE__DEMO__SWARM_FILE", &swarm),
+            ],
+            "teleport",
+        ),
+        (
+            "a port in use",
+            vec![("SWARMWISE__SERVER__BIND", &taken)],
+            "could not listen",
+        ),
+        (
+            "an unreachable database",
+            vec![(
+                "SWARMWISE__DATABASE__URL",
+                "postgres://nobody@127.0.0.1:1/x",
+            )],
+            "could not open PostgreSQL",
+        ),
+        (
+            "a value of the wrong type",
+            vec![("SWARMWISE__TRACKING__BATCH_SIZE", "many")],
+            "tracking.batch_size",
+        ),
+        (
+            "an address that is not one",
+            vec![("SWARMWISE__SERVER__BIND", "nowhere")],
+            "server.bind",
+        ),
+    ];
+    for (what, envs, expected) in cases {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_swarmwise"));
+        cmd.arg("serve")
+            .current_dir(dir.path())
+            .env("SWARMWISE__SERVER__BIND", "127.0.0.1:0")
+            .env("SWARMWISE__DEMO__ENABLED", "false")
+            .env(
+                "SWARMWISE__DATABASE__URL",
+                format!("sqlite://{}/db.sqlite", dir.path().display()),
+            );
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{what}: started anyway");
+        assert!(stderr.contains("error"), "{what}: {stderr}");
+        assert!(
+            stderr.contains(expected) || stdout.contains(expected),
+            "{what}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked")
+                && !stderr.contains("backtrace")
+                && !stdout.contains("panicked"),
+            "{what}: {stderr}"
+        );
+    }
+}
