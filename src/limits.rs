@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use dashmap::DashMap;
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde_json::json;
 use swarmwise_actors::domain::WorkspaceId;
@@ -77,7 +77,8 @@ impl Limits {
             Ok(()) => Ok(()),
             Err(not_until) => {
                 count_refusal("api_key");
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                // The limiter's own clock: building a new one calibrates it (costly).
+                let wait = not_until.wait_time_from(limiter.clock().now());
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 Err(too_many(
                     "rate_limited",
