@@ -159,7 +159,7 @@ fn copy_error(e: &ApiError) -> ApiError {
 /// with the request. Requests without an `Authorization` header pass through
 /// (public routes need none; the extractors answer 401).
 pub async fn authenticate(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if req
@@ -176,12 +176,30 @@ pub async fn authenticate(
         // leaves no state behind.
         if let (Ok(Caller::Workspace(_)), Some(digest), Some(state)) = (&result, digest, limits) {
             if let Err(limited) = state.limits.check_key(&digest) {
+                // Read the refused request's body (bounded) so the keep-alive
+                // connection survives: an unread body closes it, and a
+                // throttled client reconnecting for every request costs the
+                // server more than serving it would.
+                drain(&mut req, state.settings.limits.max_body_bytes).await;
                 result = Err(limited);
             }
         }
         req.extensions_mut().insert(Resolved(result));
     }
     next.call(req).await
+}
+
+/// Reads and discards up to `cap` bytes of the request body.
+async fn drain(req: &mut ServiceRequest, cap: usize) {
+    use futures_util::StreamExt as _;
+    let mut payload = req.take_payload();
+    let mut read = 0usize;
+    while let Some(Ok(chunk)) = payload.next().await {
+        read += chunk.len();
+        if read > cap {
+            break;
+        }
+    }
 }
 
 fn caller(req: &HttpRequest) -> Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>> {
