@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use swarmwise_actors::domain::{
-    Agent, AgentId, OutcomeSample, Priority, Recommendation, RecommendationFilter,
-    RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
+    Agent, AgentFailure, AgentId, FailureKind, OutcomeSample, Priority, Recommendation,
+    RecommendationFilter, RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
 };
 use swarmwise_actors::learner::cycle::{Rule, StoredPattern};
 use swarmwise_actors::learner::patterns::OutcomeRecord;
@@ -156,6 +156,25 @@ fn sample_from_row(row: &SqliteRow) -> Result<OutcomeSample, StoreError> {
             latency_ms: row.try_get("latency_ms")?,
             deadline_ms: row.try_get("deadline_ms")?,
             evaluated_at: from_micros(row.try_get("evaluated_at")?)?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn failure_from_row(row: &SqliteRow) -> Result<AgentFailure, StoreError> {
+    let get = || -> Result<AgentFailure, anyhow::Error> {
+        let agent: String = row.try_get("agent_id")?;
+        let kind: String = row.try_get("kind")?;
+        Ok(AgentFailure {
+            id: row.try_get("id")?,
+            workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            workflow_id: row.try_get("workflow_id")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            kind: FailureKind::parse("kind", &kind)?,
+            message: row.try_get("message")?,
+            occurred_at: from_micros(row.try_get("occurred_at")?)?,
         })
     };
     get().map_err(StoreError::Unexpected)
@@ -334,6 +353,52 @@ impl Store for SqliteStore {
         .await
         .map_err(unexpected)?;
         rows.iter().map(sample_from_row).collect()
+    }
+
+    async fn insert_failures(
+        &self,
+        ws: WorkspaceId,
+        rows: &[AgentFailure],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO agent_failures (id, workspace_id, agent_id, agent_name, workflow_id, recommendation_type, kind, message, occurred_at) ",
+            );
+            q.push_values(chunk, |mut b, f| {
+                b.push_bind(f.id)
+                    .push_bind(ws.0)
+                    .push_bind(f.agent_id.as_str().to_owned())
+                    .push_bind(f.agent_name.clone())
+                    .push_bind(f.workflow_id.clone())
+                    .push_bind(f.recommendation_type.clone())
+                    .push_bind(f.kind.as_str())
+                    .push_bind(f.message.clone())
+                    .push_bind(micros(f.occurred_at));
+            });
+            q.build().execute(&mut *tx).await.map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn agent_failures(
+        &self,
+        ws: WorkspaceId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<AgentFailure>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, workspace_id, agent_id, agent_name, workflow_id, recommendation_type, kind, message, occurred_at \
+             FROM agent_failures WHERE workspace_id = ? AND (?2 IS NULL OR agent_id = ?2) ORDER BY occurred_at, id",
+        )
+        .bind(ws.0)
+        .bind(agent.map(|a| a.as_str().to_owned()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(failure_from_row).collect()
     }
 
     async fn status_counts(

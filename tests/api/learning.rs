@@ -61,6 +61,9 @@ async fn cycles_find_confirm_and_explain(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
         s.workflows.dir = d.path().display().to_string();
         s.learning.cycle_every_outcomes = 0; // only explicit cycles here
+                                             // The 0.2 agent falls below 0.3 and would be skipped: keep every
+                                             // agent asked so the counts below are exact.
+        s.agents.disable_below_trust = 0.0;
     })
     .await;
     let (_, k) = app.workspace("A").await;
@@ -357,6 +360,8 @@ async fn schedule_and_learn_commands() {
         ("SWARMWISE__AUTH__ADMIN_KEY", "admin-learn"),
         ("SWARMWISE__SCHEDULER__ENABLED", "false"),
         ("SWARMWISE__LEARNING__CYCLE_EVERY_OUTCOMES", "0"),
+        // The 0.2 agent would be disabled (trust < 0.3); keep the counts exact.
+        ("SWARMWISE__AGENTS__DISABLE_BELOW_TRUST", "0"),
         ("SWARMWISE__WORKFLOWS__DIR", &dir_path),
     ]);
     let base = server.address.clone();

@@ -11,9 +11,10 @@ pub mod scorer;
 pub mod state;
 
 pub use scorer::{
-    OutcomesRecorded, Ping, Recompute, RecomputeAgent, Restart, TrustScorer, TrustSnapshots,
+    FailuresRecorded, OutcomesRecorded, Ping, Recompute, RecomputeAgent, Restart, TrustScorer,
+    TrustSnapshots,
 };
 pub use state::{
-    AgentCards, Strength, Trend, TrustCard, TrustParams, TrustWeights, WorkspaceSnapshot,
-    WorkspaceTrust,
+    merge_observations, AgentCards, Folded, Observation, Strength, Trend, TrustCard, TrustParams,
+    TrustWeights, WorkspaceSnapshot, WorkspaceTrust,
 };

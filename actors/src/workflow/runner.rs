@@ -30,8 +30,8 @@ use crate::barrier::{
     fan_out, AgentOutcome, AgentResult, Completion, FanOut, FanOutTarget, LateHandler,
 };
 use crate::domain::{
-    to_micros, Agent, AgentId, Priority, QualityScore, Recommendation, RecommendationStatus,
-    Verdict, WorkspaceId,
+    to_micros, Agent, AgentFailure, AgentId, FailureKind, Priority, QualityScore, Recommendation,
+    RecommendationStatus, Verdict, WorkspaceId,
 };
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -545,7 +545,7 @@ impl Workflows {
             let cfg = self.swarm.config();
             let snap = self.engine.trust(ws);
             if let Some(card) = snap.agents.get(agent).map(|c| &c.overall) {
-                if card.sample_count >= cfg.disable_min_samples
+                if card.observations() >= cfg.disable_min_samples
                     && card.overall_trust < cfg.disable_below_trust
                 {
                     let n = running.skipped_since_probe.fetch_add(1, Ordering::Relaxed) + 1;
@@ -609,6 +609,14 @@ impl Workflows {
             on_late: Some(self.late_handler(ws, base, registered, timeout)),
         };
         let result = fan_out(spec, base).await;
+        if self.engine.learning_enabled() {
+            let failures = failures_of(&result, base, registered);
+            let n = failures.len();
+            if let Err(e) = self.engine.record_failures(ws, failures).await {
+                // The run goes on: its answers are still worth tracking.
+                tracing::warn!(error = %e, failures = n, "could not record agent failures; reliability misses them");
+            }
+        }
         (result.completed_by, result.agents)
     }
 
@@ -665,6 +673,55 @@ impl Workflows {
             });
         })
     }
+}
+
+/// The failures of one barrier, to record against the agents' reliability:
+/// every error and invalid answer, and every timeout of a barrier that
+/// completed by its deadline. An agent left without an answer because the
+/// quorum was reached first did not fail, so a quorum's missing answers are
+/// not counted.
+fn failures_of(
+    result: &crate::barrier::FanOutResult,
+    task: &Task,
+    registered: &BTreeMap<AgentId, Agent>,
+) -> Vec<AgentFailure> {
+    let now = to_micros(Utc::now());
+    result
+        .agents
+        .iter()
+        .filter_map(|r| {
+            let (kind, message) = match &r.outcome {
+                AgentOutcome::Error { kind, message, .. } => (*kind, message.clone()),
+                AgentOutcome::Timeout if result.completed_by != Completion::Quorum => (
+                    FailureKind::Timeout,
+                    "no answer before the stage deadline".into(),
+                ),
+                _ => return None,
+            };
+            let mut message = message;
+            if message.len() > 1000 {
+                let mut cut = 1000;
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message.truncate(cut);
+            }
+            Some(AgentFailure {
+                id: Uuid::now_v7(),
+                workspace_id: task.workspace_id,
+                agent_id: r.agent_id.clone(),
+                agent_name: registered
+                    .get(&r.agent_id)
+                    .map_or_else(|| r.agent_id.to_string(), |a| a.name.clone()),
+                workflow_id: task.workflow_id.clone(),
+                recommendation_type: task.recommendation_type.clone(),
+                kind,
+                // A backend's message may quote what it received.
+                message: message.replace('\0', "\\u0000"),
+                occurred_at: now,
+            })
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
