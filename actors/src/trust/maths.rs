@@ -51,25 +51,6 @@ pub fn normal_sf(z: f64) -> f64 {
     0.5 * erfc(z / std::f64::consts::SQRT_2)
 }
 
-/// One-sided two-proportion z-test of "recent differs from baseline in the
-/// direction observed". Inputs are the sums of outcome scores (partial = ½)
-/// and the counts. Returns (difference recent − baseline, one-sided p).
-pub fn two_proportion_test(recent_sum: f64, n1: f64, base_sum: f64, n0: f64) -> (f64, f64) {
-    if n1 <= 0.0 || n0 <= 0.0 {
-        return (0.0, 1.0);
-    }
-    let p1 = recent_sum / n1;
-    let p0 = base_sum / n0;
-    let pooled = (recent_sum + base_sum) / (n1 + n0);
-    let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n0)).sqrt();
-    let diff = p1 - p0;
-    if se <= 0.0 {
-        // Every outcome identical on both sides: no evidence of change.
-        return (diff, if diff == 0.0 { 1.0 } else { 0.0 });
-    }
-    (diff, normal_sf((diff / se).abs()))
-}
-
 /// Expected calibration error with `bins` equal-mass bins over
 /// (confidence, outcome) pairs, plus the Brier score. Empty input gives
 /// (0, 0).
@@ -274,14 +255,5 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0];
         assert!((spearman(&a, &[10.0, 20.0, 30.0, 40.0]) - 1.0).abs() < 1e-12);
         assert!((spearman(&a, &[4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn two_proportion_detects_clear_drop() {
-        let (diff, p) = two_proportion_test(10.0, 40.0, 80.0, 100.0);
-        assert!(diff < -0.5);
-        assert!(p < 1e-6);
-        let (_, p_same) = two_proportion_test(20.0, 40.0, 50.0, 100.0);
-        assert!(p_same > 0.4);
     }
 }

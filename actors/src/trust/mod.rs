@@ -1,11 +1,13 @@
 //! Trust: per agent and per (agent, recommendation type).
 //!
 //! - [`maths`]: pure statistics (Wilson bounds, tests, calibration error).
+//! - [`change`]: sequential change detection (CUSUM) behind the trend label.
 //! - [`state`]: decayed sufficient statistics folded from outcome samples, and
 //!   the cards (every sub-score of DESIGN §3) computed from them.
 //! - [`scorer`]: the `TrustScorer` actor that owns the state, and the
 //!   read-only [`TrustSnapshots`] readers use without a message.
 
+pub mod change;
 pub mod maths;
 pub mod scorer;
 pub mod state;

@@ -12,9 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::maths::{
-    calibration_error, dispersion_index, two_proportion_test, weighted_geometric_mean, wilson_lower,
-};
+use super::change::{ChangeDetector, DetectorParams, Direction};
+use super::maths::{calibration_error, dispersion_index, weighted_geometric_mean, wilson_lower};
 use crate::domain::{AgentFailure, AgentId, FailureKind, OutcomeSample, Priority, Verdict};
 
 /// Weights of the overall trust score; they need not sum to 1 (normalised).
@@ -69,14 +68,19 @@ pub struct TrustParams {
     pub calibration_prior_strength: f64,
     /// Outcomes kept per cell for calibration and trend.
     pub window: usize,
-    /// Trend: size of the recent window.
+    /// Trend: outcomes in the recent window whose mean, minus the
+    /// reference level, is reported as `trend_delta` while stable.
     pub trend_recent: usize,
-    /// Trend: at most this many outcomes before the recent window.
-    pub trend_baseline: usize,
-    /// Trend: one-sided p-value below which a change is reported.
-    pub trend_p_value: f64,
-    /// Trend: smallest difference in approval rate worth reporting.
-    pub trend_min_difference: f64,
+    /// Trend: target in-control average run length of each one-sided
+    /// alarm, in outcomes of a steady agent (sets the CUSUM threshold).
+    pub trend_arl0: f64,
+    /// Trend: the change of approval rate the CUSUMs are designed to catch.
+    pub trend_shift: f64,
+    /// Trend: outcomes in the reference before any alarm.
+    pub trend_min_reference: usize,
+    /// Trend: standard errors the estimated reference level is moved
+    /// towards "no alarm".
+    pub trend_reference_z: f64,
     /// Shrinkage κ_b of the decision boost.
     pub boost_prior_strength: f64,
     /// Approval at or above this quality when no explicit verdict is given.
@@ -105,9 +109,10 @@ impl Default for TrustParams {
             calibration_prior_strength: 20.0,
             window: 200,
             trend_recent: 40,
-            trend_baseline: 100,
-            trend_p_value: 0.01,
-            trend_min_difference: 0.05,
+            trend_arl0: 5000.0,
+            trend_shift: 0.15,
+            trend_min_reference: 50,
+            trend_reference_z: 1.0,
             boost_prior_strength: 5.0,
             approve_at_quality: 70.0,
             partial_at_quality: 40.0,
@@ -147,11 +152,20 @@ impl TrustParams {
         if !(0.0..=1.0).contains(&self.calibration_prior) {
             return Err(ParseError::new("calibration_prior", "must be in [0, 1]"));
         }
-        if self.trend_recent == 0 || self.window < self.trend_recent + self.trend_baseline {
+        if self.trend_recent == 0 || self.window < self.trend_recent {
             return Err(ParseError::new(
                 "window",
-                "must be at least trend_recent + trend_baseline, and trend_recent > 0",
+                "must be at least trend_recent, and trend_recent > 0",
             ));
+        }
+        if !(self.trend_arl0.is_finite() && self.trend_arl0 >= 10.0) {
+            return Err(ParseError::new("trend_arl0", "must be a number >= 10"));
+        }
+        if !(self.trend_shift > 0.0 && self.trend_shift <= 0.5) {
+            return Err(ParseError::new("trend_shift", "must be in (0, 0.5]"));
+        }
+        if !(self.trend_reference_z.is_finite() && self.trend_reference_z >= 0.0) {
+            return Err(ParseError::new("trend_reference_z", "must be >= 0"));
         }
         if !(self.partial_at_quality <= self.approve_at_quality
             && (0.0..=100.0).contains(&self.partial_at_quality)
@@ -180,6 +194,16 @@ impl TrustParams {
             ));
         }
         Ok(())
+    }
+
+    /// The knobs of the trend's change detector.
+    pub fn detector(&self) -> DetectorParams {
+        DetectorParams {
+            arl0: self.trend_arl0,
+            shift: self.trend_shift,
+            min_reference: self.trend_min_reference as f64,
+            reference_z: self.trend_reference_z,
+        }
     }
 
     /// The verdict derived from a quality score when none was given.
@@ -232,6 +256,8 @@ pub struct CellState {
     sum_confidence: f64,
     /// The newest (confidence, score) pairs, oldest first, for calibration and trend.
     recent: VecDeque<(f64, f64)>,
+    /// Sequential change detection behind the trend label.
+    change: ChangeDetector,
 }
 
 impl CellState {
@@ -296,6 +322,7 @@ impl CellState {
         }
         self.sum_quality += s.quality;
         self.sum_confidence += s.confidence;
+        self.change.observe(y, &p.detector());
         self.recent.push_back((s.confidence, y));
         while self.recent.len() > p.window {
             self.recent.pop_front();
@@ -322,16 +349,17 @@ impl CellState {
     }
 }
 
-/// Improving, stable or declining, from a two-proportion test.
+/// Improving, stable or declining, from sequential change detection
+/// (`trust/change.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Trend {
-    /// Recent approval significantly higher than before.
+    /// A rise was detected and the level has not fallen back.
     Improving,
-    /// No significant change (or too little data).
+    /// No change detected (or too little data).
     Stable,
-    /// Recent approval significantly lower than before.
+    /// A drop was detected and the level has not come back.
     Declining,
 }
 
@@ -370,7 +398,8 @@ pub struct TrustCard {
     pub brier_score: Option<f64>,
     /// Improving, stable or declining.
     pub trend: Trend,
-    /// Recent minus earlier approval rate (the figure behind the trend).
+    /// During an episode, post-change minus pre-change approval rate; while
+    /// stable, the recent window minus the reference level.
     pub trend_delta: f64,
     /// Approved / evaluated, raw.
     pub approval_rate: f64,
@@ -453,7 +482,7 @@ fn card(
             Some(brier),
         )
     };
-    let (trend, trend_delta) = trend_of(&pairs, p);
+    let (trend, trend_delta) = trend_of(cell, &pairs, p);
     let w = &p.weights;
     // Accuracy enters as accuracy × reliability, the probability that a task
     // sent to the agent comes back approved: an agent that never answers has
@@ -514,33 +543,24 @@ fn card(
     }
 }
 
-fn trend_of(pairs: &[(f64, f64)], p: &TrustParams) -> (Trend, f64) {
-    let n = pairs.len();
-    // Need a full recent window and a baseline at least half its size.
-    if n < p.trend_recent + p.trend_recent / 2 {
-        return (Trend::Stable, 0.0);
-    }
-    let split = n - p.trend_recent;
-    let base_start = split.saturating_sub(p.trend_baseline);
-    let recent = pairs.get(split..).unwrap_or_default();
-    let base = pairs.get(base_start..split).unwrap_or_default();
-    let sum = |s: &[(f64, f64)]| s.iter().map(|x| x.1).sum::<f64>();
-    let (diff, pv) = two_proportion_test(
-        sum(recent),
-        recent.len() as f64,
-        sum(base),
-        base.len() as f64,
-    );
-    let trend = if pv < p.trend_p_value && diff.abs() >= p.trend_min_difference {
-        if diff > 0.0 {
-            Trend::Improving
-        } else {
-            Trend::Declining
+fn trend_of(cell: &CellState, pairs: &[(f64, f64)], p: &TrustParams) -> (Trend, f64) {
+    match cell.change.direction() {
+        Some(Direction::Down) => (Trend::Declining, cell.change.episode_delta().unwrap_or(0.0)),
+        Some(Direction::Up) => (Trend::Improving, cell.change.episode_delta().unwrap_or(0.0)),
+        None => {
+            // Stable: the recent window against the reference, for display only.
+            let recent = pairs
+                .get(pairs.len().saturating_sub(p.trend_recent)..)
+                .unwrap_or_default();
+            let delta = match (cell.change.reference_mean(), recent.is_empty()) {
+                (Some(reference), false) => {
+                    recent.iter().map(|x| x.1).sum::<f64>() / recent.len() as f64 - reference
+                }
+                _ => 0.0,
+            };
+            (Trend::Stable, delta)
         }
-    } else {
-        Trend::Stable
-    };
-    (trend, diff)
+    }
 }
 
 /// Trust state of one agent: the agent cell and one cell per type.
