@@ -634,6 +634,10 @@ impl Store for PgStore {
                         retired_at: r.try_get("retired_at")?,
                         discovered_through: r.try_get("discovered_through")?,
                         misses: misses.max(0) as u32,
+                        confirm_attempts: details
+                            .get("confirm_attempts")
+                            .and_then(serde_json::Value::as_u64)
+                            .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32),
                     })
                 };
                 get().map_err(StoreError::Unexpected)
@@ -658,7 +662,7 @@ impl Store for PgStore {
                  ON CONFLICT (workspace_id, pattern_key) DO UPDATE SET description = EXCLUDED.description, status = EXCLUDED.status, \
                  support = EXCLUDED.support, success_rate = EXCLUDED.success_rate, ci_low = EXCLUDED.ci_low, ci_high = EXCLUDED.ci_high, \
                  p_value = EXCLUDED.p_value, q_value = EXCLUDED.q_value, lift = EXCLUDED.lift, last_confirmed = EXCLUDED.last_confirmed, \
-                 retired_at = EXCLUDED.retired_at, discovered_through = EXCLUDED.discovered_through, misses = EXCLUDED.misses",
+                 retired_at = EXCLUDED.retired_at, discovered_through = EXCLUDED.discovered_through, misses = EXCLUDED.misses, details = EXCLUDED.details",
             )
             .bind(p.id)
             .bind(ws.0)
@@ -675,7 +679,7 @@ impl Store for PgStore {
             .bind(p.q_value)
             .bind(p.lift)
             .bind(serde_json::to_value(&p.agent_ids).unwrap_or_default())
-            .bind(serde_json::json!({ "recommendation_type": p.recommendation_type }))
+            .bind(serde_json::json!({ "recommendation_type": p.recommendation_type, "confirm_attempts": p.confirm_attempts }))
             .bind(p.first_seen)
             .bind(p.last_confirmed)
             .bind(p.retired_at)

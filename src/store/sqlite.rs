@@ -601,6 +601,10 @@ impl Store for SqliteStore {
                         retired_at: opt_time("retired_at")?,
                         discovered_through: opt_time("discovered_through")?,
                         misses: r.try_get::<i64, _>("misses")?.max(0) as u32,
+                        confirm_attempts: details
+                            .get("confirm_attempts")
+                            .and_then(serde_json::Value::as_u64)
+                            .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32),
                     })
                 };
                 get().map_err(StoreError::Unexpected)
@@ -625,7 +629,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (workspace_id, pattern_key) DO UPDATE SET description = excluded.description, status = excluded.status, \
                  support = excluded.support, success_rate = excluded.success_rate, ci_low = excluded.ci_low, ci_high = excluded.ci_high, \
                  p_value = excluded.p_value, q_value = excluded.q_value, lift = excluded.lift, last_confirmed = excluded.last_confirmed, \
-                 retired_at = excluded.retired_at, discovered_through = excluded.discovered_through, misses = excluded.misses",
+                 retired_at = excluded.retired_at, discovered_through = excluded.discovered_through, misses = excluded.misses, details = excluded.details",
             )
             .bind(p.id)
             .bind(ws.0)
@@ -642,7 +646,7 @@ impl Store for SqliteStore {
             .bind(p.q_value)
             .bind(p.lift)
             .bind(serde_json::to_string(&p.agent_ids).unwrap_or_default())
-            .bind(serde_json::json!({ "recommendation_type": p.recommendation_type }).to_string())
+            .bind(serde_json::json!({ "recommendation_type": p.recommendation_type, "confirm_attempts": p.confirm_attempts }).to_string())
             .bind(micros(p.first_seen))
             .bind(p.last_confirmed.map(micros))
             .bind(p.retired_at.map(micros))
