@@ -357,6 +357,16 @@ impl ChangeDetector {
             .map(|e| e.post_sum / e.post_n - e.pre)
     }
 
+    /// Σy and n of the current regime: the post-change segment during an
+    /// episode, else the reference segment (every outcome since the last
+    /// change point). Selection samples from a posterior over these.
+    pub fn regime(&self) -> (f64, f64) {
+        match self.episode {
+            Some(e) => (e.post_sum, e.post_n),
+            None => (self.ref_sum, self.ref_n),
+        }
+    }
+
     /// Mean of the reference segment, if it has outcomes.
     pub fn reference_mean(&self) -> Option<f64> {
         (self.ref_n > 0.0).then(|| self.ref_sum / self.ref_n)

@@ -4,12 +4,14 @@
 //! - [`change`]: sequential change detection (CUSUM) behind the trend label.
 //! - [`state`]: decayed sufficient statistics folded from outcome samples, and
 //!   the cards (every sub-score of DESIGN §3) computed from them.
+//! - [`select`]: Thompson-sampling selection of the top N agents by trust.
 //! - [`scorer`]: the `TrustScorer` actor that owns the state, and the
 //!   read-only [`TrustSnapshots`] readers use without a message.
 
 pub mod change;
 pub mod maths;
 pub mod scorer;
+pub mod select;
 pub mod state;
 
 pub use scorer::{

@@ -83,6 +83,10 @@ pub struct TrustParams {
     pub trend_reference_z: f64,
     /// Shrinkage κ_b of the decision boost.
     pub boost_prior_strength: f64,
+    /// Exploration of trust-based selection (`select = { top = N }`): 0 is
+    /// greedy by posterior mean, 1 is Thompson sampling from each agent's
+    /// posterior, above 1 explores more (the posterior is widened).
+    pub selection_exploration: f64,
     /// Approval at or above this quality when no explicit verdict is given.
     pub approve_at_quality: f64,
     /// Partial at or above this quality (and below approval).
@@ -114,6 +118,7 @@ impl Default for TrustParams {
             trend_min_reference: 50,
             trend_reference_z: 1.0,
             boost_prior_strength: 5.0,
+            selection_exploration: 1.0,
             approve_at_quality: 70.0,
             partial_at_quality: 40.0,
             critical_boost: 0.2,
@@ -147,6 +152,12 @@ impl TrustParams {
             return Err(ParseError::new(
                 "consistency_block",
                 "must be at least 1 and at most window / 2",
+            ));
+        }
+        if !(self.selection_exploration.is_finite() && self.selection_exploration >= 0.0) {
+            return Err(ParseError::new(
+                "selection_exploration",
+                "must be a number >= 0 (0 = greedy, 1 = Thompson sampling)",
             ));
         }
         if !(0.0..=1.0).contains(&self.calibration_prior) {
@@ -431,6 +442,14 @@ pub struct TrustCard {
     pub invalid_count: u64,
     /// Decision boost in [−0.5, +0.5].
     pub boost: f64,
+    /// Approvals (partial = ½) in the current regime: every outcome since
+    /// the trend detector's last change point, undecayed (selection's
+    /// posterior; not part of the API).
+    #[serde(skip)]
+    pub regime_successes: f64,
+    /// Outcomes in the current regime.
+    #[serde(skip)]
+    pub regime_outcomes: f64,
 }
 
 impl TrustCard {
@@ -441,12 +460,17 @@ impl TrustCard {
     }
 }
 
+/// `parent_boost`: for a type cell, the agent's own boost, which the cell's
+/// boost is shrunk towards (κ_b outcomes' worth), so one outcome of a new
+/// type cannot swing an agent's priority class; `None` for an agent's card,
+/// shrunk towards 0.
 fn card(
     cell: &CellState,
     prior_mean: f64,
     kappa: f64,
     reference: f64,
     reliability_prior: f64,
+    parent_boost: Option<f64>,
     p: &TrustParams,
 ) -> TrustCard {
     let accuracy = cell.posterior_accuracy(prior_mean, kappa);
@@ -507,12 +531,13 @@ fn card(
     } else {
         Strength::Weak
     };
-    let shrink = cell.w / (cell.w + p.boost_prior_strength);
+    let kb = p.boost_prior_strength;
     let executions = cell.w_ok + cell.w_err;
     let boost = if executions > 0.0 && 1.0 - reliability > 0.5 {
         -0.5
     } else {
-        (shrink * (accuracy - reference)).clamp(-0.5, 0.5)
+        let parent = parent_boost.unwrap_or(0.0);
+        ((kb * parent + cell.w * (accuracy - reference)) / (kb + cell.w)).clamp(-0.5, 0.5)
     };
     let per = |x: f64| if count == 0 { 0.0 } else { x / nf };
     TrustCard {
@@ -535,6 +560,8 @@ fn card(
         approved_count: cell.approved,
         partial_count: cell.partial,
         rejected_count: cell.rejected,
+        regime_successes: cell.change.regime().0,
+        regime_outcomes: cell.change.regime().1,
         failure_count: cell.failures(),
         error_count: cell.errors,
         timeout_count: cell.timeouts,
@@ -780,6 +807,7 @@ impl WorkspaceTrust {
                 p.agent_prior_strength,
                 ws_acc,
                 ws_rel,
+                None,
                 p,
             );
             let per_type = a
@@ -793,6 +821,7 @@ impl WorkspaceTrust {
                         p.type_prior_strength,
                         reference,
                         overall.reliability,
+                        Some(overall.boost),
                         p,
                     );
                     (t.clone(), c)
@@ -828,6 +857,7 @@ impl WorkspaceTrust {
                 p.agent_prior_strength,
                 ws_acc,
                 ws_rel,
+                None,
                 p,
             ),
         }
@@ -1238,6 +1268,45 @@ mod tests {
             assert!(n <= 30, "always failing, peers {peer_rate}: {n} failures");
         }
         assert!(worst >= 10, "suspiciously fast: {worst}");
+    }
+
+    /// Issue 10, item 4: one outcome of a new type does not swing an
+    /// agent's boost (the type cell borrows the agent's boost), and many
+    /// outcomes of the type still move it.
+    #[test]
+    fn boost_does_not_jump_on_one_outcome_of_a_new_type() {
+        let p = TrustParams::default();
+        let mut samples = Vec::new();
+        for i in 0..100 {
+            samples.push(sample("star", "strategy", Verdict::Approved, 0.9, i));
+            let v = if i % 10 < 3 {
+                Verdict::Approved
+            } else {
+                Verdict::Rejected
+            };
+            samples.push(sample("peer", "strategy", v, 0.3, 1000 + i));
+        }
+        let snap = WorkspaceTrust::from_samples(samples.clone(), &p).snapshot(&p);
+        let star = AgentId::parse("a", "star").unwrap();
+        let before = snap.boost(&star, Some("risk"));
+        assert!(before > 0.25, "CRITICAL on its record: {before}");
+        for (k, v) in [Verdict::Approved, Verdict::Rejected]
+            .into_iter()
+            .enumerate()
+        {
+            let mut one = samples.clone();
+            one.push(sample("star", "risk", v, 0.9, 5000 + k as i64));
+            let snap = WorkspaceTrust::from_samples(one, &p).snapshot(&p);
+            let after = snap.boost(&star, Some("risk"));
+            assert!((after - before).abs() < 0.1, "{v:?}: {before} -> {after}");
+            assert_eq!(p.priority_for(Priority::Normal, after), Priority::Critical);
+        }
+        // Thirty rejections on the type do move it.
+        let mut many = samples;
+        many.extend((0..30).map(|k| sample("star", "risk", Verdict::Rejected, 0.9, 6000 + k)));
+        many.extend((0..30).map(|k| sample("peer", "risk", Verdict::Approved, 0.9, 7000 + k)));
+        let snap = WorkspaceTrust::from_samples(many, &p).snapshot(&p);
+        assert!(snap.boost(&star, Some("risk")) < 0.0);
     }
 
     #[test]

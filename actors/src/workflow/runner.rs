@@ -1,6 +1,7 @@
 //! Runs workflow definitions over the swarm.
 //!
-//! Per stage: choose agents (listed or "top N by trust"), skip the ones that
+//! Per stage: choose agents (listed, or "top N by trust" by Thompson
+//! sampling from each agent's posterior, `trust/select.rs`), skip the ones that
 //! are disabled, unhealthy, not run by the runtime, or below the trust
 //! threshold (except for a periodic probation probe), schedule each task at
 //! the class its trust boost gives it, gather replies with a
@@ -502,20 +503,23 @@ impl Workflows {
                     .as_deref()
                     .unwrap_or(&stage.recommendation_type);
                 let snap = self.engine.trust(ws);
-                let score = |a: &AgentId| {
-                    snap.agents
-                        .get(a)
-                        .map(|c| {
-                            c.per_type
-                                .get(rtype)
-                                .map_or(c.overall.overall_trust, |t| t.overall_trust)
-                        })
-                        .unwrap_or(snap.default_card.overall_trust)
-                };
-                let mut ranked: Vec<(f64, AgentId)> =
-                    pool.into_iter().map(|a| (score(&a), a)).collect();
-                ranked.sort_by(|x, y| y.0.total_cmp(&x.0).then_with(|| x.1.cmp(&y.1)));
-                ranked.into_iter().take(sel.top).map(|x| x.1).collect()
+                // Thompson sampling from each agent's posterior (docs/trust.md,
+                // "Selection"); greedy when trust.selection_exploration = 0.
+                let mut pool = pool;
+                pool.sort();
+                if !self.engine.learning_enabled() {
+                    // Plain orchestrator: the first N by id, no trust, no chance.
+                    pool.truncate(sel.top);
+                    return pool;
+                }
+                crate::trust::select::select_agents(
+                    &snap,
+                    &pool,
+                    rtype,
+                    sel.top,
+                    self.engine.params(),
+                    &mut rand::thread_rng(),
+                )
             }
         }
     }
