@@ -59,6 +59,19 @@ recommendation_type = "strategy"
 timeout_ms = 10000
 "#,
     );
+    write_workflow(
+        dir.path(),
+        "vote",
+        r#"
+name = "vote"
+[[stages]]
+name = "opinions"
+agents = ["oracle", "liar_a", "liar_b"]
+recommendation_type = "strategy"
+timeout_ms = 10000
+aggregate = "trust_vote"
+"#,
+    );
     dir
 }
 
@@ -126,7 +139,7 @@ async fn workflows_track_evaluate_and_learn(backend: Backend) {
         .iter()
         .map(|d| d["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["duo", "hasty", "panel"]);
+    assert_eq!(names, ["duo", "hasty", "panel", "vote"]);
 
     let first = run(&app, &k, "panel").await;
     assert_eq!(first["status"], "succeeded");
@@ -490,6 +503,60 @@ async fn failing_agent_loses_reliability_and_is_skipped(backend: Backend) {
 }
 
 both_backends!(failing_agent_loses_reliability_and_is_skipped);
+
+/// Item 5 of issue 10: `aggregate = "trust_vote"` weighs each answer by its
+/// agent's log-odds of being right; once trust is learned, one reliable
+/// agent outvotes two that are always wrong, and the run's decision uses it.
+#[actix_web::test]
+async fn trust_vote_at_the_barrier_decides() {
+    let dir = workflows_dir();
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.workflows.dir = dir.path().display().to_string();
+        // Keep the always-wrong agents asked, so they keep voting.
+        s.agents.disable_below_trust = 0.0;
+    })
+    .await;
+    let (_, k) = app.workspace("A").await;
+    register(
+        &app,
+        &k,
+        "oracle",
+        json!({"skill": {"strategy": 1.0}, "seed": 1}),
+    )
+    .await;
+    register(
+        &app,
+        &k,
+        "liar_a",
+        json!({"skill": {"strategy": 0.0}, "seed": 2}),
+    )
+    .await;
+    register(
+        &app,
+        &k,
+        "liar_b",
+        json!({"skill": {"strategy": 0.0}, "seed": 3}),
+    )
+    .await;
+    // No trust yet: every weight is 0, so the answer with more votes wins.
+    let first = run(&app, &k, "vote").await;
+    assert_eq!(first["result"]["result"]["decision"], "flawed", "{first}");
+    for _ in 0..30 {
+        run(&app, &k, "vote").await;
+    }
+    app.engine.trust_settled().await.unwrap();
+    let r = run(&app, &k, "vote").await;
+    let result = &r["result"]["result"];
+    assert_eq!(result["decision"], "sound", "{result}");
+    let posterior = result["decision_posterior"].as_f64().unwrap();
+    assert!(posterior > 0.85, "{result}");
+    let aggregate = &r["result"]["stages"][0]["aggregate"];
+    assert_eq!(aggregate["decision"], "sound");
+    assert_eq!(aggregate["voters"], 3);
+    let flawed = aggregate["distribution"]["flawed"].as_f64().unwrap();
+    assert!((posterior + flawed - 1.0).abs() < 1e-9, "{aggregate}");
+    app.stop().await.unwrap();
+}
 
 /// `learning.enabled = false`: the same workflow gives the same answers, but
 /// nothing is tracked, evaluated or boosted.

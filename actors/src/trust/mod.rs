@@ -1,6 +1,7 @@
 //! Trust: per agent and per (agent, recommendation type).
 //!
 //! - [`maths`]: pure statistics (Wilson bounds, tests, calibration error).
+//! - [`consensus`]: the trust-weighted vote and Dawid–Skene EM.
 //! - [`change`]: sequential change detection (CUSUM) behind the trend label.
 //! - [`state`]: decayed sufficient statistics folded from outcome samples, and
 //!   the cards (every sub-score of DESIGN §3) computed from them.
@@ -9,6 +10,7 @@
 //!   read-only [`TrustSnapshots`] readers use without a message.
 
 pub mod change;
+pub mod consensus;
 pub mod maths;
 pub mod scorer;
 pub mod select;

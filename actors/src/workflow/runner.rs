@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::def::{StageDef, StageMode, WorkflowDef};
+use super::def::{Aggregate, StageDef, StageMode, WorkflowDef};
 use super::{RunStatus, WorkflowRun};
 use crate::agent::backend::Task;
 use crate::barrier::{
@@ -149,6 +149,9 @@ pub struct StageReport {
     pub completed_by: Completion,
     /// Every agent.
     pub agents: Vec<StageAgent>,
+    /// The trust-weighted vote, when the stage asks for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<crate::trust::consensus::TrustVote>,
 }
 
 /// A finished run.
@@ -423,11 +426,16 @@ impl Workflows {
                 stage: stage.name.clone(),
                 status: "running".into(),
             });
+            let aggregate = match stage.aggregate {
+                Some(Aggregate::TrustVote) => self.trust_vote(ws, stage, &report),
+                None => None,
+            };
             stages.push(StageReport {
                 name: stage.name.clone(),
                 recommendation_type: stage.recommendation_type.clone(),
                 completed_by,
                 agents: report,
+                aggregate,
             });
         }
         let quality = if !review_scores.is_empty() {
@@ -522,6 +530,43 @@ impl Workflows {
                 )
             }
         }
+    }
+
+    /// The stage's trust-weighted vote: each answer `content.<decision_key>`
+    /// weighted by ln((K−1)·p/(1−p)), p = the agent's accuracy on the type
+    /// (its agent card without outcomes of the type; the workspace mean
+    /// without history), K = the number of distinct answers (at least 2).
+    fn trust_vote(
+        &self,
+        ws: WorkspaceId,
+        stage: &StageDef,
+        report: &[StageAgent],
+    ) -> Option<crate::trust::consensus::TrustVote> {
+        let key = stage.decision_key.as_deref().unwrap_or("decision");
+        let snap = self.engine.trust(ws);
+        let votes: Vec<(String, f64)> = report
+            .iter()
+            .filter_map(|a| match &a.result.outcome {
+                AgentOutcome::Ok { answer, .. } => {
+                    let p = snap.agents.get(&a.result.agent_id).map_or(
+                        snap.default_card.accuracy_score,
+                        |c| {
+                            c.per_type
+                                .get(&stage.recommendation_type)
+                                .map_or(c.overall.accuracy_score, |t| t.accuracy_score)
+                        },
+                    );
+                    Some((decision_of(&answer.content, key), p))
+                }
+                _ => None,
+            })
+            .collect();
+        let distinct = votes
+            .iter()
+            .map(|v| v.0.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        crate::trust::consensus::trust_vote(&votes, distinct)
     }
 
     /// Why an agent is not asked, if it is not.
@@ -759,7 +804,17 @@ fn recommendation(
     }
 }
 
-/// The finalisation step: the last non-review stage's majority decision,
+/// `content.<key>` as text (strings as they are, other JSON as JSON), or the
+/// whole content when the key is absent.
+fn decision_of(content: &Value, key: &str) -> String {
+    content.get(key).map_or_else(
+        || content.to_string(),
+        |d| d.as_str().map_or_else(|| d.to_string(), str::to_owned),
+    )
+}
+
+/// The finalisation step: the last non-review stage's trust vote when it
+/// asks for one, else its majority decision,
 /// every stage's answers, and the quality.
 fn assemble(stages: &[StageReport], def: &WorkflowDef, quality: Option<f64>) -> Value {
     let mut by_stage = serde_json::Map::new();
@@ -780,8 +835,18 @@ fn assemble(stages: &[StageReport], def: &WorkflowDef, quality: Option<f64>) -> 
         .rev()
         .find(|s| !s.review)
         .map(|s| s.name.as_str());
+    let final_report = stages.iter().find(|s| Some(s.name.as_str()) == final_stage);
+    if let Some(vote) = final_report.and_then(|r| r.aggregate.as_ref()) {
+        return json!({
+            "decision": vote.decision,
+            "decision_posterior": vote.posterior,
+            "aggregate": vote,
+            "quality": quality,
+            "stages": by_stage,
+        });
+    }
     let mut votes: BTreeMap<String, (usize, f64)> = BTreeMap::new();
-    if let Some(report) = stages.iter().find(|s| Some(s.name.as_str()) == final_stage) {
+    if let Some(report) = final_report {
         for a in &report.agents {
             if let AgentOutcome::Ok { answer, .. } = &a.result.outcome {
                 let key = answer.content.get("decision").map_or_else(
