@@ -14,7 +14,7 @@ use swarmwise_actors::domain::{AgentId, WorkspaceId};
 use swarmwise_actors::learner::actor::Learner;
 use swarmwise_actors::ports::StoreError;
 use swarmwise_actors::swarm::Swarm;
-use swarmwise_actors::workflow::{CountingTrigger, Workflows};
+use swarmwise_actors::workflow::{CountingTrigger, CycleTrigger, Workflows};
 use swarmwise_actors::Engine;
 
 use crate::auth::{generate_key, hash_key};
@@ -50,6 +50,9 @@ pub struct AppState {
     pub agent_policy: Arc<crate::backends::policy::AgentPolicy>,
     /// Runs learning cycles.
     pub learner: Learner,
+    /// Counts evaluated outcomes towards `learning.cycle_every_outcomes`
+    /// (shared with the workflow runner).
+    pub cycles: Arc<dyn CycleTrigger>,
     /// Patterns by workspace (Redis or in process), cleared when a cycle finishes.
     pub patterns: crate::cache::PatternCache,
     /// Flips to true when the server begins to stop.
@@ -184,18 +187,21 @@ impl Application {
             )
             .map_err(|e| anyhow::anyhow!("scheduler.{e}"))?;
         }
+        // One counter for every path that evaluates outcomes: workflow runs,
+        // REST outcomes and feedback all count towards cycle_every_outcomes.
+        let cycles: Arc<dyn CycleTrigger> = Arc::new({
+            let learner = learner.clone();
+            CountingTrigger::new(settings.learning.cycle_every_outcomes, move |ws| {
+                learner.request(ws, "outcomes")
+            })
+        });
         let workflows = Workflows::new(
             defs,
             engine.clone(),
             swarm.clone(),
             store.clone(),
             engine.events().clone(),
-            Arc::new({
-                let learner = learner.clone();
-                CountingTrigger::new(settings.learning.cycle_every_outcomes, move |ws| {
-                    learner.request(ws, "outcomes")
-                })
-            }),
+            Arc::clone(&cycles),
             settings.workflows.clone(),
         );
         let demo = match &demo_agents {
@@ -252,6 +258,7 @@ impl Application {
             shutdown: shutdown_rx,
             learner,
             patterns,
+            cycles,
         });
         {
             // Idle rate-limit buckets and run counters are forgotten, so the

@@ -83,6 +83,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Outcomes folded into trust",
     ),
     (
+        "swarmwise_agent_failures_total",
+        "counter",
+        "Failed executions of agents recorded against their reliability, by kind (error, timeout, invalid)",
+    ),
+    (
         "swarmwise_trust_reload_seconds",
         "histogram",
         "Time to reload trust from the store",

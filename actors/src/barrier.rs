@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::agent::backend::{AgentAnswer, BackendError, Task};
 use crate::agent::{AgentActor, ExecuteFor};
-use crate::domain::{AgentId, Priority};
+use crate::domain::{AgentId, FailureKind, Priority};
 
 /// How one agent fared in a fan-out.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,6 +32,8 @@ pub enum AgentOutcome {
     },
     /// Failed.
     Error {
+        /// A backend error or an invalid answer.
+        kind: FailureKind,
         /// Why.
         message: String,
         /// Milliseconds from the fan-out's start.
@@ -283,6 +285,10 @@ impl Handler<AgentReply> for FanOutBarrier {
             Ok(answer) => AgentOutcome::Ok { answer, latency_ms },
             Err(BackendError::Timeout) => AgentOutcome::Timeout,
             Err(e) => AgentOutcome::Error {
+                kind: match e {
+                    BackendError::InvalidAnswer(_) => FailureKind::Invalid,
+                    BackendError::Timeout | BackendError::Failed(_) => FailureKind::Error,
+                },
                 message: e.to_string(),
                 latency_ms,
             },

@@ -443,6 +443,77 @@ impl OutcomeSample {
     }
 }
 
+/// Why an asked agent gave no usable answer: what reliability counts
+/// against it (DESIGN §3: "1 − error/timeout rate").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The backend failed (network, process, provider error).
+    Error,
+    /// No answer before the stage's barrier completed.
+    Timeout,
+    /// An answer that is not `{content, confidence, reasoning?}` or that
+    /// breaks a rule (confidence out of range, text the store cannot hold).
+    Invalid,
+}
+
+impl FailureKind {
+    /// The wire and database name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+            Self::Invalid => "invalid",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(field: &str, raw: &str) -> Result<Self, ParseError> {
+        match raw {
+            "error" => Ok(Self::Error),
+            "timeout" => Ok(Self::Timeout),
+            "invalid" => Ok(Self::Invalid),
+            _ => Err(ParseError::new(
+                field,
+                format!("unknown failure kind {raw:?}; use error, timeout or invalid"),
+            )),
+        }
+    }
+}
+
+/// One execution of an agent that produced no usable answer. Recorded by the
+/// workflow runner (table `agent_failures`), folded into the agent's trust as
+/// an observation of reliability, and counted in its metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentFailure {
+    /// UUIDv7 (tie-breaker of the fold order).
+    pub id: Uuid,
+    /// Owner.
+    pub workspace_id: WorkspaceId,
+    /// Whose failure.
+    pub agent_id: AgentId,
+    /// Display name of the agent.
+    pub agent_name: String,
+    /// The workflow run it happened in.
+    pub workflow_id: String,
+    /// The type the agent was asked for (the stage's).
+    pub recommendation_type: String,
+    /// Error, timeout or invalid answer.
+    pub kind: FailureKind,
+    /// What went wrong, as the backend said (truncated to 1,000 bytes).
+    pub message: String,
+    /// When it happened (fold order; microsecond precision, as stored).
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl AgentFailure {
+    /// The total order trust folds observations in: time, then id.
+    pub fn key(&self) -> (DateTime<Utc>, Uuid) {
+        (self.occurred_at, self.id)
+    }
+}
+
 /// Truncates a time to microseconds, the precision both stores keep, so a
 /// value read back equals the value written.
 pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{AgentId, Priority, Recommendation, WorkspaceId};
+use crate::domain::{AgentFailure, AgentId, Priority, Recommendation, WorkspaceId};
 use crate::error::EngineError;
 use crate::events::EventBus;
 use crate::ports::Store;
@@ -18,7 +18,8 @@ use crate::tracker::{
     TrackerConfig, WriterReport, WriterStatus,
 };
 use crate::trust::{
-    Ping, Recompute, Restart, TrustParams, TrustScorer, TrustSnapshots, WorkspaceSnapshot,
+    FailuresRecorded, Ping, Recompute, Restart, TrustParams, TrustScorer, TrustSnapshots,
+    WorkspaceSnapshot,
 };
 
 /// Restart policies per actor kind (config `[supervision.*]`).
@@ -49,6 +50,9 @@ pub struct EngineConfig {
 /// Handle to the running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
+    /// Where failed executions are recorded (they bypass the tracker's
+    /// write-behind buffer: they are few, and trust must see them in order).
+    store: Arc<dyn Store>,
     tracker: Addr<RecommendationTracker>,
     scorer: Addr<TrustScorer>,
     snapshots: TrustSnapshots,
@@ -91,7 +95,7 @@ impl Engine {
         );
         let (tracker, pending, writer) = RecommendationTracker::start_supervised(
             config.tracking,
-            store,
+            Arc::clone(&store),
             Arc::clone(&params),
             scorer.clone(),
             config.supervision.tracker,
@@ -99,6 +103,7 @@ impl Engine {
             Arc::clone(&revisions),
         );
         Self {
+            store,
             tracker,
             scorer,
             snapshots,
@@ -153,6 +158,32 @@ impl Engine {
     pub async fn feedback(&self, msg: Feedback) -> Result<Recommendation, EngineError> {
         self.check_enabled()?;
         self.tracker.send(msg).await.map_err(mailbox)?
+    }
+
+    /// Records failed executions (errors, timeouts, invalid answers) of
+    /// agents of `ws` and folds them into their reliability; replies once
+    /// trust has them, so an evaluation sent afterwards is folded after them.
+    pub async fn record_failures(
+        &self,
+        ws: WorkspaceId,
+        failures: Vec<AgentFailure>,
+    ) -> Result<(), EngineError> {
+        self.check_enabled()?;
+        if failures.is_empty() {
+            return Ok(());
+        }
+        self.store.insert_failures(ws, &failures).await?;
+        for f in &failures {
+            metrics::counter!("swarmwise_agent_failures_total", "kind" => f.kind.as_str())
+                .increment(1);
+        }
+        self.scorer
+            .send(FailuresRecorded {
+                workspace: ws,
+                failures,
+            })
+            .await
+            .map_err(mailbox)
     }
 
     /// Waits until everything tracked so far is committed.

@@ -11,8 +11,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::domain::{
-    Agent, AgentId, OutcomeSample, Recommendation, RecommendationFilter, RecommendationStatus,
-    VerdictUpdate, WorkspaceId,
+    Agent, AgentFailure, AgentId, OutcomeSample, Recommendation, RecommendationFilter,
+    RecommendationStatus, VerdictUpdate, WorkspaceId,
 };
 use crate::learner::cycle::{Rule, StoredPattern};
 use crate::learner::patterns::OutcomeRecord;
@@ -154,6 +154,19 @@ pub trait Store: Send + Sync + 'static {
         ws: WorkspaceId,
         agent: Option<&AgentId>,
     ) -> Result<Vec<OutcomeSample>, StoreError>;
+    /// Records failed executions (errors, timeouts, invalid answers) of
+    /// agents of one workspace, atomically, in one statement.
+    async fn insert_failures(
+        &self,
+        ws: WorkspaceId,
+        rows: &[AgentFailure],
+    ) -> Result<(), StoreError>;
+    /// Failed executions in fold order (time, id), of one agent or all.
+    async fn agent_failures(
+        &self,
+        ws: WorkspaceId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<AgentFailure>, StoreError>;
     /// Recommendation counts per agent and status.
     async fn status_counts(
         &self,

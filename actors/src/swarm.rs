@@ -87,9 +87,10 @@ pub struct SwarmConfig {
     /// A waiting task is promoted one class per this many milliseconds (0 = never).
     pub aging_ms: u64,
     /// Skip an agent in fan-outs when its overall trust is below this (and it
-    /// has at least `disable_min_samples` outcomes).
+    /// has at least `disable_min_samples` observations).
     pub disable_below_trust: f64,
-    /// Outcomes needed before the threshold applies.
+    /// Observations (evaluated outcomes plus recorded failures) needed
+    /// before the threshold applies.
     pub disable_min_samples: u64,
     /// A skipped agent is still asked once every this many fan-outs, so it can
     /// earn trust back (0 = never: only an operator re-enables it).

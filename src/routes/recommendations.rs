@@ -393,6 +393,8 @@ pub async fn feedback(
             comment: b.comment,
         })
         .await?;
+    // A human verdict is an outcome too (a new one, or a changed one).
+    state.cycles.outcomes_evaluated(ws.0, 1);
     Ok(HttpResponse::Ok().json(rec))
 }
 
@@ -478,5 +480,8 @@ pub async fn outcome(
             feedback: b.feedback,
         })
         .await?;
+    // Outcomes reported here count towards learning.cycle_every_outcomes
+    // exactly like the ones a workflow run evaluates.
+    state.cycles.outcomes_evaluated(ws.0, summary.evaluated);
     Ok(HttpResponse::Ok().json(summary))
 }

@@ -105,6 +105,16 @@ pub struct AgentMetrics {
     pub strength: Strength,
     /// Overall trust.
     pub overall_trust: f64,
+    /// Failed executions recorded against it (errors + timeouts + invalid answers).
+    pub failure_count: u64,
+    /// Backend errors.
+    pub error_count: u64,
+    /// No answer before the stage deadline.
+    pub timeout_count: u64,
+    /// Answers that were not `{content, confidence, reasoning?}` or broke a rule.
+    pub invalid_count: u64,
+    /// 1 − failure rate (posterior, decayed).
+    pub reliability: f64,
 }
 
 /// `POST /learning/debug/initialize-trust-scores` answer.
@@ -279,6 +289,11 @@ fn metrics_of(id: &AgentId, name: &str, c: [u64; 5], card: &TrustCard) -> AgentM
         avg_quality: card.avg_quality,
         strength: card.strength,
         overall_trust: card.overall_trust,
+        failure_count: card.failure_count,
+        error_count: card.error_count,
+        timeout_count: card.timeout_count,
+        invalid_count: card.invalid_count,
+        reliability: card.reliability,
     }
 }
 
@@ -334,7 +349,8 @@ pub async fn metrics_csv(
     let agents = state.store.agents(ws.0).await?;
     let mut out = String::from(
         "agent_id,agent_name,total_recommendations,pending_count,approved_count,partial_count,rejected_count,\
-         expired_count,approval_rate,avg_confidence,avg_quality,strength,overall_trust\n",
+         expired_count,approval_rate,avg_confidence,avg_quality,strength,overall_trust,\
+         error_count,timeout_count,invalid_count,reliability\n",
     );
     for a in &agents {
         let m = metrics_of(
@@ -346,7 +362,7 @@ pub async fn metrics_csv(
         let strength = serde_json::to_value(m.strength).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{:.4},{:.4},{:.2},{},{:.4}",
+            "{},{},{},{},{},{},{},{},{:.4},{:.4},{:.2},{},{:.4},{},{},{},{:.4}",
             csv_field(&m.agent_id),
             csv_field(&m.agent_name),
             m.total_recommendations,
@@ -359,7 +375,11 @@ pub async fn metrics_csv(
             m.avg_confidence,
             m.avg_quality,
             strength.as_str().unwrap_or_default(),
-            m.overall_trust
+            m.overall_trust,
+            m.error_count,
+            m.timeout_count,
+            m.invalid_count,
+            m.reliability
         );
     }
     Ok(HttpResponse::Ok()

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, Executor, PgPool, Postgres, QueryBuilder, Row, Transaction};
 use swarmwise_actors::domain::{
-    Agent, AgentId, OutcomeSample, Priority, Recommendation, RecommendationFilter,
-    RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
+    Agent, AgentFailure, AgentId, FailureKind, OutcomeSample, Priority, Recommendation,
+    RecommendationFilter, RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
 };
 use swarmwise_actors::learner::cycle::{Rule, StoredPattern};
 use swarmwise_actors::learner::patterns::OutcomeRecord;
@@ -143,6 +143,25 @@ fn sample_from_row(row: &PgRow) -> Result<OutcomeSample, StoreError> {
             latency_ms: row.try_get("latency_ms")?,
             deadline_ms: row.try_get("deadline_ms")?,
             evaluated_at: row.try_get("evaluated_at")?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn failure_from_row(row: &PgRow) -> Result<AgentFailure, StoreError> {
+    let get = || -> Result<AgentFailure, anyhow::Error> {
+        let agent: String = row.try_get("agent_id")?;
+        let kind: String = row.try_get("kind")?;
+        Ok(AgentFailure {
+            id: row.try_get("id")?,
+            workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            workflow_id: row.try_get("workflow_id")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            kind: FailureKind::parse("kind", &kind)?,
+            message: row.try_get("message")?,
+            occurred_at: row.try_get("occurred_at")?,
         })
     };
     get().map_err(StoreError::Unexpected)
@@ -354,6 +373,55 @@ impl Store for PgStore {
         .map_err(unexpected)?;
         tx.commit().await.map_err(unexpected)?;
         rows.iter().map(sample_from_row).collect()
+    }
+
+    async fn insert_failures(
+        &self,
+        ws: WorkspaceId,
+        rows: &[AgentFailure],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.scoped(ws).await?;
+        sqlx::query(
+            "INSERT INTO agent_failures (id, workspace_id, agent_id, agent_name, workflow_id, recommendation_type, kind, message, occurred_at) \
+             SELECT t.id, $2, t.agent_id, t.agent_name, t.workflow_id, t.rtype, t.kind, t.message, t.occurred_at \
+             FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[]) \
+             AS t(id, agent_id, agent_name, workflow_id, rtype, kind, message, occurred_at)",
+        )
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(ws.0)
+        .bind(rows.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.agent_name.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.workflow_id.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.recommendation_type.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.kind.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.message.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn agent_failures(
+        &self,
+        ws: WorkspaceId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<AgentFailure>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query(
+            "SELECT id, workspace_id, agent_id, agent_name, workflow_id, recommendation_type, kind, message, occurred_at \
+             FROM agent_failures WHERE workspace_id = $1 AND ($2::text IS NULL OR agent_id = $2) ORDER BY occurred_at, id",
+        )
+        .bind(ws.0)
+        .bind(agent.map(|a| a.as_str().to_owned()))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(failure_from_row).collect()
     }
 
     async fn status_counts(
@@ -578,6 +646,10 @@ impl Store for PgStore {
                         retired_at: r.try_get("retired_at")?,
                         discovered_through: r.try_get("discovered_through")?,
                         misses: misses.max(0) as u32,
+                        confirm_attempts: details
+                            .get("confirm_attempts")
+                            .and_then(serde_json::Value::as_u64)
+                            .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32),
                     })
                 };
                 get().map_err(StoreError::Unexpected)
@@ -602,7 +674,7 @@ impl Store for PgStore {
                  ON CONFLICT (workspace_id, pattern_key) DO UPDATE SET description = EXCLUDED.description, status = EXCLUDED.status, \
                  support = EXCLUDED.support, success_rate = EXCLUDED.success_rate, ci_low = EXCLUDED.ci_low, ci_high = EXCLUDED.ci_high, \
                  p_value = EXCLUDED.p_value, q_value = EXCLUDED.q_value, lift = EXCLUDED.lift, last_confirmed = EXCLUDED.last_confirmed, \
-                 retired_at = EXCLUDED.retired_at, discovered_through = EXCLUDED.discovered_through, misses = EXCLUDED.misses",
+                 retired_at = EXCLUDED.retired_at, discovered_through = EXCLUDED.discovered_through, misses = EXCLUDED.misses, details = EXCLUDED.details",
             )
             .bind(p.id)
             .bind(ws.0)
@@ -619,7 +691,7 @@ impl Store for PgStore {
             .bind(p.q_value)
             .bind(p.lift)
             .bind(serde_json::to_value(&p.agent_ids).unwrap_or_default())
-            .bind(serde_json::json!({ "recommendation_type": p.recommendation_type }))
+            .bind(serde_json::json!({ "recommendation_type": p.recommendation_type, "confirm_attempts": p.confirm_attempts }))
             .bind(p.first_seen)
             .bind(p.last_confirmed)
             .bind(p.retired_at)

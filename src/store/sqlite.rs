@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use swarmwise_actors::domain::{
-    Agent, AgentId, OutcomeSample, Priority, Recommendation, RecommendationFilter,
-    RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
+    Agent, AgentFailure, AgentId, FailureKind, OutcomeSample, Priority, Recommendation,
+    RecommendationFilter, RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
 };
 use swarmwise_actors::learner::cycle::{Rule, StoredPattern};
 use swarmwise_actors::learner::patterns::OutcomeRecord;
@@ -156,6 +156,25 @@ fn sample_from_row(row: &SqliteRow) -> Result<OutcomeSample, StoreError> {
             latency_ms: row.try_get("latency_ms")?,
             deadline_ms: row.try_get("deadline_ms")?,
             evaluated_at: from_micros(row.try_get("evaluated_at")?)?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn failure_from_row(row: &SqliteRow) -> Result<AgentFailure, StoreError> {
+    let get = || -> Result<AgentFailure, anyhow::Error> {
+        let agent: String = row.try_get("agent_id")?;
+        let kind: String = row.try_get("kind")?;
+        Ok(AgentFailure {
+            id: row.try_get("id")?,
+            workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            workflow_id: row.try_get("workflow_id")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            kind: FailureKind::parse("kind", &kind)?,
+            message: row.try_get("message")?,
+            occurred_at: from_micros(row.try_get("occurred_at")?)?,
         })
     };
     get().map_err(StoreError::Unexpected)
@@ -334,6 +353,52 @@ impl Store for SqliteStore {
         .await
         .map_err(unexpected)?;
         rows.iter().map(sample_from_row).collect()
+    }
+
+    async fn insert_failures(
+        &self,
+        ws: WorkspaceId,
+        rows: &[AgentFailure],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO agent_failures (id, workspace_id, agent_id, agent_name, workflow_id, recommendation_type, kind, message, occurred_at) ",
+            );
+            q.push_values(chunk, |mut b, f| {
+                b.push_bind(f.id)
+                    .push_bind(ws.0)
+                    .push_bind(f.agent_id.as_str().to_owned())
+                    .push_bind(f.agent_name.clone())
+                    .push_bind(f.workflow_id.clone())
+                    .push_bind(f.recommendation_type.clone())
+                    .push_bind(f.kind.as_str())
+                    .push_bind(f.message.clone())
+                    .push_bind(micros(f.occurred_at));
+            });
+            q.build().execute(&mut *tx).await.map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn agent_failures(
+        &self,
+        ws: WorkspaceId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<AgentFailure>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, workspace_id, agent_id, agent_name, workflow_id, recommendation_type, kind, message, occurred_at \
+             FROM agent_failures WHERE workspace_id = ? AND (?2 IS NULL OR agent_id = ?2) ORDER BY occurred_at, id",
+        )
+        .bind(ws.0)
+        .bind(agent.map(|a| a.as_str().to_owned()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(failure_from_row).collect()
     }
 
     async fn status_counts(
@@ -546,6 +611,10 @@ impl Store for SqliteStore {
                         retired_at: opt_time("retired_at")?,
                         discovered_through: opt_time("discovered_through")?,
                         misses: r.try_get::<i64, _>("misses")?.max(0) as u32,
+                        confirm_attempts: details
+                            .get("confirm_attempts")
+                            .and_then(serde_json::Value::as_u64)
+                            .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32),
                     })
                 };
                 get().map_err(StoreError::Unexpected)
@@ -570,7 +639,7 @@ impl Store for SqliteStore {
                  ON CONFLICT (workspace_id, pattern_key) DO UPDATE SET description = excluded.description, status = excluded.status, \
                  support = excluded.support, success_rate = excluded.success_rate, ci_low = excluded.ci_low, ci_high = excluded.ci_high, \
                  p_value = excluded.p_value, q_value = excluded.q_value, lift = excluded.lift, last_confirmed = excluded.last_confirmed, \
-                 retired_at = excluded.retired_at, discovered_through = excluded.discovered_through, misses = excluded.misses",
+                 retired_at = excluded.retired_at, discovered_through = excluded.discovered_through, misses = excluded.misses, details = excluded.details",
             )
             .bind(p.id)
             .bind(ws.0)
@@ -587,7 +656,7 @@ impl Store for SqliteStore {
             .bind(p.q_value)
             .bind(p.lift)
             .bind(serde_json::to_string(&p.agent_ids).unwrap_or_default())
-            .bind(serde_json::json!({ "recommendation_type": p.recommendation_type }).to_string())
+            .bind(serde_json::json!({ "recommendation_type": p.recommendation_type, "confirm_attempts": p.confirm_attempts }).to_string())
             .bind(micros(p.first_seen))
             .bind(p.last_confirmed.map(micros))
             .bind(p.retired_at.map(micros))

@@ -61,6 +61,9 @@ async fn cycles_find_confirm_and_explain(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
         s.workflows.dir = d.path().display().to_string();
         s.learning.cycle_every_outcomes = 0; // only explicit cycles here
+                                             // The 0.2 agent falls below 0.3 and would be skipped: keep every
+                                             // agent asked so the counts below are exact.
+        s.agents.disable_below_trust = 0.0;
     })
     .await;
     let (_, k) = app.workspace("A").await;
@@ -357,6 +360,8 @@ async fn schedule_and_learn_commands() {
         ("SWARMWISE__AUTH__ADMIN_KEY", "admin-learn"),
         ("SWARMWISE__SCHEDULER__ENABLED", "false"),
         ("SWARMWISE__LEARNING__CYCLE_EVERY_OUTCOMES", "0"),
+        // The 0.2 agent would be disabled (trust < 0.3); keep the counts exact.
+        ("SWARMWISE__AGENTS__DISABLE_BELOW_TRUST", "0"),
         ("SWARMWISE__WORKFLOWS__DIR", &dir_path),
     ]);
     let base = server.address.clone();
@@ -422,3 +427,70 @@ async fn schedule_and_learn_commands() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+/// Item 8 of issue 10: outcomes reported over REST and human feedback count
+/// towards `learning.cycle_every_outcomes` exactly like workflow runs.
+async fn rest_outcomes_and_feedback_count_towards_cycles(backend: Backend) {
+    use swarmwise_actors::events::Event;
+    let app = spawn_app_with(backend, |s| {
+        s.learning.cycle_every_outcomes = 5;
+        s.scheduler.enabled = false;
+    })
+    .await;
+    let (ws, k) = app.workspace("A").await;
+    let (_, other) = app.workspace("B").await;
+    app.agent(&k, "a1").await;
+    app.agent(&k, "a2").await;
+    app.agent(&other, "a1").await;
+    let mut events = app.engine.events().subscribe();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(
+            app.track(
+                &k,
+                if i % 2 == 0 { "a1" } else { "a2" },
+                "wf-1",
+                "strategy",
+                0.8,
+            )
+            .await,
+        );
+    }
+    // Another workspace's outcomes do not count towards this one's.
+    for _ in 0..4 {
+        app.track(&other, "a1", "wf-x", "strategy", 0.8).await;
+    }
+    let summary = app.outcome(&other, "wf-x", 90.0).await;
+    assert_eq!(summary["evaluated"], 4);
+    let summary = app.outcome(&k, "wf-1", 90.0).await;
+    assert_eq!(summary["evaluated"], 4);
+    // 4 of 5: nothing requested yet (a request would show as a cycle row).
+    let cycles = app.json(&k, "/api/v1/learning/cycles").await;
+    assert_eq!(cycles["items"].as_array().unwrap().len(), 0, "{cycles}");
+    // Feedback is the fifth outcome: a cycle is requested and runs.
+    let res = app
+        .post(
+            &k,
+            &format!("/api/v1/recommendations/{}/feedback", ids[0]),
+            &json!({"status": "rejected"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    loop {
+        if let Event::LearningCycle { workspace_id, .. } = events.recv().await.unwrap() {
+            if workspace_id.to_string() == ws {
+                break;
+            }
+        }
+    }
+    let cycles = app.json(&k, "/api/v1/learning/cycles").await;
+    let items = cycles["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{cycles}");
+    assert_eq!(items[0]["reason"], "outcomes");
+    // Workspace B, at 4 outcomes, had none.
+    let b = app.json(&other, "/api/v1/learning/cycles").await;
+    assert_eq!(b["items"].as_array().unwrap().len(), 0, "{b}");
+    app.stop().await.unwrap();
+}
+
+both_backends!(rest_outcomes_and_feedback_count_towards_cycles);

@@ -9,8 +9,8 @@ use swarmwise::auth::generate_key;
 use swarmwise::config::DatabaseSettings;
 use swarmwise::store::{connect, AdminStore, PgStore};
 use swarmwise_actors::domain::{
-    to_micros, Agent, AgentId, Recommendation, RecommendationFilter, RecommendationStatus, Verdict,
-    VerdictUpdate, WorkspaceId,
+    to_micros, Agent, AgentFailure, AgentId, FailureKind, Recommendation, RecommendationFilter,
+    RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
 };
 use swarmwise_actors::ports::{StoreError, TrustRow};
 use swarmwise_actors::trust::{TrustParams, WorkspaceTrust};
@@ -239,6 +239,41 @@ async fn conformance(backend: Backend) {
     let total: u64 = counts.iter().map(|c| c.2).sum();
     assert_eq!(total, 7);
     assert!(counts.iter().all(|c| c.1 != RecommendationStatus::Pending));
+
+    // Failed executions: stored in fold order, per workspace, per agent.
+    let t0 = to_micros(Utc::now());
+    let failures: Vec<AgentFailure> = [
+        ("x", FailureKind::Timeout, 2),
+        ("y", FailureKind::Error, 0),
+        ("x", FailureKind::Invalid, 1),
+    ]
+    .iter()
+    .map(|(agent, kind, dt)| AgentFailure {
+        id: uuid::Uuid::now_v7(),
+        workspace_id: a,
+        agent_id: AgentId::parse("a", agent).unwrap(),
+        agent_name: format!("Agent {agent}"),
+        workflow_id: "wf-1".into(),
+        recommendation_type: "strategy".into(),
+        kind: *kind,
+        message: "it broke".into(),
+        occurred_at: t0 + TimeDelta::milliseconds(*dt),
+    })
+    .collect();
+    store.insert_failures(a, &failures).await.unwrap();
+    let back = store.agent_failures(a, None).await.unwrap();
+    assert_eq!(back.len(), 3);
+    assert_eq!(back[0], failures[1], "fold order: by time");
+    assert_eq!(back[2], failures[0]);
+    let xs = store
+        .agent_failures(a, Some(&AgentId::parse("a", "x").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        xs.iter().map(|f| f.kind).collect::<Vec<_>>(),
+        [FailureKind::Invalid, FailureKind::Timeout]
+    );
+    assert!(store.agent_failures(b, None).await.unwrap().is_empty());
 
     // Trust rows: upsert, history, idempotent initialisation.
     let params = TrustParams::default();

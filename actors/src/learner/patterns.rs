@@ -14,7 +14,9 @@
 //! candidates tested, a Wilson 95% interval and the lift. A pattern is emitted
 //! when support ≥ `min_support`, q ≤ `max_q` and |lift − 1| ≥ `min_lift_delta`;
 //! an expert when the Wilson lower bound of its approval rate exceeds
-//! `expert_threshold` with at least `expert_min_n` outcomes.
+//! `expert_threshold` with at least `expert_min_n` outcomes **and** it is
+//! approved more often than the other agents on that type with q ≤ `max_q`
+//! (the same BH family: every agent × type tested in the cycle).
 
 use std::collections::HashMap;
 
@@ -427,8 +429,22 @@ pub fn mine(
     for (c, q) in cands.iter_mut().zip(q) {
         c.q_value = q;
         c.significant = match c.feature {
+            // An expert clears the absolute bar *and* beats its peers on
+            // the type (Fisher test of the agent against the rest), inside
+            // the same Benjamini–Hochberg family as every other candidate:
+            // an absolute bar alone calls the worst of a strong team an
+            // expert.
             Feature::Agent(..) => {
-                c.table.support() >= p.expert_min_n && c.interval.0 > p.expert_threshold
+                let t = &c.table;
+                let peers = if t.c + t.d == 0 {
+                    1.0
+                } else {
+                    t.c as f64 / (t.c + t.d) as f64
+                };
+                t.support() >= p.expert_min_n
+                    && c.interval.0 > p.expert_threshold
+                    && t.rate() > peers
+                    && c.q_value <= p.max_q
             }
             _ => {
                 c.table.support() >= p.min_support

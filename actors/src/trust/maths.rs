@@ -51,25 +51,6 @@ pub fn normal_sf(z: f64) -> f64 {
     0.5 * erfc(z / std::f64::consts::SQRT_2)
 }
 
-/// One-sided two-proportion z-test of "recent differs from baseline in the
-/// direction observed". Inputs are the sums of outcome scores (partial = ½)
-/// and the counts. Returns (difference recent − baseline, one-sided p).
-pub fn two_proportion_test(recent_sum: f64, n1: f64, base_sum: f64, n0: f64) -> (f64, f64) {
-    if n1 <= 0.0 || n0 <= 0.0 {
-        return (0.0, 1.0);
-    }
-    let p1 = recent_sum / n1;
-    let p0 = base_sum / n0;
-    let pooled = (recent_sum + base_sum) / (n1 + n0);
-    let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n0)).sqrt();
-    let diff = p1 - p0;
-    if se <= 0.0 {
-        // Every outcome identical on both sides: no evidence of change.
-        return (diff, if diff == 0.0 { 1.0 } else { 0.0 });
-    }
-    (diff, normal_sf((diff / se).abs()))
-}
-
 /// Expected calibration error with `bins` equal-mass bins over
 /// (confidence, outcome) pairs, plus the Brier score. Empty input gives
 /// (0, 0).
@@ -98,6 +79,59 @@ pub fn calibration_error(pairs: &[(f64, f64)], bins: usize) -> (f64, f64) {
         ece += len / n as f64 * (mean_c - mean_y).abs();
     }
     (ece, brier)
+}
+
+/// Dispersion index of a 0/½/1 outcome series cut into consecutive blocks
+/// of `block` (the newest full blocks; any older remainder is left out):
+/// D = s²_between / (σ² / B), the variance of the block means over what
+/// binomial noise alone gives them (σ² the series' variance, B the block
+/// size). A steady agent has D ≈ 1 whatever its rate; an erratic or drifting
+/// one D > 1 (Cochran's dispersion test, Cochran 1954). Returns (D, outcomes
+/// used), or `None` with fewer than two blocks. A constant series gives 1.
+pub fn dispersion_index(ys: &[f64], block: usize) -> Option<(f64, usize)> {
+    let block = block.max(1);
+    let k = ys.len() / block;
+    if k < 2 {
+        return None;
+    }
+    let used = ys.get(ys.len() - k * block..)?;
+    let n = used.len() as f64;
+    let mean = used.iter().sum::<f64>() / n;
+    let var = used.iter().map(|y| (y - mean) * (y - mean)).sum::<f64>() / n;
+    if var <= 1e-12 {
+        return Some((1.0, used.len()));
+    }
+    let between = used
+        .chunks(block)
+        .map(|c| {
+            let m = c.iter().sum::<f64>() / c.len() as f64;
+            (m - mean) * (m - mean)
+        })
+        .sum::<f64>()
+        / (k as f64 - 1.0);
+    Some((between / (var / block as f64), used.len()))
+}
+
+/// Weighted geometric mean Π xᵢ^(wᵢ/Σw) of scores in [0, 1], given as
+/// (weight, score) pairs; pairs with weight 0 are left out, and 0 when no
+/// weight is positive. Any score at 0 with a positive weight gives 0: one
+/// dimension at the bottom of the scale pulls the whole to the bottom, which
+/// a weighted arithmetic mean cannot do (an always-wrong agent that answers
+/// on time kept 0.3 of it). See docs/trust.md, "Overall".
+pub fn weighted_geometric_mean(pairs: &[(f64, f64)]) -> f64 {
+    let total: f64 = pairs.iter().filter(|(w, _)| *w > 0.0).map(|(w, _)| w).sum();
+    if total <= 0.0 {
+        return 0.0;
+    }
+    let mut log_sum = 0.0;
+    for (w, x) in pairs.iter().filter(|(w, _)| *w > 0.0) {
+        let x = x.clamp(0.0, 1.0);
+        if x <= 0.0 {
+            return 0.0;
+        }
+        log_sum += w / total * x.ln();
+    }
+    log_sum.exp().clamp(0.0, 1.0)
 }
 
 /// Spearman rank correlation of two equally long series (average ranks for
@@ -182,18 +216,44 @@ mod tests {
     }
 
     #[test]
+    fn dispersion_of_steady_and_drifting_series() {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(3);
+        // Steady: D averages 1 (chi-square / df); over 200 series the mean
+        // is within 0.1 of 1 (sd of one D ≈ sqrt(2/19) ≈ 0.32, of the mean ≈ 0.02).
+        let mut total = 0.0;
+        for _ in 0..200 {
+            let ys: Vec<f64> = (0..200)
+                .map(|_| f64::from(u8::from(rng.gen_bool(0.7))))
+                .collect();
+            total += dispersion_index(&ys, 10).unwrap().0;
+        }
+        assert!((total / 200.0 - 1.0).abs() < 0.1, "{}", total / 200.0);
+        // Drifting 0.9 → 0.3: far above 1.
+        let ys: Vec<f64> = (0..200)
+            .map(|i| f64::from(u8::from(rng.gen_bool(if i < 100 { 0.9 } else { 0.3 }))))
+            .collect();
+        assert!(dispersion_index(&ys, 10).unwrap().0 > 2.5);
+        assert_eq!(dispersion_index(&[0.0; 40], 10), Some((1.0, 40)));
+        assert_eq!(dispersion_index(&[1.0; 15], 10), None);
+    }
+
+    #[test]
+    fn geometric_mean_bottoms_out_and_tops_out() {
+        assert!((weighted_geometric_mean(&[(0.4, 1.0), (0.6, 1.0)]) - 1.0).abs() < 1e-12);
+        assert_eq!(weighted_geometric_mean(&[(0.4, 0.0), (0.6, 1.0)]), 0.0);
+        // A zero weight leaves its score out.
+        assert!((weighted_geometric_mean(&[(0.0, 0.0), (1.0, 0.25)]) - 0.25).abs() < 1e-12);
+        // 0.5^0.5 · 0.8^0.5 = sqrt(0.4).
+        let g = weighted_geometric_mean(&[(1.0, 0.5), (1.0, 0.8)]);
+        assert!((g - 0.4f64.sqrt()).abs() < 1e-12);
+        assert_eq!(weighted_geometric_mean(&[]), 0.0);
+    }
+
+    #[test]
     fn spearman_perfect_and_reversed() {
         let a = [1.0, 2.0, 3.0, 4.0];
         assert!((spearman(&a, &[10.0, 20.0, 30.0, 40.0]) - 1.0).abs() < 1e-12);
         assert!((spearman(&a, &[4.0, 3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn two_proportion_detects_clear_drop() {
-        let (diff, p) = two_proportion_test(10.0, 40.0, 80.0, 100.0);
-        assert!(diff < -0.5);
-        assert!(p < 1e-6);
-        let (_, p_same) = two_proportion_test(20.0, 40.0, 50.0, 100.0);
-        assert!(p_same > 0.4);
     }
 }

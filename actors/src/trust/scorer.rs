@@ -19,7 +19,7 @@ use chrono::Utc;
 use dashmap::DashMap;
 
 use super::state::{TrustParams, WorkspaceSnapshot, WorkspaceTrust};
-use crate::domain::{AgentId, OutcomeSample, WorkspaceId};
+use crate::domain::{AgentFailure, AgentId, OutcomeSample, WorkspaceId};
 use crate::error::EngineError;
 use crate::events::{Event, EventBus};
 use crate::ports::{Store, TrustRow};
@@ -77,6 +77,17 @@ pub struct OutcomesRecorded {
     pub workspace: WorkspaceId,
     /// The newly evaluated samples, in key order.
     pub samples: Vec<OutcomeSample>,
+}
+
+/// Sent by the engine after failed executions (errors, timeouts, invalid
+/// answers) were stored: fold them into reliability.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct FailuresRecorded {
+    /// Whose failures.
+    pub workspace: WorkspaceId,
+    /// The stored failures, in key order.
+    pub failures: Vec<AgentFailure>,
 }
 
 /// Sent by the tracker after feedback changed an already evaluated
@@ -218,7 +229,11 @@ impl TrustScorer {
                 let mut loaded = Vec::with_capacity(ids.len());
                 for ws in ids {
                     let samples = store.outcome_samples(ws, None).await?;
-                    loaded.push((ws, WorkspaceTrust::from_samples(samples, &params)));
+                    let failures = store.agent_failures(ws, None).await?;
+                    loaded.push((
+                        ws,
+                        WorkspaceTrust::from_observations(samples, failures, &params),
+                    ));
                 }
                 Ok::<_, EngineError>(loaded)
             }
@@ -302,6 +317,33 @@ impl Handler<OutcomesRecorded> for TrustScorer {
     }
 }
 
+impl Handler<FailuresRecorded> for TrustScorer {
+    type Result = ();
+
+    fn handle(&mut self, msg: FailuresRecorded, ctx: &mut Context<Self>) {
+        let state = self.states.entry(msg.workspace).or_default();
+        let folded = state.fold_failures(&msg.failures, &self.params);
+        // A failure older than an outcome already folded (a concurrent
+        // workflow evaluated first): rebuild that agent from the store, which
+        // holds both, so incremental and full recompute stay equal.
+        for agent in folded.stale {
+            ctx.notify(RecomputeAgent {
+                workspace: msg.workspace,
+                agent,
+            });
+        }
+        if folded.changed.is_empty() {
+            return;
+        }
+        self.publish(msg.workspace);
+        self.persist(msg.workspace, &folded.changed, ctx);
+        self.events.publish(Event::TrustUpdated {
+            workspace_id: msg.workspace,
+            agents: folded.changed,
+        });
+    }
+}
+
 impl Handler<RecomputeAgent> for TrustScorer {
     type Result = ();
 
@@ -309,12 +351,19 @@ impl Handler<RecomputeAgent> for TrustScorer {
         let store = Arc::clone(&self.store);
         let agent = msg.agent.clone();
         let ws = msg.workspace;
-        let fut = async move { store.outcome_samples(ws, Some(&agent)).await }
-            .into_actor(self)
-            .map(move |res, act, ctx| match res {
-                Ok(samples) => {
+        let fut = async move {
+            let samples = store.outcome_samples(ws, Some(&agent)).await?;
+            let failures = store.agent_failures(ws, Some(&agent)).await?;
+            Ok::<_, crate::ports::StoreError>((samples, failures))
+        }
+        .into_actor(self)
+        .map(move |res, act, ctx| match res {
+                Ok((samples, failures)) => {
                     let params = Arc::clone(&act.params);
-                    act.states.entry(ws).or_default().replace_agent(&msg.agent, samples, &params);
+                    act.states
+                        .entry(ws)
+                        .or_default()
+                        .replace_agent(&msg.agent, samples, failures, &params);
                     act.publish(ws);
                     act.persist(ws, std::slice::from_ref(&msg.agent), ctx);
                 }

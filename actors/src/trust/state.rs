@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::maths::{calibration_error, two_proportion_test, wilson_lower};
-use crate::domain::{AgentId, OutcomeSample, Priority, Verdict};
+use super::change::{ChangeDetector, DetectorParams, Direction};
+use super::maths::{calibration_error, dispersion_index, weighted_geometric_mean, wilson_lower};
+use crate::domain::{AgentFailure, AgentId, FailureKind, OutcomeSample, Priority, Verdict};
 
 /// Weights of the overall trust score; they need not sum to 1 (normalised).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,22 +60,33 @@ pub struct TrustParams {
     pub deadline_ms: f64,
     /// Shrinkage strength of consistency towards 0.5.
     pub consistency_prior_strength: f64,
+    /// Consistency: outcomes per block of the dispersion index.
+    pub consistency_block: usize,
     /// Calibration an agent is assumed to have before evidence.
     pub calibration_prior: f64,
     /// Weight (in outcomes) of that assumption.
     pub calibration_prior_strength: f64,
     /// Outcomes kept per cell for calibration and trend.
     pub window: usize,
-    /// Trend: size of the recent window.
+    /// Trend: outcomes in the recent window whose mean, minus the
+    /// reference level, is reported as `trend_delta` while stable.
     pub trend_recent: usize,
-    /// Trend: at most this many outcomes before the recent window.
-    pub trend_baseline: usize,
-    /// Trend: one-sided p-value below which a change is reported.
-    pub trend_p_value: f64,
-    /// Trend: smallest difference in approval rate worth reporting.
-    pub trend_min_difference: f64,
+    /// Trend: target in-control average run length of each one-sided
+    /// alarm, in outcomes of a steady agent (sets the CUSUM threshold).
+    pub trend_arl0: f64,
+    /// Trend: the change of approval rate the CUSUMs are designed to catch.
+    pub trend_shift: f64,
+    /// Trend: outcomes in the reference before any alarm.
+    pub trend_min_reference: usize,
+    /// Trend: standard errors the estimated reference level is moved
+    /// towards "no alarm".
+    pub trend_reference_z: f64,
     /// Shrinkage κ_b of the decision boost.
     pub boost_prior_strength: f64,
+    /// Exploration of trust-based selection (`select = { top = N }`): 0 is
+    /// greedy by posterior mean, 1 is Thompson sampling from each agent's
+    /// posterior, above 1 explores more (the posterior is widened).
+    pub selection_exploration: f64,
     /// Approval at or above this quality when no explicit verdict is given.
     pub approve_at_quality: f64,
     /// Partial at or above this quality (and below approval).
@@ -96,14 +108,17 @@ impl Default for TrustParams {
             half_life_days: 30.0,
             deadline_ms: 120_000.0,
             consistency_prior_strength: 5.0,
+            consistency_block: 10,
             calibration_prior: 0.7,
             calibration_prior_strength: 20.0,
             window: 200,
             trend_recent: 40,
-            trend_baseline: 100,
-            trend_p_value: 0.01,
-            trend_min_difference: 0.05,
+            trend_arl0: 5000.0,
+            trend_shift: 0.15,
+            trend_min_reference: 50,
+            trend_reference_z: 1.0,
             boost_prior_strength: 5.0,
+            selection_exploration: 1.0,
             approve_at_quality: 70.0,
             partial_at_quality: 40.0,
             critical_boost: 0.2,
@@ -133,14 +148,35 @@ impl TrustParams {
                 ));
             }
         }
+        if self.consistency_block == 0 || self.consistency_block * 2 > self.window {
+            return Err(ParseError::new(
+                "consistency_block",
+                "must be at least 1 and at most window / 2",
+            ));
+        }
+        if !(self.selection_exploration.is_finite() && self.selection_exploration >= 0.0) {
+            return Err(ParseError::new(
+                "selection_exploration",
+                "must be a number >= 0 (0 = greedy, 1 = Thompson sampling)",
+            ));
+        }
         if !(0.0..=1.0).contains(&self.calibration_prior) {
             return Err(ParseError::new("calibration_prior", "must be in [0, 1]"));
         }
-        if self.trend_recent == 0 || self.window < self.trend_recent + self.trend_baseline {
+        if self.trend_recent == 0 || self.window < self.trend_recent {
             return Err(ParseError::new(
                 "window",
-                "must be at least trend_recent + trend_baseline, and trend_recent > 0",
+                "must be at least trend_recent, and trend_recent > 0",
             ));
+        }
+        if !(self.trend_arl0.is_finite() && self.trend_arl0 >= 10.0) {
+            return Err(ParseError::new("trend_arl0", "must be a number >= 10"));
+        }
+        if !(self.trend_shift > 0.0 && self.trend_shift <= 0.5) {
+            return Err(ParseError::new("trend_shift", "must be in (0, 0.5]"));
+        }
+        if !(self.trend_reference_z.is_finite() && self.trend_reference_z >= 0.0) {
+            return Err(ParseError::new("trend_reference_z", "must be >= 0"));
         }
         if !(self.partial_at_quality <= self.approve_at_quality
             && (0.0..=100.0).contains(&self.partial_at_quality)
@@ -169,6 +205,16 @@ impl TrustParams {
             ));
         }
         Ok(())
+    }
+
+    /// The knobs of the trend's change detector.
+    pub fn detector(&self) -> DetectorParams {
+        DetectorParams {
+            arl0: self.trend_arl0,
+            shift: self.trend_shift,
+            min_reference: self.trend_min_reference as f64,
+            reference_z: self.trend_reference_z,
+        }
     }
 
     /// The verdict derived from a quality score when none was given.
@@ -203,9 +249,6 @@ pub struct CellState {
     w: f64,
     /// Σ weight · outcome score (approved 1, partial ½).
     wy: f64,
-    /// Σ weight · quality and Σ weight · quality² (consistency).
-    wq: f64,
-    wq2: f64,
     /// Σ weight · timeliness and Σ weight over samples with a latency.
     wt: f64,
     wt_n: f64,
@@ -216,30 +259,31 @@ pub struct CellState {
     approved: u64,
     partial: u64,
     rejected: u64,
+    /// Failed executions, raw, per kind (errors, timeouts, invalid answers).
+    errors: u64,
+    timeouts: u64,
+    invalid: u64,
     sum_quality: f64,
     sum_confidence: f64,
     /// The newest (confidence, score) pairs, oldest first, for calibration and trend.
     recent: VecDeque<(f64, f64)>,
+    /// Sequential change detection behind the trend label.
+    change: ChangeDetector,
 }
 
 impl CellState {
-    /// Folds one evaluated sample in.
-    pub fn observe(&mut self, s: &OutcomeSample, p: &TrustParams) {
+    /// Decays every sum by one observation's step (λ = 2^(−1/H_n) · 2^(−Δdays/H_d))
+    /// before the observation at `at` is added.
+    fn advance(&mut self, at: DateTime<Utc>, p: &TrustParams) {
         let mut decay = 0.5f64.powf(1.0 / p.half_life_outcomes);
         if let Some(last) = self.last_at {
-            let days = (s.evaluated_at - last)
-                .num_microseconds()
-                .unwrap_or(0)
-                .max(0) as f64
-                / 86_400_000_000.0;
+            let days = (at - last).num_microseconds().unwrap_or(0).max(0) as f64 / 86_400_000_000.0;
             decay *= 0.5f64.powf(days / p.half_life_days);
         }
-        self.last_at = Some(s.evaluated_at);
+        self.last_at = Some(at);
         for v in [
             &mut self.w,
             &mut self.wy,
-            &mut self.wq,
-            &mut self.wq2,
             &mut self.wt,
             &mut self.wt_n,
             &mut self.w_ok,
@@ -247,11 +291,26 @@ impl CellState {
         ] {
             *v *= decay;
         }
+    }
+
+    /// Folds one failed execution in: an observation of reliability only
+    /// (it says nothing about how good the agent's answers are).
+    pub fn observe_failure(&mut self, f: &AgentFailure, p: &TrustParams) {
+        self.advance(f.occurred_at, p);
+        self.w_err += 1.0;
+        match f.kind {
+            FailureKind::Error => self.errors += 1,
+            FailureKind::Timeout => self.timeouts += 1,
+            FailureKind::Invalid => self.invalid += 1,
+        }
+    }
+
+    /// Folds one evaluated sample in.
+    pub fn observe(&mut self, s: &OutcomeSample, p: &TrustParams) {
+        self.advance(s.evaluated_at, p);
         let y = s.verdict.score();
         self.w += 1.0;
         self.wy += y;
-        self.wq += s.quality;
-        self.wq2 += s.quality * s.quality;
         if let Some(lat) = s.latency_ms {
             let lat = lat.max(0) as f64;
             let deadline = s
@@ -274,6 +333,7 @@ impl CellState {
         }
         self.sum_quality += s.quality;
         self.sum_confidence += s.confidence;
+        self.change.observe(y, &p.detector());
         self.recent.push_back((s.confidence, y));
         while self.recent.len() > p.window {
             self.recent.pop_front();
@@ -283,6 +343,11 @@ impl CellState {
     /// Number of evaluated outcomes (raw).
     pub fn count(&self) -> u64 {
         self.approved + self.partial + self.rejected
+    }
+
+    /// Number of failed executions (raw).
+    pub fn failures(&self) -> u64 {
+        self.errors + self.timeouts + self.invalid
     }
 
     /// Effective (decayed) number of outcomes.
@@ -295,16 +360,17 @@ impl CellState {
     }
 }
 
-/// Improving, stable or declining, from a two-proportion test.
+/// Improving, stable or declining, from sequential change detection
+/// (`trust/change.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Trend {
-    /// Recent approval significantly higher than before.
+    /// A rise was detected and the level has not fallen back.
     Improving,
-    /// No significant change (or too little data).
+    /// No change detected (or too little data).
     Stable,
-    /// Recent approval significantly lower than before.
+    /// A drop was detected and the level has not come back.
     Declining,
 }
 
@@ -327,11 +393,11 @@ pub enum Strength {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrustCard {
-    /// Weighted combination of the sub-scores.
+    /// Weighted geometric mean of the five sub-scores (docs/trust.md).
     pub overall_trust: f64,
     /// Bayesian approval rate with prior and decay.
     pub accuracy_score: f64,
-    /// Stability of quality.
+    /// Stability of the approval rate over time, capped by accuracy (consistently good).
     pub consistency_score: f64,
     /// Latency against the deadline.
     pub timeliness: f64,
@@ -343,7 +409,8 @@ pub struct TrustCard {
     pub brier_score: Option<f64>,
     /// Improving, stable or declining.
     pub trend: Trend,
-    /// Recent minus earlier approval rate (the figure behind the trend).
+    /// During an episode, post-change minus pre-change approval rate; while
+    /// stable, the recent window minus the reference level.
     pub trend_delta: f64,
     /// Approved / evaluated, raw.
     pub approval_rate: f64,
@@ -365,30 +432,66 @@ pub struct TrustCard {
     pub partial_count: u64,
     /// Rejections.
     pub rejected_count: u64,
+    /// Failed executions (errors + timeouts + invalid answers), raw.
+    pub failure_count: u64,
+    /// Backend errors, raw.
+    pub error_count: u64,
+    /// Timeouts (no answer before the barrier completed), raw.
+    pub timeout_count: u64,
+    /// Invalid answers, raw.
+    pub invalid_count: u64,
     /// Decision boost in [−0.5, +0.5].
     pub boost: f64,
+    /// Approvals (partial = ½) in the current regime: every outcome since
+    /// the trend detector's last change point, undecayed (selection's
+    /// posterior; not part of the API).
+    #[serde(skip)]
+    pub regime_successes: f64,
+    /// Outcomes in the current regime.
+    #[serde(skip)]
+    pub regime_outcomes: f64,
 }
 
+impl TrustCard {
+    /// Everything observed of the agent: evaluated outcomes plus failed
+    /// executions (what `agents.disable_min_samples` counts).
+    pub fn observations(&self) -> u64 {
+        self.sample_count + self.failure_count
+    }
+}
+
+/// `parent_boost`: for a type cell, the agent's own boost, which the cell's
+/// boost is shrunk towards (κ_b outcomes' worth), so one outcome of a new
+/// type cannot swing an agent's priority class; `None` for an agent's card,
+/// shrunk towards 0.
 fn card(
     cell: &CellState,
     prior_mean: f64,
     kappa: f64,
     reference: f64,
     reliability_prior: f64,
+    parent_boost: Option<f64>,
     p: &TrustParams,
 ) -> TrustCard {
     let accuracy = cell.posterior_accuracy(prior_mean, kappa);
     let reliability = (kappa * reliability_prior + cell.w_ok) / (kappa + cell.w_ok + cell.w_err);
     let timeliness = (1.0 + cell.wt) / (1.0 + cell.wt_n);
-    let consistency = if cell.w > 0.0 {
-        let mean = cell.wq / cell.w;
-        let var = (cell.wq2 / cell.w - mean * mean).max(0.0);
-        let raw = 1.0 - (var.sqrt() / 50.0).min(1.0);
-        (cell.w * raw + p.consistency_prior_strength * 0.5)
-            / (cell.w + p.consistency_prior_strength)
-    } else {
-        0.5
+    // Stability of the approval rate across consecutive blocks of the recent
+    // window, 1 / max(1, D) with D the dispersion index, shrunk towards 0.5;
+    // then capped by accuracy: an agent that is reliably wrong is stable,
+    // and must not score as "consistent" (consistently good is what the name
+    // promises an operator). The sd of quality used before scored a
+    // coin-flipping agent lowest and an always-wrong one highest.
+    let ys: Vec<f64> = cell.recent.iter().map(|x| x.1).collect();
+    let stability = match dispersion_index(&ys, p.consistency_block) {
+        Some((d, used)) => {
+            let raw = 1.0 / d.max(1.0);
+            let n = used as f64;
+            (n * raw + p.consistency_prior_strength * 0.5) / (n + p.consistency_prior_strength)
+        }
+        None => 0.5,
     };
+    let consistency = stability.min(accuracy);
     let pairs: Vec<(f64, f64)> = cell.recent.iter().copied().collect();
     let n = pairs.len();
     let (calibration, brier) = if n == 0 {
@@ -403,15 +506,18 @@ fn card(
             Some(brier),
         )
     };
-    let (trend, trend_delta) = trend_of(&pairs, p);
+    let (trend, trend_delta) = trend_of(cell, &pairs, p);
     let w = &p.weights;
-    let total_w = w.accuracy + w.reliability + w.calibration + w.consistency + w.timeliness;
-    let overall = (w.accuracy * accuracy
-        + w.reliability * reliability
-        + w.calibration * calibration
-        + w.consistency * consistency
-        + w.timeliness * timeliness)
-        / total_w;
+    // Accuracy enters as accuracy × reliability, the probability that a task
+    // sent to the agent comes back approved: an agent that never answers has
+    // no evidence against its accuracy, yet is of no use.
+    let overall = weighted_geometric_mean(&[
+        (w.accuracy, accuracy * reliability),
+        (w.reliability, reliability),
+        (w.calibration, calibration),
+        (w.consistency, consistency),
+        (w.timeliness, timeliness),
+    ]);
     let count = cell.count();
     let nf = count as f64;
     let successes = cell.approved as f64 + 0.5 * cell.partial as f64;
@@ -425,12 +531,13 @@ fn card(
     } else {
         Strength::Weak
     };
-    let shrink = cell.w / (cell.w + p.boost_prior_strength);
+    let kb = p.boost_prior_strength;
     let executions = cell.w_ok + cell.w_err;
     let boost = if executions > 0.0 && 1.0 - reliability > 0.5 {
         -0.5
     } else {
-        (shrink * (accuracy - reference)).clamp(-0.5, 0.5)
+        let parent = parent_boost.unwrap_or(0.0);
+        ((kb * parent + cell.w * (accuracy - reference)) / (kb + cell.w)).clamp(-0.5, 0.5)
     };
     let per = |x: f64| if count == 0 { 0.0 } else { x / nf };
     TrustCard {
@@ -453,37 +560,34 @@ fn card(
         approved_count: cell.approved,
         partial_count: cell.partial,
         rejected_count: cell.rejected,
+        regime_successes: cell.change.regime().0,
+        regime_outcomes: cell.change.regime().1,
+        failure_count: cell.failures(),
+        error_count: cell.errors,
+        timeout_count: cell.timeouts,
+        invalid_count: cell.invalid,
         boost,
     }
 }
 
-fn trend_of(pairs: &[(f64, f64)], p: &TrustParams) -> (Trend, f64) {
-    let n = pairs.len();
-    // Need a full recent window and a baseline at least half its size.
-    if n < p.trend_recent + p.trend_recent / 2 {
-        return (Trend::Stable, 0.0);
-    }
-    let split = n - p.trend_recent;
-    let base_start = split.saturating_sub(p.trend_baseline);
-    let recent = pairs.get(split..).unwrap_or_default();
-    let base = pairs.get(base_start..split).unwrap_or_default();
-    let sum = |s: &[(f64, f64)]| s.iter().map(|x| x.1).sum::<f64>();
-    let (diff, pv) = two_proportion_test(
-        sum(recent),
-        recent.len() as f64,
-        sum(base),
-        base.len() as f64,
-    );
-    let trend = if pv < p.trend_p_value && diff.abs() >= p.trend_min_difference {
-        if diff > 0.0 {
-            Trend::Improving
-        } else {
-            Trend::Declining
+fn trend_of(cell: &CellState, pairs: &[(f64, f64)], p: &TrustParams) -> (Trend, f64) {
+    match cell.change.direction() {
+        Some(Direction::Down) => (Trend::Declining, cell.change.episode_delta().unwrap_or(0.0)),
+        Some(Direction::Up) => (Trend::Improving, cell.change.episode_delta().unwrap_or(0.0)),
+        None => {
+            // Stable: the recent window against the reference, for display only.
+            let recent = pairs
+                .get(pairs.len().saturating_sub(p.trend_recent)..)
+                .unwrap_or_default();
+            let delta = match (cell.change.reference_mean(), recent.is_empty()) {
+                (Some(reference), false) => {
+                    recent.iter().map(|x| x.1).sum::<f64>() / recent.len() as f64 - reference
+                }
+                _ => 0.0,
+            };
+            (Trend::Stable, delta)
         }
-    } else {
-        Trend::Stable
-    };
-    (trend, diff)
+    }
 }
 
 /// Trust state of one agent: the agent cell and one cell per type.
@@ -506,45 +610,168 @@ pub struct WorkspaceTrust {
     pub agents: BTreeMap<AgentId, AgentTrust>,
 }
 
+/// One observation trust folds: an evaluated outcome, or a failed execution.
+#[derive(Debug, Clone, Copy)]
+pub enum Observation<'a> {
+    /// An evaluated recommendation.
+    Outcome(&'a OutcomeSample),
+    /// An error, timeout or invalid answer.
+    Failure(&'a AgentFailure),
+}
+
+impl<'a> Observation<'a> {
+    /// The fold order: time (evaluation or failure), then id.
+    pub fn key(&self) -> (DateTime<Utc>, Uuid) {
+        match self {
+            Self::Outcome(s) => s.key(),
+            Self::Failure(f) => f.key(),
+        }
+    }
+
+    fn agent(&self) -> &'a AgentId {
+        match self {
+            Self::Outcome(s) => &s.agent_id,
+            Self::Failure(f) => &f.agent_id,
+        }
+    }
+
+    fn agent_name(&self) -> &'a str {
+        match self {
+            Self::Outcome(s) => &s.agent_name,
+            Self::Failure(f) => &f.agent_name,
+        }
+    }
+
+    fn recommendation_type(&self) -> &'a str {
+        match self {
+            Self::Outcome(s) => &s.recommendation_type,
+            Self::Failure(f) => &f.recommendation_type,
+        }
+    }
+}
+
+/// Merges outcomes and failures, each already in key order, into one stream
+/// in key order.
+pub fn merge_observations<'a>(
+    samples: &'a [OutcomeSample],
+    failures: &'a [AgentFailure],
+) -> Vec<Observation<'a>> {
+    let mut out = Vec::with_capacity(samples.len() + failures.len());
+    let (mut a, mut b) = (samples.iter().peekable(), failures.iter().peekable());
+    loop {
+        let take_sample = match (a.peek(), b.peek()) {
+            (Some(s), Some(f)) => s.key() <= f.key(),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_sample {
+            a.next().map(Observation::Outcome)
+        } else {
+            b.next().map(Observation::Failure)
+        };
+        out.extend(next);
+    }
+    out
+}
+
+/// What a fold did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Folded {
+    /// Agents whose state changed.
+    pub changed: Vec<AgentId>,
+    /// Agents that were sent an observation at or below their watermark: a
+    /// re-delivery, or a failure that reached the scorer after a newer
+    /// outcome. Callers that cannot tell the two apart rebuild these agents
+    /// from the store, which holds both.
+    pub stale: Vec<AgentId>,
+}
+
 impl WorkspaceTrust {
     /// Builds the state from samples in any order (sorted here).
-    pub fn from_samples(mut samples: Vec<OutcomeSample>, p: &TrustParams) -> Self {
+    pub fn from_samples(samples: Vec<OutcomeSample>, p: &TrustParams) -> Self {
+        Self::from_observations(samples, Vec::new(), p)
+    }
+
+    /// Builds the state from outcomes and failures in any order (sorted here).
+    pub fn from_observations(
+        mut samples: Vec<OutcomeSample>,
+        mut failures: Vec<AgentFailure>,
+        p: &TrustParams,
+    ) -> Self {
         samples.sort_by_key(OutcomeSample::key);
+        failures.sort_by_key(AgentFailure::key);
         let mut ws = Self::default();
-        ws.fold(&samples, p);
+        ws.fold_observations(merge_observations(&samples, &failures), p);
         ws
     }
 
     /// Folds samples in; each agent ignores samples at or below its watermark.
     /// Returns the agents that changed.
     pub fn fold(&mut self, samples: &[OutcomeSample], p: &TrustParams) -> Vec<AgentId> {
-        let mut changed = Vec::new();
-        for s in samples {
-            let agent = self.agents.entry(s.agent_id.clone()).or_default();
-            if agent.watermark.is_some_and(|w| s.key() <= w) {
-                continue;
-            }
-            agent.watermark = Some(s.key());
-            agent.name.clone_from(&s.agent_name);
-            agent.overall.observe(s, p);
-            agent
-                .per_type
-                .entry(s.recommendation_type.clone())
-                .or_default()
-                .observe(s, p);
-            if !changed.contains(&s.agent_id) {
-                changed.push(s.agent_id.clone());
-            }
-        }
-        changed
+        self.fold_observations(samples.iter().map(Observation::Outcome), p)
+            .changed
     }
 
-    /// Replaces one agent's state by a fold of exactly these samples.
-    pub fn replace_agent(&mut self, agent: &AgentId, samples: Vec<OutcomeSample>, p: &TrustParams) {
+    /// Folds failures in (in key order); see [`Folded::stale`].
+    pub fn fold_failures(&mut self, failures: &[AgentFailure], p: &TrustParams) -> Folded {
+        self.fold_observations(failures.iter().map(Observation::Failure), p)
+    }
+
+    /// Folds observations in key order; each agent ignores observations at
+    /// or below its watermark (reported as stale).
+    pub fn fold_observations<'a>(
+        &mut self,
+        observations: impl IntoIterator<Item = Observation<'a>>,
+        p: &TrustParams,
+    ) -> Folded {
+        let mut out = Folded::default();
+        for o in observations {
+            let id = o.agent();
+            let agent = self.agents.entry(id.clone()).or_default();
+            if agent.watermark.is_some_and(|w| o.key() <= w) {
+                if !out.stale.contains(id) {
+                    out.stale.push(id.clone());
+                }
+                continue;
+            }
+            agent.watermark = Some(o.key());
+            o.agent_name().clone_into(&mut agent.name);
+            let cell = agent
+                .per_type
+                .entry(o.recommendation_type().to_owned())
+                .or_default();
+            match o {
+                Observation::Outcome(s) => {
+                    cell.observe(s, p);
+                    agent.overall.observe(s, p);
+                }
+                Observation::Failure(f) => {
+                    cell.observe_failure(f, p);
+                    agent.overall.observe_failure(f, p);
+                }
+            }
+            if !out.changed.contains(id) {
+                out.changed.push(id.clone());
+            }
+        }
+        out
+    }
+
+    /// Replaces one agent's state by a fold of exactly these observations.
+    pub fn replace_agent(
+        &mut self,
+        agent: &AgentId,
+        samples: Vec<OutcomeSample>,
+        failures: Vec<AgentFailure>,
+        p: &TrustParams,
+    ) {
         self.agents.remove(agent);
         let mut samples = samples;
+        let mut failures = failures;
         samples.sort_by_key(OutcomeSample::key);
-        self.fold(&samples, p);
+        failures.sort_by_key(AgentFailure::key);
+        self.fold_observations(merge_observations(&samples, &failures), p);
     }
 
     /// Computes every card: what readers see.
@@ -580,6 +807,7 @@ impl WorkspaceTrust {
                 p.agent_prior_strength,
                 ws_acc,
                 ws_rel,
+                None,
                 p,
             );
             let per_type = a
@@ -593,6 +821,7 @@ impl WorkspaceTrust {
                         p.type_prior_strength,
                         reference,
                         overall.reliability,
+                        Some(overall.boost),
                         p,
                     );
                     (t.clone(), c)
@@ -628,6 +857,7 @@ impl WorkspaceTrust {
                 p.agent_prior_strength,
                 ws_acc,
                 ws_rel,
+                None,
                 p,
             ),
         }
@@ -695,6 +925,90 @@ mod tests {
         }
     }
 
+    fn failure(agent: &str, t: &str, kind: FailureKind, i: i64) -> AgentFailure {
+        AgentFailure {
+            id: Uuid::from_u128(i as u128),
+            workspace_id: crate::domain::WorkspaceId(Uuid::nil()),
+            agent_id: AgentId::parse("a", agent).unwrap(),
+            agent_name: agent.into(),
+            workflow_id: "w".into(),
+            recommendation_type: t.into(),
+            kind,
+            message: "boom".into(),
+            occurred_at: Utc.timestamp_opt(1_700_000_000 + i * 60, 0).unwrap(),
+        }
+    }
+
+    /// One event of a generated record: 0–2 a verdict, 3–5 a failure.
+    #[derive(Debug, Clone, Copy)]
+    enum Ev {
+        Outcome {
+            verdict: Verdict,
+            confidence: f64,
+            latency_ms: i64,
+        },
+        Failure(FailureKind),
+    }
+
+    fn ev_strategy() -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            6 => (0u8..3, 0.0f64..=1.0, 0i64..400_000).prop_map(|(v, c, l)| Ev::Outcome {
+                verdict: verdict_of(v),
+                confidence: c,
+                latency_ms: l,
+            }),
+            1 => (0u8..3).prop_map(|k| Ev::Failure([FailureKind::Error, FailureKind::Timeout, FailureKind::Invalid][k as usize])),
+        ]
+    }
+
+    /// The worst thing an agent can do at one step: a late, confidently
+    /// wrong answer of quality 0, or a failure.
+    fn worst_strategy() -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            Just(Ev::Outcome {
+                verdict: Verdict::Rejected,
+                confidence: 1.0,
+                latency_ms: 400_000
+            }),
+            Just(Ev::Failure(FailureKind::Error)),
+            Just(Ev::Failure(FailureKind::Timeout)),
+            Just(Ev::Failure(FailureKind::Invalid)),
+        ]
+    }
+
+    /// Folds each agent's record, events interleaved round-robin over agents.
+    fn workspace_of(records: &[(String, Vec<Ev>)]) -> WorkspaceSnapshot {
+        let p = TrustParams::default();
+        let (mut samples, mut failures) = (Vec::new(), Vec::new());
+        let longest = records.iter().map(|r| r.1.len()).max().unwrap_or(0);
+        let mut i = 0i64;
+        for step in 0..longest {
+            for (agent, evs) in records {
+                let Some(ev) = evs.get(step) else { continue };
+                i += 1;
+                match *ev {
+                    Ev::Outcome {
+                        verdict,
+                        confidence,
+                        latency_ms,
+                    } => {
+                        let mut s = sample(agent, "t", verdict, confidence, i);
+                        s.latency_ms = Some(latency_ms);
+                        samples.push(s);
+                    }
+                    Ev::Failure(kind) => failures.push(failure(agent, "t", kind, i)),
+                }
+            }
+        }
+        WorkspaceTrust::from_observations(samples, failures, &p).snapshot(&p)
+    }
+
+    fn overall(snap: &WorkspaceSnapshot, agent: &str) -> f64 {
+        snap.agents[&AgentId::parse("a", agent).unwrap()]
+            .overall
+            .overall_trust
+    }
+
     fn verdict_of(x: u8) -> Verdict {
         match x % 3 {
             0 => Verdict::Approved,
@@ -752,6 +1066,247 @@ mod tests {
             let batch = WorkspaceTrust::from_samples(samples, &p);
             prop_assert_eq!(inc.snapshot(&p), batch.snapshot(&p));
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The best possible record (on time, approved, quality 100, stated
+        /// confidence 1, never a failure) ends at the top of the scale and
+        /// of its workspace, whatever its peers did in as many steps.
+        #[test]
+        fn best_record_reaches_the_top(
+            n in 150usize..300,
+            peers in proptest::collection::vec(proptest::collection::vec(ev_strategy(), 300), 1..4),
+        ) {
+            let best = vec![Ev::Outcome { verdict: Verdict::Approved, confidence: 1.0, latency_ms: 1_000 }; n];
+            let mut records = vec![("best".to_string(), best)];
+            for (k, p) in peers.into_iter().enumerate() {
+                records.push((format!("peer{k}"), p.into_iter().take(n).collect()));
+            }
+            let snap = workspace_of(&records);
+            let top = overall(&snap, "best");
+            prop_assert!(top > 0.9, "best record scored {top}");
+            for (a, _) in &records {
+                prop_assert!(overall(&snap, a) <= top + 1e-9, "{a} above the best: {} > {top}", overall(&snap, a));
+            }
+        }
+
+        /// The worst possible record (every step a late, confidently wrong
+        /// answer of quality 0, or an error, timeout or invalid answer) ends
+        /// at the bottom of the scale, far below `disable_below_trust` = 0.3,
+        /// and of its workspace.
+        #[test]
+        fn worst_record_reaches_the_bottom(
+            worst in proptest::collection::vec(worst_strategy(), 150..300),
+            peers in proptest::collection::vec(proptest::collection::vec(ev_strategy(), 300), 1..4),
+        ) {
+            let n = worst.len();
+            let mut records = vec![("worst".to_string(), worst)];
+            for (k, p) in peers.into_iter().enumerate() {
+                records.push((format!("peer{k}"), p.into_iter().take(n).collect()));
+            }
+            let snap = workspace_of(&records);
+            let bottom = overall(&snap, "worst");
+            prop_assert!(bottom < 0.2, "worst record scored {bottom}");
+            for (a, _) in &records {
+                prop_assert!(overall(&snap, a) >= bottom - 1e-9, "{a} below the worst: {} < {bottom}", overall(&snap, a));
+            }
+        }
+    }
+
+    /// Errors, timeouts and invalid answers are counted and lower
+    /// reliability; an agent failing more than half the time gets boost −0.5.
+    #[test]
+    fn failures_move_reliability_and_are_counted() {
+        let p = TrustParams::default();
+        let mut samples = Vec::new();
+        let mut failures = Vec::new();
+        for i in 0..60i64 {
+            samples.push(sample("flaky", "t", Verdict::Approved, 0.8, 2 * i));
+            let kind = [
+                FailureKind::Error,
+                FailureKind::Timeout,
+                FailureKind::Invalid,
+            ][(i % 3) as usize];
+            failures.push(failure("flaky", "t", kind, 2 * i + 1));
+            samples.push(sample("solid", "t", Verdict::Approved, 0.8, 1000 + i));
+        }
+        for i in 0..10i64 {
+            failures.push(failure("dead", "t", FailureKind::Timeout, 5000 + i));
+        }
+        let snap = WorkspaceTrust::from_observations(samples, failures, &p).snapshot(&p);
+        let card = |a: &str| {
+            snap.agents[&AgentId::parse("a", a).unwrap()]
+                .overall
+                .clone()
+        };
+        let (flaky, solid, dead) = (card("flaky"), card("solid"), card("dead"));
+        assert_eq!(
+            (flaky.error_count, flaky.timeout_count, flaky.invalid_count),
+            (20, 20, 20)
+        );
+        assert_eq!(flaky.failure_count, 60);
+        assert_eq!(flaky.observations(), 120);
+        assert!(
+            (flaky.reliability - 0.5).abs() < 0.05,
+            "{}",
+            flaky.reliability
+        );
+        assert!(solid.reliability > 0.95, "{}", solid.reliability);
+        assert!(flaky.overall_trust < solid.overall_trust);
+        // Per-type cells see them too.
+        assert_eq!(
+            snap.agents[&AgentId::parse("a", "flaky").unwrap()].per_type["t"].failure_count,
+            60
+        );
+        assert_eq!(dead.sample_count, 0);
+        assert_eq!(dead.failure_count, 10);
+        assert!(dead.reliability < 0.3, "{}", dead.reliability);
+        assert_eq!(
+            snap.boost(&AgentId::parse("a", "dead").unwrap(), Some("t")),
+            -0.5
+        );
+    }
+
+    /// A failure that reaches the fold after a newer outcome is reported
+    /// stale (the scorer then rebuilds the agent from the store); a rebuild
+    /// equals the batch fold.
+    #[test]
+    fn out_of_order_failure_is_stale_and_rebuild_matches_batch() {
+        let p = TrustParams::default();
+        let s = sample("a", "t", Verdict::Approved, 0.8, 10);
+        let f = failure("a", "t", FailureKind::Error, 5);
+        let mut ws = WorkspaceTrust::default();
+        ws.fold(std::slice::from_ref(&s), &p);
+        let folded = ws.fold_failures(std::slice::from_ref(&f), &p);
+        assert!(folded.changed.is_empty());
+        assert_eq!(folded.stale, vec![AgentId::parse("a", "a").unwrap()]);
+        ws.replace_agent(
+            &AgentId::parse("a", "a").unwrap(),
+            vec![s.clone()],
+            vec![f.clone()],
+            &p,
+        );
+        let batch = WorkspaceTrust::from_observations(vec![s], vec![f], &p);
+        assert_eq!(ws.snapshot(&p), batch.snapshot(&p));
+    }
+
+    /// An always-wrong agent is not "consistent": consistency is capped by
+    /// accuracy (sd of a constant 0 quality is 0, which alone would score 1).
+    #[test]
+    fn always_wrong_is_not_consistent() {
+        let p = TrustParams::default();
+        let mut samples: Vec<_> = (0..100)
+            .map(|i| sample("wrong", "t", Verdict::Rejected, 0.5, i))
+            .collect();
+        samples.extend((0..100).map(|i| sample("right", "t", Verdict::Approved, 0.5, 1000 + i)));
+        let snap = WorkspaceTrust::from_samples(samples, &p).snapshot(&p);
+        let c = |a: &str| {
+            snap.agents[&AgentId::parse("a", a).unwrap()]
+                .overall
+                .consistency_score
+        };
+        assert!(c("wrong") < 0.05, "{}", c("wrong"));
+        assert!(c("right") > 0.9, "{}", c("right"));
+    }
+
+    /// Steps until an always-rejected agent, joining peers that already
+    /// have 100 outcomes at `peer_rate`, falls below 0.3.
+    fn outcomes_to_disable(peer_rate: f64, confidence: f64, failing: bool) -> usize {
+        let p = TrustParams::default();
+        let mut ws = WorkspaceTrust::default();
+        let mut i = 0i64;
+        for k in 0..100 {
+            // Deterministic peers: the first peer_rate·100 approved.
+            let v = if f64::from(k) < peer_rate * 100.0 {
+                Verdict::Approved
+            } else {
+                Verdict::Rejected
+            };
+            i += 1;
+            ws.fold(&[sample("peer", "t", v, 0.7, i)], &p);
+        }
+        let bad = AgentId::parse("a", "bad").unwrap();
+        for n in 1..=500 {
+            i += 1;
+            if failing {
+                ws.fold_failures(&[failure("bad", "t", FailureKind::Error, i)], &p);
+            } else {
+                ws.fold(&[sample("bad", "t", Verdict::Rejected, confidence, i)], &p);
+            }
+            let snap = ws.snapshot(&p);
+            if snap.agents[&bad].overall.overall_trust < 0.3 {
+                return n;
+            }
+        }
+        usize::MAX
+    }
+
+    /// Item 1 of issue 10: a consistently bad agent ends below
+    /// `agents.disable_below_trust` (0.3) within a bounded number of
+    /// outcomes, whatever its peers and its stated confidence (confidence 0
+    /// is the most favourable: it is perfectly calibrated). Deterministic.
+    #[test]
+    fn consistently_bad_agent_falls_below_disable_threshold() {
+        let mut worst = 0;
+        for peer_rate in [0.3, 0.6, 0.9, 1.0] {
+            for confidence in [0.0, 0.5, 1.0] {
+                let n = outcomes_to_disable(peer_rate, confidence, false);
+                worst = worst.max(n);
+                eprintln!(
+                    "peers {peer_rate}, confidence {confidence}: below 0.3 after {n} rejections"
+                );
+                assert!(
+                    n <= 40,
+                    "peers {peer_rate}, confidence {confidence}: {n} outcomes"
+                );
+            }
+            // An agent that only ever fails (no answer to judge) too.
+            let n = outcomes_to_disable(peer_rate, 0.0, true);
+            eprintln!("peers {peer_rate}: below 0.3 after {n} failures");
+            assert!(n <= 30, "always failing, peers {peer_rate}: {n} failures");
+        }
+        assert!(worst >= 10, "suspiciously fast: {worst}");
+    }
+
+    /// Issue 10, item 4: one outcome of a new type does not swing an
+    /// agent's boost (the type cell borrows the agent's boost), and many
+    /// outcomes of the type still move it.
+    #[test]
+    fn boost_does_not_jump_on_one_outcome_of_a_new_type() {
+        let p = TrustParams::default();
+        let mut samples = Vec::new();
+        for i in 0..100 {
+            samples.push(sample("star", "strategy", Verdict::Approved, 0.9, i));
+            let v = if i % 10 < 3 {
+                Verdict::Approved
+            } else {
+                Verdict::Rejected
+            };
+            samples.push(sample("peer", "strategy", v, 0.3, 1000 + i));
+        }
+        let snap = WorkspaceTrust::from_samples(samples.clone(), &p).snapshot(&p);
+        let star = AgentId::parse("a", "star").unwrap();
+        let before = snap.boost(&star, Some("risk"));
+        assert!(before > 0.25, "CRITICAL on its record: {before}");
+        for (k, v) in [Verdict::Approved, Verdict::Rejected]
+            .into_iter()
+            .enumerate()
+        {
+            let mut one = samples.clone();
+            one.push(sample("star", "risk", v, 0.9, 5000 + k as i64));
+            let snap = WorkspaceTrust::from_samples(one, &p).snapshot(&p);
+            let after = snap.boost(&star, Some("risk"));
+            assert!((after - before).abs() < 0.1, "{v:?}: {before} -> {after}");
+            assert_eq!(p.priority_for(Priority::Normal, after), Priority::Critical);
+        }
+        // Thirty rejections on the type do move it.
+        let mut many = samples;
+        many.extend((0..30).map(|k| sample("star", "risk", Verdict::Rejected, 0.9, 6000 + k)));
+        many.extend((0..30).map(|k| sample("peer", "risk", Verdict::Approved, 0.9, 7000 + k)));
+        let snap = WorkspaceTrust::from_samples(many, &p).snapshot(&p);
+        assert!(snap.boost(&star, Some("risk")) < 0.0);
     }
 
     #[test]

@@ -20,6 +20,9 @@
 //! recommendation_type = "review"
 //! review = true                     # its answers' content.quality (0-100) is the run's quality
 //! ```
+//!
+//! A stage may add `aggregate = "trust_vote"` (and `decision_key`, default
+//! `"decision"`): its answers are combined by a trust-weighted vote.
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +55,17 @@ pub struct Selector {
     pub from: Vec<String>,
 }
 
+/// How a stage's answers are combined into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// Answers grouped by `content.<decision_key>`, each weighted by its
+    /// agent's log-odds of being right for the stage's type
+    /// (`trust/consensus.rs`); the result carries the posterior.
+    TrustVote,
+}
+
 /// One stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -79,6 +93,13 @@ pub struct StageDef {
     /// This stage judges the run: its answers' `content.quality` is the quality.
     #[serde(default)]
     pub review: bool,
+    /// Combine the answers into one (`"trust_vote"`); the run's decision
+    /// then comes from it when this is the last non-review stage.
+    #[serde(default)]
+    pub aggregate: Option<Aggregate>,
+    /// The content field holding an answer's decision (default `decision`).
+    #[serde(default)]
+    pub decision_key: Option<String>,
 }
 
 /// A workflow.

@@ -1,6 +1,7 @@
 //! Runs workflow definitions over the swarm.
 //!
-//! Per stage: choose agents (listed or "top N by trust"), skip the ones that
+//! Per stage: choose agents (listed, or "top N by trust" by Thompson
+//! sampling from each agent's posterior, `trust/select.rs`), skip the ones that
 //! are disabled, unhealthy, not run by the runtime, or below the trust
 //! threshold (except for a periodic probation probe), schedule each task at
 //! the class its trust boost gives it, gather replies with a
@@ -25,15 +26,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::def::{StageDef, StageMode, WorkflowDef};
+use super::def::{Aggregate, StageDef, StageMode, WorkflowDef};
 use super::{RunStatus, WorkflowRun};
 use crate::agent::backend::Task;
 use crate::barrier::{
     fan_out, AgentOutcome, AgentResult, Completion, FanOut, FanOutTarget, LateHandler,
 };
 use crate::domain::{
-    to_micros, Agent, AgentId, Priority, QualityScore, Recommendation, RecommendationStatus,
-    Verdict, WorkspaceId,
+    to_micros, Agent, AgentFailure, AgentId, FailureKind, Priority, QualityScore, Recommendation,
+    RecommendationStatus, Verdict, WorkspaceId,
 };
 use crate::engine::Engine;
 use crate::error::EngineError;
@@ -150,6 +151,9 @@ pub struct StageReport {
     pub completed_by: Completion,
     /// Every agent.
     pub agents: Vec<StageAgent>,
+    /// The trust-weighted vote, when the stage asks for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<crate::trust::consensus::TrustVote>,
 }
 
 /// A finished run.
@@ -490,11 +494,16 @@ impl Workflows {
                 stage: stage.name.clone(),
                 status: "running".into(),
             });
+            let aggregate = match stage.aggregate {
+                Some(Aggregate::TrustVote) => self.trust_vote(ws, stage, &report),
+                None => None,
+            };
             stages.push(StageReport {
                 name: stage.name.clone(),
                 recommendation_type: stage.recommendation_type.clone(),
                 completed_by,
                 agents: report,
+                aggregate,
             });
         }
         let quality = if !review_scores.is_empty() {
@@ -573,22 +582,62 @@ impl Workflows {
                     .as_deref()
                     .unwrap_or(&stage.recommendation_type);
                 let snap = self.engine.trust(ws);
-                let score = |a: &AgentId| {
-                    snap.agents
-                        .get(a)
-                        .map(|c| {
-                            c.per_type
-                                .get(rtype)
-                                .map_or(c.overall.overall_trust, |t| t.overall_trust)
-                        })
-                        .unwrap_or(snap.default_card.overall_trust)
-                };
-                let mut ranked: Vec<(f64, AgentId)> =
-                    pool.into_iter().map(|a| (score(&a), a)).collect();
-                ranked.sort_by(|x, y| y.0.total_cmp(&x.0).then_with(|| x.1.cmp(&y.1)));
-                ranked.into_iter().take(sel.top).map(|x| x.1).collect()
+                // Thompson sampling from each agent's posterior (docs/trust.md,
+                // "Selection"); greedy when trust.selection_exploration = 0.
+                let mut pool = pool;
+                pool.sort();
+                if !self.engine.learning_enabled() {
+                    // Plain orchestrator: the first N by id, no trust, no chance.
+                    pool.truncate(sel.top);
+                    return pool;
+                }
+                crate::trust::select::select_agents(
+                    &snap,
+                    &pool,
+                    rtype,
+                    sel.top,
+                    self.engine.params(),
+                    &mut rand::thread_rng(),
+                )
             }
         }
+    }
+
+    /// The stage's trust-weighted vote: each answer `content.<decision_key>`
+    /// weighted by ln((K−1)·p/(1−p)), p = the agent's accuracy on the type
+    /// (its agent card without outcomes of the type; the workspace mean
+    /// without history), K = the number of distinct answers (at least 2).
+    fn trust_vote(
+        &self,
+        ws: WorkspaceId,
+        stage: &StageDef,
+        report: &[StageAgent],
+    ) -> Option<crate::trust::consensus::TrustVote> {
+        let key = stage.decision_key.as_deref().unwrap_or("decision");
+        let snap = self.engine.trust(ws);
+        let votes: Vec<(String, f64)> = report
+            .iter()
+            .filter_map(|a| match &a.result.outcome {
+                AgentOutcome::Ok { answer, .. } => {
+                    let p = snap.agents.get(&a.result.agent_id).map_or(
+                        snap.default_card.accuracy_score,
+                        |c| {
+                            c.per_type
+                                .get(&stage.recommendation_type)
+                                .map_or(c.overall.accuracy_score, |t| t.accuracy_score)
+                        },
+                    );
+                    Some((decision_of(&answer.content, key), p))
+                }
+                _ => None,
+            })
+            .collect();
+        let distinct = votes
+            .iter()
+            .map(|v| v.0.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        crate::trust::consensus::trust_vote(&votes, distinct)
     }
 
     /// Why an agent is not asked, if it is not.
@@ -616,7 +665,7 @@ impl Workflows {
             let cfg = self.swarm.config();
             let snap = self.engine.trust(ws);
             if let Some(card) = snap.agents.get(agent).map(|c| &c.overall) {
-                if card.sample_count >= cfg.disable_min_samples
+                if card.observations() >= cfg.disable_min_samples
                     && card.overall_trust < cfg.disable_below_trust
                 {
                     let n = running.skipped_since_probe.fetch_add(1, Ordering::Relaxed) + 1;
@@ -680,6 +729,14 @@ impl Workflows {
             on_late: Some(self.late_handler(ws, base, registered, timeout)),
         };
         let result = fan_out(spec, base).await;
+        if self.engine.learning_enabled() {
+            let failures = failures_of(&result, base, registered);
+            let n = failures.len();
+            if let Err(e) = self.engine.record_failures(ws, failures).await {
+                // The run goes on: its answers are still worth tracking.
+                tracing::warn!(error = %e, failures = n, "could not record agent failures; reliability misses them");
+            }
+        }
         (result.completed_by, result.agents)
     }
 
@@ -738,6 +795,55 @@ impl Workflows {
     }
 }
 
+/// The failures of one barrier, to record against the agents' reliability:
+/// every error and invalid answer, and every timeout of a barrier that
+/// completed by its deadline. An agent left without an answer because the
+/// quorum was reached first did not fail, so a quorum's missing answers are
+/// not counted.
+fn failures_of(
+    result: &crate::barrier::FanOutResult,
+    task: &Task,
+    registered: &BTreeMap<AgentId, Agent>,
+) -> Vec<AgentFailure> {
+    let now = to_micros(Utc::now());
+    result
+        .agents
+        .iter()
+        .filter_map(|r| {
+            let (kind, message) = match &r.outcome {
+                AgentOutcome::Error { kind, message, .. } => (*kind, message.clone()),
+                AgentOutcome::Timeout if result.completed_by != Completion::Quorum => (
+                    FailureKind::Timeout,
+                    "no answer before the stage deadline".into(),
+                ),
+                _ => return None,
+            };
+            let mut message = message;
+            if message.len() > 1000 {
+                let mut cut = 1000;
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message.truncate(cut);
+            }
+            Some(AgentFailure {
+                id: Uuid::now_v7(),
+                workspace_id: task.workspace_id,
+                agent_id: r.agent_id.clone(),
+                agent_name: registered
+                    .get(&r.agent_id)
+                    .map_or_else(|| r.agent_id.to_string(), |a| a.name.clone()),
+                workflow_id: task.workflow_id.clone(),
+                recommendation_type: task.recommendation_type.clone(),
+                kind,
+                // A backend's message may quote what it received.
+                message: message.replace('\0', "\\u0000"),
+                occurred_at: now,
+            })
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 /// The recommendation an answer to `task` is tracked as.
 fn recommendation(
@@ -769,7 +875,17 @@ fn recommendation(
     }
 }
 
-/// The finalisation step: the last non-review stage's majority decision,
+/// `content.<key>` as text (strings as they are, other JSON as JSON), or the
+/// whole content when the key is absent.
+fn decision_of(content: &Value, key: &str) -> String {
+    content.get(key).map_or_else(
+        || content.to_string(),
+        |d| d.as_str().map_or_else(|| d.to_string(), str::to_owned),
+    )
+}
+
+/// The finalisation step: the last non-review stage's trust vote when it
+/// asks for one, else its majority decision,
 /// every stage's answers, and the quality.
 fn assemble(stages: &[StageReport], def: &WorkflowDef, quality: Option<f64>) -> Value {
     let mut by_stage = serde_json::Map::new();
@@ -790,8 +906,18 @@ fn assemble(stages: &[StageReport], def: &WorkflowDef, quality: Option<f64>) -> 
         .rev()
         .find(|s| !s.review)
         .map(|s| s.name.as_str());
+    let final_report = stages.iter().find(|s| Some(s.name.as_str()) == final_stage);
+    if let Some(vote) = final_report.and_then(|r| r.aggregate.as_ref()) {
+        return json!({
+            "decision": vote.decision,
+            "decision_posterior": vote.posterior,
+            "aggregate": vote,
+            "quality": quality,
+            "stages": by_stage,
+        });
+    }
     let mut votes: BTreeMap<String, (usize, f64)> = BTreeMap::new();
-    if let Some(report) = stages.iter().find(|s| Some(s.name.as_str()) == final_stage) {
+    if let Some(report) = final_report {
         for a in &report.agents {
             if let AgentOutcome::Ok { answer, .. } = &a.result.outcome {
                 let key = answer.content.get("decision").map_or_else(

@@ -1,0 +1,359 @@
+//! Combining agents' answers: the trust-weighted vote at a barrier, and
+//! Dawid–Skene EM (standard, one-coin, and semi-supervised with gold
+//! clamped) for learning agents' reliability from agreement.
+//!
+//! Pure functions: answers in, posteriors out. Used by the workflow runner
+//! (`aggregate = "trust_vote"`) and by the real-data benchmarks
+//! (`benches/crowd.rs`, `benches/llmbar.rs`). Formulas and measured figures:
+//! docs/trust.md, "Consensus".
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// The log-odds weight of an agent right with probability `p` among `k`
+/// possible answers: ln((k − 1)·p / (1 − p)) (Nitzan & Paroush 1982), with
+/// `p` clamped to [0.01, 0.99]. Zero at chance level 1/k.
+pub fn log_odds_weight(p: f64, k: usize) -> f64 {
+    let p = p.clamp(0.01, 0.99);
+    ((k.max(2) as f64 - 1.0) * p / (1.0 - p)).ln()
+}
+
+/// The barrier's aggregate answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrustVote {
+    /// The answer with the highest posterior.
+    pub decision: String,
+    /// Its posterior probability.
+    pub posterior: f64,
+    /// Posterior of every answer given, by answer.
+    pub distribution: BTreeMap<String, f64>,
+    /// Answers that took part.
+    pub voters: usize,
+}
+
+/// Trust-weighted vote over `(answer, p)` pairs, `p` each agent's
+/// probability of being right for the type. Under the one-coin model (an
+/// agent is right with probability p, else any of the other k − 1 answers
+/// alike) and a uniform prior over the `k` possible answers, the posterior
+/// of answer `a` is ∝ exp(Σ_{agents answering a} w), w = [`log_odds_weight`].
+/// Weights are clipped at 0: an agent below chance is ignored, never
+/// believed in reverse (a tenant's agent must not steer by being wrong).
+/// `k` is at least the number of distinct answers (and 2). `None` without
+/// answers.
+pub fn trust_vote(votes: &[(String, f64)], k: usize) -> Option<TrustVote> {
+    if votes.is_empty() {
+        return None;
+    }
+    let mut score: BTreeMap<String, f64> = BTreeMap::new();
+    for (answer, _) in votes {
+        score.entry(answer.clone()).or_insert(0.0);
+    }
+    let k = k.max(score.len()).max(2);
+    for (answer, p) in votes {
+        if let Some(s) = score.get_mut(answer) {
+            *s += log_odds_weight(*p, k).max(0.0);
+        }
+    }
+    // Answers nobody gave share the rest of the mass (score 0 each).
+    let unseen = (k - score.len()) as f64;
+    let top = score.values().copied().fold(0.0f64, f64::max);
+    let z = score.values().map(|s| (s - top).exp()).sum::<f64>() + unseen * (-top).exp();
+    let distribution: BTreeMap<String, f64> = score
+        .iter()
+        .map(|(a, s)| (a.clone(), (s - top).exp() / z))
+        .collect();
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for (answer, _) in votes {
+        *count.entry(answer.as_str()).or_default() += 1;
+    }
+    let n = |a: &str| count.get(a).copied().unwrap_or(0);
+    // Highest posterior; equal posteriors (e.g. no trust yet): more votes,
+    // then the smaller answer, so the result is deterministic.
+    let (decision, posterior) = distribution
+        .iter()
+        .max_by(|a, b| {
+            a.1.total_cmp(b.1)
+                .then_with(|| n(a.0).cmp(&n(b.0)))
+                .then_with(|| b.0.cmp(a.0))
+        })
+        .map(|(a, p)| (a.clone(), *p))?;
+    Some(TrustVote {
+        decision,
+        posterior,
+        distribution,
+        voters: votes.len(),
+    })
+}
+
+/// Which Dawid–Skene model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// A full k × k confusion matrix per agent (Dawid & Skene 1979).
+    Full,
+    /// One accuracy per agent, errors spread evenly ("one-coin").
+    OneCoin,
+}
+
+/// What EM learned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DsFit {
+    /// Per item, the posterior over the k classes.
+    pub posteriors: Vec<Vec<f64>>,
+    /// Per agent, its estimated probability of answering the true class.
+    pub accuracy: Vec<f64>,
+}
+
+/// Dawid–Skene EM. `items[i]` lists `(agent, answer)` with agents in
+/// `0..n_agents` and answers in `0..k`. `gold[i] = Some(c)` clamps item i's
+/// class to c (semi-supervised: Raykar et al. 2010; Nigam et al. 2000), and
+/// `unlabeled_weight` λ ∈ [0, 1] scales how much the items without gold count
+/// in the M-step (λ = 1 is plain EM, λ = 0 learns from gold only; Nigam et
+/// al.'s EM-λ). Initialised from gold where given, else the majority vote.
+/// Confusion rows get a Dirichlet(1) smoothing (add-one), class priors too.
+pub fn dawid_skene(
+    items: &[Vec<(usize, usize)>],
+    n_agents: usize,
+    k: usize,
+    gold: &[Option<usize>],
+    model: Model,
+    unlabeled_weight: f64,
+    iterations: usize,
+) -> DsFit {
+    let k = k.max(2);
+    let lambda = unlabeled_weight.clamp(0.0, 1.0);
+    let one_hot = |c: usize| {
+        let mut v = vec![0.0; k];
+        if let Some(x) = v.get_mut(c) {
+            *x = 1.0;
+        }
+        v
+    };
+    // Initial posteriors: gold, else the majority vote's shares.
+    let mut post: Vec<Vec<f64>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, ans)| match gold.get(i).copied().flatten() {
+            Some(c) => one_hot(c),
+            None => {
+                let mut v = vec![0.0; k];
+                for &(_, a) in ans {
+                    if let Some(x) = v.get_mut(a) {
+                        *x += 1.0;
+                    }
+                }
+                let s: f64 = v.iter().sum();
+                if s > 0.0 {
+                    v.iter_mut().for_each(|x| *x /= s);
+                } else {
+                    v.iter_mut().for_each(|x| *x = 1.0 / k as f64);
+                }
+                v
+            }
+        })
+        .collect();
+    let mut confusion = vec![vec![vec![0.0f64; k]; k]; n_agents];
+    let mut prior = vec![1.0 / k as f64; k];
+    for _ in 0..iterations.max(1) {
+        // M-step: expected counts (unlabeled items weighted by λ), add-one.
+        let mut counts = vec![vec![vec![1.0f64; k]; k]; n_agents];
+        let mut class = vec![1.0f64; k];
+        for (i, ans) in items.iter().enumerate() {
+            let w = if gold.get(i).copied().flatten().is_some() {
+                1.0
+            } else {
+                lambda
+            };
+            let Some(q) = post.get(i) else { continue };
+            for (c, qc) in q.iter().enumerate() {
+                if let Some(x) = class.get_mut(c) {
+                    *x += w * qc;
+                }
+                for &(j, a) in ans {
+                    if let Some(x) = counts
+                        .get_mut(j)
+                        .and_then(|m| m.get_mut(c))
+                        .and_then(|r| r.get_mut(a))
+                    {
+                        *x += w * qc;
+                    }
+                }
+            }
+        }
+        let total: f64 = class.iter().sum();
+        prior = class.iter().map(|x| x / total).collect();
+        for (j, m) in counts.iter().enumerate() {
+            let Some(target) = confusion.get_mut(j) else {
+                continue;
+            };
+            match model {
+                Model::Full => {
+                    for (c, row) in m.iter().enumerate() {
+                        let s: f64 = row.iter().sum();
+                        if let Some(t) = target.get_mut(c) {
+                            *t = row.iter().map(|x| x / s).collect();
+                        }
+                    }
+                }
+                Model::OneCoin => {
+                    let (mut right, mut all) = (0.0, 0.0);
+                    for (c, row) in m.iter().enumerate() {
+                        right += row.get(c).copied().unwrap_or(0.0) - 1.0;
+                        all += row.iter().sum::<f64>() - k as f64;
+                    }
+                    let p = (right + 1.0) / (all + 2.0);
+                    for (c, t) in target.iter_mut().enumerate() {
+                        *t = (0..k)
+                            .map(|a| {
+                                if a == c {
+                                    p
+                                } else {
+                                    (1.0 - p) / (k as f64 - 1.0)
+                                }
+                            })
+                            .collect();
+                    }
+                }
+            }
+        }
+        // E-step.
+        for (i, ans) in items.iter().enumerate() {
+            let Some(slot) = post.get_mut(i) else {
+                continue;
+            };
+            if let Some(c) = gold.get(i).copied().flatten() {
+                *slot = one_hot(c);
+                continue;
+            }
+            let mut v: Vec<f64> = prior.iter().map(|p| p.max(1e-300).ln()).collect();
+            for &(j, a) in ans {
+                for (c, x) in v.iter_mut().enumerate() {
+                    let pr = confusion
+                        .get(j)
+                        .and_then(|m| m.get(c))
+                        .and_then(|r| r.get(a))
+                        .copied()
+                        .unwrap_or(1.0 / k as f64);
+                    *x += pr.max(1e-300).ln();
+                }
+            }
+            let top = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = v.iter().map(|x| (x - top).exp()).collect();
+            let s: f64 = e.iter().sum();
+            *slot = e.into_iter().map(|x| x / s).collect();
+        }
+    }
+    // Accuracy: probability of answering the true class, under the prior.
+    let accuracy = confusion
+        .iter()
+        .map(|m| {
+            m.iter()
+                .enumerate()
+                .map(|(c, row)| {
+                    prior.get(c).copied().unwrap_or(0.0) * row.get(c).copied().unwrap_or(0.0)
+                })
+                .sum()
+        })
+        .collect();
+    DsFit {
+        posteriors: post,
+        accuracy,
+    }
+}
+
+/// The class with the highest posterior (lowest index on ties).
+pub fn argmax(v: &[f64]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, x)| {
+            if *x > best.1 {
+                (i, *x)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+
+    #[test]
+    fn strong_agent_outvotes_two_weak_ones() {
+        let votes = vec![
+            ("go".to_string(), 0.95),
+            ("stop".to_string(), 0.6),
+            ("stop".to_string(), 0.6),
+        ];
+        let v = trust_vote(&votes, 2).unwrap();
+        // w(0.95) = ln 19 = 2.94 > 2·ln 1.5 = 0.81: posterior e^2.13/(1+e^2.13).
+        assert_eq!(v.decision, "go");
+        let expected = 1.0 / (1.0 + (2.0 * 1.5f64.ln() - 19f64.ln()).exp());
+        assert!((v.posterior - expected).abs() < 1e-9, "{v:?}");
+        assert_eq!(v.voters, 3);
+        // A below-chance agent is ignored, not reversed.
+        let v = trust_vote(&[("a".into(), 0.2), ("b".into(), 0.5)], 2).unwrap();
+        assert!((v.posterior - 0.5).abs() < 1e-9, "{v:?}");
+        assert!(trust_vote(&[], 2).is_none());
+    }
+
+    /// Simulated crowd: 30 agents of accuracy 0.55–0.9 on 300 binary items,
+    /// 5 answers per item. EM recovers the truth better than the majority,
+    /// and clamping gold on a third of the items does not hurt. Seeded.
+    #[test]
+    fn em_beats_majority_on_a_simulated_crowd() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let skill: Vec<f64> = (0..30).map(|j| 0.55 + 0.35 * j as f64 / 29.0).collect();
+        let truth: Vec<usize> = (0..300).map(|_| usize::from(rng.gen_bool(0.5))).collect();
+        let items: Vec<Vec<(usize, usize)>> = truth
+            .iter()
+            .map(|&t| {
+                (0..5)
+                    .map(|_| {
+                        let j = rng.gen_range(0..30);
+                        (j, if rng.gen_bool(skill[j]) { t } else { 1 - t })
+                    })
+                    .collect()
+            })
+            .collect();
+        let no_gold = vec![None; 300];
+        let mv: usize = items
+            .iter()
+            .zip(&truth)
+            .filter(|(ans, &t)| {
+                let ones = ans.iter().filter(|a| a.1 == 1).count();
+                usize::from(ones * 2 > ans.len()) == t
+            })
+            .count();
+        for model in [Model::Full, Model::OneCoin] {
+            let fit = dawid_skene(&items, 30, 2, &no_gold, model, 1.0, 50);
+            let right = fit
+                .posteriors
+                .iter()
+                .zip(&truth)
+                .filter(|(q, &t)| argmax(q) == t)
+                .count();
+            assert!(right >= mv, "{model:?}: {right} vs majority {mv}");
+        }
+        let gold: Vec<Option<usize>> = truth
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (i % 3 == 0).then_some(t))
+            .collect();
+        let fit = dawid_skene(&items, 30, 2, &gold, Model::Full, 1.0, 50);
+        let right = (0..300)
+            .filter(|i| i % 3 != 0)
+            .filter(|&i| argmax(&fit.posteriors[i]) == truth[i])
+            .count();
+        assert!(
+            right as f64 / 200.0 > mv as f64 / 300.0 - 0.02,
+            "{right}/200 vs {mv}/300"
+        );
+        // The learned accuracies rank the agents.
+        let rho = crate::trust::maths::spearman(&skill, &fit.accuracy);
+        assert!(rho > 0.5, "{rho}");
+    }
+}
