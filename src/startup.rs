@@ -128,6 +128,11 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let prometheus = crate::telemetry::prometheus()?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        actix::spawn(crate::telemetry::metrics_upkeep(
+            prometheus.clone(),
+            Duration::from_secs(settings.telemetry.metrics_upkeep_secs),
+            shutdown_rx.clone(),
+        ));
         let patterns = crate::cache::PatternCache::new(&settings.redis).await?;
         let store = store::connect(&settings.database).await?;
         let engine = Engine::start(store.clone(), settings.engine());
