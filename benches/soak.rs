@@ -7,7 +7,9 @@
 //! to `rate / clients` per second). Every few seconds it prints the server's
 //! VmRSS from `/proc/<pid>/status`; at the end, the RSS after warm-up, the
 //! final RSS, the growth between them (DESIGN §6: < 10% over 10 minutes), the
-//! least-squares slope after warm-up, and the achieved rate. The reference
+//! growth over the second half of the run (a cache filling to its bound shows
+//! early and stops; a leak does not), the least-squares slope after warm-up,
+//! and the achieved rate. The reference
 //! measured in the same run is the server's idle RSS before the load.
 //! `/metrics` is not scraped during the run: a deployment without a scraper
 //! must stay flat too.
@@ -366,10 +368,19 @@ async fn soak(label: &str, database_url: &str, p: &Params) {
         .collect();
     let peak = after.iter().map(|s| s.1).fold(f64::NAN, f64::max);
     let growth = (final_rss - warm.1) / warm.1 * 100.0;
+    // A cache filling up to its bound grows early and then stops; a leak
+    // grows in the second half as much as in the first.
+    let half = samples
+        .iter()
+        .find(|(t, _)| *t + 0.5 >= p.secs as f64 / 2.0)
+        .copied()
+        .unwrap_or(warm);
+    let second_half = (final_rss - half.1) / half.1 * 100.0;
     println!(
-        "{label}: RSS after warm-up ({:.0} s) {:.1} MiB → final {final_rss:.1} MiB: growth {growth:+.1}% (bar < 10%), peak {peak:.1} MiB, slope after warm-up {:+.2} MiB/min | reference idle RSS {idle:.1} MiB, final/idle {:.2}× | achieved {:.0} req/s of {} ({ok} ok, {errors} errors), latency p50 {} p99 {}",
+        "{label}: RSS after warm-up ({:.0} s) {:.1} MiB → final {final_rss:.1} MiB: growth {growth:+.1}% (bar < 10%), over the second half ({:.0} s → end) {second_half:+.1}%, peak {peak:.1} MiB, slope after warm-up {:+.2} MiB/min | reference idle RSS {idle:.1} MiB, final/idle {:.2}× | achieved {:.0} req/s of {} ({ok} ok, {errors} errors), latency p50 {} p99 {}",
         warm.0,
         warm.1,
+        half.0,
         slope_per_min(&after),
         final_rss / idle,
         (ok + errors) as f64 / elapsed,
