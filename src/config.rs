@@ -243,12 +243,17 @@ impl Default for LimitSettings {
 pub struct TelemetrySettings {
     /// Log filter (`info`, `swarmwise=debug,info`, ...); `RUST_LOG` wins when set.
     pub log_level: String,
+    /// Seconds between folds of recorded histogram samples into their
+    /// buckets. The recorder keeps every sample until then, so this bounds
+    /// the memory metrics hold between scrapes (or without a scraper).
+    pub metrics_upkeep_secs: u64,
 }
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
         Self {
             log_level: "info".into(),
+            metrics_upkeep_secs: 5,
         }
     }
 }
@@ -505,6 +510,12 @@ impl Settings {
                 "must be at most 300: it bounds how long a revoked key keeps working on other nodes".into(),
             ));
         }
+        if !(1..=60).contains(&self.telemetry.metrics_upkeep_secs) {
+            return Err(err(
+                "telemetry.metrics_upkeep_secs",
+                "must be between 1 and 60: histogram samples are held in memory until the upkeep folds them".into(),
+            ));
+        }
         let l = &self.limits;
         if l.default_page_size == 0 || l.default_page_size > l.max_page_size {
             return Err(err(
@@ -541,6 +552,25 @@ impl Settings {
             tracking: self.tracking.clone(),
             trust: self.trust.clone(),
             supervision: self.supervision.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn metrics_upkeep_must_be_between_1_and_60_seconds() {
+        let mut s = Settings::default();
+        assert!(s.validate().is_ok());
+        for bad in [0, 61] {
+            s.telemetry.metrics_upkeep_secs = bad;
+            assert_eq!(
+                s.validate().unwrap_err().key,
+                "telemetry.metrics_upkeep_secs"
+            );
         }
     }
 }

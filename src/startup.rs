@@ -162,6 +162,11 @@ impl Application {
         };
         let prometheus = crate::telemetry::prometheus()?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        actix::spawn(crate::telemetry::metrics_upkeep(
+            prometheus.clone(),
+            Duration::from_secs(settings.telemetry.metrics_upkeep_secs),
+            shutdown_rx.clone(),
+        ));
         let patterns = crate::cache::PatternCache::new(&settings.redis).await?;
         let store = store::connect_for(&settings.database, settings.tracking.mode).await?;
         interrupt_leftovers(store.as_ref()).await?;

@@ -41,6 +41,20 @@ const REC_COLUMNS: &str = "id, workspace_id, agent_id, agent_name, correlation_i
 /// Rows per multi-row INSERT (14 parameters each, well under SQLite's limit).
 const INSERT_CHUNK: usize = 500; // 14 parameters a row
 
+/// Rows in the next INSERT of a batch with `remaining` rows left: a full
+/// chunk, else the largest power of two that fits. sqlx caches each prepared
+/// statement on its connection (up to 100 each), and the program of a
+/// multi-row INSERT takes about 1 kB per row, so one statement per batch size
+/// (1 to 500) cached hundreds of MB under a steady load. With this ladder a
+/// connection holds at most 10 insert statements.
+fn insert_chunk_len(remaining: usize) -> usize {
+    if remaining >= INSERT_CHUNK {
+        INSERT_CHUNK
+    } else {
+        remaining.checked_ilog2().map_or(0, |bits| 1 << bits)
+    }
+}
+
 pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -201,7 +215,10 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        for chunk in recs.chunks(INSERT_CHUNK) {
+        let mut rest = recs;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(insert_chunk_len(rest.len()));
+            rest = tail;
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
                  recommendation_type, content, confidence_score, reasoning, latency_ms, outcome_status, created_at, deadline_ms) ",
@@ -1038,4 +1055,26 @@ async fn write_cycle(
     .await
     .map_err(unexpected)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_chunks_cover_every_batch_with_few_distinct_statements() {
+        let mut sizes = std::collections::BTreeSet::new();
+        for n in 1..=2_000 {
+            let (mut rest, mut covered) = (n, 0);
+            while rest > 0 {
+                let len = insert_chunk_len(rest);
+                assert!(len >= 1 && len <= rest && len <= INSERT_CHUNK);
+                sizes.insert(len);
+                covered += len;
+                rest -= len;
+            }
+            assert_eq!(covered, n);
+        }
+        assert!(sizes.len() <= 10, "{sizes:?}");
+    }
 }

@@ -525,7 +525,9 @@ async fn an_answer_cannot_set_its_own_verdict() {
         .post(
             &k,
             "/api/v1/workflows/runs",
-            &json!({"workflow": "quick_strategy", "wait": true}),
+            // move_creation lists move_architect in its strategy stage (no
+            // selection by trust, so the agent is asked on every run).
+            &json!({"workflow": "move_creation", "wait": true}),
         )
         .await
         .json()

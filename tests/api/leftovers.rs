@@ -104,14 +104,14 @@ async fn a_run_that_cannot_finish_before_shutdown_is_marked() {
     .await;
     let (_, k) = app.workspace("w").await;
     let res = app
-        .post(&k, "/api/v1/agents", &json!({"id": "move_architect", "name": "Held", "kind": "http", "config": {"url": format!("http://{peer}/"), "retries": 0}}))
+        .post(&k, "/api/v1/agents", &json!({"id": "market_researcher", "name": "Held", "kind": "http", "config": {"url": format!("http://{peer}/"), "retries": 0}}))
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let started: Value = app
         .post(
             &k,
             "/api/v1/workflows/runs",
-            &json!({"workflow": "quick_strategy", "wait": false}),
+            &json!({"workflow": "move_creation", "wait": false}),
         )
         .await
         .json()

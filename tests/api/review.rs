@@ -129,7 +129,7 @@ async fn a_tenant_cannot_send_an_operator_secret_to_a_host_of_its_choosing() {
         assert_eq!(body["error"], "agent_policy_violation", "{body}");
         assert_eq!(body["details"]["rule"], "agents.secret_hosts", "{body}");
     }
-    let _ = run(&app, &k, "quick_strategy").await;
+    let _ = run(&app, &k, "move_creation").await;
     let leaked: Vec<String> = seen
         .lock()
         .unwrap()
@@ -168,7 +168,7 @@ async fn an_agent_answer_is_bounded_like_a_tracked_recommendation() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let report = run(&app, &k, "quick_strategy").await;
+    let report = run(&app, &k, "move_creation").await;
     let recs = app
         .json(&k, "/api/v1/recommendations?agent_id=move_architect")
         .await;
@@ -268,7 +268,7 @@ async fn one_task_makes_a_bounded_number_of_attempts() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let _ = run(&app, &k, "quick_strategy").await;
+    let _ = run(&app, &k, "move_creation").await;
     assert_eq!(
         hits.load(Ordering::SeqCst),
         4,
@@ -356,7 +356,7 @@ async fn a_secret_header_does_not_follow_a_redirect_to_another_origin() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
-    let _ = run(&app, &k, "quick_strategy").await;
+    let _ = run(&app, &k, "move_creation").await;
     let leaked = seen
         .lock()
         .unwrap()
