@@ -66,6 +66,9 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Seconds a stop may take: in-flight requests, then the tracker's flush.
     pub shutdown_timeout_secs: u64,
+    /// glibc malloc arenas for `serve` (`MALLOC_ARENA_MAX`, set by re-executing
+    /// the binary when the variable is unset); 0 = the C library's default.
+    pub malloc_arena_max: u32,
 }
 
 impl Default for ServerSettings {
@@ -74,6 +77,7 @@ impl Default for ServerSettings {
             bind: "127.0.0.1:8080".into(),
             workers: 0,
             shutdown_timeout_secs: 30,
+            malloc_arena_max: 2,
         }
     }
 }

@@ -78,6 +78,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, None | Some(Command::Serve)) {
+        limit_malloc_arenas(settings.server.malloc_arena_max);
+    }
     swarmwise::telemetry::init_logging(&settings.telemetry.log_level);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config(&settings),
@@ -132,6 +135,32 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Caps glibc's malloc arenas for the server: glibc reads `MALLOC_ARENA_MAX`
+/// only at start, so the binary re-executes itself once with it set (same
+/// pid, arguments and environment otherwise). Does nothing when `max` is 0,
+/// when the variable is already set (an operator's choice, or the
+/// re-executed process), or off glibc. If the re-execution fails the server
+/// runs with the default arenas.
+fn limit_malloc_arenas(max: u32) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt as _;
+        if max == 0 || std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("MALLOC_ARENA_MAX", max.to_string())
+            .exec();
+        eprintln!("warning: could not re-execute with MALLOC_ARENA_MAX={max} ({err}); running with the default malloc arenas");
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = max;
 }
 
 fn check_config(settings: &Settings) -> anyhow::Result<()> {
