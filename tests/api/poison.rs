@@ -304,6 +304,7 @@ both_backends!(nul_is_refused_in_every_text_field);
 #[actix_web::test]
 async fn postgres_a_bad_row_in_a_batch_is_dead_lettered_and_the_rest_land() {
     if !postgres_available().await {
+        crate::helpers::skipped(module_path!());
         return;
     }
     let app = spawn_app(Backend::Postgres).await;
@@ -381,6 +382,7 @@ async fn postgres_a_bad_row_in_a_batch_is_dead_lettered_and_the_rest_land() {
 #[actix_web::test]
 async fn postgres_durable_bad_row_fails_only_its_caller() {
     if !postgres_available().await {
+        crate::helpers::skipped(module_path!());
         return;
     }
     let app = spawn_app_with(Backend::Postgres, |s| {
@@ -453,6 +455,7 @@ async fn postgres_durable_bad_row_fails_only_its_caller() {
 #[actix_web::test]
 async fn postgres_a_stuck_writer_bounds_reads_readiness_and_shutdown() {
     if !postgres_available().await {
+        crate::helpers::skipped(module_path!());
         return;
     }
     let app = spawn_app_with(Backend::Postgres, |s| {
@@ -562,6 +565,7 @@ async fn sqlite_durable_mode_syncs_fully() {
 #[actix_web::test]
 async fn postgres_a_lost_connection_is_retried_not_dead_lettered() {
     if !postgres_available().await {
+        crate::helpers::skipped(module_path!());
         return;
     }
     let app = spawn_app_with(Backend::Postgres, |s| {
@@ -633,6 +637,7 @@ async fn postgres_a_lost_connection_is_retried_not_dead_lettered() {
 #[actix_web::test]
 async fn postgres_durable_transient_failure_is_a_503() {
     if !postgres_available().await {
+        crate::helpers::skipped(module_path!());
         return;
     }
     let app = spawn_app_with(Backend::Postgres, |s| {

@@ -277,7 +277,9 @@ async fn run_without_waiting() {
     let started: Value = res.json().await.unwrap();
     let id = started["run_id"].as_str().unwrap().to_owned();
     loop {
-        if let Event::WorkflowProgress { run_id, stage, .. } = events.recv().await.unwrap() {
+        if let Event::WorkflowProgress { run_id, stage, .. } =
+            crate::helpers::next_event(&mut events).await
+        {
             if run_id == id && stage == "finished" {
                 break;
             }
@@ -339,7 +341,7 @@ async fn panicking_agent_is_supervised() {
     loop {
         if let Event::AgentUnhealthy {
             agent_id, restarts, ..
-        } = events.recv().await.unwrap()
+        } = crate::helpers::next_event(&mut events).await
         {
             assert_eq!((agent_id.as_str(), restarts), ("slow", 2));
             break;
@@ -409,7 +411,7 @@ async fn late_reply_is_tracked_and_counts_against_timeliness() {
     // itself is folded first, as a failure).
     let slow = swarmwise_actors::domain::AgentId::parse("a", "slow").unwrap();
     loop {
-        if let Event::TrustUpdated { agents, .. } = events.recv().await.unwrap() {
+        if let Event::TrustUpdated { agents, .. } = crate::helpers::next_event(&mut events).await {
             let evaluated = app
                 .engine
                 .trust(ws)
