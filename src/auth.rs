@@ -116,13 +116,13 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
 }
 
 /// Resolves the request's bearer key: admin, a workspace, or a 401.
+/// Resolves a key by its digest (`hash_key` of the bearer token).
 async fn resolve(
-    token: Result<String, ApiError>,
+    digest: Result<String, ApiError>,
     state: Result<web::Data<AppState>, ApiError>,
 ) -> Result<Caller, ApiError> {
-    let token = token?;
+    let hash = digest?;
     let state = state?;
-    let hash = hash_key(&token);
     // Comparing digests: timing reveals nothing about the key.
     if hash == state.admin_key_hash {
         return Ok(Caller::Admin);
@@ -167,14 +167,13 @@ pub async fn authenticate(
         .contains_key(actix_web::http::header::AUTHORIZATION)
     {
         let http = req.request();
-        let token = bearer(http);
+        let digest = bearer(http).map(|token| hash_key(&token));
         let state = state(http);
-        let digest = token.as_deref().ok().map(hash_key);
-        let limits = state.as_ref().ok().cloned();
-        let mut result = resolve(token, state).await;
+        let limiter = (digest.as_ref().ok().cloned(), state.as_ref().ok().cloned());
+        let mut result = resolve(digest, state).await;
         // Rate limits apply to valid workspace keys only: an invented key
         // leaves no state behind.
-        if let (Ok(Caller::Workspace(_)), Some(digest), Some(state)) = (&result, digest, limits) {
+        if let (Ok(Caller::Workspace(_)), (Some(digest), Some(state))) = (&result, limiter) {
             if let Err(limited) = state.limits.check_key(&digest) {
                 // Read the refused request's body (bounded) so the keep-alive
                 // connection survives: an unread body closes it, and a
@@ -208,7 +207,10 @@ fn caller(req: &HttpRequest) -> Pin<Box<dyn Future<Output = Result<Caller, ApiEr
         return Box::pin(std::future::ready(r));
     }
     // Outside the middleware (no header, or a route not under /api/v1).
-    Box::pin(resolve(bearer(req), state(req)))
+    Box::pin(resolve(
+        bearer(req).map(|token| hash_key(&token)),
+        state(req),
+    ))
 }
 
 impl FromRequest for Caller {

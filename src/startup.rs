@@ -144,18 +144,8 @@ impl Application {
             crate::backends::AnswerLimits::from(&settings.limits),
         );
         let demo_agents = if settings.demo.enabled {
-            use swarmwise_actors::swarm::BackendFactory as _;
             Some(crate::workflows::demo_agents(&settings.demo, |agent| {
-                factory.build(agent)?;
-                match agent.config.get("pool").and_then(|p| p.as_str()) {
-                    Some(pool) if !settings.agents.pools.contains_key(pool) => {
-                        Err(swarmwise_actors::domain::ParseError::new(
-                            "config.pool",
-                            format!("no pool {pool:?} in [agents.pools] of the server config"),
-                        ))
-                    }
-                    _ => Ok(()),
-                }
+                swarmwise_actors::swarm::validate_agent(&factory, &settings.agents, agent)
             })?)
         } else {
             None

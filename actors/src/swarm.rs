@@ -66,6 +66,24 @@ pub fn simulated_config(agent: &Agent) -> Result<SimulatedConfig, ParseError> {
     Ok(sim)
 }
 
+/// Checks an agent's kind and config by building its backend, and that a
+/// pool it names exists in `config.pools`; needs no running swarm, so a bad
+/// agent in a config file fails the start before any actor runs.
+pub fn validate_agent(
+    factory: &dyn BackendFactory,
+    config: &SwarmConfig,
+    agent: &Agent,
+) -> Result<(), ParseError> {
+    factory.build(agent)?;
+    match agent.config.get("pool").and_then(|p| p.as_str()) {
+        Some(name) if !config.pools.contains_key(name) => Err(ParseError::new(
+            "config.pool",
+            format!("no pool {name:?} in [agents.pools] of the server config"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A provider pool's config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,8 +241,7 @@ impl Swarm {
 
     /// Validates an agent's kind and config without starting it.
     pub fn validate(&self, agent: &Agent) -> Result<(), ParseError> {
-        self.factory.build(agent).map(|_| ())?;
-        self.pool_of(agent).map(|_| ())
+        validate_agent(self.factory.as_ref(), &self.config, agent)
     }
 
     /// Every accepted kind.
