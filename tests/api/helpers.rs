@@ -484,10 +484,11 @@ impl Drop for ServerProcess {
 
 /// Serves `handler` for every request on `ip`, port 0: a loopback peer
 /// standing in for an agent's endpoint. Returns its address.
-pub fn loopback_peer<F, Fut>(ip: &str, handler: F) -> std::net::SocketAddr
+pub fn loopback_peer<F, Args>(ip: &str, handler: F) -> std::net::SocketAddr
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = actix_web::HttpResponse> + 'static,
+    F: actix_web::Handler<Args> + Clone + Send + 'static,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
 {
     let listener = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
     let addr = listener.local_addr().unwrap();

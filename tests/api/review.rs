@@ -8,11 +8,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{HttpRequest, HttpResponse};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app_with, Backend};
+use crate::helpers::{loopback_peer, spawn_app_with, Backend};
 
 /// A loopback listener answering every request with `answer` (status 200) or
 /// `status`; it counts requests and keeps every header value it sees.
@@ -27,33 +27,22 @@ fn listener(
     let hits = Arc::new(AtomicUsize::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (h, s) = (Arc::clone(&hits), Arc::clone(&seen));
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
     let answer = Arc::new(answer);
-    let server = HttpServer::new(move || {
-        let (h, s, answer) = (Arc::clone(&h), Arc::clone(&s), Arc::clone(&answer));
-        App::new().default_service(web::to(move |req: HttpRequest| {
-            h.fetch_add(1, Ordering::SeqCst);
-            let mut seen = s.lock().unwrap();
-            for (_, v) in req.headers() {
-                seen.push(v.to_str().unwrap_or_default().to_owned());
+    let addr = loopback_peer("127.0.0.1", move |req: HttpRequest| {
+        h.fetch_add(1, Ordering::SeqCst);
+        let mut seen = s.lock().unwrap();
+        for (_, v) in req.headers() {
+            seen.push(v.to_str().unwrap_or_default().to_owned());
+        }
+        let answer = Arc::clone(&answer);
+        async move {
+            if status == 200 {
+                HttpResponse::Ok().json(answer.as_ref())
+            } else {
+                HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
             }
-            let answer = Arc::clone(&answer);
-            async move {
-                if status == 200 {
-                    HttpResponse::Ok().json(answer.as_ref())
-                } else {
-                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
-                        .finish()
-                }
-            }
-        }))
-    })
-    .workers(1)
-    .listen(l)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
+        }
+    });
     (addr, hits, seen)
 }
 
@@ -314,25 +303,15 @@ async fn ipv6_transition_forms_of_closed_addresses_are_refused() {
 async fn a_secret_header_does_not_follow_a_redirect_to_another_origin() {
     std::env::set_var("SWARMWISE_REVIEW_REDIRECT_SECRET", "sk-redirect-secret-7");
     let (elsewhere, _hits, seen) = listener(200, json!({"content": "x", "confidence": 0.5}));
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let upstream = l.local_addr().unwrap();
     let target = format!("http://{elsewhere}/elsewhere");
-    let server = HttpServer::new(move || {
+    let upstream = loopback_peer("127.0.0.1", move || {
         let target = target.clone();
-        App::new().default_service(web::to(move || {
-            let target = target.clone();
-            async move {
-                HttpResponse::TemporaryRedirect()
-                    .insert_header(("Location", target))
-                    .finish()
-            }
-        }))
-    })
-    .workers(1)
-    .listen(l)
-    .unwrap()
-    .run();
-    actix_web::rt::spawn(server);
+        async move {
+            HttpResponse::TemporaryRedirect()
+                .insert_header(("Location", target))
+                .finish()
+        }
+    });
     let app = spawn_app_with(Backend::Sqlite, |s| {
         s.agents.secret_env = vec!["SWARMWISE_REVIEW_REDIRECT_SECRET".into()];
         // Bound to the upstream's host; the redirect goes to another port
