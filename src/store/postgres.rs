@@ -75,11 +75,7 @@ impl PgStore {
         ws: WorkspaceId,
     ) -> Result<Transaction<'static, Postgres>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
-            .bind(ws.0.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(unexpected)?;
+        set_workspace(&mut tx, ws).await?;
         Ok(tx)
     }
 }
@@ -181,23 +177,41 @@ fn count_from_row(row: &PgRow) -> Result<(AgentId, RecommendationStatus, u64), S
     get().map_err(StoreError::Unexpected)
 }
 
+/// Scopes the rest of transaction `tx` to workspace `ws` for row-level
+/// security (`app.workspace_id`, transaction-local).
+async fn set_workspace(
+    tx: &mut Transaction<'static, Postgres>,
+    ws: WorkspaceId,
+) -> Result<(), StoreError> {
+    sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
+        .bind(ws.0.to_string())
+        .execute(&mut **tx)
+        .await
+        .map_err(unexpected)?;
+    Ok(())
+}
+
+/// Rows grouped by workspace (one RLS scope per group in a bulk write).
+fn by_workspace<T>(
+    rows: &[T],
+    ws_of: impl Fn(&T) -> WorkspaceId,
+) -> BTreeMap<WorkspaceId, Vec<&T>> {
+    let mut groups: BTreeMap<WorkspaceId, Vec<&T>> = BTreeMap::new();
+    for r in rows {
+        groups.entry(ws_of(r)).or_default().push(r);
+    }
+    groups
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn insert_recommendations(&self, recs: &[Recommendation]) -> Result<(), StoreError> {
         if recs.is_empty() {
             return Ok(());
         }
-        let mut by_ws: BTreeMap<WorkspaceId, Vec<&Recommendation>> = BTreeMap::new();
-        for r in recs {
-            by_ws.entry(r.workspace_id).or_default().push(r);
-        }
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        for (ws, rows) in by_ws {
-            sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
-                .bind(ws.0.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(unexpected)?;
+        for (ws, rows) in by_workspace(recs, |r| r.workspace_id) {
+            set_workspace(&mut tx, ws).await?;
             sqlx::query(
                 "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
                  recommendation_type, content, confidence_score, reasoning, latency_ms, created_at, deadline_ms) \
@@ -231,17 +245,9 @@ impl Store for PgStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut by_ws: BTreeMap<WorkspaceId, Vec<&DeadLetter>> = BTreeMap::new();
-        for r in rows {
-            by_ws.entry(r.workspace_id).or_default().push(r);
-        }
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        for (ws, rows) in by_ws {
-            sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
-                .bind(ws.0.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(unexpected)?;
+        for (ws, rows) in by_workspace(rows, |r| r.workspace_id) {
+            set_workspace(&mut tx, ws).await?;
             sqlx::query(
                 "INSERT INTO tracker_dead_letters (id, workspace_id, recommendation_id, agent_id, error, payload, failed_at) \
                  SELECT t.id, $2, t.rid, t.agent_id, t.error, t.payload, t.failed_at \
