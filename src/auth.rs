@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use swarmwise_actors::domain::WorkspaceId;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::NewApiKey;
 
 /// SHA-256 of a key, hex.

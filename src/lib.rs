@@ -5,7 +5,7 @@
 //! SQLite), settings ([`config`]), authentication ([`auth`]) and the admin's
 //! audit log ([`audit`]), fairness between tenants ([`limits`]), the
 //! operator's agent policy and agent backends ([`backends`]), telemetry
-//! ([`telemetry`]) and the start-up/shutdown protocol ([`startup`]). `main.rs`
+//! ([`telemetry`]) the start-up/shutdown protocol ([`startup`]) and the state every handler shares ([`state`]). `main.rs`
 //! is the CLI on top; [`assets`] holds the config, workflows and demo swarm
 //! it carries so that it runs from any folder.
 
@@ -21,6 +21,7 @@ pub mod extract;
 pub mod limits;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod ttl_cache;

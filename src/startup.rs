@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle, Service as _};
 use actix_web::{web, App, HttpServer};
-use metrics_exporter_prometheus::PrometheusHandle;
-use swarmwise_actors::domain::{AgentId, WorkspaceId};
 use swarmwise_actors::learner::actor::Learner;
-use swarmwise_actors::ports::StoreError;
 use swarmwise_actors::swarm::Swarm;
 use swarmwise_actors::workflow::{CountingTrigger, CycleTrigger, Workflows};
 use swarmwise_actors::Engine;
@@ -20,83 +17,9 @@ use swarmwise_actors::Engine;
 use crate::auth::{generate_key, hash_key};
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::{self, AdminStore};
 use crate::ttl_cache::TtlCache;
-
-/// Shared by every request handler.
-pub struct AppState {
-    /// The engine (actors).
-    pub engine: Engine,
-    /// Storage.
-    pub store: Arc<dyn AdminStore>,
-    /// Effective settings.
-    pub settings: Arc<Settings>,
-    /// SHA-256 of the admin key.
-    pub admin_key_hash: String,
-    /// Key hash → workspace, so authentication costs no query after the
-    /// first; entries live `auth.cache_ttl_secs`, and a revocation here
-    /// removes the workspace's entries at once.
-    pub key_cache: TtlCache<String, WorkspaceId>,
-    /// Registered agents' names, so tracking checks the agent without a
-    /// query; entries live `auth.cache_ttl_secs` (see [`AppState::forget_agent`]).
-    pub agents: TtlCache<(WorkspaceId, AgentId), String>,
-    /// Renders `/metrics`.
-    pub prometheus: PrometheusHandle,
-    /// Runs workflows over the swarm.
-    pub workflows: Workflows,
-    /// Per-key request rate and per-workspace runs in flight.
-    pub limits: crate::limits::Limits,
-    /// The operator's agent policy (kinds, programs, secrets, network).
-    pub agent_policy: Arc<crate::backends::policy::AgentPolicy>,
-    /// Runs learning cycles.
-    pub learner: Learner,
-    /// Counts evaluated outcomes towards `learning.cycle_every_outcomes`
-    /// (shared with the workflow runner).
-    pub cycles: Arc<dyn CycleTrigger>,
-    /// Patterns by workspace (Redis or in process), cleared when a cycle finishes.
-    pub patterns: crate::cache::PatternCache,
-    /// Flips to true when the server begins to stop.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
-}
-
-impl AppState {
-    /// The registered name of an agent, or `None` if it is not registered.
-    pub async fn agent_name(
-        &self,
-        ws: WorkspaceId,
-        id: &AgentId,
-    ) -> Result<Option<String>, StoreError> {
-        let key = (ws, id.clone());
-        if let Some(name) = self.agents.get(&key) {
-            return Ok(Some(name));
-        }
-        let agent = self.store.agent(ws, id).await?;
-        if let Some(a) = &agent {
-            self.agents.insert(key, a.name.clone());
-        }
-        Ok(agent.map(|a| a.name))
-    }
-
-    /// Forgets a cached agent at once; call it wherever an agent is changed
-    /// or removed (other nodes see the change within `auth.cache_ttl_secs`).
-    pub fn forget_agent(&self, ws: WorkspaceId, id: &AgentId) {
-        self.agents.remove(&(ws, id.clone()));
-    }
-
-    /// Forgets every cached key of a workspace at once (a key was revoked).
-    pub fn forget_keys(&self, ws: WorkspaceId) {
-        self.key_cache.retain(|_, cached| *cached != ws);
-    }
-
-    /// 503 when learning is switched off.
-    pub fn engine_enabled(&self) -> Result<(), ApiError> {
-        if self.engine.learning_enabled() {
-            Ok(())
-        } else {
-            Err(swarmwise_actors::EngineError::LearningDisabled.into())
-        }
-    }
-}
 
 /// A built, bound, not yet running service.
 pub struct Application {

@@ -12,7 +12,7 @@ use crate::auth::{Admin, Caller, Workspace};
 use crate::backends::policy::Registrant;
 use crate::error::ApiError;
 use crate::extract::Body;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `POST /agents` body.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::workspaces::{page_limit, parse_uuid};
 use crate::auth::Admin;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{AuditEntry, AuditFilter};
 
 /// Query of `GET /audit`.

@@ -9,7 +9,7 @@ use futures_util::stream;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::Workspace;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The event stream.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",

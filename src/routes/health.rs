@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 use swarmwise_actors::supervisor::ActorHealth;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Always 200 while the process serves HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive")))]

@@ -11,7 +11,7 @@ use swarmwise_actors::learner::CycleReport;
 
 use crate::auth::Workspace;
 use crate::error::{ApiError, ErrorBody};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A list of cycles.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

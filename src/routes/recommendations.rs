@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::auth::Workspace;
 use crate::error::ApiError;
 use crate::extract::Body;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// One recommendation to track (DESIGN §4).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -14,7 +14,7 @@ use swarmwise_actors::trust::{Strength, TrustCard, WorkspaceSnapshot};
 use crate::auth::Workspace;
 use crate::error::{ApiError, ErrorBody};
 use crate::routes::agents::agent_not_found;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A trust card as the API shows it (DESIGN §4 names plus extras).
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::auth::Workspace;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::Body;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `GET /workflows` answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -17,7 +17,7 @@ use crate::audit::{self, actions};
 use crate::auth::{generate_key, Admin, Caller};
 use crate::error::ApiError;
 use crate::extract::Body;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::store::{ApiKeyInfo, KeyChange, WorkspaceInfo};
 
 /// `POST /workspaces` body.
