@@ -244,7 +244,7 @@ async fn workflows_bench(runs: usize) {
         s.demo.swarm_file = swarm_file.display().to_string();
         let app = Application::build(s).await.unwrap();
         let wf = app.workflows().clone();
-        let ws = WorkspaceId(swarmwise::workflows::DEMO_WORKSPACE);
+        let ws = WorkspaceId(swarmwise::demo::DEMO_WORKSPACE);
         let start = Instant::now();
         let mut pending = Vec::new();
         for i in 0..runs {

@@ -1,21 +1,35 @@
 //! # swarmwise: the service
 //!
-//! Adapters around the engine crate (`swarmwise-actors`): the actix-web API
-//! ([`routes`]), storage ([`store`]: PostgreSQL with row-level security and
-//! SQLite), settings ([`config`]), authentication ([`auth`]) and the admin's
-//! audit log ([`audit`]), fairness between tenants ([`limits`]), the
-//! operator's agent policy and agent backends ([`backends`]), telemetry
-//! ([`telemetry`]) the start-up/shutdown protocol ([`startup`]) and the state every handler shares ([`state`]). `main.rs`
-//! is the CLI on top; [`assets`] holds the config, workflows and demo swarm
-//! it carries so that it runs from any folder.
+//! Adapters around the engine crate (`swarmwise-actors`). A tour, every module:
+//!
+//! - [`cli`]: the `swarmwise` commands (`main.rs` only calls [`cli::run`]).
+//! - [`startup`]: `Application::build` wires store, actors and HTTP server;
+//!   `run` is the stop protocol. [`state`]: `AppState`, what every handler shares.
+//! - [`routes`]: the actix-web API, one module per resource; [`extract`]: the
+//!   JSON body extractor; [`error`]: the API error shape.
+//! - [`auth`]: API keys and the authentication middleware; [`audit`]: the
+//!   admin's audit log; [`limits`]: fairness between tenants.
+//! - [`store`]: storage, one folder per aggregate, PostgreSQL (row-level
+//!   security) and SQLite side by side.
+//! - [`backends`]: the operator's agent policy and the agent backends
+//!   (command, HTTP, OpenAI).
+//! - [`config`]: settings; [`assets`]: the config, workflows and demo swarm
+//!   the binary carries so that it runs from any folder; [`definitions`]:
+//!   workflow definitions read from disk or the built-in copies; [`demo`]: the
+//!   demo swarm, its key and its loop.
+//! - [`cache`]: patterns by workspace (Redis or in process); [`ttl_cache`]: the
+//!   in-process cache with expiry behind the key and agent caches.
+//! - [`telemetry`]: logging and Prometheus metrics.
 
 pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod backends;
 pub mod cache;
+pub mod cli;
 pub mod config;
-pub mod demo_key;
+pub mod definitions;
+pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -25,4 +39,3 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod ttl_cache;
-pub mod workflows;

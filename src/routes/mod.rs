@@ -12,8 +12,8 @@ pub mod health;
 pub mod learning;
 pub mod openapi;
 pub mod recommendations;
+pub mod runs;
 pub mod trust;
-pub mod workflows;
 pub mod workspaces;
 
 use actix_web::web;
@@ -64,9 +64,9 @@ api_routes! {
     get "/learning/patterns" => learning::patterns,
     get "/learning/insights" => learning::insights,
     get "/learning/schedule" => learning::schedule,
-    get "/workflows" => workflows::list,
-    post "/workflows/runs" => workflows::run,
-    get "/workflows/runs/{run_id}" => workflows::get,
+    get "/workflows" => runs::list,
+    post "/workflows/runs" => runs::run,
+    get "/workflows/runs/{run_id}" => runs::get,
     get "/events" => events::stream,
 }
 

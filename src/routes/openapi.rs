@@ -6,9 +6,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{
-    agents, audit, events, health, learning, recommendations, trust, workflows, workspaces,
-};
+use super::{agents, audit, events, health, learning, recommendations, runs, trust, workspaces};
 
 struct BearerAuth;
 
@@ -39,7 +37,7 @@ impl Modify for BearerAuth {
         trust::list, trust::get, trust::recompute, trust::metrics_csv, trust::boost, trust::agent_metrics, trust::initialize,
         learning::trigger, learning::list, learning::latest, learning::patterns, learning::insights,
         learning::schedule,
-        workflows::list, workflows::run, workflows::get, events::stream,
+        runs::list, runs::run, runs::get, events::stream,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(crate::error::ErrorBody)),

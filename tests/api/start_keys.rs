@@ -50,7 +50,7 @@ async fn demo_key_survives_restarts(backend: Backend) {
     let (k2, address, handle, join) = start().await;
     assert_eq!(k2, k1, "the demo key changed across a restart");
     // Exactly one demo key exists.
-    let ws = swarmwise::workflows::DEMO_WORKSPACE;
+    let ws = swarmwise::demo::DEMO_WORKSPACE;
     let keys: Value = client
         .get(format!("{address}/api/v1/workspaces/{ws}/api-keys"))
         .bearer_auth("test-admin-key")

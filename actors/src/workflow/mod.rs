@@ -1,8 +1,8 @@
-//! Workflows: declarative definitions ([`def`]) run by [`runner`] over the
+//! Workflows: declarative definitions ([`definition`]) run by [`runner`] over the
 //! swarm: stages fan out through `FanOutBarrier`s, every reply is tracked,
 //! the run's outcome is evaluated, and the learning-cycle port is told.
 
-pub mod def;
+pub mod definition;
 pub mod runner;
 
 use chrono::{DateTime, Utc};
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::domain::{Priority, WorkspaceId};
 
-pub use def::{Selector, StageDef, StageMode, WorkflowDef};
+pub use definition::{Selector, StageDef, StageMode, WorkflowDef};
 pub use runner::{
     CountingTrigger, CycleTrigger, RunReport, RunRequest, Workflows, WorkflowsConfig,
 };

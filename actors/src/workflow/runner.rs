@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::def::{Aggregate, StageDef, StageMode, WorkflowDef};
+use super::definition::{Aggregate, StageDef, StageMode, WorkflowDef};
 use super::{RunStatus, WorkflowRun};
 use crate::agent::backend::Task;
 use crate::barrier::{

@@ -1,4 +1,5 @@
-//! Workflows: definitions, runs (wait or not), a run's report.
+//! Workflow runs: start one (wait or not), read a run's report, and list the
+//! definitions a run can name (`GET /workflows`).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};

@@ -1,6 +1,8 @@
-//! Loading workflow definitions (`config/workflows/*.toml`) and the demo
-//! swarm (`config/demo/swarm.toml`), and the demo loop that runs a workflow
-//! continuously in the `demo` workspace.
+//! The demo: its swarm (`config/demo/swarm.toml`, or the built-in copy), its
+//! workspace and key, and the loop that runs a workflow continuously in the
+//! `demo` workspace. The key file lives in [`key`].
+
+pub mod key;
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,55 +12,11 @@ use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
 use swarmwise_actors::domain::{to_micros, Agent, AgentId, Priority, WorkspaceId};
-use swarmwise_actors::workflow::{RunRequest, WorkflowDef, Workflows};
+use swarmwise_actors::workflow::{RunRequest, Workflows};
 use uuid::Uuid;
 
 use crate::config::DemoSettings;
 use crate::store::AdminStore;
-
-/// Reads every `*.toml` in `dir` (sorted). A folder that does not exist
-/// means the built-in workflows ([`crate::assets::WORKFLOWS`]).
-pub fn load_definitions(dir: &str) -> anyhow::Result<Vec<WorkflowDef>> {
-    let path = Path::new(dir);
-    let sources: Vec<(String, String)> = if path.exists() {
-        let mut files: Vec<_> = std::fs::read_dir(path)
-            .with_context(|| format!("reading workflows.dir {dir}"))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect();
-        files.sort();
-        files
-            .into_iter()
-            .map(|f| {
-                let text = std::fs::read_to_string(&f)
-                    .with_context(|| format!("reading {}", f.display()))?;
-                Ok((f.display().to_string(), text))
-            })
-            .collect::<anyhow::Result<_>>()?
-    } else {
-        tracing::info!(
-            dir,
-            "workflows.dir not found: using the built-in workflows (`swarmwise init` writes editable copies)"
-        );
-        crate::assets::WORKFLOWS
-            .iter()
-            .map(|(name, text)| (format!("built-in {name}"), (*text).to_owned()))
-            .collect()
-    };
-    let mut defs: Vec<WorkflowDef> = Vec::new();
-    for (origin, text) in sources {
-        let def: WorkflowDef = toml::from_str(&text)
-            .with_context(|| format!("{origin}: not a valid workflow definition"))?;
-        def.validate()
-            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        if defs.iter().any(|d| d.name == def.name) {
-            anyhow::bail!("{origin}: a workflow named {:?} is defined twice", def.name);
-        }
-        defs.push(def);
-    }
-    Ok(defs)
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,14 +84,14 @@ pub fn demo_agents(
 
 /// Creates the demo workspace and its agents (from [`demo_agents`]) if
 /// missing, and returns the workspace with its API key (the same across
-/// restarts, see [`crate::demo_key`]).
+/// restarts, see [`key`]).
 pub async fn prepare_demo(
     demo: &DemoSettings,
     agents: &[Agent],
     store: &dyn AdminStore,
 ) -> anyhow::Result<(WorkspaceId, String)> {
     let ws = WorkspaceId(DEMO_WORKSPACE);
-    let key = crate::demo_key::ensure(store, ws, &demo.key_file).await?;
+    let key = key::ensure(store, ws, &demo.key_file).await?;
     for agent in agents {
         if store.agent(ws, &agent.id).await?.is_none() {
             store.create_agent(ws, agent).await?;

@@ -1,0 +1,47 @@
+//! Tasks that live as long as the server and end when it stops: forgetting
+//! idle rate-limit state, and dropping cached patterns when a learning cycle
+//! finishes.
+
+use actix_web::web;
+use swarmwise_actors::events::Event;
+
+use crate::state::AppState;
+
+/// Every minute, forgets idle rate-limit buckets and run counters; ends at shutdown.
+pub(super) fn spawn_limits_upkeep(state: web::Data<AppState>) {
+    // Idle rate-limit buckets and run counters are forgotten, so the
+    // limits hold state only for active keys and workspaces.
+    let mut shutdown = state.shutdown.clone();
+    actix::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => state.limits.upkeep(),
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
+}
+
+/// Invalidates a workspace's cached patterns when any of its cycles (API,
+/// outcomes, schedule) finishes; on a lagged receiver clears the local cache.
+pub(super) fn spawn_pattern_invalidation(
+    state: web::Data<AppState>,
+    mut rx: tokio::sync::broadcast::Receiver<Event>,
+) {
+    // Cached patterns go stale when any cycle (API, outcomes, schedule) finishes.
+    actix::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(swarmwise_actors::events::Event::LearningCycle { workspace_id, .. }) => {
+                    state.patterns.invalidate(workspace_id).await;
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    state.patterns.clear_local()
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+}

@@ -1,0 +1,75 @@
+//! The actix-web server: the shared state, extractor errors in our error
+//! shape, the request-duration metric, the routes and the 404 for the rest.
+//! Signals are not actix's: [`super::Application::run`] handles them.
+
+use std::net::TcpListener;
+use std::time::Instant;
+
+use actix_web::dev::{Server, Service as _};
+use actix_web::{web, App, HttpServer};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Binds `workers` workers to `listener`; the graceful stop waits at most
+/// `shutdown_timeout_secs` for in-flight requests.
+pub(super) fn server(
+    state: web::Data<AppState>,
+    workers: usize,
+    shutdown_timeout_secs: u64,
+    listener: TcpListener,
+) -> std::io::Result<Server> {
+    HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                ApiError::new(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!("query string: {e}"),
+                )
+                .into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                ApiError::new(
+                    actix_web::http::StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    format!("path: {e}"),
+                )
+                .into()
+            }))
+            .wrap_fn(|req, srv| {
+                let started = Instant::now();
+                let method = crate::telemetry::method_label(req.method());
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    let route = res
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".into());
+                    metrics::histogram!(
+                        "swarmwise_http_request_duration_seconds",
+                        "method" => method,
+                        "route" => route,
+                        "status" => res.status().as_u16().to_string()
+                    )
+                    .record(started.elapsed().as_secs_f64());
+                    Ok(res)
+                }
+            })
+            .configure(crate::routes::configure)
+            .default_service(web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(ApiError::not_found(
+                    "route_not_found",
+                    "no such endpoint; see /api/v1/openapi.json for the API",
+                ))
+            }))
+    })
+    .workers(workers)
+    // Signals are handled in `run`, which first ends SSE streams.
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout_secs)
+    .listen(listener)
+    .map(|s| s.run())
+}

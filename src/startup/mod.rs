@@ -1,0 +1,256 @@
+//! `Application::build`: open the store, start the engine's actors, bind the
+//! HTTP server (port 0 in tests) and return the bound address. `run` serves
+//! until a signal (or `AppHandle::stop`), then drains: stop accepting, finish
+//! in-flight requests, flush every acknowledged recommendation, exit.
+//!
+//! By concern: this file wires the parts together ([`Application::build`]);
+//! [`http`] builds the actix-web server (extractor errors, the request
+//! metric, the routes); [`background`] holds the tasks that live as long as
+//! the server; [`shutdown`] is the stop protocol ([`Application::run`],
+//! [`AppHandle`]).
+
+mod background;
+mod http;
+mod shutdown;
+
+pub use shutdown::AppHandle;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::web;
+use swarmwise_actors::learner::actor::Learner;
+use swarmwise_actors::swarm::Swarm;
+use swarmwise_actors::workflow::{CountingTrigger, CycleTrigger, Workflows};
+use swarmwise_actors::Engine;
+
+use crate::auth::{generate_key, hash_key};
+use crate::config::Settings;
+use crate::state::AppState;
+use crate::store::{self, AdminStore};
+use crate::ttl_cache::TtlCache;
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+    admin_key: String,
+    admin_key_generated: bool,
+    engine: Engine,
+    store: Arc<dyn AdminStore>,
+    workflows: Workflows,
+    demo_key: Option<String>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    /// `server.shutdown_timeout_secs`: the whole stop, flush included.
+    shutdown_timeout_secs: u64,
+}
+
+impl Application {
+    /// Opens the store, starts the actors, binds. Must run inside an actix system.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Everything that can fail on configuration fails here, before any
+        // actor starts: a failed start then exits with its message alone.
+        let listener = TcpListener::bind(&settings.server.bind)
+            .map_err(|e| anyhow::anyhow!("could not listen on {} ({e}); set server.bind or SWARMWISE__SERVER__BIND to a free address", settings.server.bind))?;
+        let address = listener.local_addr()?;
+        let defs = crate::definitions::load_definitions(&settings.workflows.dir)?;
+        let factory = crate::backends::ServiceFactory::with_limits(
+            &settings.agents,
+            crate::backends::AnswerLimits::from(&settings.limits),
+        );
+        let demo_agents = if settings.demo.enabled {
+            Some(crate::demo::demo_agents(&settings.demo, |agent| {
+                swarmwise_actors::swarm::validate_agent(&factory, &settings.agents, agent)
+            })?)
+        } else {
+            None
+        };
+        let prometheus = crate::telemetry::prometheus()?;
+        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        actix::spawn(crate::telemetry::metrics_upkeep(
+            prometheus.clone(),
+            Duration::from_secs(settings.telemetry.metrics_upkeep_secs),
+            shutdown_rx.clone(),
+        ));
+        let patterns = crate::cache::PatternCache::new(&settings.redis).await?;
+        let store = store::connect_for(&settings.database, settings.tracking.mode).await?;
+        interrupt_leftovers(store.as_ref()).await?;
+        let engine = Engine::start(store.clone(), settings.engine());
+        let agent_policy = Arc::clone(factory.policy());
+        let swarm = Swarm::new(
+            Arc::new(factory),
+            settings.agents.clone(),
+            engine.events().clone(),
+        );
+        let learner = Learner::start(
+            store.clone(),
+            engine.clone(),
+            settings.learner.clone(),
+            settings.supervision.meta_learner.clone(),
+        );
+        if settings.scheduler.enabled {
+            swarmwise_actors::scheduler::Scheduler::start(
+                store.clone(),
+                engine.clone(),
+                learner.clone(),
+                &settings.scheduler,
+            )
+            .map_err(|e| anyhow::anyhow!("scheduler.{e}"))?;
+        }
+        // One counter for every path that evaluates outcomes: workflow runs,
+        // REST outcomes and feedback all count towards cycle_every_outcomes.
+        let cycles: Arc<dyn CycleTrigger> = Arc::new({
+            let learner = learner.clone();
+            CountingTrigger::new(settings.learning.cycle_every_outcomes, move |ws| {
+                learner.request(ws, "outcomes")
+            })
+        });
+        let workflows = Workflows::new(
+            defs,
+            engine.clone(),
+            swarm.clone(),
+            store.clone(),
+            engine.events().clone(),
+            Arc::clone(&cycles),
+            settings.workflows.clone(),
+        );
+        let demo = match &demo_agents {
+            Some(agents) => {
+                Some(crate::demo::prepare_demo(&settings.demo, agents, store.as_ref()).await?)
+            }
+            None => None,
+        };
+        let mut started = 0;
+        for ws in store.workspace_ids().await? {
+            for agent in store.agents(ws).await? {
+                match swarm.start_agent(ws, &agent) {
+                    Ok(()) => started += 1,
+                    Err(e) => {
+                        tracing::warn!(workspace = %ws, agent = %agent.id, error = %e, "agent not started; fix its config with PATCH or re-register it")
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            agents = started,
+            workflows = workflows.definitions().len(),
+            "swarm ready"
+        );
+        let demo_key = match demo {
+            Some((ws, key)) => {
+                actix::spawn(crate::demo::demo_loop(
+                    settings.demo.clone(),
+                    ws,
+                    workflows.clone(),
+                    shutdown_rx.clone(),
+                ));
+                Some(key)
+            }
+            None => None,
+        };
+        let (admin_key, admin_key_generated) = if settings.auth.admin_key.is_empty() {
+            (generate_key("swa_").0, true)
+        } else {
+            (settings.auth.admin_key.clone(), false)
+        };
+        let cache_ttl = Duration::from_secs(settings.auth.cache_ttl_secs);
+        let state = web::Data::new(AppState {
+            engine: engine.clone(),
+            store: store.clone(),
+            admin_key_hash: hash_key(&admin_key),
+            key_cache: TtlCache::new(cache_ttl),
+            agents: TtlCache::new(cache_ttl),
+            prometheus,
+            settings: Arc::new(settings.clone()),
+            workflows: workflows.clone(),
+            agent_policy,
+            limits: crate::limits::Limits::new(&settings.limits),
+            shutdown: shutdown_rx,
+            learner,
+            patterns,
+            cycles,
+        });
+        background::spawn_limits_upkeep(state.clone());
+        background::spawn_pattern_invalidation(state.clone(), engine.events().subscribe());
+        let workers = if settings.server.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            settings.server.workers
+        };
+        let server = http::server(
+            state,
+            workers,
+            settings.server.shutdown_timeout_secs,
+            listener,
+        )?;
+        Ok(Self {
+            server,
+            address,
+            admin_key,
+            admin_key_generated,
+            engine,
+            store,
+            workflows,
+            demo_key,
+            shutdown,
+            shutdown_timeout_secs: settings.server.shutdown_timeout_secs,
+        })
+    }
+
+    /// The workflow runner.
+    pub fn workflows(&self) -> &Workflows {
+        &self.workflows
+    }
+
+    /// The demo workspace's API key for this run, when the demo is on.
+    pub fn demo_key(&self) -> Option<&str> {
+        self.demo_key.as_deref()
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The admin key in force.
+    pub fn admin_key(&self) -> &str {
+        &self.admin_key
+    }
+
+    /// Whether the admin key was generated at start (none configured).
+    pub fn admin_key_generated(&self) -> bool {
+        self.admin_key_generated
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The store.
+    pub fn store(&self) -> Arc<dyn AdminStore> {
+        Arc::clone(&self.store)
+    }
+}
+
+/// Marks what a dead process left `running` (workflow runs, learning
+/// cycles) as `interrupted`, with the reason, in every workspace. With
+/// several nodes on one database a starting node would also mark the runs
+/// another live node is executing; that node's own end state then
+/// overwrites the mark (durable runs with leases are the multi-node answer).
+async fn interrupt_leftovers(store: &dyn AdminStore) -> anyhow::Result<()> {
+    let reason = "the process running it stopped (crash or kill) before it finished; marked at the next start";
+    let now = chrono::Utc::now();
+    let (mut runs, mut cycles) = (0, 0);
+    for ws in store.workspace_ids().await? {
+        let (r, c) = store.interrupt_unfinished(ws, reason, now).await?;
+        runs += r;
+        cycles += c;
+    }
+    if runs + cycles > 0 {
+        tracing::warn!(runs, cycles, "marked workflow runs and learning cycles left running by a stopped process as interrupted");
+    }
+    Ok(())
+}

@@ -1,0 +1,133 @@
+//! The stop protocol: a signal (or [`AppHandle::stop`]) ends SSE streams and
+//! stops accepting; in-flight requests finish; running workflow runs get what
+//! is left of `server.shutdown_timeout_secs` but a second, then are marked
+//! interrupted; every acknowledged recommendation is flushed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+
+use super::Application;
+
+/// Stops a running application from elsewhere (tests, signals).
+#[derive(Clone)]
+pub struct AppHandle {
+    server: ServerHandle,
+    /// Tells long-lived responses (SSE) to end, so the graceful stop does not
+    /// wait `server.shutdown_timeout_secs` for them.
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl AppHandle {
+    /// Graceful stop: the same path as SIGINT/SIGTERM.
+    pub async fn stop(&self) {
+        let _ = self.shutdown.send(true);
+        self.server.stop(true).await;
+    }
+}
+
+impl Application {
+    /// A handle to stop the server.
+    pub fn handle(&self) -> AppHandle {
+        AppHandle {
+            server: self.server.handle(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
+    /// Serves until stopped, then drains acknowledged writes.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let handle = self.handle();
+        actix::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: stopping (in-flight requests finish, then acknowledged writes are flushed)");
+            handle.stop().await;
+        });
+        // The whole stop (in-flight requests, then the flush) has
+        // `server.shutdown_timeout_secs`; the flush gets what HTTP left of
+        // it, and at least one second.
+        let budget = Duration::from_secs(self.shutdown_timeout_secs);
+        let mut stopping = self.shutdown.subscribe();
+        let began: Arc<std::sync::OnceLock<Instant>> = Arc::default();
+        {
+            let began = Arc::clone(&began);
+            actix::spawn(async move {
+                if stopping.wait_for(|s| *s).await.is_ok() {
+                    let _ = began.set(Instant::now());
+                }
+            });
+        }
+        self.server.await?;
+        // Runs still executing (`wait: false`, the demo) get what is left
+        // but one second, then are marked interrupted; the flush gets the rest.
+        let spent = began.get().map_or(Duration::ZERO, Instant::elapsed);
+        let for_runs = budget.saturating_sub(spent + Duration::from_secs(1));
+        let running = self.workflows.in_flight();
+        if running > 0 {
+            tracing::info!(
+                runs = running,
+                timeout_ms = for_runs.as_millis() as u64,
+                "waiting for workflow runs to finish"
+            );
+            let left_running = self.workflows.settle(for_runs).await;
+            if left_running > 0 {
+                let marked = self
+                    .workflows
+                    .interrupt_in_flight("the server shut down before the run finished (server.shutdown_timeout_secs); start it again")
+                    .await;
+                tracing::warn!(
+                    runs = left_running,
+                    marked,
+                    "workflow runs did not finish before the shutdown timeout; marked interrupted"
+                );
+            }
+        }
+        let spent = began.get().map_or(Duration::ZERO, Instant::elapsed);
+        let left = budget.saturating_sub(spent).max(Duration::from_secs(1));
+        tracing::info!(
+            pending = self.engine.pending_writes(),
+            timeout_ms = left.as_millis() as u64,
+            "HTTP stopped; flushing acknowledged recommendations"
+        );
+        match self.engine.drain(left).await {
+            Ok(()) => {
+                tracing::info!("all acknowledged recommendations are stored; bye");
+                Ok(())
+            }
+            Err(swarmwise_actors::EngineError::DrainIncomplete { rows }) => {
+                // Logged by the tracker too; the exit status says it.
+                anyhow::bail!(
+                    "stopped after server.shutdown_timeout_secs with {rows} acknowledged recommendations not written (the database did not accept them in time; see the log)"
+                )
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
