@@ -362,6 +362,10 @@ impl Settings {
                 "must be empty (no Redis) or start with redis:// or rediss://".into(),
             ));
         }
+        self.learner
+            .agreement
+            .validate()
+            .map_err(|(key, message)| err(key, message))?;
         if self.tracking.batch_size == 0 {
             return Err(err("tracking.batch_size", "must be at least 1".into()));
         }

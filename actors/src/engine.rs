@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::domain::{AgentFailure, AgentId, Priority, Recommendation, WorkspaceId};
 use crate::error::EngineError;
 use crate::events::EventBus;
+use crate::learner::agreement::AgreementEstimate;
 use crate::ports::Store;
 use crate::supervisor::{HealthRegistry, RestartPolicy};
 use crate::tracker::{
@@ -64,6 +65,7 @@ pub struct Engine {
     revisions: Arc<dashmap::DashMap<WorkspaceId, u64>>,
     writer: Arc<WriterStatus>,
     stalled_after_ms: u64,
+    agreement: Arc<dashmap::DashMap<WorkspaceId, Arc<AgreementEstimate>>>,
 }
 
 fn mailbox(e: MailboxError) -> EngineError {
@@ -115,7 +117,20 @@ impl Engine {
             revisions,
             writer,
             stalled_after_ms,
+            agreement: Arc::default(),
         }
+    }
+
+    /// What the latest learning cycle of `ws` learned from agreement among
+    /// agents (`learner/agreement.rs`), if one ran since start-up.
+    pub fn agreement(&self, ws: WorkspaceId) -> Option<Arc<AgreementEstimate>> {
+        self.agreement.get(&ws).map(|e| Arc::clone(e.value()))
+    }
+
+    /// Publishes a cycle's agreement estimate for `ws` (read by the trust
+    /// vote of workflow runs).
+    pub fn set_agreement(&self, ws: WorkspaceId, estimate: Arc<AgreementEstimate>) {
+        self.agreement.insert(ws, estimate);
     }
 
     /// How many times an already evaluated verdict of `ws` changed since

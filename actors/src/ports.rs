@@ -14,6 +14,7 @@ use crate::domain::{
     Agent, AgentFailure, AgentId, OutcomeSample, Recommendation, RecommendationFilter,
     RecommendationStatus, VerdictUpdate, WorkspaceId,
 };
+use crate::learner::agreement::PendingDecision;
 use crate::learner::cycle::{Rule, StoredPattern};
 use crate::learner::patterns::OutcomeRecord;
 use crate::learner::CycleReport;
@@ -213,6 +214,16 @@ pub trait Store: Send + Sync + 'static {
         decision_key: &str,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<OutcomeRecord>, StoreError>;
+    /// Unevaluated (`pending`) recommendations for agreement learning: the
+    /// newest `limit` of the workspace (by id, i.e. creation order), each as
+    /// its workflow, agent, type and `content.<decision_key>` as text (or the
+    /// whole content).
+    async fn pending_decisions(
+        &self,
+        ws: WorkspaceId,
+        decision_key: &str,
+        limit: u32,
+    ) -> Result<Vec<PendingDecision>, StoreError>;
     /// Every pattern of the workspace.
     async fn patterns(&self, ws: WorkspaceId) -> Result<Vec<StoredPattern>, StoreError>;
     /// Writes a cycle's results atomically: upserts patterns (by key), stores

@@ -90,6 +90,12 @@ impl Application {
             settings.learner.clone(),
             settings.supervision.meta_learner.clone(),
         );
+        {
+            let (store, engine) = (store.clone(), engine.clone());
+            actix_web::rt::spawn(async move {
+                swarmwise_actors::learner::agreement::restore(store.as_ref(), &engine).await;
+            });
+        }
         if settings.scheduler.enabled {
             swarmwise_actors::scheduler::Scheduler::start(
                 store.clone(),

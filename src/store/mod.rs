@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use swarmwise_actors::domain::WorkspaceId;
+use swarmwise_actors::learner::agreement::PendingDecision;
 use swarmwise_actors::ports::{Store, StoreError};
 use swarmwise_actors::tracker::WriteMode;
 
@@ -156,6 +157,26 @@ fn category_name(c: swarmwise_actors::learner::patterns::Category) -> String {
 fn pattern_status(raw: &str) -> anyhow::Result<swarmwise_actors::learner::cycle::PatternStatus> {
     swarmwise_actors::learner::cycle::PatternStatus::parse(raw)
         .ok_or_else(|| anyhow::anyhow!("bad pattern status {raw}"))
+}
+
+/// A `pending_decisions` row (both dialects select the same text columns).
+fn pending_decision<R>(r: &R) -> Result<PendingDecision, StoreError>
+where
+    R: sqlx::Row,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database>,
+{
+    let get = || -> Result<PendingDecision, anyhow::Error> {
+        let agent: String = r.try_get("agent_id")?;
+        Ok(PendingDecision {
+            workflow_id: r.try_get("workflow_id")?,
+            agent_id: swarmwise_actors::domain::AgentId::parse("agent_id", &agent)?,
+            recommendation_type: r.try_get("recommendation_type")?,
+            decision: r.try_get("decision")?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
 }
 
 /// Classifies a driver error: transient (`Unavailable`: retrying may work),

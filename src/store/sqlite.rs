@@ -15,6 +15,7 @@ use swarmwise_actors::domain::{
     Agent, AgentFailure, AgentId, FailureKind, OutcomeSample, Priority, Recommendation,
     RecommendationFilter, RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
 };
+use swarmwise_actors::learner::agreement::PendingDecision;
 use swarmwise_actors::learner::cycle::{Rule, StoredPattern};
 use swarmwise_actors::learner::patterns::OutcomeRecord;
 use swarmwise_actors::learner::CycleReport;
@@ -24,7 +25,7 @@ use swarmwise_actors::ports::{
 use swarmwise_actors::workflow::{RunStatus, WorkflowRun};
 use uuid::Uuid;
 
-use super::{priority_name, unexpected, AdminStore, NewApiKey};
+use super::{pending_decision, priority_name, unexpected, AdminStore, NewApiKey};
 use crate::config::DatabaseSettings;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -582,6 +583,26 @@ impl Store for SqliteStore {
                 get().map_err(StoreError::Unexpected)
             })
             .collect()
+    }
+
+    async fn pending_decisions(
+        &self,
+        ws: WorkspaceId,
+        decision_key: &str,
+        limit: u32,
+    ) -> Result<Vec<PendingDecision>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT workflow_id, agent_id, recommendation_type, \
+             CAST(COALESCE(json_extract(content, '$.' || ?2), content) AS TEXT) AS decision \
+             FROM agent_recommendations WHERE workspace_id = ?1 AND outcome_status = 'pending' ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(ws.0)
+        .bind(decision_key)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(pending_decision).collect()
     }
 
     async fn patterns(&self, ws: WorkspaceId) -> Result<Vec<StoredPattern>, StoreError> {

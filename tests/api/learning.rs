@@ -497,3 +497,146 @@ async fn rest_outcomes_and_feedback_count_towards_cycles(backend: Backend) {
 }
 
 both_backends!(rest_outcomes_and_feedback_count_towards_cycles);
+
+/// Item 6 of issue 10: a learning cycle learns from unevaluated workflows.
+/// Eight agents of known skill (0.55 … 0.95) answer a 3-way decision on 300
+/// workflows, four each, erring independently; only every tenth workflow is
+/// evaluated (feedback per recommendation). The cycle's insights report the
+/// agreement model in use, and its accuracies are closer to the true skills
+/// than the verdicts' alone. Another workspace's cycle sees none of it.
+/// Seeded.
+async fn cycles_learn_from_unevaluated_workflows(backend: Backend) {
+    use rand::{rngs::StdRng, Rng, SeedableRng};
+    let app = spawn_app_with(backend, |s| {
+        s.learning.cycle_every_outcomes = 0;
+        s.scheduler.enabled = false;
+    })
+    .await;
+    let (ws, k) = app.workspace("A").await;
+    let (_, other) = app.workspace("B").await;
+    let skill: Vec<f64> = (0..8).map(|j| 0.55 + 0.4 * j as f64 / 7.0).collect();
+    for j in 0..8 {
+        app.agent(&k, &format!("s{j}")).await;
+    }
+    app.agent(&other, "s0").await;
+    let mut rng = StdRng::seed_from_u64(21);
+    let mut items = Vec::new();
+    let mut right_of = Vec::new();
+    for w in 0..300 {
+        let truth = rng.gen_range(0..3usize);
+        let mut agents: Vec<usize> = (0..8).collect();
+        for _ in 0..4 {
+            let j = agents.swap_remove(rng.gen_range(0..agents.len()));
+            let right = rng.gen_bool(skill[j]);
+            let d = if right {
+                truth
+            } else {
+                (truth + rng.gen_range(1..3)) % 3
+            };
+            items.push(json!({
+                "agent_id": format!("s{j}"), "correlation_id": format!("c{w}"), "workflow_id": format!("wf-{w}"),
+                "recommendation_type": "triage", "content": {"decision": format!("d{d}")}, "confidence": 0.7
+            }));
+            right_of.push((w % 10 == 0, right));
+        }
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for chunk in items.chunks(400) {
+        let res = app
+            .post(
+                &k,
+                "/api/v1/recommendations/batch",
+                &json!({ "items": chunk }),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
+        let v: Value = res.json().await.unwrap();
+        ids.extend(
+            v["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_owned()),
+        );
+    }
+    for (id, &(evaluated, right)) in ids.iter().zip(&right_of) {
+        if evaluated {
+            let status = if right { "approved" } else { "rejected" };
+            let res = app
+                .post(
+                    &k,
+                    &format!("/api/v1/recommendations/{id}/feedback"),
+                    &json!({ "status": status }),
+                )
+                .await;
+            assert_eq!(res.status(), StatusCode::OK);
+        }
+    }
+    let res = app.post(&k, "/api/v1/learning/cycles", &json!({})).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let latest = app.json(&k, "/api/v1/learning/cycles/latest").await;
+    let a = &latest["insights"]["agreement"];
+    assert_eq!(a["in_use"], true, "{a}");
+    assert!(a["lambda"].as_f64().unwrap() > 0.0, "{a}");
+    assert_eq!(a["evaluated_groups"], 30, "{a}");
+    assert_eq!(a["unevaluated_groups"], 270, "{a}");
+    let err = |field: &str| {
+        (0..8)
+            .map(|j| {
+                let cell = &a["cells"][format!("s{j}")]["triage"];
+                (cell[field].as_f64().unwrap() - skill[j]).abs()
+            })
+            .sum::<f64>()
+            / 8.0
+    };
+    eprintln!(
+        "agreement through the API: mean |error| {:.3} (verdicts only) -> {:.3}",
+        err("verdict_accuracy"),
+        err("accuracy")
+    );
+    assert!(err("accuracy") < err("verdict_accuracy"), "{a}");
+    // The engine publishes it to the trust vote.
+    let ws = swarmwise_actors::domain::WorkspaceId(ws.parse().unwrap());
+    let published = app.engine.agreement(ws).expect("published");
+    let s7 = swarmwise_actors::domain::AgentId::parse("agent_id", "s7").unwrap();
+    assert_eq!(
+        published.accuracy(&s7, "triage"),
+        a["cells"]["s7"]["triage"]["accuracy"].as_f64()
+    );
+    // Workspace B's cycle sees only B's (empty) data.
+    let res = app
+        .post(&other, "/api/v1/learning/cycles", &json!({}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let b = app.json(&other, "/api/v1/learning/cycles/latest").await;
+    let ba = &b["insights"]["agreement"];
+    assert_eq!(ba["in_use"], false, "{ba}");
+    assert_eq!(ba["cells"], json!({}), "{ba}");
+    // A restarted node restores the estimate from the latest cycle.
+    let expected = published.accuracy(&s7, "triage");
+    let app = app.restart(|_| {}).await;
+    let restored = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            if let Some(e) = app.engine.agreement(ws) {
+                break e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the agreement estimate was not restored within 30 s");
+    assert_eq!(restored.accuracy(&s7, "triage"), expected);
+    app.stop().await.unwrap();
+}
+
+both_backends!(cycles_learn_from_unevaluated_workflows);

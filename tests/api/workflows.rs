@@ -518,7 +518,7 @@ async fn trust_vote_at_the_barrier_decides() {
         s.agents.disable_below_trust = 0.0;
     })
     .await;
-    let (_, k) = app.workspace("A").await;
+    let (ws, k) = app.workspace("A").await;
     register(
         &app,
         &k,
@@ -557,6 +557,44 @@ async fn trust_vote_at_the_barrier_decides() {
     assert_eq!(aggregate["voters"], 3);
     let flawed = aggregate["distribution"]["flawed"].as_f64().unwrap();
     assert!((posterior + flawed - 1.0).abs() < 1e-9, "{aggregate}");
+    // Once a learning cycle's agreement estimate is in use, its accuracies
+    // weigh the votes instead of the trust cards' (issue 10, item 6): an
+    // estimate that trusts the liars turns the decision round; one not in
+    // use changes nothing.
+    use swarmwise_actors::learner::agreement::{AgreementCell, AgreementEstimate};
+    let ws = swarmwise_actors::domain::WorkspaceId(ws.parse().unwrap());
+    let cell = |accuracy: f64| {
+        [(
+            "strategy".to_string(),
+            AgreementCell {
+                accuracy,
+                verdict_accuracy: 0.5,
+                evidence: 50.0,
+            },
+        )]
+        .into()
+    };
+    let mut estimate = AgreementEstimate {
+        in_use: false,
+        cells: [("oracle", 0.05), ("liar_a", 0.95), ("liar_b", 0.95)]
+            .into_iter()
+            .map(|(a, p)| {
+                (
+                    swarmwise_actors::domain::AgentId::parse("agent_id", a).unwrap(),
+                    cell(p),
+                )
+            })
+            .collect(),
+        ..AgreementEstimate::default()
+    };
+    app.engine
+        .set_agreement(ws, std::sync::Arc::new(estimate.clone()));
+    let r = run(&app, &k, "vote").await;
+    assert_eq!(r["result"]["result"]["decision"], "sound", "{r}");
+    estimate.in_use = true;
+    app.engine.set_agreement(ws, std::sync::Arc::new(estimate));
+    let r = run(&app, &k, "vote").await;
+    assert_eq!(r["result"]["result"]["decision"], "flawed", "{r}");
     app.stop().await.unwrap();
 }
 

@@ -42,6 +42,8 @@ pub struct LearnerConfig {
     /// Keep each workspace's outcomes in memory between cycles and read only
     /// newer ones (a changed verdict forces a full reload).
     pub cache_outcomes: bool,
+    /// Learning from unevaluated workflows (`[learner.agreement]`).
+    pub agreement: super::agreement::AgreementConfig,
 }
 
 impl Default for LearnerConfig {
@@ -51,6 +53,7 @@ impl Default for LearnerConfig {
             mining: MiningParams::default(),
             lifecycle: LifecycleParams::default(),
             cache_outcomes: true,
+            agreement: super::agreement::AgreementConfig::default(),
         }
     }
 }
@@ -254,9 +257,17 @@ async fn locked_cycle(
         let existing = store.patterns(ws).await?;
         let version = store.cycle_count(ws).await? + 1;
         let trust = engine.trust(ws);
+        let pending = if config.agreement.enabled {
+            progress("loading unevaluated recommendations for agreement");
+            store
+                .pending_decisions(ws, &config.decision_key, config.agreement.max_pending)
+                .await?
+        } else {
+            Vec::new()
+        };
         let cfg = Arc::clone(&config);
         let now = to_micros(Utc::now());
-        let (outcome, cached) = tokio::task::spawn_blocking(move || {
+        let (outcome, agreement, cached) = tokio::task::spawn_blocking(move || {
             let o = run_cycle(
                 &cached.records,
                 existing,
@@ -265,7 +276,8 @@ async fn locked_cycle(
                 &cfg.lifecycle,
                 now,
             );
-            (o, cached)
+            let a = super::agreement::estimate(&cached.records, &pending, &cfg.agreement);
+            (o, a, cached)
         })
         .await
         .map_err(|e| {
@@ -278,11 +290,11 @@ async fn locked_cycle(
                 m.insert(ws, cached);
             }
         }
-        Ok((outcome, version, added))
+        Ok((outcome, agreement, version, added))
     }
     .await;
     match result {
-        Ok((o, version, added)) => {
+        Ok((o, agreement, version, added)) => {
             report.status = "succeeded".into();
             report.finished_at = Some(to_micros(Utc::now()));
             report.recommendations_processed = o.processed;
@@ -304,6 +316,7 @@ async fn locked_cycle(
                 "rules_active": o.rules.len(),
                 "rule_version": version,
                 "duration_seconds": started.elapsed().as_secs_f64(),
+                "agreement": &agreement,
             });
             progress(&format!(
                 "storing {} patterns and {} rules",
@@ -313,6 +326,7 @@ async fn locked_cycle(
             store
                 .save_cycle(&report, &o.patterns, &o.rules, version as i32)
                 .await?;
+            engine.set_agreement(ws, Arc::new(agreement));
             metrics::histogram!("swarmwise_learning_cycle_seconds")
                 .record(started.elapsed().as_secs_f64());
             metrics::counter!("swarmwise_learning_cycles_total", "status" => "succeeded")

@@ -2,6 +2,7 @@
 //! discovery control ([`patterns`], [`stats`]).
 
 pub mod actor;
+pub mod agreement;
 pub mod cycle;
 pub mod patterns;
 pub mod stats;

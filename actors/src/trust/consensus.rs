@@ -359,6 +359,103 @@ pub fn agreement_accuracy(
     p
 }
 
+/// The unlabelled weight λ chosen by cross-validation, with what each
+/// candidate scored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WeightChoice {
+    /// The chosen λ (the smallest among equal scores: verdicts are preferred
+    /// to agreement when agreement does not help).
+    pub lambda: f64,
+    /// `(λ, mean Brier score of the held-out verdicts)` per candidate, in the
+    /// order given.
+    pub brier: Vec<(f64, f64)>,
+    /// Held-out verdicts scored per candidate (every evaluated answer once).
+    pub held_out: usize,
+}
+
+/// Chooses `unlabeled_weight` λ for [`agreement_accuracy`] by `folds`-fold
+/// cross-validation over the groups that carry verdicts: each fold's
+/// verdicts are hidden (their groups join the unlabelled ones, as they would
+/// be in production), the model is fitted on the rest, and every hidden
+/// verdict `v` of agent `j` is scored by the Brier score (p̂_j − v)²
+/// (Brier 1950). The λ with the lowest mean wins; ties go to the smaller λ.
+/// Folds are assigned round-robin in the order of `groups` (deterministic).
+/// `None` when fewer than `folds` groups carry a verdict (too little gold to
+/// judge agreement: the caller keeps verdicts only).
+pub fn choose_unlabeled_weight(
+    groups: &[Vec<GroupAnswer>],
+    n_agents: usize,
+    prior: (f64, f64),
+    grid: &[f64],
+    folds: usize,
+    iterations: usize,
+) -> Option<WeightChoice> {
+    let folds = folds.max(2);
+    let labelled: Vec<usize> = groups
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.iter().any(|x| x.verdict.is_some()))
+        .map(|(i, _)| i)
+        .collect();
+    if labelled.len() < folds || grid.is_empty() {
+        return None;
+    }
+    let mut fold_of = vec![usize::MAX; groups.len()];
+    for (n, &i) in labelled.iter().enumerate() {
+        if let Some(slot) = fold_of.get_mut(i) {
+            *slot = n % folds;
+        }
+    }
+    let mut brier = Vec::with_capacity(grid.len());
+    let mut held_out = 0;
+    for &lambda in grid {
+        let (mut loss, mut count) = (0.0f64, 0usize);
+        for f in 0..folds {
+            let train: Vec<Vec<GroupAnswer>> = groups
+                .iter()
+                .zip(&fold_of)
+                .map(|(g, &gf)| {
+                    if gf == f {
+                        g.iter()
+                            .map(|x| GroupAnswer {
+                                verdict: None,
+                                ..*x
+                            })
+                            .collect()
+                    } else {
+                        g.clone()
+                    }
+                })
+                .collect();
+            let fit = agreement_accuracy(&train, n_agents, prior, lambda, iterations);
+            for (g, _) in groups.iter().zip(&fold_of).filter(|(_, &gf)| gf == f) {
+                for x in g {
+                    if let (Some(v), Some(&(p, _))) = (x.verdict, fit.get(x.agent)) {
+                        loss += (p - v.clamp(0.0, 1.0)).powi(2);
+                        count += 1;
+                    }
+                }
+            }
+        }
+        held_out = count;
+        brier.push((lambda, loss / count.max(1) as f64));
+    }
+    let (lambda, _) = brier
+        .iter()
+        .fold((f64::NAN, f64::INFINITY), |best, &(l, b)| {
+            if b < best.1 - 1e-12 || (b <= best.1 + 1e-12 && l < best.0) {
+                (l, b)
+            } else {
+                best
+            }
+        });
+    Some(WeightChoice {
+        lambda,
+        brier,
+        held_out,
+    })
+}
+
 /// The class with the highest posterior (lowest index on ties).
 pub fn argmax(v: &[f64]) -> usize {
     v.iter()
@@ -407,34 +504,7 @@ mod tests {
     fn agreement_sharpens_sparse_verdicts() {
         let mut rng = StdRng::seed_from_u64(8);
         let skill: Vec<f64> = (0..12).map(|j| 0.55 + 0.4 * j as f64 / 11.0).collect();
-        let groups: Vec<Vec<GroupAnswer>> = (0..600)
-            .map(|w| {
-                let truth = rng.gen_range(0..3usize);
-                let evaluated = w % 20 == 0;
-                let mut seen: Vec<usize> = Vec::new();
-                (0..5)
-                    .map(|_| {
-                        let j = rng.gen_range(0..12);
-                        let right = rng.gen_bool(skill[j]);
-                        let decision = if right {
-                            truth
-                        } else {
-                            (truth + rng.gen_range(1..3)) % 3
-                        };
-                        let answer =
-                            seen.iter().position(|&d| d == decision).unwrap_or_else(|| {
-                                seen.push(decision);
-                                seen.len() - 1
-                            });
-                        GroupAnswer {
-                            agent: j,
-                            answer,
-                            verdict: evaluated.then_some(if right { 1.0 } else { 0.0 }),
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
+        let groups = independent_crowd(&mut rng, &skill, 600, 20);
         let only_verdicts = agreement_accuracy(&groups, 12, (1.0, 1.0), 0.0, 30);
         let with_agreement = agreement_accuracy(&groups, 12, (1.0, 1.0), 1.0, 30);
         let acc = |v: &[(f64, f64)]| v.iter().map(|x| x.0).collect::<Vec<_>>();
@@ -512,5 +582,117 @@ mod tests {
         // The learned accuracies rank the agents.
         let rho = crate::trust::maths::spearman(&skill, &fit.accuracy);
         assert!(rho > 0.5, "{rho}");
+    }
+
+    /// One workflow group from `(agent, decision, right)` answers: equal
+    /// decisions share an answer index; verdicts (1 right, 0 wrong) if
+    /// `evaluated`.
+    fn group(answers: &[(usize, usize, bool)], evaluated: bool) -> Vec<GroupAnswer> {
+        let mut seen: Vec<usize> = Vec::new();
+        answers
+            .iter()
+            .map(|&(agent, decision, right)| {
+                let answer = seen.iter().position(|&d| d == decision).unwrap_or_else(|| {
+                    seen.push(decision);
+                    seen.len() - 1
+                });
+                GroupAnswer {
+                    agent,
+                    answer,
+                    verdict: evaluated.then_some(if right { 1.0 } else { 0.0 }),
+                }
+            })
+            .collect()
+    }
+
+    /// `n` workflows of 5 answers on a 3-way decision by agents erring
+    /// independently with the given skill; every `evaluated_every`-th is
+    /// evaluated.
+    fn independent_crowd(
+        rng: &mut StdRng,
+        skill: &[f64],
+        n: usize,
+        evaluated_every: usize,
+    ) -> Vec<Vec<GroupAnswer>> {
+        (0..n)
+            .map(|w| {
+                let truth = rng.gen_range(0..3usize);
+                let answers: Vec<(usize, usize, bool)> = (0..5)
+                    .map(|_| {
+                        let j = rng.gen_range(0..skill.len());
+                        let right = rng.gen_bool(skill[j]);
+                        let decision = if right {
+                            truth
+                        } else {
+                            (truth + rng.gen_range(1..3)) % 3
+                        };
+                        (j, decision, right)
+                    })
+                    .collect();
+                group(&answers, w % evaluated_every == 0)
+            })
+            .collect()
+    }
+
+    /// Cross-validation turns agreement on where agents err independently,
+    /// and off where they share a blind spot. Seeded.
+    #[test]
+    fn cross_validation_uses_agreement_only_where_it_helps() {
+        let grid = [0.0, 0.1, 0.3, 1.0];
+        // Independent errors, verdicts on 1 workflow in 10: agreement helps.
+        let mut rng = StdRng::seed_from_u64(11);
+        let skill: Vec<f64> = (0..12).map(|j| 0.55 + 0.4 * j as f64 / 11.0).collect();
+        let groups = independent_crowd(&mut rng, &skill, 600, 10);
+        let choice = choose_unlabeled_weight(&groups, 12, (1.0, 1.0), &grid, 5, 30).unwrap();
+        eprintln!("independent: {choice:?}");
+        assert!(choice.lambda > 0.0, "{choice:?}");
+        assert_eq!(
+            choice.held_out,
+            groups
+                .iter()
+                .flatten()
+                .filter(|x| x.verdict.is_some())
+                .count()
+        );
+        // A herd: agents 0–8 always give the same answer, right half the
+        // time; agents 9–11 are right 90% of the time on their own. The
+        // herd's agreement would make it look perfect: CV keeps verdicts only.
+        let mut rng = StdRng::seed_from_u64(12);
+        let groups: Vec<Vec<GroupAnswer>> = (0..600)
+            .map(|w| {
+                let truth = rng.gen_range(0..3usize);
+                let herd_right = rng.gen_bool(0.5);
+                let herd = if herd_right { truth } else { (truth + 1) % 3 };
+                let mut answers: Vec<(usize, usize, bool)> =
+                    (0..9).map(|j| (j, herd, herd_right)).collect();
+                for j in 9..12 {
+                    let right = rng.gen_bool(0.9);
+                    let d = if right {
+                        truth
+                    } else {
+                        (truth + rng.gen_range(1..3)) % 3
+                    };
+                    answers.push((j, d, right));
+                }
+                group(&answers, w % 5 == 0)
+            })
+            .collect();
+        let choice = choose_unlabeled_weight(&groups, 12, (1.0, 1.0), &grid, 5, 30).unwrap();
+        eprintln!("herd: {choice:?}");
+        assert_eq!(choice.lambda, 0.0, "{choice:?}");
+        // Too little gold to judge: no choice.
+        let sparse: Vec<Vec<GroupAnswer>> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                g.iter()
+                    .map(|x| GroupAnswer {
+                        verdict: if i < 15 { x.verdict } else { None },
+                        ..*x
+                    })
+                    .collect()
+            })
+            .collect();
+        assert!(choose_unlabeled_weight(&sparse, 12, (1.0, 1.0), &grid, 5, 30).is_none());
     }
 }

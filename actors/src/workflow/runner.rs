@@ -605,8 +605,10 @@ impl Workflows {
 
     /// The stage's trust-weighted vote: each answer `content.<decision_key>`
     /// weighted by ln((K−1)·p/(1−p)), p = the agent's accuracy on the type
-    /// (its agent card without outcomes of the type; the workspace mean
-    /// without history), K = the number of distinct answers (at least 2).
+    /// (learned from verdicts and agreement by the latest learning cycle when
+    /// that is in use, `learner/agreement.rs`; else its trust card's, or its
+    /// overall one without outcomes of the type; the workspace mean without
+    /// history), K = the number of distinct answers (at least 2).
     fn trust_vote(
         &self,
         ws: WorkspaceId,
@@ -615,18 +617,24 @@ impl Workflows {
     ) -> Option<crate::trust::consensus::TrustVote> {
         let key = stage.decision_key.as_deref().unwrap_or("decision");
         let snap = self.engine.trust(ws);
+        let agreement = self.engine.agreement(ws);
         let votes: Vec<(String, f64)> = report
             .iter()
             .filter_map(|a| match &a.result.outcome {
                 AgentOutcome::Ok { answer, .. } => {
-                    let p = snap.agents.get(&a.result.agent_id).map_or(
-                        snap.default_card.accuracy_score,
-                        |c| {
-                            c.per_type
-                                .get(&stage.recommendation_type)
-                                .map_or(c.overall.accuracy_score, |t| t.accuracy_score)
-                        },
-                    );
+                    let learned = agreement
+                        .as_ref()
+                        .and_then(|e| e.accuracy(&a.result.agent_id, &stage.recommendation_type));
+                    let p = learned.unwrap_or_else(|| {
+                        snap.agents.get(&a.result.agent_id).map_or(
+                            snap.default_card.accuracy_score,
+                            |c| {
+                                c.per_type
+                                    .get(&stage.recommendation_type)
+                                    .map_or(c.overall.accuracy_score, |t| t.accuracy_score)
+                            },
+                        )
+                    });
                     Some((decision_of(&answer.content, key), p))
                 }
                 _ => None,

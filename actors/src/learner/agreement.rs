@@ -1,0 +1,424 @@
+//! Learning from unevaluated workflows: each learning cycle fits the
+//! one-coin agreement EM of [`crate::trust::consensus::agreement_accuracy`]
+//! on the workspace's recent recommendations, evaluated or not, with the
+//! unlabelled weight λ chosen by cross-validation on the verdicts
+//! ([`crate::trust::consensus::choose_unlabeled_weight`]).
+//!
+//! The unit of the model is an agent × recommendation type cell: a group is
+//! one workflow × type, its answers are `content.<decision_key>`. The result
+//! ([`AgreementEstimate`]) replaces the verdict-only accuracy in the weights
+//! of `aggregate = "trust_vote"` until the next cycle, and is reported in the
+//! cycle's insights. Assumptions and when it switches itself off:
+//! docs/trust.md, "Dawid–Skene and learning from unevaluated workflows".
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::AgentId;
+use crate::learner::patterns::OutcomeRecord;
+use crate::trust::consensus::{
+    agreement_accuracy, choose_unlabeled_weight, GroupAnswer, WeightChoice,
+};
+
+/// An unevaluated recommendation as the agreement model sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDecision {
+    /// Its workflow (run).
+    pub workflow_id: String,
+    /// Its agent.
+    pub agent_id: AgentId,
+    /// Its type.
+    pub recommendation_type: String,
+    /// `content.<decision_key>` as text, or the whole content.
+    pub decision: Option<String>,
+}
+
+/// Config `[learning.agreement]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgreementConfig {
+    /// Off: the trust vote uses verdict-only accuracy (the rollback switch).
+    pub enabled: bool,
+    /// Newest unevaluated recommendations read per cycle.
+    pub max_pending: u32,
+    /// Candidate values of λ, the weight of agreement against verdicts
+    /// (0 = verdicts only, 1 = an unevaluated workflow counts as much as an
+    /// evaluated one); cross-validation picks one per cycle.
+    pub lambdas: Vec<f64>,
+    /// Cross-validation folds.
+    pub folds: usize,
+    /// Least number of evaluated workflow × type groups before agreement is
+    /// considered at all (below it there is too little gold to judge it).
+    pub min_evaluated_groups: usize,
+    /// EM iterations per fit.
+    pub iterations: usize,
+    /// Prior strength (pseudo-outcomes) of each cell's Beta prior, centred on
+    /// the workspace's approval rate.
+    pub prior_strength: f64,
+}
+
+impl Default for AgreementConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_pending: 50_000,
+            lambdas: vec![0.0, 0.1, 0.3, 1.0],
+            folds: 5,
+            min_evaluated_groups: 20,
+            iterations: 30,
+            prior_strength: 4.0,
+        }
+    }
+}
+
+impl AgreementConfig {
+    /// Checks the knobs: `Err((config key, what to do))`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.lambdas.is_empty() || self.lambdas.iter().any(|l| !(0.0..=1.0).contains(l)) {
+            return Err((
+                "learner.agreement.lambdas",
+                "must list values in [0, 1], e.g. [0, 0.1, 0.3, 1]".into(),
+            ));
+        }
+        if !(2..=20).contains(&self.folds) {
+            return Err(("learner.agreement.folds", "must be between 2 and 20".into()));
+        }
+        if !(1..=500).contains(&self.iterations) {
+            return Err((
+                "learner.agreement.iterations",
+                "must be between 1 and 500".into(),
+            ));
+        }
+        if !(self.prior_strength > 0.0 && self.prior_strength <= 1_000.0) {
+            return Err((
+                "learner.agreement.prior_strength",
+                "must be in (0, 1000]".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One agent × type cell's accuracy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgreementCell {
+    /// Accuracy with agreement (at the chosen λ), in [0, 1].
+    pub accuracy: f64,
+    /// Accuracy from verdicts alone (λ = 0), for comparison.
+    pub verdict_accuracy: f64,
+    /// Evidence: verdicts + λ × unevaluated answers in groups of two or more.
+    pub evidence: f64,
+}
+
+/// What a cycle learned from agreement.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgreementEstimate {
+    /// Whether the estimate is in use (λ > 0 chosen).
+    pub in_use: bool,
+    /// Why it is or is not in use, in one sentence.
+    pub reason: String,
+    /// The chosen λ (0 when not in use).
+    pub lambda: f64,
+    /// `(λ, cross-validated Brier score)` per candidate; empty when no choice
+    /// was made.
+    pub brier: Vec<(f64, f64)>,
+    /// Groups (workflow × type) with a verdict.
+    pub evaluated_groups: usize,
+    /// Groups without any verdict and with two or more answers (the ones
+    /// agreement learns from).
+    pub unevaluated_groups: usize,
+    /// Cells by agent, then type.
+    pub cells: BTreeMap<AgentId, BTreeMap<String, AgreementCell>>,
+}
+
+impl AgreementEstimate {
+    /// The accuracy to weigh `agent`'s vote on `rtype` by, if agreement is in
+    /// use and the cell exists.
+    pub fn accuracy(&self, agent: &AgentId, rtype: &str) -> Option<f64> {
+        if !self.in_use {
+            return None;
+        }
+        self.cells.get(agent)?.get(rtype).map(|c| c.accuracy)
+    }
+}
+
+/// The answers of each workflow × type group, with agent × type cells and
+/// decisions numbered as they are first seen.
+#[derive(Default)]
+struct GroupBuilder {
+    /// Cell index → (agent, type).
+    cells: Vec<(AgentId, String)>,
+    cell_index: HashMap<(AgentId, String), usize>,
+    /// Workflow × type → (its distinct decisions, its answers).
+    groups: BTreeMap<(String, String), (Vec<String>, Vec<GroupAnswer>)>,
+}
+
+impl GroupBuilder {
+    /// Adds one answer; one without a decision carries no agreement.
+    fn add(
+        &mut self,
+        workflow: &str,
+        rtype: &str,
+        agent: &AgentId,
+        decision: Option<&String>,
+        verdict: Option<f64>,
+    ) {
+        let Some(decision) = decision else { return };
+        let key = (agent.clone(), rtype.to_string());
+        let next = self.cells.len();
+        let cells = &mut self.cells;
+        let cell = *self.cell_index.entry(key.clone()).or_insert_with(|| {
+            cells.push(key);
+            next
+        });
+        let (decisions, answers) = self
+            .groups
+            .entry((workflow.to_string(), rtype.to_string()))
+            .or_default();
+        let answer = decisions
+            .iter()
+            .position(|d| d == decision)
+            .unwrap_or_else(|| {
+                decisions.push(decision.clone());
+                decisions.len() - 1
+            });
+        answers.push(GroupAnswer {
+            agent: cell,
+            answer,
+            verdict,
+        });
+    }
+}
+
+/// Fits the agreement model on a workspace's evaluated `records` (verdict:
+/// approved = 1, partial or rejected = 0) and `pending` decisions. Pure and
+/// deterministic.
+pub fn estimate(
+    records: &[OutcomeRecord],
+    pending: &[PendingDecision],
+    config: &AgreementConfig,
+) -> AgreementEstimate {
+    let mut b = GroupBuilder::default();
+    for r in records {
+        let v = if r.approved { 1.0 } else { 0.0 };
+        b.add(
+            &r.workflow_id,
+            &r.recommendation_type,
+            &r.agent_id,
+            r.decision.as_ref(),
+            Some(v),
+        );
+    }
+    for p in pending {
+        b.add(
+            &p.workflow_id,
+            &p.recommendation_type,
+            &p.agent_id,
+            p.decision.as_ref(),
+            None,
+        );
+    }
+    let GroupBuilder { cells, groups, .. } = b;
+    let groups: Vec<Vec<GroupAnswer>> = groups.into_values().map(|(_, g)| g).collect();
+    let evaluated_groups = groups
+        .iter()
+        .filter(|g| g.iter().any(|x| x.verdict.is_some()))
+        .count();
+    let unevaluated_groups = groups
+        .iter()
+        .filter(|g| g.len() >= 2 && g.iter().all(|x| x.verdict.is_none()))
+        .count();
+    let approvals: f64 = records.iter().filter(|r| r.approved).count() as f64;
+    let mean = if records.is_empty() {
+        0.5
+    } else {
+        approvals / records.len() as f64
+    };
+    let k = config.prior_strength;
+    let prior = (k * mean, k * (1.0 - mean));
+    let mut out = AgreementEstimate {
+        evaluated_groups,
+        unevaluated_groups,
+        ..AgreementEstimate::default()
+    };
+    let choice: Option<WeightChoice> = if !config.enabled {
+        out.reason = "switched off (learner.agreement.enabled = false)".into();
+        None
+    } else if evaluated_groups < config.min_evaluated_groups {
+        out.reason = format!(
+            "too few evaluated workflows to judge agreement ({evaluated_groups} of the {} needed, learner.agreement.min_evaluated_groups)",
+            config.min_evaluated_groups
+        );
+        None
+    } else if unevaluated_groups == 0 {
+        out.reason = "no unevaluated workflow with two or more answers to learn from".into();
+        None
+    } else {
+        let c = choose_unlabeled_weight(
+            &groups,
+            cells.len(),
+            prior,
+            &config.lambdas,
+            config.folds,
+            config.iterations,
+        );
+        if c.is_none() {
+            out.reason = "too few evaluated workflows for cross-validation".into();
+        }
+        c
+    };
+    if let Some(c) = &choice {
+        out.lambda = c.lambda;
+        out.brier = c.brier.clone();
+        out.in_use = c.lambda > 0.0;
+        out.reason = if out.in_use {
+            format!(
+                "agreement on {unevaluated_groups} unevaluated workflow groups is used at weight {} (chosen by {}-fold cross-validation on {} verdicts)",
+                c.lambda, config.folds, c.held_out
+            )
+        } else {
+            format!(
+                "cross-validation on {} verdicts found that agreement does not predict them better than verdicts alone (agents may share blind spots): verdicts only",
+                c.held_out
+            )
+        };
+    }
+    let verdict_only = agreement_accuracy(&groups, cells.len(), prior, 0.0, 1);
+    let fitted = if out.in_use {
+        agreement_accuracy(&groups, cells.len(), prior, out.lambda, config.iterations)
+    } else {
+        verdict_only.clone()
+    };
+    for (i, (agent, rtype)) in cells.into_iter().enumerate() {
+        let (Some(&(accuracy, evidence)), Some(&(verdict_accuracy, _))) =
+            (fitted.get(i), verdict_only.get(i))
+        else {
+            continue;
+        };
+        out.cells.entry(agent).or_default().insert(
+            rtype,
+            AgreementCell {
+                accuracy,
+                verdict_accuracy,
+                evidence,
+            },
+        );
+    }
+    out
+}
+
+/// Publishes to `engine` the agreement estimate of each workspace's latest
+/// cycle, if that succeeded (so a restarted node's trust vote uses it at
+/// once). Reads one cycle per workspace; a workspace whose report cannot be
+/// read is logged and left on the trust cards.
+pub async fn restore(store: &dyn crate::ports::Store, engine: &crate::engine::Engine) {
+    let workspaces = match store.workspace_ids().await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "agreement estimates not restored; the trust vote uses the trust cards until each workspace's next learning cycle");
+            return;
+        }
+    };
+    for ws in workspaces {
+        let latest = match store.cycles(ws, 1).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(workspace = %ws, error = %e, "agreement estimate not restored");
+                continue;
+            }
+        };
+        let Some(report) = latest.into_iter().next() else {
+            continue;
+        };
+        if report.status != "succeeded" {
+            continue;
+        }
+        if let Some(raw) = report.insights.get("agreement") {
+            match serde_json::from_value::<AgreementEstimate>(raw.clone()) {
+                Ok(e) => engine.set_agreement(ws, std::sync::Arc::new(e)),
+                Err(e) => {
+                    tracing::warn!(workspace = %ws, cycle = %report.id, error = %e, "agreement estimate unreadable; the next cycle replaces it")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    fn agent(s: &str) -> AgentId {
+        AgentId::parse("agent_id", s).unwrap()
+    }
+
+    fn record(wf: &str, a: &str, d: &str, approved: bool) -> OutcomeRecord {
+        OutcomeRecord {
+            id: Uuid::now_v7(),
+            workflow_id: wf.into(),
+            agent_id: agent(a),
+            recommendation_type: "t".into(),
+            confidence: 0.5,
+            approved,
+            decision: Some(d.into()),
+            evaluated_at: Utc::now(),
+        }
+    }
+
+    fn pending(wf: &str, a: &str, d: &str) -> PendingDecision {
+        PendingDecision {
+            workflow_id: wf.into(),
+            agent_id: agent(a),
+            recommendation_type: "t".into(),
+            decision: Some(d.into()),
+        }
+    }
+
+    /// Groups are workflow × type; verdict-only accuracy is the Beta
+    /// posterior; the estimate is off with too little gold and when
+    /// switched off, and `accuracy` then answers nothing.
+    #[test]
+    fn groups_counts_and_switches() {
+        let records = vec![record("w1", "a", "x", true), record("w1", "b", "y", false)];
+        let pending = vec![
+            pending("w2", "a", "x"),
+            pending("w2", "b", "x"),
+            pending("w3", "a", "x"),
+        ];
+        let config = AgreementConfig::default();
+        let e = estimate(&records, &pending, &config);
+        assert_eq!(e.evaluated_groups, 1);
+        // w3 has one answer: no agreement in it.
+        assert_eq!(e.unevaluated_groups, 1);
+        assert!(!e.in_use);
+        assert!(e.reason.contains("min_evaluated_groups"), "{}", e.reason);
+        assert_eq!(e.accuracy(&agent("a"), "t"), None);
+        // Prior: strength 4 around the approval rate ½; a: 1 of 1 → 3/5.
+        let a = e.cells[&agent("a")]["t"];
+        assert!((a.verdict_accuracy - 3.0 / 5.0).abs() < 1e-12, "{a:?}");
+        assert_eq!(a.accuracy, a.verdict_accuracy);
+        let off = AgreementConfig {
+            enabled: false,
+            min_evaluated_groups: 0,
+            ..AgreementConfig::default()
+        };
+        let e = estimate(&records, &pending, &off);
+        assert!(
+            !e.in_use && e.reason.contains("switched off"),
+            "{}",
+            e.reason
+        );
+        assert!(AgreementConfig::default().validate().is_ok());
+        let bad = AgreementConfig {
+            lambdas: vec![2.0],
+            ..AgreementConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().0, "learner.agreement.lambdas");
+    }
+}
