@@ -22,14 +22,13 @@ use std::pin::Pin;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use swarmwise_actors::domain::WorkspaceId;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::store::NewApiKey;
 
@@ -106,13 +105,7 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "app state missing",
-            )
-        })
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "app state missing"))
 }
 
 /// Resolves the request's bearer key: admin, a workspace, or a 401.
@@ -236,8 +229,7 @@ impl FromRequest for Workspace {
             match caller.await? {
                 Caller::Workspace(ws) => Ok(Workspace(ws)),
                 Caller::Admin => Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "workspace_key_required",
+                    ErrorCode::WorkspaceKeyRequired,
                     "the admin key manages workspaces; use a workspace API key (from POST /api/v1/workspaces) here",
                 )),
             }
@@ -259,8 +251,7 @@ impl FromRequest for Admin {
             match caller.await? {
                 Caller::Admin => Ok(Admin),
                 Caller::Workspace(_) => Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "admin_key_required",
+                    ErrorCode::AdminKeyRequired,
                     "this endpoint needs the admin key (auth.admin_key); a workspace key cannot manage workspaces, keys or the audit log",
                 )),
             }

@@ -27,7 +27,7 @@ use serde_json::json;
 use swarmwise_actors::domain::WorkspaceId;
 
 use crate::config::LimitSettings;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The per-key and per-workspace limits of one process.
 pub struct Limits {
@@ -81,7 +81,7 @@ impl Limits {
                 let wait = not_until.wait_time_from(limiter.clock().now());
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 Err(too_many(
-                    "rate_limited",
+                    ErrorCode::RateLimited,
                     "this API key sent more requests than limits.key_requests_per_second allows; slow down and retry after Retry-After seconds",
                     secs.max(1),
                 ))
@@ -99,7 +99,7 @@ impl Limits {
             drop(slot);
             count_refusal("workflow_runs");
             return Err(too_many(
-                "too_many_runs",
+                ErrorCode::TooManyRuns,
                 format!(
                     "this workspace already has {} workflow runs in flight (limits.max_runs_in_flight); wait for some to finish and retry",
                     self.max_runs
@@ -136,13 +136,8 @@ impl Drop for RunSlot {
     }
 }
 
-fn too_many(code: &'static str, message: impl Into<String>, retry_after_secs: u64) -> ApiError {
-    ApiError {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        code,
-        message: message.into(),
-        details: json!({ "retry_after_secs": retry_after_secs }),
-    }
+fn too_many(code: ErrorCode, message: impl Into<String>, retry_after_secs: u64) -> ApiError {
+    ApiError::new(code, message).with_details(json!({ "retry_after_secs": retry_after_secs }))
 }
 
 #[cfg(test)]
@@ -182,7 +177,7 @@ mod tests {
         let b = WorkspaceId(uuid::Uuid::now_v7());
         let s1 = l.start_run(a).unwrap();
         let _s2 = l.start_run(a).unwrap();
-        assert_eq!(l.start_run(a).unwrap_err().code, "too_many_runs");
+        assert_eq!(l.start_run(a).unwrap_err().code, ErrorCode::TooManyRuns);
         assert_eq!(l.runs_in_flight(a), 2, "a refusal holds no slot");
         let _b1 = l.start_run(b).unwrap();
         drop(s1);

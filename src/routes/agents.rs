@@ -1,6 +1,5 @@
 //! Agents: register, list, read, enable/disable.
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
@@ -10,7 +9,7 @@ use swarmwise_actors::ports::StoreError;
 
 use crate::auth::{Admin, Caller, Workspace};
 use crate::backends::policy::Registrant;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::Body;
 use crate::state::AppState;
 
@@ -62,8 +61,8 @@ pub struct AgentListQuery {
 
 /// 404 for an agent id this workspace has not registered.
 pub fn agent_not_found(id: &AgentId) -> ApiError {
-    ApiError::not_found(
-        "agent_not_found",
+    ApiError::new(
+        ErrorCode::AgentNotFound,
         format!(
             "agent {:?} is not registered in this workspace; list agents with GET /api/v1/agents",
             id.as_str()
@@ -75,8 +74,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     swarmwise_actors::domain::storable_text("name", name)?;
     if name.trim().is_empty() || name.len() > 200 {
         return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "name",
             "name: must be 1-200 characters",
         ));
@@ -110,8 +108,8 @@ pub async fn register_as_admin(
 ) -> Result<HttpResponse, ApiError> {
     let ws = WorkspaceId(path.into_inner());
     if !state.store.workspace_ids().await?.contains(&ws) {
-        return Err(ApiError::not_found(
-            "workspace_not_found",
+        return Err(ApiError::new(
+            ErrorCode::WorkspaceNotFound,
             format!(
                 "workspace {} does not exist; create it with POST /api/v1/workspaces",
                 ws.0
@@ -133,8 +131,7 @@ async fn register_in(
     swarmwise_actors::domain::storable_json("config", &config)?;
     if !config.is_object() {
         return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "config",
             "config: must be a JSON object",
         ));
@@ -156,8 +153,7 @@ async fn register_in(
     let cap = state.settings.limits.max_agents_per_workspace;
     if cap > 0 && state.store.agents(ws).await?.len() >= cap {
         return Err(ApiError::field(
-            StatusCode::CONFLICT,
-            "too_many_agents",
+            ErrorCode::TooManyAgents,
             "id",
             format!(
                 "this workspace has {cap} agents (limits.max_agents_per_workspace); remove one with DELETE /api/v1/agents/{{agent_id}} first"
@@ -168,8 +164,7 @@ async fn register_in(
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "agent_exists",
+                ErrorCode::AgentExists,
                 format!(
                     "agent {:?} is already registered; enable or disable it with PATCH /api/v1/agents/{}, or remove it with DELETE and register it again to change its kind or config",
                     agent.id.as_str(),

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::workspaces::{page_limit, parse_uuid};
 use crate::auth::Admin;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::store::{AuditEntry, AuditFilter};
 
@@ -64,11 +64,11 @@ pub async fn list(
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_');
         if !valid {
             return Err(ApiError::field(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "action",
                 "action: letters, digits, `.` and `_` only, e.g. api_key.revoke",
-            ));
+            )
+            .with_status(actix_web::http::StatusCode::BAD_REQUEST));
         }
     }
     let filter = AuditFilter {

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use swarmwise_actors::learner::cycle::{PatternStatus, StoredPattern};
@@ -10,7 +9,7 @@ use swarmwise_actors::learner::patterns::Category;
 use swarmwise_actors::learner::CycleReport;
 
 use crate::auth::Workspace;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
 
 /// A list of cycles.
@@ -93,8 +92,7 @@ pub async fn list(
     let limit = q.limit.unwrap_or(20);
     if limit == 0 || limit > 200 {
         return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "limit",
             "limit: must be between 1 and 200",
         ));
@@ -110,7 +108,7 @@ pub async fn list(
 pub async fn latest(ws: Workspace, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut items = state.store.cycles(ws.0, 1).await?;
     let report = items.pop().ok_or_else(|| {
-        ApiError::not_found("cycle_not_found", "no learning cycle has run in this workspace yet; start one with POST /api/v1/learning/cycles")
+        ApiError::new(ErrorCode::CycleNotFound, "no learning cycle has run in this workspace yet; start one with POST /api/v1/learning/cycles")
     })?;
     Ok(HttpResponse::Ok().json(report))
 }
@@ -151,7 +149,7 @@ pub async fn patterns(
         .category
         .map(|c| {
             serde_json::from_value(serde_json::Value::String(c.clone())).map_err(|_| {
-                ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", "category", format!("category: unknown {c:?}; use consensus, expert, high_confidence or combination"))
+                ApiError::field(ErrorCode::InvalidField, "category", format!("category: unknown {c:?}; use consensus, expert, high_confidence or combination"))
             })
         })
         .transpose()?;
@@ -160,8 +158,7 @@ pub async fn patterns(
         .map(|s| {
             PatternStatus::parse(&s).ok_or_else(|| {
                 ApiError::field(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_field",
+                    ErrorCode::InvalidField,
                     "status",
                     format!("status: unknown {s:?}; use candidate, confirmed or retired"),
                 )
@@ -171,8 +168,7 @@ pub async fn patterns(
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > 500 {
         return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "limit",
             "limit: must be between 1 and 500",
         ));

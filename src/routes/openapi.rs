@@ -40,7 +40,7 @@ impl Modify for BearerAuth {
         runs::list, runs::run, runs::get, events::stream,
         health::healthz, health::readyz, health::metrics,
     ),
-    components(schemas(crate::error::ErrorBody)),
+    components(schemas(crate::error::ErrorBody, crate::error::ErrorCode)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

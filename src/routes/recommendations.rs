@@ -14,7 +14,7 @@ use swarmwise_actors::tracker::{Evaluate, ExplicitVerdict, Feedback};
 use uuid::Uuid;
 
 use crate::auth::Workspace;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::Body;
 use crate::state::AppState;
 
@@ -98,8 +98,7 @@ fn filter_text(field: &str, value: Option<String>) -> Result<Option<String>, Api
     if let Some(v) = &value {
         storable_text(field, v).map_err(|e| {
             ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 field,
                 format!("query parameter {}: {}", e.field, e.message),
             )
@@ -125,8 +124,7 @@ async fn validate(
     let content_len = r.content.to_string().len();
     if content_len > limits.max_content_bytes {
         return Err(ApiError::field(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "content_too_large",
+            ErrorCode::ContentTooLarge,
             "content",
             format!(
                 "content: {content_len} bytes of JSON exceeds limits.max_content_bytes = {}; store large artefacts elsewhere and send a reference",
@@ -155,8 +153,7 @@ async fn validate(
     }
     let registered = state.agent_name(ws, &agent_id).await?.ok_or_else(|| {
         ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_agent",
+            ErrorCode::UnknownAgent,
             "agent_id",
             format!("agent_id: {:?} is not registered in this workspace; register it first with POST /api/v1/agents", agent_id.as_str()),
         )
@@ -214,16 +211,14 @@ pub async fn track_batch(
     let max = state.settings.limits.max_batch_items;
     if items.is_empty() {
         return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "items",
             "items: send at least one recommendation",
         ));
     }
     if items.len() > max {
         return Err(ApiError::field(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
+            ErrorCode::BatchTooLarge,
             "items",
             format!(
                 "items: {} recommendations exceed limits.max_batch_items = {max}; split the batch",
@@ -316,11 +311,11 @@ pub async fn list(
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| {
         ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "id",
             format!("id: {raw:?} is not a UUID"),
         )
+        .with_status(StatusCode::BAD_REQUEST)
     })
 }
 
@@ -335,8 +330,8 @@ pub async fn get(
     let id = parse_id(&path.into_inner())?;
     state.engine.flush().await?;
     let rec = state.store.recommendation(ws.0, id).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "recommendation_not_found",
+        ApiError::new(
+            ErrorCode::RecommendationNotFound,
             format!("recommendation {id} was not found in this workspace"),
         )
     })?;
@@ -438,8 +433,7 @@ pub async fn outcome(
     let workflow_id = path.into_inner();
     storable_text("workflow_id", &workflow_id).map_err(|e| {
         ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
+            ErrorCode::InvalidPath,
             "workflow_id",
             format!("path parameter {}: {}", e.field, e.message),
         )

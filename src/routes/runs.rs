@@ -9,7 +9,7 @@ use swarmwise_actors::workflow::{RunRequest, RunStatus, WorkflowDef, WorkflowRun
 use uuid::Uuid;
 
 use crate::auth::Workspace;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::extract::Body;
 use crate::state::AppState;
 
@@ -78,8 +78,7 @@ pub async fn run(
     swarmwise_actors::domain::storable_json("input", &input)?;
     if !input.is_object() {
         return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "input",
             "input: must be a JSON object",
         ));
@@ -117,8 +116,8 @@ pub async fn run(
 }
 
 fn not_found(id: Uuid) -> ApiError {
-    ApiError::not_found(
-        "run_not_found",
+    ApiError::new(
+        ErrorCode::RunNotFound,
         format!("workflow run {id} was not found in this workspace"),
     )
 }
@@ -135,11 +134,11 @@ pub async fn get(
     let raw = path.into_inner();
     let id = Uuid::parse_str(&raw).map_err(|_| {
         ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "run_id",
             format!("run_id: {raw:?} is not a UUID"),
         )
+        .with_status(StatusCode::BAD_REQUEST)
     })?;
     let run = state
         .store

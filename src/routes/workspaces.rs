@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, actions};
 use crate::auth::{generate_key, Admin, Caller};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::extract::Body;
 use crate::state::AppState;
 use crate::store::{ApiKeyInfo, KeyChange, WorkspaceInfo};
@@ -116,11 +116,11 @@ pub fn page_limit(state: &AppState, limit: Option<u32>) -> Result<u32, ApiError>
 pub fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| {
         ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
+            ErrorCode::InvalidField,
             field,
             format!("{field}: not a UUID"),
         )
+        .with_status(StatusCode::BAD_REQUEST)
     })
 }
 
@@ -128,8 +128,8 @@ pub fn parse_uuid(field: &str, raw: &str) -> Result<Uuid, ApiError> {
 async fn existing_workspace(state: &AppState, raw: &str) -> Result<WorkspaceId, ApiError> {
     let ws = WorkspaceId(parse_uuid("workspace_id", raw)?);
     if state.store.workspace(ws).await?.is_none() {
-        return Err(ApiError::not_found(
-            "workspace_not_found",
+        return Err(ApiError::new(
+            ErrorCode::WorkspaceNotFound,
             format!("workspace {ws} does not exist; list workspaces with GET /api/v1/workspaces"),
         ));
     }
@@ -137,8 +137,8 @@ async fn existing_workspace(state: &AppState, raw: &str) -> Result<WorkspaceId, 
 }
 
 fn key_not_found(ws: WorkspaceId, key: Uuid) -> ApiError {
-    ApiError::not_found(
-        "api_key_not_found",
+    ApiError::new(
+        ErrorCode::ApiKeyNotFound,
         format!("workspace {ws} has no API key {key}; list them with GET /api/v1/workspaces/{ws}/api-keys"),
     )
 }
@@ -155,8 +155,7 @@ pub async fn create(
     let name = body.0.name.trim().to_owned();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::field(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            ErrorCode::InvalidField,
             "name",
             "name: must be 1-200 characters",
         ));
@@ -318,15 +317,14 @@ pub async fn rotate_key(
     state.forget_keys(ws);
     match change {
         KeyChange::NotFound => Err(key_not_found(ws, key_id)),
-        KeyChange::AlreadyRevoked(old) => Err(ApiError {
-            status: StatusCode::CONFLICT,
-            code: "api_key_revoked",
-            message: format!(
+        KeyChange::AlreadyRevoked(old) => Err(ApiError::new(
+            ErrorCode::ApiKeyRevoked,
+            format!(
                 "API key {} was revoked; a revoked key cannot be rotated. Create a new one with POST /api/v1/workspaces/{ws}/api-keys",
                 old.id
             ),
-            details: json!({"key_id": old.id, "revoked_at": old.revoked_at}),
-        }),
+        )
+        .with_details(json!({"key_id": old.id, "revoked_at": old.revoked_at}))),
         KeyChange::Done(old) => {
             tracing::info!(workspace = %ws, old = %old.id, new = %stored.id, "API key rotated");
             audit::record(

@@ -8,7 +8,7 @@ use std::time::Instant;
 use actix_web::dev::{Server, Service as _};
 use actix_web::{web, App, HttpServer};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// Binds `workers` workers to `listener`; the graceful stop waits at most
@@ -23,20 +23,10 @@ pub(super) fn server(
         App::new()
             .app_data(state.clone())
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                ApiError::new(
-                    actix_web::http::StatusCode::BAD_REQUEST,
-                    "invalid_query",
-                    format!("query string: {e}"),
-                )
-                .into()
+                ApiError::new(ErrorCode::InvalidQuery, format!("query string: {e}")).into()
             }))
             .app_data(web::PathConfig::default().error_handler(|e, _| {
-                ApiError::new(
-                    actix_web::http::StatusCode::BAD_REQUEST,
-                    "invalid_path",
-                    format!("path: {e}"),
-                )
-                .into()
+                ApiError::new(ErrorCode::InvalidPath, format!("path: {e}")).into()
             }))
             .wrap_fn(|req, srv| {
                 let started = Instant::now();
@@ -60,8 +50,8 @@ pub(super) fn server(
             })
             .configure(crate::routes::configure)
             .default_service(web::to(|| async {
-                Err::<actix_web::HttpResponse, _>(ApiError::not_found(
-                    "route_not_found",
+                Err::<actix_web::HttpResponse, _>(ApiError::new(
+                    ErrorCode::RouteNotFound,
                     "no such endpoint; see /api/v1/openapi.json for the API",
                 ))
             }))

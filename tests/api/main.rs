@@ -8,6 +8,7 @@ mod helpers;
 mod agent_policy;
 mod auth;
 mod backends;
+mod errors;
 mod fairness;
 mod key_store;
 mod keys;

@@ -441,7 +441,7 @@ async fn postgres_durable_bad_row_fails_only_its_caller() {
     // Over HTTP that is a 422 with its own code, not a 503 to retry.
     let api = ApiError::from(err);
     assert_eq!(api.status.as_u16(), 422);
-    assert_eq!(api.code, "write_refused");
+    assert_eq!(api.code.as_str(), "write_refused");
 
     assert_eq!(pg_count(&app, "agent_recommendations").await, 3);
     assert_eq!(pg_count(&app, "tracker_dead_letters").await, 1);
