@@ -19,7 +19,6 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use dashmap::DashMap;
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -144,6 +143,7 @@ fn too_many(code: ErrorCode, message: impl Into<String>, retry_after_secs: u64) 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
+    use actix_web::http::StatusCode;
 
     fn settings(rate: u32, burst: u32, runs: usize) -> LimitSettings {
         LimitSettings {
