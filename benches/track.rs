@@ -89,7 +89,7 @@ async fn pg_database() -> Option<String> {
     Some(format!("{}/{name}", &base[..i]))
 }
 
-async fn in_process(label: &str, url: &str, n: usize) -> Engine {
+async fn in_process(label: &str, url: &str, n: usize) -> (Engine, WorkspaceId) {
     let store = swarmwise::store::connect(&DatabaseSettings {
         url: url.into(),
         ..Default::default()
@@ -141,33 +141,74 @@ async fn in_process(label: &str, url: &str, n: usize) -> Engine {
         "track in process, write_behind → {label:<8} n={n}: p50 {} p99 {} | acked {:.0}/s, durable {:.0}/s | reference actor round trip p50 {} p99 {} | ratio p50 {:.1}×",
         us(p50), us(p99), n as f64 / acked, n as f64 / durable, us(r50), us(r99), p50 / r50
     );
-    engine
+    (engine, ws)
 }
 
-fn boost_reads(engine: &Engine) {
-    let ws = WorkspaceId(Uuid::now_v7());
+/// Gives `ws` trust state: outcomes for its first workflows (each holds
+/// recommendations of 8 agents of type `strategy`), then a settled
+/// recompute. Panics if agent-1 still has no cards: the hit case would
+/// silently measure a miss.
+async fn populate_trust(engine: &Engine, ws: WorkspaceId, n: usize) {
+    use swarmwise_actors::domain::QualityScore;
+    use swarmwise_actors::tracker::Evaluate;
+    let workflows = (n / 8).min(200);
+    for w in 0..workflows {
+        engine
+            .evaluate(Evaluate {
+                workspace: ws,
+                workflow_id: format!("wf-{w}"),
+                overall_quality: QualityScore::parse("q", if w % 3 == 0 { 30.0 } else { 85.0 })
+                    .unwrap(),
+                verdicts: Vec::new(),
+                feedback: None,
+            })
+            .await
+            .unwrap();
+    }
+    engine.recompute_trust(Some(ws)).await.unwrap();
+    engine.trust_settled().await.unwrap();
     let agent = AgentId::parse("a", "agent-1").unwrap();
+    assert!(
+        engine.trust(ws).agents.contains_key(&agent),
+        "agent-1 has no trust state after {workflows} outcomes"
+    );
+}
+
+/// Per-call latency of `engine.boost` on a populated workspace (a hit:
+/// the agent has cards) and on one with no trust state (a miss: the
+/// early return), beside a DashMap get as the reference.
+fn boost_reads(engine: &Engine, populated: WorkspaceId) {
+    let agent = AgentId::parse("a", "agent-1").unwrap();
+    let empty = WorkspaceId(Uuid::now_v7());
+    let hit_value = engine.boost(populated, &agent, Some("strategy")).0;
     let map: dashmap::DashMap<u64, u64> = (0..64).map(|i| (i, i)).collect();
     let batch = 1000;
-    let mut ours = Vec::new();
+    let mut hits = Vec::new();
+    let mut misses = Vec::new();
     let mut reference = Vec::new();
     for _ in 0..500 {
         let t = Instant::now();
         for _ in 0..batch {
-            std::hint::black_box(engine.boost(ws, &agent, Some("strategy")));
+            std::hint::black_box(engine.boost(populated, &agent, Some("strategy")));
         }
-        ours.push(t.elapsed().as_secs_f64() / batch as f64);
+        hits.push(t.elapsed().as_secs_f64() / batch as f64);
+        let t = Instant::now();
+        for _ in 0..batch {
+            std::hint::black_box(engine.boost(empty, &agent, Some("strategy")));
+        }
+        misses.push(t.elapsed().as_secs_f64() / batch as f64);
         let t = Instant::now();
         for i in 0..batch {
             std::hint::black_box(map.get(&(i % 64)).map(|v| *v));
         }
         reference.push(t.elapsed().as_secs_f64() / batch as f64);
     }
-    let (p50, p99) = summary(ours);
+    let (h50, h99) = summary(hits);
+    let (m50, m99) = summary(misses);
     let (r50, r99) = summary(reference);
     println!(
-        "boost read in process (per call, batches of {batch}): p50 {} p99 {} | reference DashMap get p50 {} p99 {} | ratio p50 {:.1}×",
-        us(p50), us(p99), us(r50), us(r99), p50 / r50
+        "boost read in process (per call, batches of {batch}): hit (populated workspace, boost {hit_value:.3}) p50 {} p99 {} | miss (no trust state) p50 {} p99 {} | reference DashMap get p50 {} p99 {} | ratio hit p50 {:.1}×, miss p50 {:.1}×",
+        us(h50), us(h99), us(m50), us(m99), us(r50), us(r99), h50 / r50, m50 / r50
     );
 }
 
@@ -285,11 +326,12 @@ fn main() {
         );
         let dir = tempfile::tempdir().unwrap();
         let sqlite = format!("sqlite://{}/bench.db", dir.path().display());
-        let engine = in_process("sqlite", &sqlite, n).await;
-        boost_reads(&engine);
+        let (engine, ws) = in_process("sqlite", &sqlite, n).await;
+        populate_trust(&engine, ws, n).await;
+        boost_reads(&engine, ws);
         match pg_database().await {
             Some(url) => {
-                let engine = in_process("postgres", &url, n).await;
+                let (engine, _) = in_process("postgres", &url, n).await;
                 engine
                     .drain(std::time::Duration::from_secs(600))
                     .await

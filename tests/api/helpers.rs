@@ -425,7 +425,6 @@ pub fn spawn_server_in(
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> ServerProcess {
-    use std::io::BufRead;
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_swarmwise"));
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
@@ -442,18 +441,17 @@ pub fn spawn_server_in(
     }
     let mut child = cmd.spawn().expect("start the binary");
     let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = std::io::BufReader::new(stdout).lines();
+    // Keeps reading after the address: a closed pipe would fail the
+    // server's later prints.
+    let lines = OutputLines::new(stdout);
     let address = loop {
         let line = lines
-            .next()
-            .expect("server printed its address")
-            .expect("stdout line");
+            .next_line(std::time::Duration::from_secs(60))
+            .expect("server printed its address");
         if let Some(rest) = line.strip_prefix("swarmwise listening on ") {
             break rest.trim().to_owned();
         }
     };
-    // Keep reading: a closed pipe would fail the server's later prints.
-    std::thread::spawn(move || lines.for_each(drop));
     ServerProcess {
         child: Some(child),
         address,
@@ -469,7 +467,62 @@ impl ServerProcess {
             .status()
             .expect("run kill");
         assert!(kill.success());
-        child.wait().expect("wait for the server")
+        wait_for_exit(child, std::time::Duration::from_secs(60))
+    }
+}
+
+/// Waits for `child` to exit, failing the test (and killing it) after
+/// `within`.
+pub fn wait_for_exit(
+    mut child: std::process::Child,
+    within: std::time::Duration,
+) -> std::process::ExitStatus {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(within) {
+        Ok(status) => status.expect("wait for the process"),
+        Err(_) => {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("process {pid} did not exit within {within:?}");
+        }
+    }
+}
+
+/// The lines a child process prints, read on a thread of their own so
+/// that every wait for one is bounded.
+pub struct OutputLines {
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl OutputLines {
+    /// Starts reading `from` (to its end, whether or not lines are asked for).
+    pub fn new(from: impl std::io::Read + Send + 'static) -> Self {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(from).lines() {
+                let Ok(line) = line else { break };
+                // Nobody listening any more: keep draining the pipe.
+                let _ = tx.send(line);
+            }
+        });
+        Self { rx }
+    }
+
+    /// The next line; `None` at the end of the output; fails the test when
+    /// none comes within `within`.
+    pub fn next_line(&self, within: std::time::Duration) -> Option<String> {
+        use std::sync::mpsc::RecvTimeoutError;
+        match self.rx.recv_timeout(within) {
+            Ok(line) => Some(line),
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => panic!("no output line within {within:?}"),
+        }
     }
 }
 
@@ -535,5 +588,39 @@ pub fn skipped(test: &str) {
             let _ = std::io::Write::write_all(&mut err, line.as_bytes());
         }
         Err(_) => eprint!("{line}"),
+    }
+}
+
+/// `Command::output` with a bound: fails the test (killing the process)
+/// when it has not exited within 60 s, instead of hanging.
+pub trait OutputWithin {
+    /// Runs to completion, capturing stdout and stderr.
+    fn output_within(&mut self) -> std::io::Result<std::process::Output>;
+}
+
+impl OutputWithin for std::process::Command {
+    fn output_within(&mut self) -> std::io::Result<std::process::Output> {
+        use std::process::Stdio;
+        self.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.spawn()?;
+        let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = read(child.stdout.take().map(|p| Box::new(p) as _));
+        let err = read(child.stderr.take().map(|p| Box::new(p) as _));
+        let status = wait_for_exit(child, std::time::Duration::from_secs(60));
+        Ok(std::process::Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
     }
 }

@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_backends;
+use crate::helpers::OutputWithin;
 use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
 
 fn dir() -> tempfile::TempDir {
@@ -338,7 +339,7 @@ async fn schedule_and_learn_commands() {
     let bin = env!("CARGO_BIN_EXE_swarmwise");
     let out = std::process::Command::new(bin)
         .arg("schedule")
-        .output()
+        .output_within()
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -406,7 +407,7 @@ async fn schedule_and_learn_commands() {
             .args(["learn", "--workspace", ws])
             .env("SWARMWISE__DATABASE__URL", &url)
             .env("SWARMWISE__DEMO__ENABLED", "false")
-            .output()
+            .output_within()
             .unwrap()
     };
     let out = learn(&id);

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use swarmwise_actors::supervisor::ActorHealth;
 
 use crate::both_backends;
+use crate::helpers::OutputWithin;
 use crate::helpers::{assert_error, fresh_database, spawn_app, spawn_app_with, Backend};
 
 /// The trust scorer is crashed (stopped) while work arrives; its supervisor
@@ -267,7 +268,7 @@ fn check_config(envs: &[(&str, &str)], args: &[&str]) -> (bool, String, String) 
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
+    let out = cmd.output_within().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into(),

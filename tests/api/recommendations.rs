@@ -52,6 +52,7 @@ async fn track_list_paginate(backend: Backend) {
         };
         let page = app.json(&k, &path).await;
         pages += 1;
+        assert!(pages <= 10, "the cursor never ends: {page}");
         seen.extend(
             page["items"]
                 .as_array()
@@ -176,22 +177,37 @@ async fn evaluate_and_feedback(backend: Backend) {
 }
 both_backends!(evaluate_and_feedback);
 
-/// In durable mode the row is committed when the 201 arrives.
+/// In durable mode the row is committed when the 201 arrives. Write-behind
+/// is held back (a flush interval of an hour, a batch far larger than one
+/// row) so that only the durable path can have stored it; the same request
+/// under write-behind with those settings finds no row, which shows the
+/// check can tell the modes apart (it fails if durable is wired to
+/// write-behind).
 async fn durable_mode_commits_before_answering(backend: Backend) {
-    let app = spawn_app_with(backend, |s| {
-        s.tracking.mode = swarmwise_actors::tracker::WriteMode::Durable
-    })
-    .await;
-    let (ws, k) = app.workspace("A").await;
-    app.agent(&k, "a1").await;
-    let id = app.track(&k, "a1", "wf", "t", 0.5).await;
-    let ws = swarmwise_actors::domain::WorkspaceId(ws.parse().unwrap());
-    let row = app
-        .store
-        .recommendation(ws, id.parse().unwrap())
-        .await
-        .unwrap();
-    assert!(row.is_some(), "durable: committed before the answer");
-    app.stop().await.unwrap();
+    use swarmwise_actors::tracker::WriteMode;
+    for (mode, stored) in [(WriteMode::Durable, true), (WriteMode::WriteBehind, false)] {
+        let app = spawn_app_with(backend, |s| {
+            s.tracking.mode = mode;
+            s.tracking.flush_interval_ms = 3_600_000;
+            s.tracking.batch_size = 10_000;
+        })
+        .await;
+        let (ws, k) = app.workspace("A").await;
+        app.agent(&k, "a1").await;
+        let id = app.track(&k, "a1", "wf", "t", 0.5).await;
+        let ws = swarmwise_actors::domain::WorkspaceId(ws.parse().unwrap());
+        // The store directly: no read-your-writes flush on the way.
+        let row = app
+            .store
+            .recommendation(ws, id.parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            row.is_some(),
+            stored,
+            "{mode:?}: row stored when the 201 arrived"
+        );
+        app.stop().await.unwrap();
+    }
 }
 both_backends!(durable_mode_commits_before_answering);

@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::helpers::spawn_server_in;
+use crate::helpers::OutputWithin;
 
 async fn workflows(base: &str, admin: &str) -> Vec<String> {
     let client = reqwest::Client::new();
@@ -71,7 +72,7 @@ async fn init_writes_an_editable_copy_that_serve_uses() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_swarmwise"))
         .args(["init", dir.path().to_str().unwrap()])
-        .output()
+        .output_within()
         .unwrap();
     assert!(
         out.status.success(),
@@ -89,7 +90,7 @@ async fn init_writes_an_editable_copy_that_serve_uses() {
     // Again: refuses to overwrite, says how.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_swarmwise"))
         .args(["init", dir.path().to_str().unwrap()])
-        .output()
+        .output_within()
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
@@ -185,7 +186,7 @@ fn a_failed_start_is_clean() {
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let out = cmd.output().unwrap();
+        let out = cmd.output_within().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success(), "{what}: started anyway");

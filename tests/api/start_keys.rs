@@ -92,7 +92,6 @@ both_backends!(demo_key_survives_restarts);
 /// generated key is printed (once, at start).
 #[test]
 fn configured_admin_key_is_never_printed() {
-    use std::io::BufRead;
     let configured = "operator-secret-admin-key-0123456789";
     for admin_key in [Some(configured), None] {
         let dir = tempfile::tempdir().unwrap();
@@ -116,8 +115,8 @@ fn configured_admin_key_is_never_printed() {
         // stderr (the logs) is read to its end after the kill.
         let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
         let mut printed = Vec::new();
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.unwrap();
+        let lines = crate::helpers::OutputLines::new(stdout);
+        while let Some(line) = lines.next_line(std::time::Duration::from_secs(60)) {
             let last = line.trim_start().starts_with("try:");
             printed.push(line);
             if last {

@@ -14,7 +14,9 @@ fn write_workflow(dir: &std::path::Path, name: &str, body: &str) {
     std::fs::write(dir.join(format!("{name}.toml")), body).unwrap();
 }
 
-/// A folder with test workflows: a parallel panel and a slow stage.
+/// A folder with test workflows: a parallel panel and a stage with a
+/// deadline of seconds (`hasty`: no test relies on an agent beating a
+/// deadline shorter than that on a loaded 2-core machine).
 fn workflows_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     write_workflow(
@@ -44,7 +46,7 @@ name = "hasty"
 name = "quick"
 agents = ["fast", "slow"]
 recommendation_type = "strategy"
-timeout_ms = 150
+timeout_ms = 5000
 "#,
     );
     write_workflow(
@@ -398,7 +400,9 @@ async fn late_reply_is_tracked_and_counts_against_timeliness() {
         &app,
         &k,
         "slow",
-        json!({"skill": {"strategy": 1.0}, "seed": 2, "latency_ms": {"mean": 250}}),
+        // Answers 3 s after the 5 s deadline (no jitter): late by a margin
+        // no scheduler hiccup closes, while `fast` has seconds to answer.
+        json!({"skill": {"strategy": 1.0}, "seed": 2, "latency_ms": {"mean": 8000}}),
     )
     .await;
     let mut events = app.engine.events().subscribe();
@@ -427,8 +431,8 @@ async fn late_reply_is_tracked_and_counts_against_timeliness() {
     assert_eq!(metrics["timeout_count"], 1, "{metrics}");
     let recs = app.json(&k, "/api/v1/recommendations?agent_id=slow").await;
     let late = &recs["items"][0];
-    assert!(late["latency_ms"].as_i64().unwrap() > 150);
-    assert_eq!(late["deadline_ms"], 150);
+    assert!(late["latency_ms"].as_i64().unwrap() > 5000, "{late}");
+    assert_eq!(late["deadline_ms"], 5000);
     assert_eq!(late["status"], "approved");
     let card = app.json(&k, "/api/v1/learning/trust-scores/slow").await;
     let fast = app.json(&k, "/api/v1/learning/trust-scores/fast").await;
@@ -685,7 +689,11 @@ async fn events_stream_is_per_workspace() {
         .starts_with("text/event-stream"));
     run(&app, &a, "hasty").await;
     let in_b = run(&app, &b, "hasty").await;
-    let chunk = stream.chunk().await.unwrap().unwrap();
+    let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), stream.chunk())
+        .await
+        .expect("an event within 30 s")
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&chunk);
     // A chunk may carry several events; the first is what matters.
     let first = text.split("\n\n").next().unwrap();
