@@ -461,7 +461,7 @@ pub fn spawn_server_in(
 impl ServerProcess {
     /// Sends SIGTERM and waits for the process to exit.
     pub fn sigterm(mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
+        let child = self.child.take().expect("running");
         let kill = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
