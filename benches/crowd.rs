@@ -18,7 +18,11 @@
 //!   training half's gold clamped, the unlabeled tasks weighted by λ chosen by
 //!   5-fold cross-validation on the training gold from {0, 0.1, 0.3, 1}
 //!   (Raykar et al. 2010; Nigam et al. 2000, EM-λ). λ = 0 is "gold only"
-//!   (per-agent confusion matrices), λ = 1 plain semi-supervised EM.
+//!   (per-agent confusion matrices), λ = 1 plain semi-supervised EM;
+//! - the **live cycle's agreement trust**: what a learning cycle computes
+//!   (`learner::agreement::estimate`, default `[learner.agreement]`), with the
+//!   training half's answers as evaluated recommendations and the rest as
+//!   unevaluated ones, weighing the same trust vote.
 //!
 //! Each figure is the mean accuracy over the splits with a 95% t-interval
 //! (t₁₉ = 2.093) of the split-to-split variation (the splits overlap, so the
@@ -39,7 +43,11 @@ use chrono::{TimeDelta, TimeZone, Utc};
 use rand::seq::SliceRandom;
 use rand::{rngs::StdRng, SeedableRng};
 use swarmwise_actors::domain::{AgentId, OutcomeSample, Verdict};
-use swarmwise_actors::trust::consensus::{argmax, dawid_skene, trust_vote, Model};
+use swarmwise_actors::learner::agreement::{
+    estimate, AgreementConfig, AgreementEstimate, PendingDecision,
+};
+use swarmwise_actors::learner::patterns::OutcomeRecord;
+use swarmwise_actors::trust::consensus::{argmax, dawid_skene, semi_supervised, trust_vote, Model};
 use swarmwise_actors::trust::maths::spearman;
 use swarmwise_actors::trust::{TrustParams, WorkspaceTrust};
 use uuid::Uuid;
@@ -182,55 +190,85 @@ fn trust_vote_label(ans: &[(usize, usize)], p: &[f64], data: &Data) -> usize {
         .unwrap_or(0)
 }
 
-/// Semi-supervised EM with gold clamped on `train`; λ by 5-fold CV on it.
-fn semi_supervised(data: &Data, train: &[usize], rng: &mut StdRng) -> (Vec<Vec<f64>>, f64) {
-    let k = data.labels.len();
-    let mut folds = train.to_vec();
-    folds.shuffle(rng);
-    let mut best = (f64::NEG_INFINITY, 1.0);
-    for &lambda in &LAMBDAS {
-        let mut right = 0.0;
-        for f in 0..5 {
-            let held: Vec<usize> = folds.iter().skip(f).step_by(5).copied().collect();
-            let mut gold = vec![None; data.items.len()];
-            for &i in train {
-                gold[i] = data.gold[i];
-            }
-            for &i in &held {
-                gold[i] = None;
-            }
-            let fit = dawid_skene(
-                &data.items,
-                data.agents.len(),
-                k,
-                &gold,
-                Model::Full,
-                lambda,
-                EM_ITERATIONS,
-            );
-            right += held
-                .iter()
-                .filter(|&&i| Some(argmax(&fit.posteriors[i])) == data.gold[i])
-                .count() as f64;
-        }
-        if right > best.0 {
-            best = (right, lambda);
-        }
-    }
+/// Semi-supervised EM with gold clamped on `train`; λ by 5-fold CV on it
+/// (`consensus::semi_supervised`).
+fn semi_supervised_fit(data: &Data, train: &[usize]) -> (Vec<Vec<f64>>, f64) {
     let mut gold = vec![None; data.items.len()];
     for &i in train {
         gold[i] = data.gold[i];
     }
-    let fit = dawid_skene(
+    let fit = semi_supervised(
         &data.items,
         data.agents.len(),
-        k,
+        data.labels.len(),
         &gold,
-        Model::Full,
-        best.1,
+        &LAMBDAS,
+        5,
         EM_ITERATIONS,
-    );
-    (fit.posteriors, best.1)
+    )
+    .expect("enough gold for 5 folds");
+    (fit.fit.posteriors, fit.lambda)
+}
+
+/// The live learning cycle's estimate (`learner::agreement::estimate`, the
+/// default `[learner.agreement]` config), fed as the product would see the
+/// data: every answer of a training item is a recommendation evaluated
+/// approved (its label is the gold) or rejected, every other answer is an
+/// unevaluated one.
+fn live_agreement(data: &Data, train: &[usize]) -> AgreementEstimate {
+    let at = Utc.timestamp_opt(1_700_000_000, 0).single().unwrap();
+    let in_train: std::collections::HashSet<usize> = train.iter().copied().collect();
+    let agent = |a: usize| AgentId::parse("agent_id", &format!("a{a}")).unwrap();
+    let (mut records, mut pending) = (Vec::new(), Vec::new());
+    for (i, ans) in data.items.iter().enumerate() {
+        for &(a, c) in ans {
+            let decision = Some(format!("{c}"));
+            match data.gold[i].filter(|_| in_train.contains(&i)) {
+                Some(g) => records.push(OutcomeRecord {
+                    id: Uuid::now_v7(),
+                    workflow_id: format!("w{i}"),
+                    agent_id: agent(a),
+                    recommendation_type: "label".into(),
+                    confidence: 0.5,
+                    approved: c == g,
+                    decision,
+                    evaluated_at: at,
+                }),
+                None => pending.push(PendingDecision {
+                    workflow_id: format!("w{i}"),
+                    agent_id: agent(a),
+                    recommendation_type: "label".into(),
+                    decision,
+                }),
+            }
+        }
+    }
+    estimate(&records, &pending, &AgreementConfig::default())
+}
+
+/// The live trust vote of one item: the type's full model when the cycle
+/// built one, else the one-coin vote with the cells' accuracies.
+fn live_label(e: &AgreementEstimate, ans: &[(usize, usize)], data: &Data) -> usize {
+    let agent = |a: usize| AgentId::parse("agent_id", &format!("a{a}")).unwrap();
+    let answers: Vec<(AgentId, String)> = ans
+        .iter()
+        .map(|&(a, c)| (agent(a), format!("{c}")))
+        .collect();
+    if let Some(v) = e.vote("label", &answers) {
+        return v.decision.parse().unwrap();
+    }
+    let p: Vec<f64> = (0..data.agents.len())
+        .map(|a| {
+            e.cells
+                .get(&agent(a))
+                .and_then(|t| t.get("label"))
+                .map_or(0.5, |c| c.accuracy)
+        })
+        .collect();
+    let votes: Vec<(String, f64)> = ans.iter().map(|&(a, c)| (format!("{c}"), p[a])).collect();
+    trust_vote(&votes, data.labels.len())
+        .and_then(|v| v.decision.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Per-agent accuracy on `items` (raw), NaN without answers.
@@ -263,12 +301,13 @@ fn trust_spearman(data: &Data, learned: &[f64], test: &[usize]) -> f64 {
     spearman(&a, &b)
 }
 
-const METHODS: [&str; 5] = [
+const METHODS: [&str; 6] = [
     "majority vote",
     "Dawid-Skene (no gold)",
     "one-coin Dawid-Skene (no gold)",
     "trust vote (gold on the training half)",
     "semi-supervised trust (gold + agreement)",
+    "live learning cycle's vote (verdicts + agreement)",
 ];
 
 struct Figures {
@@ -279,7 +318,7 @@ struct Figures {
 }
 
 /// Runs every method over `splits` (each a (train, test) pair of item indices).
-fn evaluate(data: &Data, tag: &str, splits: &[(Vec<usize>, Vec<usize>)], seed: u64) -> Figures {
+fn evaluate(data: &Data, tag: &str, splits: &[(Vec<usize>, Vec<usize>)]) -> Figures {
     let k = data.labels.len();
     let no_gold = vec![None; data.items.len()];
     let ds = dawid_skene(
@@ -305,11 +344,11 @@ fn evaluate(data: &Data, tag: &str, splits: &[(Vec<usize>, Vec<usize>)], seed: u
         lambdas: Vec::new(),
         spearman: Vec::new(),
     };
-    let mut rng = StdRng::seed_from_u64(seed);
     for (train, test) in splits {
         let p = learned_trust(data, train, tag);
-        let (semi, lambda) = semi_supervised(data, train, &mut rng);
-        let mut right = [0.0; 5];
+        let (semi, lambda) = semi_supervised_fit(data, train);
+        let live = live_agreement(data, train);
+        let mut right = [0.0; 6];
         for &i in test {
             let g = data.gold[i].unwrap();
             let ans = &data.items[i];
@@ -318,6 +357,7 @@ fn evaluate(data: &Data, tag: &str, splits: &[(Vec<usize>, Vec<usize>)], seed: u
             right[2] += f64::from(u8::from(argmax(&one.posteriors[i]) == g));
             right[3] += f64::from(u8::from(trust_vote_label(ans, &p, data) == g));
             right[4] += f64::from(u8::from(argmax(&semi[i]) == g));
+            right[5] += f64::from(u8::from(live_label(&live, ans, data) == g));
         }
         for (m, r) in right.iter().enumerate() {
             fig.acc[m].push(100.0 * r / test.len() as f64);
@@ -386,6 +426,17 @@ fn print_table(name: &str, data: &Data, fig: &Figures) {
         semi - ds,
         fig.acc[4].len()
     );
+    let (live, _) = mean_ci(&fig.acc[5]);
+    let live_wins = fig.acc[5]
+        .iter()
+        .zip(&fig.acc[1])
+        .filter(|(s, d)| s >= d)
+        .count();
+    println!(
+        "live learning cycle − Dawid-Skene: {:+.2} points (at or above it in {live_wins} of {} splits)",
+        live - ds,
+        fig.acc[5].len()
+    );
 }
 
 fn crowd() {
@@ -412,7 +463,7 @@ fn crowd() {
             .collect();
         let data = build(&answers, &gold);
         let started = std::time::Instant::now();
-        let fig = evaluate(&data, name, &random_splits(&data, 1000), 7);
+        let fig = evaluate(&data, name, &random_splits(&data, 1000));
         print_table(name, &data, &fig);
         println!("({:.1} s)", started.elapsed().as_secs_f64());
     }
@@ -458,7 +509,7 @@ fn llmbar() {
             }
         }
     }
-    let published = evaluate(&data, "judge", &[(train, test)], 7);
+    let published = evaluate(&data, "judge", &[(train, test)]);
     println!("\nPublished split (split.csv: 210 train / 209 test):");
     for (m, label) in METHODS.iter().enumerate() {
         println!("  {label}: {:.2}%", published.acc[m][0]);
@@ -467,7 +518,7 @@ fn llmbar() {
         "  Spearman(learned trust on train, accuracy on test) over judges: {:.4}; λ chosen {}",
         published.spearman[0], published.lambdas[0]
     );
-    let fig = evaluate(&data, "judge", &random_splits(&data, 2000), 7);
+    let fig = evaluate(&data, "judge", &random_splits(&data, 2000));
     print_table("llmbar (all 123 judges)", &data, &fig);
     let (rho, ci) = mean_ci(&fig.spearman);
     println!("Spearman(learned trust, held-out accuracy) over judges: {rho:.4} ± {ci:.4} (mean over splits)");

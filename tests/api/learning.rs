@@ -591,6 +591,12 @@ async fn cycles_learn_from_unevaluated_workflows(backend: Backend) {
     assert!(a["lambda"].as_f64().unwrap() > 0.0, "{a}");
     assert_eq!(a["evaluated_groups"], 30, "{a}");
     assert_eq!(a["unevaluated_groups"], 270, "{a}");
+    // The type's full model: three decisions, eight agents, gold in the
+    // evaluated workflows whose approved answers agree.
+    let model = &a["model_summaries"]["triage"];
+    assert_eq!(model["labels"], 3, "{a}");
+    assert_eq!(model["agents"], 8, "{a}");
+    assert!(model["gold_groups"].as_u64().unwrap() >= 20, "{a}");
     let err = |field: &str| {
         (0..8)
             .map(|j| {

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::AgentId;
 use crate::learner::patterns::OutcomeRecord;
 use crate::trust::consensus::{
-    agreement_accuracy, choose_unlabeled_weight, GroupAnswer, WeightChoice,
+    agreement_accuracy, argmax, choose_unlabeled_weight, class_posterior, semi_supervised,
+    GroupAnswer, TrustVote, WeightChoice,
 };
 
 /// An unevaluated recommendation as the agreement model sees it.
@@ -56,6 +57,9 @@ pub struct AgreementConfig {
     /// Prior strength (pseudo-outcomes) of each cell's Beta prior, centred on
     /// the workspace's approval rate.
     pub prior_strength: f64,
+    /// A type gets a full Dawid–Skene model (a confusion matrix per agent)
+    /// only if its decisions take at most this many distinct values.
+    pub max_labels: usize,
 }
 
 impl Default for AgreementConfig {
@@ -68,6 +72,7 @@ impl Default for AgreementConfig {
             min_evaluated_groups: 20,
             iterations: 30,
             prior_strength: 4.0,
+            max_labels: 16,
         }
     }
 }
@@ -88,6 +93,12 @@ impl AgreementConfig {
             return Err((
                 "learner.agreement.iterations",
                 "must be between 1 and 500".into(),
+            ));
+        }
+        if !(2..=64).contains(&self.max_labels) {
+            return Err((
+                "learner.agreement.max_labels",
+                "must be between 2 and 64".into(),
             ));
         }
         if !(self.prior_strength > 0.0 && self.prior_strength <= 1_000.0) {
@@ -132,6 +143,70 @@ pub struct AgreementEstimate {
     pub unevaluated_groups: usize,
     /// Cells by agent, then type.
     pub cells: BTreeMap<AgentId, BTreeMap<String, AgreementCell>>,
+    /// Full Dawid–Skene models by type (the trust vote's first choice).
+    /// Not serialised (a confusion matrix per agent and type); restored
+    /// nodes use `cells` until the next cycle.
+    #[serde(skip)]
+    pub models: BTreeMap<String, TypeModel>,
+    /// What each full model is, by type.
+    #[serde(default)]
+    pub model_summaries: BTreeMap<String, ModelSummary>,
+}
+
+/// A type's full Dawid–Skene model: semi-supervised EM over the type's
+/// workflow groups with the approved answer as gold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeModel {
+    /// The decisions, by class index.
+    pub labels: Vec<String>,
+    /// Class priors.
+    pub prior: Vec<f64>,
+    /// Each agent's confusion matrix `[true class][answer]`.
+    pub confusion: BTreeMap<AgentId, Vec<Vec<f64>>>,
+}
+
+/// A full model in the cycle's report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ModelSummary {
+    /// Distinct decisions of the type.
+    pub labels: usize,
+    /// Agents with a confusion matrix.
+    pub agents: usize,
+    /// Groups with a gold decision (an approved answer).
+    pub gold_groups: usize,
+    /// The unlabelled weight chosen by cross-validation.
+    pub lambda: f64,
+    /// `(λ, held-out gold recovered)` per candidate.
+    pub cv_accuracy: Vec<(f64, f64)>,
+}
+
+impl TypeModel {
+    /// The vote of `answers` (agent, decision) under this model: the
+    /// posterior over the type's decisions (`consensus::class_posterior`).
+    /// `None` when an answer is a decision the model has never seen or no
+    /// answering agent has a matrix (the caller falls back to the one-coin
+    /// trust vote).
+    pub fn vote(&self, answers: &[(AgentId, String)]) -> Option<TrustVote> {
+        let mut known = Vec::new();
+        for (agent, decision) in answers {
+            let label = self.labels.iter().position(|l| l == decision)?;
+            if let Some(m) = self.confusion.get(agent) {
+                known.push((m.as_slice(), label));
+            }
+        }
+        if known.is_empty() {
+            return None;
+        }
+        let post = class_posterior(&self.prior, known);
+        let best = argmax(&post);
+        Some(TrustVote {
+            decision: self.labels.get(best)?.clone(),
+            posterior: post.get(best).copied()?,
+            distribution: self.labels.iter().cloned().zip(post).collect(),
+            voters: answers.len(),
+        })
+    }
 }
 
 impl AgreementEstimate {
@@ -142,6 +217,12 @@ impl AgreementEstimate {
             return None;
         }
         self.cells.get(agent)?.get(rtype).map(|c| c.accuracy)
+    }
+
+    /// The vote of `answers` (agent, decision) on `rtype` under the type's
+    /// full model, if it has one and the model knows every decision given.
+    pub fn vote(&self, rtype: &str, answers: &[(AgentId, String)]) -> Option<TrustVote> {
+        self.models.get(rtype)?.vote(answers)
     }
 }
 
@@ -221,6 +302,11 @@ pub fn estimate(
             None,
         );
     }
+    let models = if config.enabled {
+        full_models(&b, config)
+    } else {
+        BTreeMap::new()
+    };
     let GroupBuilder { cells, groups, .. } = b;
     let groups: Vec<Vec<GroupAnswer>> = groups.into_values().map(|(_, g)| g).collect();
     let evaluated_groups = groups
@@ -242,6 +328,11 @@ pub fn estimate(
     let mut out = AgreementEstimate {
         evaluated_groups,
         unevaluated_groups,
+        model_summaries: models
+            .iter()
+            .map(|(t, (_, s))| (t.clone(), s.clone()))
+            .collect(),
+        models: models.into_iter().map(|(t, (m, _))| (t, m)).collect(),
         ..AgreementEstimate::default()
     };
     let choice: Option<WeightChoice> = if !config.enabled {
@@ -306,6 +397,89 @@ pub fn estimate(
                 evidence,
             },
         );
+    }
+    out
+}
+
+/// Fits a full model per type with at least `min_evaluated_groups` gold
+/// groups and at most `max_labels` decisions. A group's gold is its
+/// approved decision (one right answer per workflow × type); a group with
+/// approved answers that disagree has none.
+fn full_models(
+    b: &GroupBuilder,
+    config: &AgreementConfig,
+) -> BTreeMap<String, (TypeModel, ModelSummary)> {
+    // Type → (labels, agents, items, gold).
+    type Parts = (
+        Vec<String>,
+        Vec<AgentId>,
+        Vec<Vec<(usize, usize)>>,
+        Vec<Option<usize>>,
+    );
+    let mut by_type: BTreeMap<&str, Parts> = BTreeMap::new();
+    for ((_, rtype), (decisions, answers)) in &b.groups {
+        let (labels, agents, items, gold) = by_type.entry(rtype.as_str()).or_default();
+        let mut item = Vec::with_capacity(answers.len());
+        let mut approved: Option<Option<usize>> = None;
+        for x in answers {
+            let (Some(decision), Some((agent, _))) =
+                (decisions.get(x.answer), b.cells.get(x.agent))
+            else {
+                continue;
+            };
+            let label = labels
+                .iter()
+                .position(|l| l == decision)
+                .unwrap_or_else(|| {
+                    labels.push(decision.clone());
+                    labels.len() - 1
+                });
+            let j = agents.iter().position(|a| a == agent).unwrap_or_else(|| {
+                agents.push(agent.clone());
+                agents.len() - 1
+            });
+            item.push((j, label));
+            if x.verdict == Some(1.0) {
+                approved = Some(match approved {
+                    None => Some(label),
+                    Some(Some(l)) if l == label => Some(l),
+                    Some(_) => None,
+                });
+            }
+        }
+        items.push(item);
+        gold.push(approved.flatten());
+    }
+    let mut out = BTreeMap::new();
+    for (rtype, (labels, agents, items, gold)) in by_type {
+        let gold_groups = gold.iter().filter(|g| g.is_some()).count();
+        if gold_groups < config.min_evaluated_groups || labels.len() > config.max_labels {
+            continue;
+        }
+        let Some(fit) = semi_supervised(
+            &items,
+            agents.len(),
+            labels.len(),
+            &gold,
+            &config.lambdas,
+            config.folds,
+            config.iterations,
+        ) else {
+            continue;
+        };
+        let summary = ModelSummary {
+            labels: labels.len(),
+            agents: agents.len(),
+            gold_groups,
+            lambda: fit.lambda,
+            cv_accuracy: fit.cv_accuracy,
+        };
+        let model = TypeModel {
+            labels,
+            prior: fit.fit.prior,
+            confusion: agents.into_iter().zip(fit.fit.confusion).collect(),
+        };
+        out.insert(rtype.to_string(), (model, summary));
     }
     out
 }
@@ -420,5 +594,37 @@ mod tests {
             ..AgreementConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().0, "learner.agreement.lambdas");
+    }
+
+    /// A type's full model learns confusion, which one accuracy cannot: an
+    /// agent that always answers the opposite of the truth on a yes/no type
+    /// is believed in reverse, and the vote follows the class posterior.
+    #[test]
+    fn full_model_learns_an_inverted_agent() {
+        let mut records = Vec::new();
+        for w in 0..40 {
+            let truth = if w % 3 == 0 { "yes" } else { "no" };
+            let other = if truth == "yes" { "no" } else { "yes" };
+            let wf = format!("w{w}");
+            records.push(record(&wf, "honest", truth, true));
+            records.push(record(&wf, "flip", other, false));
+        }
+        let e = estimate(&records, &[], &AgreementConfig::default());
+        let summary = &e.model_summaries["t"];
+        assert_eq!(
+            (summary.labels, summary.agents, summary.gold_groups),
+            (2, 2, 40)
+        );
+        // The inverted agent alone: its "no" means "yes".
+        let v = e.vote("t", &[(agent("flip"), "no".into())]).unwrap();
+        assert_eq!(v.decision, "yes", "{v:?}");
+        assert!(v.posterior > 0.9, "{v:?}");
+        // A decision the model has never seen: no vote (the caller falls back).
+        assert!(e.vote("t", &[(agent("flip"), "maybe".into())]).is_none());
+        // Unknown agents only: no vote.
+        assert!(e.vote("t", &[(agent("new"), "no".into())]).is_none());
+        // Below min_evaluated_groups: no model.
+        let e = estimate(&records[..20], &[], &AgreementConfig::default());
+        assert!(e.models.is_empty());
     }
 }

@@ -102,6 +102,11 @@ pub struct DsFit {
     pub posteriors: Vec<Vec<f64>>,
     /// Per agent, its estimated probability of answering the true class.
     pub accuracy: Vec<f64>,
+    /// Per agent, its confusion matrix: `confusion[j][c][a]` = P(agent j
+    /// answers a | the true class is c); rows sum to 1.
+    pub confusion: Vec<Vec<Vec<f64>>>,
+    /// Class priors; sum to 1.
+    pub prior: Vec<f64>,
 }
 
 /// Dawid–Skene EM. `items[i]` lists `(agent, answer)` with agents in
@@ -225,22 +230,11 @@ pub fn dawid_skene(
                 *slot = one_hot(c);
                 continue;
             }
-            let mut v: Vec<f64> = prior.iter().map(|p| p.max(1e-300).ln()).collect();
-            for &(j, a) in ans {
-                for (c, x) in v.iter_mut().enumerate() {
-                    let pr = confusion
-                        .get(j)
-                        .and_then(|m| m.get(c))
-                        .and_then(|r| r.get(a))
-                        .copied()
-                        .unwrap_or(1.0 / k as f64);
-                    *x += pr.max(1e-300).ln();
-                }
-            }
-            let top = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = v.iter().map(|x| (x - top).exp()).collect();
-            let s: f64 = e.iter().sum();
-            *slot = e.into_iter().map(|x| x / s).collect();
+            *slot = class_posterior(
+                &prior,
+                ans.iter()
+                    .filter_map(|&(j, a)| confusion.get(j).map(|m| (m.as_slice(), a))),
+            );
         }
     }
     // Accuracy: probability of answering the true class, under the prior.
@@ -258,7 +252,104 @@ pub fn dawid_skene(
     DsFit {
         posteriors: post,
         accuracy,
+        confusion,
+        prior,
     }
+}
+
+/// The posterior over the k classes of one item given its answers, each an
+/// agent's confusion matrix (`[true class][answer]`) and its answer:
+/// P(c | answers) ∝ prior_c · Π_j confusion_j[c][a_j] (Dawid & Skene 1979,
+/// the E-step). Computed in log space; answers outside the matrix are
+/// ignored. Sums to 1.
+pub fn class_posterior<'a>(
+    prior: &[f64],
+    answers: impl IntoIterator<Item = (&'a [Vec<f64>], usize)>,
+) -> Vec<f64> {
+    let mut v: Vec<f64> = prior.iter().map(|p| p.max(1e-300).ln()).collect();
+    for (m, a) in answers {
+        for (c, x) in v.iter_mut().enumerate() {
+            if let Some(pr) = m.get(c).and_then(|r| r.get(a)) {
+                *x += pr.max(1e-300).ln();
+            }
+        }
+    }
+    let top = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = v.iter().map(|x| (x - top).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|x| x / s).collect()
+}
+
+/// Semi-supervised Dawid–Skene with λ chosen by cross-validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SemiSupervised {
+    /// The fit on all the gold at the chosen λ.
+    pub fit: DsFit,
+    /// The chosen λ (the smallest among equal scores).
+    pub lambda: f64,
+    /// `(λ, share of held-out gold items whose posterior argmax is the gold)`
+    /// per candidate, in the order given.
+    pub cv_accuracy: Vec<(f64, f64)>,
+}
+
+/// [`dawid_skene`] with the full model and gold clamped, its unlabelled
+/// weight λ chosen from `grid` by `folds`-fold cross-validation over the
+/// gold items (folds round-robin in item order, so deterministic): each
+/// fold's gold is hidden, and the λ whose posteriors recover most of it
+/// wins (Nigam et al. 2000 choose λ the same way). `None` with fewer gold
+/// items than folds.
+pub fn semi_supervised(
+    items: &[Vec<(usize, usize)>],
+    n_agents: usize,
+    k: usize,
+    gold: &[Option<usize>],
+    grid: &[f64],
+    folds: usize,
+    iterations: usize,
+) -> Option<SemiSupervised> {
+    let folds = folds.max(2);
+    let labelled: Vec<usize> = (0..items.len())
+        .filter(|&i| gold.get(i).copied().flatten().is_some())
+        .collect();
+    if labelled.len() < folds || grid.is_empty() {
+        return None;
+    }
+    let mut cv_accuracy = Vec::with_capacity(grid.len());
+    for &lambda in grid {
+        let mut right = 0usize;
+        for f in 0..folds {
+            let mut train = gold.to_vec();
+            let held: Vec<usize> = labelled.iter().skip(f).step_by(folds).copied().collect();
+            for &i in &held {
+                if let Some(g) = train.get_mut(i) {
+                    *g = None;
+                }
+            }
+            let fit = dawid_skene(items, n_agents, k, &train, Model::Full, lambda, iterations);
+            right += held
+                .iter()
+                .filter(|&&i| {
+                    fit.posteriors.get(i).map(|p| argmax(p)) == gold.get(i).copied().flatten()
+                })
+                .count();
+        }
+        cv_accuracy.push((lambda, right as f64 / labelled.len() as f64));
+    }
+    let (lambda, _) = cv_accuracy
+        .iter()
+        .fold((f64::NAN, f64::NEG_INFINITY), |best, &(l, a)| {
+            if a > best.1 + 1e-12 || (a >= best.1 - 1e-12 && l < best.0) {
+                (l, a)
+            } else {
+                best
+            }
+        });
+    let fit = dawid_skene(items, n_agents, k, gold, Model::Full, lambda, iterations);
+    Some(SemiSupervised {
+        fit,
+        lambda,
+        cv_accuracy,
+    })
 }
 
 /// One answer of a workflow group (one workflow × type) as agreement EM sees

@@ -603,7 +603,11 @@ impl Workflows {
         }
     }
 
-    /// The stage's trust-weighted vote: each answer `content.<decision_key>`
+    /// The stage's trust-weighted vote. First choice: the type's full
+    /// Dawid–Skene model from the latest learning cycle (posterior over the
+    /// type's decisions from each agent's confusion matrix,
+    /// `learner/agreement.rs`), when it knows every decision given. Else each
+    /// answer `content.<decision_key>`
     /// weighted by ln((K−1)·p/(1−p)), p = the agent's accuracy on the type
     /// (learned from verdicts and agreement by the latest learning cycle when
     /// that is in use, `learner/agreement.rs`; else its trust card's, or its
@@ -618,6 +622,20 @@ impl Workflows {
         let key = stage.decision_key.as_deref().unwrap_or("decision");
         let snap = self.engine.trust(ws);
         let agreement = self.engine.agreement(ws);
+        if let Some(e) = &agreement {
+            let answers: Vec<(AgentId, String)> = report
+                .iter()
+                .filter_map(|a| match &a.result.outcome {
+                    AgentOutcome::Ok { answer, .. } => {
+                        Some((a.result.agent_id.clone(), decision_of(&answer.content, key)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            if let Some(v) = e.vote(&stage.recommendation_type, &answers) {
+                return Some(v);
+            }
+        }
         let votes: Vec<(String, f64)> = report
             .iter()
             .filter_map(|a| match &a.result.outcome {
