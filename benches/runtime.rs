@@ -175,6 +175,7 @@ async fn mailbox_bench(n: usize) {
                     task: task(),
                     priority: classes[i % 4],
                     deadline: Instant::now() + Duration::from_secs(60),
+                    span: tracing::Span::none(),
                 })
             })
             .collect();
@@ -189,6 +190,7 @@ async fn mailbox_bench(n: usize) {
                     task: task(),
                     priority: classes[i % 4],
                     deadline: Instant::now() + Duration::from_secs(60),
+                    span: tracing::Span::none(),
                 })
             })
             .collect();

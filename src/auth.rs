@@ -227,7 +227,11 @@ impl FromRequest for Workspace {
         let caller = caller(req);
         Box::pin(async move {
             match caller.await? {
-                Caller::Workspace(ws) => Ok(Workspace(ws)),
+                Caller::Workspace(ws) => {
+                    // The request span (telemetry::request_span) now names its tenant.
+                    tracing::Span::current().record("workspace", tracing::field::display(ws));
+                    Ok(Workspace(ws))
+                }
                 Caller::Admin => Err(ApiError::new(
                     ErrorCode::WorkspaceKeyRequired,
                     "the admin key manages workspaces; use a workspace API key (from POST /api/v1/workspaces) here",

@@ -146,7 +146,46 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
     }
 }
 
+/// The header that carries a request's id: taken from the request when it
+/// is a well-formed id, else generated; always echoed in the response.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id of a request: the client's `x-request-id` if it is 1–64 characters
+/// of `[A-Za-z0-9._:-]` (anything else could forge or flood log lines, so it
+/// is ignored), else a new UUID v7.
+pub fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        })
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
+}
+
+/// The span of one HTTP request: its id, method and path (cut at 200
+/// bytes), and the workspace once authentication knows it. Everything the
+/// request causes (a run, its agent tasks, store calls) is logged inside it.
+pub fn request_span(request_id: &str, method: &str, path: &str) -> tracing::Span {
+    let mut cut = path.len().min(200);
+    while !path.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        path = %path.get(..cut).unwrap_or_default(),
+        workspace = tracing::field::Empty,
+    )
+}
+
 /// Starts logging (idempotent; tests log only when `TEST_LOG` is set).
+/// Colours only on a terminal, so a log file or pipe can be filtered on
+/// `run_id=...` as printed.
 pub fn init_logging(default_level: &str) {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
@@ -155,6 +194,7 @@ pub fn init_logging(default_level: &str) {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_target(false)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .try_init();
         install_panic_hook();
     });

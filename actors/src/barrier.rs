@@ -149,6 +149,7 @@ pub async fn fan_out(spec: FanOut, task: &Task) -> FanOutResult {
             priority: t.priority,
             deadline,
             reply_to: barrier.clone().recipient(),
+            span: tracing::Span::current(),
         });
     }
     rx.await.unwrap_or_else(|_| FanOutResult {

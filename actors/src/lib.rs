@@ -15,6 +15,8 @@
 //! - [`supervisor`]: restart limits, backoff and health for supervised actors.
 //! - [`engine`]: `Engine`, the handle that starts the actors and hides actix
 //!   from the service.
+//! - [`trace`]: the spans that follow a request or a run through the actors
+//!   to the store (run id, workspace, agent as fields).
 //!
 //! Data flow: `Engine::track` → tracker buffer → writer task → store.
 //! `Engine::evaluate` → tracker (after a flush barrier) → store verdicts →
@@ -31,6 +33,7 @@ pub mod ports;
 pub mod scheduler;
 pub mod supervisor;
 pub mod swarm;
+pub mod trace;
 pub mod tracker;
 pub mod trust;
 pub mod workflow;

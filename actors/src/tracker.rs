@@ -41,6 +41,7 @@ use actix::prelude::*;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::domain::{
@@ -468,6 +469,13 @@ impl Handler<Evaluate> for RecommendationTracker {
         let params = Arc::clone(&self.params);
         let scorer = self.scorer.clone();
         let eval = Arc::clone(&self.eval);
+        // Not the sender's span (a handler runs in the actor's task): the
+        // run's fields instead; a run's workflow_id is its run id.
+        let span = tracing::info_span!(
+            "evaluate",
+            workspace = %msg.workspace,
+            workflow_id = %msg.workflow_id,
+        );
         Box::pin(async move {
             flushed.await?;
             let mut state = eval.lock().await;
@@ -527,7 +535,11 @@ impl Handler<Evaluate> for RecommendationTracker {
                 })
                 .collect();
             updates.sort_by_key(|u| u.id);
-            store.apply_verdicts(msg.workspace, &updates).await?;
+            crate::trace::store_call(
+                "apply_verdicts",
+                store.apply_verdicts(msg.workspace, &updates),
+            )
+            .await?;
             let mut summary = EvaluationSummary {
                 workflow_id: msg.workflow_id.clone(),
                 ..EvaluationSummary::default()
@@ -553,7 +565,7 @@ impl Handler<Evaluate> for RecommendationTracker {
             });
             drop(state);
             Ok(summary)
-        })
+        }.instrument(span))
     }
 }
 

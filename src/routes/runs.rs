@@ -103,12 +103,13 @@ pub async fn run(
         return Ok(HttpResponse::Ok().json(run));
     }
     let wf = state.workflows.clone();
-    actix::spawn(async move {
+    // In the request's span: the run's logs keep its request id.
+    actix::spawn(tracing::Instrument::in_current_span(async move {
         if let Err(e) = wf.execute(created).await {
             tracing::warn!(run = %id, error = %e, "workflow run failed");
         }
         drop(slot);
-    });
+    }));
     Ok(HttpResponse::Accepted().json(RunStarted {
         run_id: id,
         status: RunStatus::Running,

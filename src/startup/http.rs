@@ -1,5 +1,6 @@
 //! The actix-web server: the shared state, extractor errors in our error
-//! shape, the request-duration metric, the routes and the 404 for the rest.
+//! shape, the request span (request id, echoed in `x-request-id`) and the
+//! request-duration metric, the routes and the 404 for the rest.
 //! Signals are not actix's: [`super::Application::run`] handles them.
 
 use std::net::TcpListener;
@@ -7,6 +8,7 @@ use std::time::Instant;
 
 use actix_web::dev::{Server, Service as _};
 use actix_web::{web, App, HttpServer};
+use tracing::Instrument;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -31,9 +33,19 @@ pub(super) fn server(
             .wrap_fn(|req, srv| {
                 let started = Instant::now();
                 let method = crate::telemetry::method_label(req.method());
-                let fut = srv.call(req);
+                let request_id = crate::telemetry::request_id(req.headers());
+                let span = crate::telemetry::request_span(&request_id, method, req.path());
+                let fut = span.in_scope(|| srv.call(req));
                 async move {
-                    let res = fut.await?;
+                    let mut res = fut.await?;
+                    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&request_id) {
+                        res.headers_mut().insert(
+                            actix_web::http::header::HeaderName::from_static(
+                                crate::telemetry::REQUEST_ID_HEADER,
+                            ),
+                            v,
+                        );
+                    }
                     let route = res
                         .request()
                         .match_pattern()
@@ -47,6 +59,7 @@ pub(super) fn server(
                     .record(started.elapsed().as_secs_f64());
                     Ok(res)
                 }
+                .instrument(span)
             })
             .configure(crate::routes::configure)
             .default_service(web::to(|| async {

@@ -410,6 +410,8 @@ pub struct ServerProcess {
     child: Option<std::process::Child>,
     /// `http://127.0.0.1:port`.
     pub address: String,
+    /// What it prints on stdout after its address (its logs included).
+    pub output: OutputLines,
 }
 
 /// Starts `swarmwise serve` on a free port with one worker and no demo, plus
@@ -455,6 +457,7 @@ pub fn spawn_server_in(
     ServerProcess {
         child: Some(child),
         address,
+        output: lines,
     }
 }
 

@@ -22,6 +22,7 @@ mod review;
 mod standalone;
 mod start_keys;
 mod store;
+mod traces;
 mod trust;
 mod validation;
 mod workflows;

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use self::backend::{AgentAnswer, AgentBackend, BackendError, Task};
 use self::pool::ProviderPool;
@@ -46,6 +47,9 @@ pub struct Execute {
     pub priority: Priority,
     /// Answer `Timeout` if not done by then.
     pub deadline: Instant,
+    /// The sender's span (a run's): the task's `agent_task` span is its
+    /// child, so the task's logs carry the run id. `Span::none()` if none.
+    pub span: tracing::Span,
 }
 
 /// Run a task and send the answer to `reply_to` (a fan-out's barrier)
@@ -61,6 +65,8 @@ pub struct ExecuteFor {
     pub deadline: Instant,
     /// Who gets the `AgentReply`.
     pub reply_to: Recipient<AgentReply>,
+    /// The sender's span, as in [`Execute::span`].
+    pub span: tracing::Span,
 }
 
 /// Where an answer goes. Dropped unanswered (the actor restarted mid-task),
@@ -101,6 +107,8 @@ struct Pending {
     task: Arc<Task>,
     deadline: Instant,
     reply: Reply,
+    /// The sender's span: the parent of the task's span.
+    span: tracing::Span,
 }
 
 /// Shared view of an agent's health, read by fan-outs without a message.
@@ -199,20 +207,36 @@ impl AgentActor {
                 task,
                 deadline,
                 reply,
-                ..
+                span,
             } = p;
+            let task_span = tracing::info_span!(
+                parent: &span,
+                "agent_task",
+                agent = %self.spec.id,
+                stage = %task.stage,
+                run_id = %task.workflow_id,
+            );
             let work = async move {
                 let _permit = match pool {
                     Some(pool) => Some(pool.acquire(class).await),
                     None => None,
                 };
                 let left = deadline.saturating_duration_since(Instant::now());
-                tokio::time::timeout(
+                let res = tokio::time::timeout(
                     left,
                     AssertUnwindSafe(backend.execute(&task)).catch_unwind(),
                 )
-                .await
-            };
+                .await;
+                let outcome = match &res {
+                    Ok(Ok(Ok(_))) => "ok",
+                    Ok(Ok(Err(_))) => "error",
+                    Ok(Err(_)) => "panic",
+                    Err(_) => "timeout",
+                };
+                tracing::debug!(outcome, "agent task done");
+                res
+            }
+            .instrument(task_span);
             ctx.spawn(work.into_actor(self).map(move |res, act, ctx| {
                 act.running = act.running.saturating_sub(1);
                 match res {
@@ -298,6 +322,7 @@ impl Handler<Execute> for AgentActor {
                 reply: Reply {
                     to: Some(ReplyTo::Caller(tx)),
                 },
+                span: msg.span,
             },
             msg.priority,
             Instant::now(),
@@ -329,6 +354,7 @@ impl Handler<ExecuteFor> for AgentActor {
                 task: msg.task,
                 deadline: msg.deadline,
                 reply,
+                span: msg.span,
             },
             msg.priority,
             Instant::now(),
@@ -412,6 +438,7 @@ mod tests {
             task: task(stage),
             priority,
             deadline: Instant::now() + Duration::from_secs(60),
+            span: tracing::Span::none(),
         }
     }
 

@@ -24,6 +24,7 @@ use chrono::Utc;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::definition::{Aggregate, StageDef, StageMode, WorkflowDef};
@@ -253,12 +254,20 @@ impl Workflows {
             created_at: to_micros(Utc::now()),
             finished_at: None,
         };
-        self.store.insert_run(&run).await?;
+        crate::trace::store_call("insert_run", self.store.insert_run(&run))
+            .instrument(crate::trace::run_span(run.id, &run.workflow, ws))
+            .await?;
         Ok(run)
     }
 
-    /// Runs a created run to the end and stores its report.
+    /// Runs a created run to the end and stores its report, in the run's
+    /// span (a child of the caller's: the request that started it).
     pub async fn execute(&self, run: WorkflowRun) -> Result<RunReport, EngineError> {
+        let span = crate::trace::run_span(run.id, &run.workflow, run.workspace_id);
+        self.execute_traced(run).instrument(span).await
+    }
+
+    async fn execute_traced(&self, run: WorkflowRun) -> Result<RunReport, EngineError> {
         let def = self
             .defs
             .get(&run.workflow)
@@ -286,7 +295,7 @@ impl Workflows {
         done.result = serde_json::to_value(&report).ok();
         done.error.clone_from(&report.error);
         done.finished_at = Some(to_micros(Utc::now()));
-        self.store.finish_run(&done).await?;
+        crate::trace::store_call("finish_run", self.store.finish_run(&done)).await?;
         self.in_flight.remove(&done.id);
         self.settled.notify_waiters();
         metrics::counter!("swarmwise_workflow_runs_total", "status" => report.status.as_str())
