@@ -1,6 +1,9 @@
-//! Ports: what the engine needs from the world, as traits. `src/store`
-//! implements them with sqlx for PostgreSQL and SQLite; both pass one
-//! conformance suite (`tests/api/store_conformance.rs`).
+//! Ports: what the engine needs from the world, as traits. Storage is one
+//! trait per aggregate ([`WorkspaceStore`], [`AgentStore`],
+//! [`RecommendationStore`], [`TrustStore`], [`LearningStore`], [`RunStore`]),
+//! gathered by the [`Store`] supertrait. `src/store` implements them with sqlx
+//! for PostgreSQL and SQLite; both pass one conformance suite
+//! (`tests/api/store.rs`).
 //!
 //! Every method takes the `WorkspaceId` it acts in; an implementation must
 //! never return or change another workspace's rows.
@@ -117,9 +120,37 @@ impl CycleLock for LocalLock {
     async fn release(self: Box<Self>) {}
 }
 
-/// Storage the engine uses. Implementations: `PgStore`, `SqliteStore`.
+/// Workspaces: which exist (the engine reloads each one's trust at start). The service adds creating them and their API keys (`KeyStore` in `src/store/keys/`).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait WorkspaceStore: Send + Sync + 'static {
+    /// Every workspace id (for reloading trust at start).
+    async fn workspace_ids(&self) -> Result<Vec<WorkspaceId>, StoreError>;
+}
+
+/// Agents: registrations of a workspace's agents.
+#[async_trait]
+pub trait AgentStore: Send + Sync + 'static {
+    /// Registers an agent; `Conflict` if the id is taken.
+    async fn create_agent(&self, ws: WorkspaceId, agent: &Agent) -> Result<(), StoreError>;
+    /// One agent.
+    async fn agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<Option<Agent>, StoreError>;
+    /// Every agent, by id.
+    async fn agents(&self, ws: WorkspaceId) -> Result<Vec<Agent>, StoreError>;
+    /// Removes an agent's registration (its recommendations and trust
+    /// history stay); `false` if unknown.
+    async fn delete_agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<bool, StoreError>;
+    /// Enables or disables; `None` if unknown.
+    async fn set_agent_enabled(
+        &self,
+        ws: WorkspaceId,
+        id: &AgentId,
+        enabled: bool,
+    ) -> Result<Option<Agent>, StoreError>;
+}
+
+/// Recommendations and their verdicts, the dead letters of refused ones, and agents' failed executions: the tracker's write path and what trust folds.
+#[async_trait]
+pub trait RecommendationStore: Send + Sync + 'static {
     /// Inserts tracked recommendations (any mix of workspaces) atomically.
     async fn insert_recommendations(&self, recs: &[Recommendation]) -> Result<(), StoreError>;
     /// Records recommendations the store refused (see [`DeadLetter`]), any
@@ -173,24 +204,11 @@ pub trait Store: Send + Sync + 'static {
         &self,
         ws: WorkspaceId,
     ) -> Result<Vec<(AgentId, RecommendationStatus, u64)>, StoreError>;
-    /// Every workspace id (for reloading trust at start).
-    async fn workspace_ids(&self) -> Result<Vec<WorkspaceId>, StoreError>;
-    /// Registers an agent; `Conflict` if the id is taken.
-    async fn create_agent(&self, ws: WorkspaceId, agent: &Agent) -> Result<(), StoreError>;
-    /// One agent.
-    async fn agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<Option<Agent>, StoreError>;
-    /// Every agent, by id.
-    async fn agents(&self, ws: WorkspaceId) -> Result<Vec<Agent>, StoreError>;
-    /// Removes an agent's registration (its recommendations and trust
-    /// history stay); `false` if unknown.
-    async fn delete_agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<bool, StoreError>;
-    /// Enables or disables; `None` if unknown.
-    async fn set_agent_enabled(
-        &self,
-        ws: WorkspaceId,
-        id: &AgentId,
-        enabled: bool,
-    ) -> Result<Option<Agent>, StoreError>;
+}
+
+/// Trust: the current cards (agent, and agent × type) and the history of overall trust.
+#[async_trait]
+pub trait TrustStore: Send + Sync + 'static {
     /// Upserts trust rows and appends the overall ones to the history.
     async fn save_trust(
         &self,
@@ -205,6 +223,18 @@ pub trait Store: Send + Sync + 'static {
         rows: &[TrustRow],
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+    /// Newest first.
+    async fn trust_history(
+        &self,
+        ws: WorkspaceId,
+        agent: &AgentId,
+        limit: u32,
+    ) -> Result<Vec<TrustHistoryPoint>, StoreError>;
+}
+
+/// Learning: the evaluated outcomes a cycle mines, the patterns and rules it keeps, its reports, and the cross-node lock that lets one node at a time run a workspace's cycle.
+#[async_trait]
+pub trait LearningStore: Send + Sync + 'static {
     /// Evaluated recommendations for mining (all, or those evaluated at or
     /// after `since`), oldest first; `decision` is `content.<decision_key>` as
     /// text, or the whole content.
@@ -250,10 +280,17 @@ pub trait Store: Send + Sync + 'static {
     async fn cycles(&self, ws: WorkspaceId, limit: u32) -> Result<Vec<CycleReport>, StoreError>;
     /// Number of finished cycles (the next rule version is this + 1).
     async fn cycle_count(&self, ws: WorkspaceId) -> Result<i64, StoreError>;
+}
+
+/// Workflow runs: start, finish, read; and marking what a stopped process left running (runs and learning cycles) as interrupted.
+#[async_trait]
+pub trait RunStore: Send + Sync + 'static {
     /// Records a new (running) workflow run.
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError>;
     /// Stores a run's final status, report and error.
     async fn finish_run(&self, run: &WorkflowRun) -> Result<(), StoreError>;
+    /// One run.
+    async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError>;
     /// Marks every workflow run and learning cycle of `ws` still `running`
     /// as `interrupted`, with `reason` as its error and `at` as its end
     /// (called at start for what a dead process left behind, and at shutdown
@@ -264,13 +301,18 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError>;
-    /// One run.
-    async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError>;
-    /// Newest first.
-    async fn trust_history(
-        &self,
-        ws: WorkspaceId,
-        agent: &AgentId,
-        limit: u32,
-    ) -> Result<Vec<TrustHistoryPoint>, StoreError>;
+}
+
+/// Storage the engine uses: every aggregate's port. Implemented for any type
+/// that implements them all (a blanket impl), so `Arc<dyn Store>` is the one
+/// handle actors hold. Implementations: `PgStore`, `SqliteStore` (one folder
+/// per aggregate under `src/store/`).
+pub trait Store:
+    WorkspaceStore + AgentStore + RecommendationStore + TrustStore + LearningStore + RunStore
+{
+}
+
+impl<T> Store for T where
+    T: WorkspaceStore + AgentStore + RecommendationStore + TrustStore + LearningStore + RunStore
+{
 }

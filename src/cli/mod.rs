@@ -1,7 +1,7 @@
 //! The `swarmwise` command line: `serve`, `migrate`, `check-config`,
 //! `schedule`, `learn`, `init`. `main.rs` calls [`run`]; each command with
-//! more than a few lines has its own module ([`serve`], [`check_config`],
-//! [`schedule`], [`learn`], [`init`]).
+//! more than a few lines has its own module (`serve`, `check_config`,
+//! `schedule`, `learn`, `init`).
 
 mod check_config;
 mod init;

@@ -4,9 +4,9 @@
 //! in-flight requests, flush every acknowledged recommendation, exit.
 //!
 //! By concern: this file wires the parts together ([`Application::build`]);
-//! [`http`] builds the actix-web server (extractor errors, the request
-//! metric, the routes); [`background`] holds the tasks that live as long as
-//! the server; [`shutdown`] is the stop protocol ([`Application::run`],
+//! `http` builds the actix-web server (extractor errors, the request
+//! metric, the routes); `background` holds the tasks that live as long as
+//! the server; `shutdown` is the stop protocol ([`Application::run`],
 //! [`AppHandle`]).
 
 mod background;

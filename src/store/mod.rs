@@ -1,20 +1,49 @@
-//! Storage adapters: the engine's `Store` port plus what only the service
-//! needs (`AdminStore`: workspaces, API keys, readiness), for PostgreSQL
-//! (`postgres.rs`, row-level security) and SQLite (`sqlite.rs`, the embedded
-//! default). Keys, the workspace listing and the audit log are their own
-//! aggregate in `keys/`. Both pass one conformance suite in `tests/api/store.rs`.
+//! Storage adapters: the engine's storage ports (`swarmwise_actors::ports`,
+//! one trait per aggregate, gathered by `Store`) plus what only the service
+//! needs ([`AdminStore`], [`KeyStore`]), for PostgreSQL (row-level security)
+//! and SQLite (the embedded default). Both pass one conformance suite in
+//! `tests/api/store.rs`.
+//!
+//! ## Layout: one folder per aggregate
+//!
+//! | folder | trait | what it stores |
+//! |---|---|---|
+//! | `keys/` | `WorkspaceStore`, [`KeyStore`] | workspaces, API keys, the audit log |
+//! | `agents/` | `AgentStore` | agent registrations |
+//! | `recommendations/` | `RecommendationStore` | recommendations, verdicts, dead letters, agent failures |
+//! | `trust/` | `TrustStore` | trust cards and trust history |
+//! | `learning/` | `LearningStore` | outcomes to mine, patterns, rules, cycle reports, the cycle lock |
+//! | `runs/` | `RunStore` | workflow runs (and marking leftovers interrupted) |
+//!
+//! Each folder is `mod.rs` (the rows and SQL both dialects share, e.g. column
+//! lists), `postgres.rs` (`impl Trait for PgStore`) and `sqlite.rs`
+//! (`impl Trait for SqliteStore`). The files beside this one hold what every
+//! aggregate uses: `postgres.rs` (the pool, migrations, `set_workspace` for
+//! row-level security, readiness) and `sqlite.rs` (the pool, migrations,
+//! `micros`/`from_micros`, readiness); here, [`connect`] and the error
+//! classification (`unexpected`).
+//!
+//! **Adding an aggregate** (e.g. `series/` for dashboards): declare its trait
+//! in `actors/src/ports.rs` if the engine uses it (and add it to `Store`'s
+//! supertraits), or in `series/mod.rs` if only the service does (and add it to
+//! [`AdminStore`]'s supertraits); write `series/{mod.rs,postgres.rs,sqlite.rs}`
+//! as above; add `mod series;` below; add its tables to both
+//! `migrations/postgres` (with an RLS policy) and `migrations/sqlite`; extend
+//! the conformance suite, which runs every test on both backends.
 
+mod agents;
 mod keys;
+mod learning;
 mod postgres;
+mod recommendations;
+mod runs;
 mod sqlite;
+mod trust;
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use swarmwise_actors::domain::WorkspaceId;
-use swarmwise_actors::learner::agreement::PendingDecision;
 use swarmwise_actors::ports::{Store, StoreError};
 use swarmwise_actors::tracker::WriteMode;
 
@@ -35,27 +64,11 @@ pub struct NewApiKey {
     pub prefix: String,
 }
 
-/// What the service needs beyond the engine's port (keys, workspaces and the
-/// audit log are in [`KeyStore`]).
+/// Everything the service stores: the engine's port ([`Store`], one trait per
+/// aggregate), workspaces, keys and the audit log ([`KeyStore`]), and the
+/// store's own health.
 #[async_trait]
 pub trait AdminStore: Store + KeyStore {
-    /// Creates a workspace with its first API key, atomically.
-    async fn create_workspace(
-        &self,
-        ws: WorkspaceId,
-        name: &str,
-        key: &NewApiKey,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// Adds an API key to a workspace.
-    async fn add_api_key(
-        &self,
-        ws: WorkspaceId,
-        key: &NewApiKey,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-    /// The workspace of a (non-revoked) key hash.
-    async fn workspace_for_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>, StoreError>;
     /// Database reachable and the newest migration applied.
     async fn ready(&self) -> Result<(), StoreError>;
     /// Which backend, for logs and `/readyz`.
@@ -143,40 +156,6 @@ fn priority_name(p: swarmwise_actors::domain::Priority) -> &'static str {
         Priority::High => "HIGH",
         Priority::Critical => "CRITICAL",
     }
-}
-
-/// A pattern category's database name.
-fn category_name(c: swarmwise_actors::learner::patterns::Category) -> String {
-    serde_json::to_value(c)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-/// A pattern status from its database name.
-fn pattern_status(raw: &str) -> anyhow::Result<swarmwise_actors::learner::cycle::PatternStatus> {
-    swarmwise_actors::learner::cycle::PatternStatus::parse(raw)
-        .ok_or_else(|| anyhow::anyhow!("bad pattern status {raw}"))
-}
-
-/// A `pending_decisions` row (both dialects select the same text columns).
-fn pending_decision<R>(r: &R) -> Result<PendingDecision, StoreError>
-where
-    R: sqlx::Row,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database>,
-{
-    let get = || -> Result<PendingDecision, anyhow::Error> {
-        let agent: String = r.try_get("agent_id")?;
-        Ok(PendingDecision {
-            workflow_id: r.try_get("workflow_id")?,
-            agent_id: swarmwise_actors::domain::AgentId::parse("agent_id", &agent)?,
-            recommendation_type: r.try_get("recommendation_type")?,
-            decision: r.try_get("decision")?,
-        })
-    };
-    get().map_err(StoreError::Unexpected)
 }
 
 /// Classifies a driver error: transient (`Unavailable`: retrying may work),

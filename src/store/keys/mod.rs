@@ -89,9 +89,27 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
-/// Keys, workspaces and the audit log.
+/// Keys, workspaces and the audit log (the engine's side of workspaces,
+/// `workspace_ids`, is [`swarmwise_actors::ports::WorkspaceStore`]).
 #[async_trait]
 pub trait KeyStore: Send + Sync {
+    /// Creates a workspace with its first API key, atomically.
+    async fn create_workspace(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        key: &NewApiKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Adds an API key to a workspace.
+    async fn add_api_key(
+        &self,
+        ws: WorkspaceId,
+        key: &NewApiKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The workspace of a (non-revoked) key hash.
+    async fn workspace_for_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>, StoreError>;
     /// Workspaces by id, those after `after`, at most `limit`.
     async fn workspaces(
         &self,

@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use swarmwise_actors::domain::WorkspaceId;
-use swarmwise_actors::ports::StoreError;
+use swarmwise_actors::ports::{StoreError, WorkspaceStore};
 use uuid::Uuid;
 
 use super::{ApiKeyInfo, AuditEntry, AuditFilter, KeyChange, KeyStore, WorkspaceInfo};
-use crate::store::postgres::{insert_key, PgStore};
+use crate::store::postgres::PgStore;
 use crate::store::{unexpected, NewApiKey};
 
 fn key_from_row(row: &PgRow) -> Result<ApiKeyInfo, sqlx::Error> {
@@ -72,6 +72,45 @@ async fn mark_revoked(
 
 #[async_trait]
 impl KeyStore for PgStore {
+    async fn create_workspace(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        key: &NewApiKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        sqlx::query("INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(ws.0)
+            .bind(name)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        insert_key(&mut tx, ws, key, at).await?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn add_api_key(
+        &self,
+        ws: WorkspaceId,
+        key: &NewApiKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        insert_key(&mut tx, ws, key, at).await?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn workspace_for_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>, StoreError> {
+        let id: Option<Uuid> = sqlx::query_scalar("SELECT swarmwise_workspace_for_key($1)")
+            .bind(key_hash)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        Ok(id.map(WorkspaceId))
+    }
+
     async fn workspaces(
         &self,
         after: Option<WorkspaceId>,
@@ -205,5 +244,34 @@ impl KeyStore for PgStore {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(unexpected)
+    }
+}
+
+async fn insert_key(
+    tx: &mut Transaction<'static, Postgres>,
+    ws: WorkspaceId,
+    key: &NewApiKey,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO api_keys (id, workspace_id, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(key.id)
+        .bind(ws.0)
+        .bind(&key.key_hash)
+        .bind(&key.prefix)
+        .bind(at)
+        .execute(&mut **tx)
+        .await
+        .map_err(unexpected)?;
+    Ok(())
+}
+
+#[async_trait]
+impl WorkspaceStore for PgStore {
+    async fn workspace_ids(&self) -> Result<Vec<WorkspaceId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT swarmwise_workspace_ids()")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        Ok(ids.into_iter().map(WorkspaceId).collect())
     }
 }

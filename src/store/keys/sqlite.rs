@@ -6,11 +6,11 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use swarmwise_actors::domain::WorkspaceId;
-use swarmwise_actors::ports::StoreError;
+use swarmwise_actors::ports::{StoreError, WorkspaceStore};
 use uuid::Uuid;
 
 use super::{ApiKeyInfo, AuditEntry, AuditFilter, KeyChange, KeyStore, WorkspaceInfo};
-use crate::store::sqlite::{from_micros, insert_key, micros, SqliteStore};
+use crate::store::sqlite::{from_micros, micros, SqliteStore};
 use crate::store::{unexpected, NewApiKey};
 
 fn key_from_row(row: &SqliteRow) -> Result<ApiKeyInfo, StoreError> {
@@ -84,6 +84,47 @@ async fn revoke_in(
 
 #[async_trait]
 impl KeyStore for SqliteStore {
+    async fn create_workspace(
+        &self,
+        ws: WorkspaceId,
+        name: &str,
+        key: &NewApiKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        sqlx::query("INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(ws.0)
+            .bind(name)
+            .bind(micros(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        insert_key(&mut tx, ws, key, at).await?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn add_api_key(
+        &self,
+        ws: WorkspaceId,
+        key: &NewApiKey,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        insert_key(&mut tx, ws, key, at).await?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn workspace_for_key(&self, key_hash: &str) -> Result<Option<WorkspaceId>, StoreError> {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT workspace_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        Ok(id.map(WorkspaceId))
+    }
+
     async fn workspaces(
         &self,
         after: Option<WorkspaceId>,
@@ -201,5 +242,34 @@ impl KeyStore for SqliteStore {
                 get().map_err(StoreError::Unexpected)
             })
             .collect()
+    }
+}
+
+async fn insert_key(
+    tx: &mut Transaction<'static, Sqlite>,
+    ws: WorkspaceId,
+    key: &NewApiKey,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO api_keys (id, workspace_id, key_hash, prefix, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(key.id)
+        .bind(ws.0)
+        .bind(&key.key_hash)
+        .bind(&key.prefix)
+        .bind(micros(at))
+        .execute(&mut **tx)
+        .await
+        .map_err(unexpected)?;
+    Ok(())
+}
+
+#[async_trait]
+impl WorkspaceStore for SqliteStore {
+    async fn workspace_ids(&self) -> Result<Vec<WorkspaceId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM workspaces ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        Ok(ids.into_iter().map(WorkspaceId).collect())
     }
 }

@@ -1,0 +1,98 @@
+//! [`AgentStore`] on SQLite. Every query carries `workspace_id = ?`;
+//! times are integer microseconds.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use swarmwise_actors::domain::{Agent, AgentId, WorkspaceId};
+use swarmwise_actors::ports::{AgentStore, StoreError};
+
+use crate::store::sqlite::{from_micros, micros, SqliteStore};
+use crate::store::unexpected;
+
+fn agent_from_row(row: &SqliteRow) -> Result<Agent, StoreError> {
+    let get = || -> Result<Agent, anyhow::Error> {
+        let id: String = row.try_get("id")?;
+        let config: String = row.try_get("config")?;
+        Ok(Agent {
+            id: AgentId::parse("id", &id)?,
+            name: row.try_get("name")?,
+            kind: row.try_get("kind")?,
+            config: serde_json::from_str(&config)?,
+            enabled: row.try_get("enabled")?,
+            created_at: from_micros(row.try_get("created_at")?)?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+#[async_trait]
+impl AgentStore for SqliteStore {
+    async fn create_agent(&self, ws: WorkspaceId, a: &Agent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agents (workspace_id, id, name, kind, config, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(ws.0)
+        .bind(a.id.as_str())
+        .bind(&a.name)
+        .bind(&a.kind)
+        .bind(a.config.to_string())
+        .bind(a.enabled)
+        .bind(micros(a.created_at))
+        .bind(micros(a.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        Ok(())
+    }
+
+    async fn agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+        let row = sqlx::query("SELECT id, name, kind, config, enabled, created_at FROM agents WHERE workspace_id = ? AND id = ?")
+            .bind(ws.0)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    async fn agents(&self, ws: WorkspaceId) -> Result<Vec<Agent>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, kind, config, enabled, created_at FROM agents WHERE workspace_id = ? ORDER BY id")
+            .bind(ws.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn delete_agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM agents WHERE workspace_id = ? AND id = ?")
+            .bind(ws.0)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_agent_enabled(
+        &self,
+        ws: WorkspaceId,
+        id: &AgentId,
+        enabled: bool,
+    ) -> Result<Option<Agent>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE agents SET enabled = ?, updated_at = ? WHERE workspace_id = ? AND id = ? \
+             RETURNING id, name, kind, config, enabled, created_at",
+        )
+        .bind(enabled)
+        .bind(micros(Utc::now()))
+        .bind(ws.0)
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+}

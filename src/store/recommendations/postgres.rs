@@ -1,0 +1,356 @@
+//! [`RecommendationStore`] on PostgreSQL. Every workspace-scoped query runs in a
+//! transaction scoped to its workspace (row-level security).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder, Row};
+use swarmwise_actors::domain::{
+    AgentFailure, AgentId, FailureKind, OutcomeSample, Recommendation, RecommendationFilter,
+    RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
+};
+use swarmwise_actors::ports::{DeadLetter, RecommendationStore, StoreError};
+use uuid::Uuid;
+
+use super::REC_COLUMNS;
+use crate::store::postgres::{set_workspace, PgStore};
+use crate::store::unexpected;
+
+fn rec_from_row(row: &PgRow) -> Result<Recommendation, StoreError> {
+    let get = || -> Result<Recommendation, anyhow::Error> {
+        let status: String = row.try_get("outcome_status")?;
+        let agent: String = row.try_get("agent_id")?;
+        Ok(Recommendation {
+            id: row.try_get("id")?,
+            workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            correlation_id: row.try_get("correlation_id")?,
+            workflow_id: row.try_get("workflow_id")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            content: row.try_get("content")?,
+            confidence: row.try_get("confidence_score")?,
+            reasoning: row.try_get("reasoning")?,
+            latency_ms: row.try_get("latency_ms")?,
+            deadline_ms: row.try_get("deadline_ms")?,
+            status: RecommendationStatus::parse("outcome_status", &status)?,
+            outcome_quality: row.try_get("outcome_quality")?,
+            feedback: row.try_get("feedback")?,
+            created_at: row.try_get("created_at")?,
+            evaluated_at: row.try_get("evaluated_at")?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn sample_from_row(row: &PgRow) -> Result<OutcomeSample, StoreError> {
+    let get = || -> Result<OutcomeSample, anyhow::Error> {
+        let status: String = row.try_get("outcome_status")?;
+        let agent: String = row.try_get("agent_id")?;
+        let verdict = Verdict::parse("outcome_status", &status)?;
+        let quality: Option<f64> = row.try_get("outcome_quality")?;
+        Ok(OutcomeSample {
+            id: row.try_get("id")?,
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            confidence: row.try_get("confidence_score")?,
+            verdict,
+            quality: quality.unwrap_or(verdict.score() * 100.0),
+            latency_ms: row.try_get("latency_ms")?,
+            deadline_ms: row.try_get("deadline_ms")?,
+            evaluated_at: row.try_get("evaluated_at")?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn failure_from_row(row: &PgRow) -> Result<AgentFailure, StoreError> {
+    let get = || -> Result<AgentFailure, anyhow::Error> {
+        let agent: String = row.try_get("agent_id")?;
+        let kind: String = row.try_get("kind")?;
+        Ok(AgentFailure {
+            id: row.try_get("id")?,
+            workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            workflow_id: row.try_get("workflow_id")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            kind: FailureKind::parse("kind", &kind)?,
+            message: row.try_get("message")?,
+            occurred_at: row.try_get("occurred_at")?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn count_from_row(row: &PgRow) -> Result<(AgentId, RecommendationStatus, u64), StoreError> {
+    let get = || -> Result<_, anyhow::Error> {
+        let agent: String = row.try_get("agent_id")?;
+        let status: String = row.try_get("outcome_status")?;
+        let n: i64 = row.try_get("n")?;
+        Ok((
+            AgentId::parse("agent_id", &agent)?,
+            RecommendationStatus::parse("outcome_status", &status)?,
+            n.max(0) as u64,
+        ))
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+/// Rows grouped by workspace (one RLS scope per group in a bulk write).
+fn by_workspace<T>(
+    rows: &[T],
+    ws_of: impl Fn(&T) -> WorkspaceId,
+) -> BTreeMap<WorkspaceId, Vec<&T>> {
+    let mut groups: BTreeMap<WorkspaceId, Vec<&T>> = BTreeMap::new();
+    for r in rows {
+        groups.entry(ws_of(r)).or_default().push(r);
+    }
+    groups
+}
+
+#[async_trait]
+impl RecommendationStore for PgStore {
+    async fn insert_recommendations(&self, recs: &[Recommendation]) -> Result<(), StoreError> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for (ws, rows) in by_workspace(recs, |r| r.workspace_id) {
+            set_workspace(&mut tx, ws).await?;
+            sqlx::query(
+                "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
+                 recommendation_type, content, confidence_score, reasoning, latency_ms, created_at, deadline_ms) \
+                 SELECT t.id, $2, t.agent_id, t.agent_name, t.correlation_id, t.workflow_id, t.rtype, t.content::jsonb, \
+                 t.confidence, t.reasoning, t.latency, t.created_at, t.deadline \
+                 FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+                 $9::float8[], $10::text[], $11::int8[], $12::timestamptz[], $13::int8[]) \
+                 AS t(id, agent_id, agent_name, correlation_id, workflow_id, rtype, content, confidence, reasoning, latency, created_at, deadline)",
+            )
+            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+            .bind(ws.0)
+            .bind(rows.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.agent_name.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.correlation_id.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.workflow_id.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.recommendation_type.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.content.to_string()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.confidence).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.reasoning.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.deadline_ms).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn insert_dead_letters(&self, rows: &[DeadLetter]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for (ws, rows) in by_workspace(rows, |r| r.workspace_id) {
+            set_workspace(&mut tx, ws).await?;
+            sqlx::query(
+                "INSERT INTO tracker_dead_letters (id, workspace_id, recommendation_id, agent_id, error, payload, failed_at) \
+                 SELECT t.id, $2, t.rid, t.agent_id, t.error, t.payload, t.failed_at \
+                 FROM UNNEST($1::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::timestamptz[]) \
+                 AS t(id, rid, agent_id, error, payload, failed_at)",
+            )
+            .bind(rows.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+            .bind(ws.0)
+            .bind(rows.iter().map(|r| r.recommendation_id).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.failed_at).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn recommendation(
+        &self,
+        ws: WorkspaceId,
+        id: Uuid,
+    ) -> Result<Option<Recommendation>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE id = $1 AND workspace_id = $2"
+        ))
+        .bind(id)
+        .bind(ws.0)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        row.as_ref().map(rec_from_row).transpose()
+    }
+
+    async fn list_recommendations(
+        &self,
+        ws: WorkspaceId,
+        f: &RecommendationFilter,
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
+        ));
+        q.push_bind(ws.0);
+        if let Some(a) = &f.agent_id {
+            q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
+        }
+        if let Some(w) = &f.workflow_id {
+            q.push(" AND workflow_id = ").push_bind(w.clone());
+        }
+        if let Some(s) = f.status {
+            q.push(" AND outcome_status = ").push_bind(s.as_str());
+        }
+        if let Some(t) = &f.recommendation_type {
+            q.push(" AND recommendation_type = ").push_bind(t.clone());
+        }
+        if let Some(c) = f.before {
+            q.push(" AND id < ").push_bind(c);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = q.build().fetch_all(&mut *tx).await.map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(rec_from_row).collect()
+    }
+
+    async fn workflow_recommendations(
+        &self,
+        ws: WorkspaceId,
+        workflow_id: &str,
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = $1 AND workflow_id = $2 ORDER BY id"
+        ))
+        .bind(ws.0)
+        .bind(workflow_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(rec_from_row).collect()
+    }
+
+    async fn apply_verdicts(
+        &self,
+        ws: WorkspaceId,
+        updates: &[VerdictUpdate],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        sqlx::query(
+            "UPDATE agent_recommendations AS r SET outcome_status = v.status, outcome_quality = v.quality, \
+             feedback = COALESCE(v.feedback, r.feedback), evaluated_at = v.at \
+             FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::timestamptz[]) AS v(id, status, quality, feedback, at) \
+             WHERE r.id = v.id AND r.workspace_id = $6",
+        )
+        .bind(updates.iter().map(|u| u.id).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.verdict.status().as_str().to_owned()).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.quality).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.feedback.clone()).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.evaluated_at).collect::<Vec<_>>())
+        .bind(ws.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn outcome_samples(
+        &self,
+        ws: WorkspaceId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<OutcomeSample>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query(
+            "SELECT id, agent_id, agent_name, recommendation_type, confidence_score, outcome_status, outcome_quality, \
+             latency_ms, deadline_ms, evaluated_at FROM agent_recommendations \
+             WHERE workspace_id = $1 AND evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
+             AND ($2::text IS NULL OR agent_id = $2) ORDER BY evaluated_at, id",
+        )
+        .bind(ws.0)
+        .bind(agent.map(|a| a.as_str().to_owned()))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(sample_from_row).collect()
+    }
+
+    async fn insert_failures(
+        &self,
+        ws: WorkspaceId,
+        rows: &[AgentFailure],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.scoped(ws).await?;
+        sqlx::query(
+            "INSERT INTO agent_failures (id, workspace_id, agent_id, agent_name, workflow_id, recommendation_type, kind, message, occurred_at) \
+             SELECT t.id, $2, t.agent_id, t.agent_name, t.workflow_id, t.rtype, t.kind, t.message, t.occurred_at \
+             FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[]) \
+             AS t(id, agent_id, agent_name, workflow_id, rtype, kind, message, occurred_at)",
+        )
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(ws.0)
+        .bind(rows.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.agent_name.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.workflow_id.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.recommendation_type.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.kind.as_str().to_owned()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.message.clone()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn agent_failures(
+        &self,
+        ws: WorkspaceId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<AgentFailure>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query(
+            "SELECT id, workspace_id, agent_id, agent_name, workflow_id, recommendation_type, kind, message, occurred_at \
+             FROM agent_failures WHERE workspace_id = $1 AND ($2::text IS NULL OR agent_id = $2) ORDER BY occurred_at, id",
+        )
+        .bind(ws.0)
+        .bind(agent.map(|a| a.as_str().to_owned()))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(failure_from_row).collect()
+    }
+
+    async fn status_counts(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Vec<(AgentId, RecommendationStatus, u64)>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query(
+            "SELECT agent_id, outcome_status, count(*) AS n FROM agent_recommendations WHERE workspace_id = $1 GROUP BY agent_id, outcome_status",
+        )
+        .bind(ws.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(count_from_row).collect()
+    }
+}

@@ -1,0 +1,364 @@
+//! [`RecommendationStore`] on SQLite. Every query carries `workspace_id = ?`;
+//! times are integer microseconds.
+
+use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
+use swarmwise_actors::domain::{
+    AgentFailure, AgentId, FailureKind, OutcomeSample, Recommendation, RecommendationFilter,
+    RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
+};
+use swarmwise_actors::ports::{DeadLetter, RecommendationStore, StoreError};
+use uuid::Uuid;
+
+use super::REC_COLUMNS;
+use crate::store::sqlite::{from_micros, micros, SqliteStore};
+use crate::store::unexpected;
+
+fn rec_from_row(row: &SqliteRow) -> Result<Recommendation, StoreError> {
+    let get = || -> Result<Recommendation, anyhow::Error> {
+        let status: String = row.try_get("outcome_status")?;
+        let agent: String = row.try_get("agent_id")?;
+        let content: String = row.try_get("content")?;
+        let evaluated: Option<i64> = row.try_get("evaluated_at")?;
+        Ok(Recommendation {
+            id: row.try_get("id")?,
+            workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            correlation_id: row.try_get("correlation_id")?,
+            workflow_id: row.try_get("workflow_id")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            content: serde_json::from_str(&content)?,
+            confidence: row.try_get("confidence_score")?,
+            reasoning: row.try_get("reasoning")?,
+            latency_ms: row.try_get("latency_ms")?,
+            deadline_ms: row.try_get("deadline_ms")?,
+            status: RecommendationStatus::parse("outcome_status", &status)?,
+            outcome_quality: row.try_get("outcome_quality")?,
+            feedback: row.try_get("feedback")?,
+            created_at: from_micros(row.try_get("created_at")?)?,
+            evaluated_at: evaluated.map(from_micros).transpose()?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn sample_from_row(row: &SqliteRow) -> Result<OutcomeSample, StoreError> {
+    let get = || -> Result<OutcomeSample, anyhow::Error> {
+        let status: String = row.try_get("outcome_status")?;
+        let agent: String = row.try_get("agent_id")?;
+        let verdict = Verdict::parse("outcome_status", &status)?;
+        let quality: Option<f64> = row.try_get("outcome_quality")?;
+        Ok(OutcomeSample {
+            id: row.try_get("id")?,
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            confidence: row.try_get("confidence_score")?,
+            verdict,
+            quality: quality.unwrap_or(verdict.score() * 100.0),
+            latency_ms: row.try_get("latency_ms")?,
+            deadline_ms: row.try_get("deadline_ms")?,
+            evaluated_at: from_micros(row.try_get("evaluated_at")?)?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn failure_from_row(row: &SqliteRow) -> Result<AgentFailure, StoreError> {
+    let get = || -> Result<AgentFailure, anyhow::Error> {
+        let agent: String = row.try_get("agent_id")?;
+        let kind: String = row.try_get("kind")?;
+        Ok(AgentFailure {
+            id: row.try_get("id")?,
+            workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            agent_name: row.try_get("agent_name")?,
+            workflow_id: row.try_get("workflow_id")?,
+            recommendation_type: row.try_get("recommendation_type")?,
+            kind: FailureKind::parse("kind", &kind)?,
+            message: row.try_get("message")?,
+            occurred_at: from_micros(row.try_get("occurred_at")?)?,
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn count_from_row(row: &SqliteRow) -> Result<(AgentId, RecommendationStatus, u64), StoreError> {
+    let get = || -> Result<_, anyhow::Error> {
+        let agent: String = row.try_get("agent_id")?;
+        let status: String = row.try_get("outcome_status")?;
+        let n: i64 = row.try_get("n")?;
+        Ok((
+            AgentId::parse("agent_id", &agent)?,
+            RecommendationStatus::parse("outcome_status", &status)?,
+            n.max(0) as u64,
+        ))
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+/// Rows per multi-row INSERT (14 parameters each, well under SQLite's limit).
+const INSERT_CHUNK: usize = 500; // 14 parameters a row
+
+/// Rows in the next INSERT of a batch with `remaining` rows left: a full
+/// chunk, else the largest power of two that fits. sqlx caches each prepared
+/// statement on its connection (up to 100 each), and the program of a
+/// multi-row INSERT takes about 1 kB per row, so one statement per batch size
+/// (1 to 500) cached hundreds of MB under a steady load. With this ladder a
+/// connection holds at most 10 insert statements.
+fn insert_chunk_len(remaining: usize) -> usize {
+    if remaining >= INSERT_CHUNK {
+        INSERT_CHUNK
+    } else {
+        remaining.checked_ilog2().map_or(0, |bits| 1 << bits)
+    }
+}
+
+#[async_trait]
+impl RecommendationStore for SqliteStore {
+    async fn insert_recommendations(&self, recs: &[Recommendation]) -> Result<(), StoreError> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut rest = recs;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(insert_chunk_len(rest.len()));
+            rest = tail;
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
+                 recommendation_type, content, confidence_score, reasoning, latency_ms, outcome_status, created_at, deadline_ms) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.workspace_id.0)
+                    .push_bind(r.agent_id.as_str().to_owned())
+                    .push_bind(r.agent_name.clone())
+                    .push_bind(r.correlation_id.clone())
+                    .push_bind(r.workflow_id.clone())
+                    .push_bind(r.recommendation_type.clone())
+                    .push_bind(r.content.to_string())
+                    .push_bind(r.confidence)
+                    .push_bind(r.reasoning.clone())
+                    .push_bind(r.latency_ms)
+                    .push_bind(r.status.as_str())
+                    .push_bind(micros(r.created_at))
+                    .push_bind(r.deadline_ms);
+            });
+            q.build().execute(&mut *tx).await.map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn insert_dead_letters(&self, rows: &[DeadLetter]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO tracker_dead_letters (id, workspace_id, recommendation_id, agent_id, error, payload, failed_at) ",
+            );
+            q.push_values(chunk, |mut b, d| {
+                b.push_bind(Uuid::now_v7())
+                    .push_bind(d.workspace_id.0)
+                    .push_bind(d.recommendation_id)
+                    .push_bind(d.agent_id.as_str().to_owned())
+                    .push_bind(d.error.clone())
+                    .push_bind(d.payload.clone())
+                    .push_bind(micros(d.failed_at));
+            });
+            q.build().execute(&mut *tx).await.map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn recommendation(
+        &self,
+        ws: WorkspaceId,
+        id: Uuid,
+    ) -> Result<Option<Recommendation>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE id = ? AND workspace_id = ?"
+        ))
+        .bind(id)
+        .bind(ws.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        row.as_ref().map(rec_from_row).transpose()
+    }
+
+    async fn list_recommendations(
+        &self,
+        ws: WorkspaceId,
+        f: &RecommendationFilter,
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
+        ));
+        q.push_bind(ws.0);
+        if let Some(a) = &f.agent_id {
+            q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
+        }
+        if let Some(w) = &f.workflow_id {
+            q.push(" AND workflow_id = ").push_bind(w.clone());
+        }
+        if let Some(s) = f.status {
+            q.push(" AND outcome_status = ").push_bind(s.as_str());
+        }
+        if let Some(t) = &f.recommendation_type {
+            q.push(" AND recommendation_type = ").push_bind(t.clone());
+        }
+        if let Some(c) = f.before {
+            q.push(" AND id < ").push_bind(c);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(unexpected)?;
+        rows.iter().map(rec_from_row).collect()
+    }
+
+    async fn workflow_recommendations(
+        &self,
+        ws: WorkspaceId,
+        workflow_id: &str,
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = ? AND workflow_id = ? ORDER BY id"
+        ))
+        .bind(ws.0)
+        .bind(workflow_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(rec_from_row).collect()
+    }
+
+    async fn apply_verdicts(
+        &self,
+        ws: WorkspaceId,
+        updates: &[VerdictUpdate],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for u in updates {
+            sqlx::query(
+                "UPDATE agent_recommendations SET outcome_status = ?, outcome_quality = ?, \
+                 feedback = COALESCE(?, feedback), evaluated_at = ? WHERE id = ? AND workspace_id = ?",
+            )
+            .bind(u.verdict.status().as_str())
+            .bind(u.quality)
+            .bind(u.feedback.clone())
+            .bind(micros(u.evaluated_at))
+            .bind(u.id)
+            .bind(ws.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn outcome_samples(
+        &self,
+        ws: WorkspaceId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<OutcomeSample>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, agent_id, agent_name, recommendation_type, confidence_score, outcome_status, outcome_quality, \
+             latency_ms, deadline_ms, evaluated_at FROM agent_recommendations \
+             WHERE workspace_id = ? AND evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
+             AND (?2 IS NULL OR agent_id = ?2) ORDER BY evaluated_at, id",
+        )
+        .bind(ws.0)
+        .bind(agent.map(|a| a.as_str().to_owned()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(sample_from_row).collect()
+    }
+
+    async fn insert_failures(
+        &self,
+        ws: WorkspaceId,
+        rows: &[AgentFailure],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO agent_failures (id, workspace_id, agent_id, agent_name, workflow_id, recommendation_type, kind, message, occurred_at) ",
+            );
+            q.push_values(chunk, |mut b, f| {
+                b.push_bind(f.id)
+                    .push_bind(ws.0)
+                    .push_bind(f.agent_id.as_str().to_owned())
+                    .push_bind(f.agent_name.clone())
+                    .push_bind(f.workflow_id.clone())
+                    .push_bind(f.recommendation_type.clone())
+                    .push_bind(f.kind.as_str())
+                    .push_bind(f.message.clone())
+                    .push_bind(micros(f.occurred_at));
+            });
+            q.build().execute(&mut *tx).await.map_err(unexpected)?;
+        }
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn agent_failures(
+        &self,
+        ws: WorkspaceId,
+        agent: Option<&AgentId>,
+    ) -> Result<Vec<AgentFailure>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, workspace_id, agent_id, agent_name, workflow_id, recommendation_type, kind, message, occurred_at \
+             FROM agent_failures WHERE workspace_id = ? AND (?2 IS NULL OR agent_id = ?2) ORDER BY occurred_at, id",
+        )
+        .bind(ws.0)
+        .bind(agent.map(|a| a.as_str().to_owned()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(failure_from_row).collect()
+    }
+
+    async fn status_counts(
+        &self,
+        ws: WorkspaceId,
+    ) -> Result<Vec<(AgentId, RecommendationStatus, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, outcome_status, count(*) AS n FROM agent_recommendations WHERE workspace_id = ? GROUP BY agent_id, outcome_status",
+        )
+        .bind(ws.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(count_from_row).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_chunks_cover_every_batch_with_few_distinct_statements() {
+        let mut sizes = std::collections::BTreeSet::new();
+        for n in 1..=2_000 {
+            let (mut rest, mut covered) = (n, 0);
+            while rest > 0 {
+                let len = insert_chunk_len(rest);
+                assert!(len >= 1 && len <= rest && len <= INSERT_CHUNK);
+                sizes.insert(len);
+                covered += len;
+                rest -= len;
+            }
+            assert_eq!(covered, n);
+        }
+        assert!(sizes.len() <= 10, "{sizes:?}");
+    }
+}

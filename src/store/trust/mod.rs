@@ -1,0 +1,8 @@
+//! Trust ([`TrustStore`]): the current cards (upserted) and the history of
+//! overall trust (appended).
+//!
+//! The PostgreSQL (`postgres.rs`) and SQLite (`sqlite.rs`) implementations
+//! sit side by side; what both dialects share (column lists) lives here.
+
+mod postgres;
+mod sqlite;
