@@ -116,21 +116,33 @@ async fn resolve(
 ) -> Result<Caller, ApiError> {
     let hash = digest?;
     let state = state?;
+    caller_of_digest(&state, hash).await?.ok_or_else(|| {
+        ApiError::unauthorized(
+            "unknown or revoked API key; ask the operator for a key (POST /api/v1/workspaces/{id}/api-keys, admin key)",
+        )
+    })
+}
+
+/// Who a key digest belongs to now: the admin, a workspace (through the key
+/// cache, so a revocation is seen within `auth.cache_ttl_secs`), or nobody.
+/// The dashboard's sessions call it on every request.
+pub(crate) async fn caller_of_digest(
+    state: &AppState,
+    hash: String,
+) -> Result<Option<Caller>, ApiError> {
     // Comparing digests: timing reveals nothing about the key.
     if hash == state.admin_key_hash {
-        return Ok(Caller::Admin);
+        return Ok(Some(Caller::Admin));
     }
     if let Some(ws) = state.key_cache.get(&hash) {
-        return Ok(Caller::Workspace(ws));
+        return Ok(Some(Caller::Workspace(ws)));
     }
     match state.store.workspace_for_key(&hash).await? {
         Some(ws) => {
             state.key_cache.insert(hash, ws);
-            Ok(Caller::Workspace(ws))
+            Ok(Some(Caller::Workspace(ws)))
         }
-        None => Err(ApiError::unauthorized(
-            "unknown or revoked API key; ask the operator for a key (POST /api/v1/workspaces/{id}/api-keys, admin key)",
-        )),
+        None => Ok(None),
     }
 }
 

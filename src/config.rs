@@ -54,6 +54,38 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// `[telemetry]`.
     pub telemetry: TelemetrySettings,
+    /// `[dashboard]`: the pages under `/learning`.
+    pub dashboard: DashboardSettings,
+}
+
+/// `[dashboard]`: sign-in sessions and colour thresholds of the pages
+/// under `/learning`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardSettings {
+    /// Seconds a sign-in lasts (the cookie's Max-Age and the server-side
+    /// expiry), 60 to 604800.
+    pub session_ttl_secs: u64,
+    /// Sessions kept per workspace; signing in once more ends the oldest.
+    pub max_sessions_per_workspace: usize,
+    /// Mark the session cookie `Secure` (set it when served over HTTPS).
+    pub secure_cookie: bool,
+    /// Trust below this is drawn red.
+    pub trust_red_below: f64,
+    /// Trust at or above this is drawn green (between: yellow).
+    pub trust_green_from: f64,
+}
+
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        Self {
+            session_ttl_secs: 8 * 3600,
+            max_sessions_per_workspace: 50,
+            secure_cookie: false,
+            trust_red_below: 0.4,
+            trust_green_from: 0.7,
+        }
+    }
 }
 
 /// `[server]`.
@@ -510,6 +542,28 @@ impl Settings {
             return Err(err(
                 "demo.key_file",
                 "must name a file, e.g. data/demo.key".into(),
+            ));
+        }
+        if !(60..=604_800).contains(&self.dashboard.session_ttl_secs) {
+            return Err(err(
+                "dashboard.session_ttl_secs",
+                "must be between 60 and 604800 (one week)".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&self.dashboard.max_sessions_per_workspace) {
+            return Err(err(
+                "dashboard.max_sessions_per_workspace",
+                "must be between 1 and 10000".into(),
+            ));
+        }
+        let (red, green) = (
+            self.dashboard.trust_red_below,
+            self.dashboard.trust_green_from,
+        );
+        if !(0.0..=1.0).contains(&red) || !(0.0..=1.0).contains(&green) || red > green {
+            return Err(err(
+                "dashboard.trust_red_below",
+                format!("trust_red_below ({red}) and trust_green_from ({green}) must be in [0, 1] with red <= green"),
             ));
         }
         if self.auth.cache_ttl_secs > 300 {

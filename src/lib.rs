@@ -28,6 +28,7 @@ pub mod backends;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod definitions;
 pub mod demo;
 pub mod error;

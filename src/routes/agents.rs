@@ -286,23 +286,35 @@ pub async fn update(
     body: Body<UpdateAgent>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AgentId::parse("agent_id", &path.into_inner())?;
+    let agent = set_enabled(&state, ws.0, &id, body.0.enabled).await?;
+    Ok(HttpResponse::Ok().json(agent))
+}
+
+/// Enables or disables an agent of `ws` and audits it (the API's PATCH and
+/// the dashboard's button); 404 for an agent the workspace has not registered.
+pub(crate) async fn set_enabled(
+    state: &AppState,
+    ws: WorkspaceId,
+    id: &AgentId,
+    enabled: bool,
+) -> Result<Agent, ApiError> {
     let agent = state
         .store
-        .set_agent_enabled(ws.0, &id, body.0.enabled)
+        .set_agent_enabled(ws, id, enabled)
         .await?
-        .ok_or_else(|| agent_not_found(&id))?;
+        .ok_or_else(|| agent_not_found(id))?;
     if agent.enabled {
         // Re-enabling also clears an "unhealthy" mark from the supervisor.
-        state.workflows.swarm().reset_health(ws.0, &id);
+        state.workflows.swarm().reset_health(ws, id);
     }
     crate::audit::record(
         state.store.as_ref(),
-        Caller::Workspace(ws.0),
+        Caller::Workspace(ws),
         crate::audit::actions::AGENT_UPDATE,
-        Some(ws.0),
+        Some(ws),
         id.as_str(),
         json!({"enabled": agent.enabled}),
     )
     .await;
-    Ok(HttpResponse::Ok().json(agent))
+    Ok(agent)
 }

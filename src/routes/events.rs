@@ -8,6 +8,8 @@ use actix_web::{web, HttpResponse};
 use futures_util::stream;
 use tokio::sync::broadcast::error::RecvError;
 
+use swarmwise_actors::domain::WorkspaceId;
+
 use crate::auth::Workspace;
 use crate::state::AppState;
 
@@ -16,9 +18,15 @@ use crate::state::AppState;
     responses((status = 200, description = "text/event-stream of JSON events with a `type` field", content_type = "text/event-stream")),
     security(("api_key" = [])))]
 pub async fn stream(ws: Workspace, state: web::Data<AppState>) -> HttpResponse {
+    stream_for(&state, ws.0)
+}
+
+/// The event stream of one workspace (the API's, and the dashboard's for a
+/// session's workspace).
+pub(crate) fn stream_for(state: &AppState, ws: WorkspaceId) -> HttpResponse {
     let rx = state.engine.events().subscribe();
     let stop = state.shutdown.clone();
-    let body = stream::unfold((rx, ws.0, stop), |(mut rx, ws, mut stop)| async move {
+    let body = stream::unfold((rx, ws, stop), |(mut rx, ws, mut stop)| async move {
         loop {
             if *stop.borrow() {
                 return None;

@@ -127,7 +127,7 @@ pub struct PatternsQuery {
     cursor: Option<String>,
 }
 
-async fn cached_patterns(
+pub(crate) async fn cached_patterns(
     state: &AppState,
     ws: swarmwise_actors::domain::WorkspaceId,
 ) -> Result<Arc<Vec<StoredPattern>>, ApiError> {
@@ -194,7 +194,15 @@ pub async fn patterns(
 /// The insights widget: the latest cycle's findings and advice.
 #[utoipa::path(get, path = "/api/v1/learning/insights", tag = "learning", responses((status = 200, body = Insights)), security(("api_key" = [])))]
 pub async fn insights(ws: Workspace, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let cycles = state.store.cycles(ws.0, 20).await?;
+    Ok(HttpResponse::Ok().json(insights_of(&state, ws.0).await?))
+}
+
+/// The insights widget's data (the API and the dashboard's overview).
+pub(crate) async fn insights_of(
+    state: &AppState,
+    ws: swarmwise_actors::domain::WorkspaceId,
+) -> Result<Insights, ApiError> {
+    let cycles = state.store.cycles(ws, 20).await?;
     let latest = cycles.into_iter().find(|c| c.status == "succeeded");
     let strings = |key: &str| -> Vec<String> {
         latest
@@ -203,13 +211,13 @@ pub async fn insights(ws: Workspace, state: web::Data<AppState>) -> Result<HttpR
             .and_then(|v| serde_json::from_value(v.clone()).ok())
             .unwrap_or_default()
     };
-    let all = cached_patterns(&state, ws.0).await?;
+    let all = cached_patterns(state, ws).await?;
     let count = |s: PatternStatus| all.iter().filter(|p| p.status == s).count() as u64;
-    Ok(HttpResponse::Ok().json(Insights {
+    Ok(Insights {
         key_insights: strings("key_insights"),
         recommended_actions: strings("recommended_actions"),
         candidate_patterns: count(PatternStatus::Candidate),
         confirmed_patterns: count(PatternStatus::Confirmed),
         latest_cycle: latest,
-    }))
+    })
 }

@@ -13,6 +13,7 @@ pub mod learning;
 pub mod openapi;
 pub mod recommendations;
 pub mod runs;
+pub mod series;
 pub mod trust;
 pub mod workspaces;
 
@@ -57,6 +58,7 @@ api_routes! {
     get "/learning/agents/metrics.csv" => trust::metrics_csv,
     get "/learning/agents/{agent_id}/boost" => trust::boost,
     get "/learning/agents/{agent_id}/metrics" => trust::agent_metrics,
+    get "/learning/agents/{agent_id}/series" => series::agent_series,
     post "/learning/debug/initialize-trust-scores" => trust::initialize,
     post "/learning/cycles" => learning::trigger,
     get "/learning/cycles" => learning::list,
@@ -66,6 +68,7 @@ api_routes! {
     get "/learning/schedule" => learning::schedule,
     get "/workflows" => runs::list,
     post "/workflows/runs" => runs::run,
+    get "/workflows/runs" => runs::list_runs,
     get "/workflows/runs/{run_id}" => runs::get,
     get "/events" => events::stream,
 }
@@ -75,5 +78,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
-        .service(api_scope().wrap(actix_web::middleware::from_fn(crate::auth::authenticate)));
+        .service(api_scope().wrap(actix_web::middleware::from_fn(crate::auth::authenticate)))
+        .service(crate::dashboard::scope());
 }

@@ -6,7 +6,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{agents, audit, events, health, learning, recommendations, runs, trust, workspaces};
+use super::{
+    agents, audit, events, health, learning, recommendations, runs, series, trust, workspaces,
+};
 
 struct BearerAuth;
 
@@ -35,9 +37,10 @@ impl Modify for BearerAuth {
         recommendations::track, recommendations::track_batch, recommendations::list, recommendations::get,
         recommendations::feedback, recommendations::outcome,
         trust::list, trust::get, trust::recompute, trust::metrics_csv, trust::boost, trust::agent_metrics, trust::initialize,
+        series::agent_series,
         learning::trigger, learning::list, learning::latest, learning::patterns, learning::insights,
         learning::schedule,
-        runs::list, runs::run, runs::get, events::stream,
+        runs::list, runs::run, runs::list_runs, runs::get, events::stream,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorCode)),

@@ -148,3 +148,64 @@ pub async fn get(
         .ok_or_else(|| not_found(id))?;
     Ok(HttpResponse::Ok().json(run))
 }
+
+/// Query of `GET /workflows/runs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RunListQuery {
+    /// Page size (default `limits.default_page_size`, at most `limits.max_page_size`).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page (a run id).
+    cursor: Option<String>,
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunList {
+    /// Runs without input and result (read one for its report).
+    pub items: Vec<crate::store::RunSummary>,
+    /// Pass as `cursor` for older runs; null on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Recent runs of the workspace, newest first.
+#[utoipa::path(get, path = "/api/v1/workflows/runs", tag = "workflows", params(RunListQuery),
+    responses((status = 200, body = RunList),
+              (status = 422, description = "bad limit or cursor; `details.field` names it", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list_runs(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    q: web::Query<RunListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let limits = &state.settings.limits;
+    let limit = q.limit.unwrap_or(limits.default_page_size);
+    if limit == 0 || limit > limits.max_page_size {
+        return Err(ApiError::field(
+            crate::error::ErrorCode::InvalidField,
+            "limit",
+            format!("limit: must be between 1 and {}", limits.max_page_size),
+        ));
+    }
+    let before = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            Uuid::parse_str(c).map_err(|_| {
+                ApiError::field(
+                    crate::error::ErrorCode::InvalidField,
+                    "cursor",
+                    "cursor: pass the next_cursor of the previous page",
+                )
+            })
+        })
+        .transpose()?;
+    let items = state.store.recent_runs(ws.0, before, limit).await?;
+    let next_cursor = if items.len() == limit as usize {
+        items.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(RunList { items, next_cursor }))
+}

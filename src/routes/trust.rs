@@ -154,8 +154,14 @@ fn view(snap: &WorkspaceSnapshot, id: &AgentId, name: &str) -> CardView {
     responses((status = 200, body = TrustScores), (status = 401, description = "missing or unknown API key", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn list(ws: Workspace, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let snap = state.engine.trust(ws.0);
-    let agents = state.store.agents(ws.0).await?;
+    Ok(HttpResponse::Ok().json(scores(&state, ws.0).await?))
+}
+
+/// Every registered agent's card, best first (the list endpoint and the
+/// dashboard's trust page show the same values).
+pub(crate) async fn scores(state: &AppState, ws: WorkspaceId) -> Result<TrustScores, ApiError> {
+    let snap = state.engine.trust(ws);
+    let agents = state.store.agents(ws).await?;
     let mut names: BTreeMap<AgentId, String> = agents.into_iter().map(|a| (a.id, a.name)).collect();
     for (id, c) in &snap.agents {
         names
@@ -172,11 +178,11 @@ pub async fn list(ws: Workspace, state: web::Data<AppState>) -> Result<HttpRespo
             .total_cmp(&a.card.overall_trust)
             .then_with(|| a.agent_id.cmp(&b.agent_id))
     });
-    Ok(HttpResponse::Ok().json(TrustScores {
+    Ok(TrustScores {
         workspace_average: snap.workspace_average,
         workspace_accuracy: snap.workspace_accuracy,
         agents,
-    }))
+    })
 }
 
 /// One agent's card, its per-type cards and recent history.
@@ -189,11 +195,22 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AgentId::parse("agent_id", &path.into_inner())?;
-    let snap = state.engine.trust(ws.0);
+    Ok(HttpResponse::Ok().json(agent_trust(&state, ws.0, &id).await?))
+}
+
+/// One agent's card, per-type cards and history; 404 for an agent this
+/// workspace has neither registered nor scored.
+pub(crate) async fn agent_trust(
+    state: &AppState,
+    ws: WorkspaceId,
+    id: &AgentId,
+) -> Result<AgentTrust, ApiError> {
+    let id = id.clone();
+    let snap = state.engine.trust(ws);
     let name = match snap.agents.get(&id) {
         Some(c) => c.agent_name.clone(),
         None => state
-            .agent_name(ws.0, &id)
+            .agent_name(ws, &id)
             .await?
             .ok_or_else(|| agent_not_found(&id))?,
     };
@@ -210,13 +227,13 @@ pub async fn get(
                 .collect()
         })
         .unwrap_or_default();
-    let history = state.store.trust_history(ws.0, &id, 50).await?;
-    Ok(HttpResponse::Ok().json(AgentTrust {
+    let history = state.store.trust_history(ws, &id, 50).await?;
+    Ok(AgentTrust {
         card: view(&snap, &id, &name),
         workspace_average: snap.workspace_average,
         per_type,
         history,
-    }))
+    })
 }
 
 /// Query of the boost endpoint.
@@ -322,7 +339,7 @@ pub async fn agent_metrics(
 /// a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a leading `'`, so a
 /// tenant-chosen agent name cannot run in the operator's spreadsheet (OWASP
 /// "CSV injection").
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
@@ -343,10 +360,24 @@ pub async fn metrics_csv(
     ws: Workspace,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            "attachment; filename=\"agent-metrics.csv\"",
+        ))
+        .body(metrics_csv_text(&state, ws.0).await?))
+}
+
+/// The CSV of every agent's metrics (the API's export and the dashboard's).
+pub(crate) async fn metrics_csv_text(
+    state: &AppState,
+    ws: WorkspaceId,
+) -> Result<String, ApiError> {
     state.engine.flush().await?;
-    let all = counts(&state, ws.0).await?;
-    let snap = state.engine.trust(ws.0);
-    let agents = state.store.agents(ws.0).await?;
+    let all = counts(state, ws).await?;
+    let snap = state.engine.trust(ws);
+    let agents = state.store.agents(ws).await?;
     let mut out = String::from(
         "agent_id,agent_name,total_recommendations,pending_count,approved_count,partial_count,rejected_count,\
          expired_count,approval_rate,avg_confidence,avg_quality,strength,overall_trust,\
@@ -382,13 +413,7 @@ pub async fn metrics_csv(
             m.reliability
         );
     }
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            "Content-Disposition",
-            "attachment; filename=\"agent-metrics.csv\"",
-        ))
-        .body(out))
+    Ok(out)
 }
 
 /// Initial trust rows for every registered agent without one (idempotent)

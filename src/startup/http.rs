@@ -21,9 +21,15 @@ pub(super) fn server(
     shutdown_timeout_secs: u64,
     listener: TcpListener,
 ) -> std::io::Result<Server> {
+    // Dashboard sessions: one store for every worker.
+    let sessions = web::Data::new(crate::dashboard::session::Sessions::new(
+        std::time::Duration::from_secs(state.settings.dashboard.session_ttl_secs),
+        state.settings.dashboard.max_sessions_per_workspace,
+    ));
     HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(sessions.clone())
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
                 ApiError::new(ErrorCode::InvalidQuery, format!("query string: {e}")).into()
             }))

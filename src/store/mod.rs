@@ -14,6 +14,7 @@
 //! | `trust/` | `TrustStore` | trust cards and trust history |
 //! | `learning/` | `LearningStore` | outcomes to mine, patterns, rules, cycle reports, the cycle lock |
 //! | `runs/` | `RunStore` | workflow runs (and marking leftovers interrupted) |
+//! | `series/` | [`SeriesStore`] | the dashboards' read models: an agent's time series and calibration bins, the run listing (no tables of its own) |
 //!
 //! Each folder is `mod.rs` (the rows and SQL both dialects share, e.g. column
 //! lists), `postgres.rs` (`impl Trait for PgStore`) and `sqlite.rs`
@@ -37,6 +38,7 @@ mod learning;
 mod postgres;
 mod recommendations;
 mod runs;
+mod series;
 mod sqlite;
 mod trust;
 
@@ -49,6 +51,7 @@ use swarmwise_actors::tracker::WriteMode;
 
 pub use keys::{ApiKeyInfo, AuditEntry, AuditFilter, KeyChange, KeyStore, WorkspaceInfo};
 pub use postgres::PgStore;
+pub use series::{Bucket, CalibrationBin, RunSummary, SeriesPoint, SeriesStore};
 pub use sqlite::SqliteStore;
 
 use crate::config::DatabaseSettings;
@@ -65,10 +68,11 @@ pub struct NewApiKey {
 }
 
 /// Everything the service stores: the engine's port ([`Store`], one trait per
-/// aggregate), workspaces, keys and the audit log ([`KeyStore`]), and the
+/// aggregate), workspaces, keys and the audit log ([`KeyStore`]), the
+/// dashboards' read models ([`SeriesStore`]), and the
 /// store's own health.
 #[async_trait]
-pub trait AdminStore: Store + KeyStore {
+pub trait AdminStore: Store + KeyStore + SeriesStore {
     /// Database reachable and the newest migration applied.
     async fn ready(&self) -> Result<(), StoreError>;
     /// Which backend, for logs and `/readyz`.

@@ -8,6 +8,8 @@ mod helpers;
 mod agent_policy;
 mod auth;
 mod backends;
+mod browser;
+mod dashboard;
 mod errors;
 mod fairness;
 mod key_store;
