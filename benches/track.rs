@@ -89,7 +89,9 @@ async fn pg_database() -> Option<String> {
     Some(format!("{}/{name}", &base[..i]))
 }
 
-async fn in_process(label: &str, url: &str, n: usize) -> (Engine, WorkspaceId) {
+/// Tracks `n` recommendations in process; returns the engine, the workspace
+/// and the ids of agent-1's recommendations (one per workflow, in order).
+async fn in_process(label: &str, url: &str, n: usize) -> (Engine, WorkspaceId, Vec<Uuid>) {
     let store = swarmwise::store::connect(&DatabaseSettings {
         url: url.into(),
         ..Default::default()
@@ -121,6 +123,11 @@ async fn in_process(label: &str, url: &str, n: usize) -> (Engine, WorkspaceId) {
         refs.push(t.elapsed().as_secs_f64());
     }
     let recs: Vec<Recommendation> = (0..n).map(|i| rec(ws, i)).collect();
+    let agent1: Vec<Uuid> = recs
+        .iter()
+        .filter(|r| r.agent_id.as_str() == "agent-1")
+        .map(|r| r.id)
+        .collect();
     let mut lat = Vec::with_capacity(n);
     let started = Instant::now();
     for (i, r) in recs.into_iter().enumerate() {
@@ -141,25 +148,29 @@ async fn in_process(label: &str, url: &str, n: usize) -> (Engine, WorkspaceId) {
         "track in process, write_behind → {label:<8} n={n}: p50 {} p99 {} | acked {:.0}/s, durable {:.0}/s | reference actor round trip p50 {} p99 {} | ratio p50 {:.1}×",
         us(p50), us(p99), n as f64 / acked, n as f64 / durable, us(r50), us(r99), p50 / r50
     );
-    (engine, ws)
+    (engine, ws, agent1)
 }
 
 /// Gives `ws` trust state: outcomes for its first workflows (each holds
-/// recommendations of 8 agents of type `strategy`), then a settled
-/// recompute. Panics if agent-1 still has no cards: the hit case would
-/// silently measure a miss.
-async fn populate_trust(engine: &Engine, ws: WorkspaceId, n: usize) {
-    use swarmwise_actors::domain::QualityScore;
-    use swarmwise_actors::tracker::Evaluate;
-    let workflows = (n / 8).min(200);
-    for w in 0..workflows {
+/// one `strategy` recommendation of each of 8 agents): agent-1's approved,
+/// the others' rejected, so agent-1 earns a boost. Then a settled recompute.
+/// Panics if agent-1 still has no cards: the hit case would silently
+/// measure a miss.
+async fn populate_trust(engine: &Engine, ws: WorkspaceId, agent1: &[Uuid]) {
+    use swarmwise_actors::domain::{QualityScore, Verdict};
+    use swarmwise_actors::tracker::{Evaluate, ExplicitVerdict};
+    let workflows = agent1.len().min(200);
+    for (w, id) in agent1.iter().take(workflows).enumerate() {
         engine
             .evaluate(Evaluate {
                 workspace: ws,
                 workflow_id: format!("wf-{w}"),
-                overall_quality: QualityScore::parse("q", if w % 3 == 0 { 30.0 } else { 85.0 })
-                    .unwrap(),
-                verdicts: Vec::new(),
+                overall_quality: QualityScore::parse("q", 20.0).unwrap(),
+                verdicts: vec![ExplicitVerdict {
+                    recommendation_id: *id,
+                    verdict: Verdict::Approved,
+                    quality: Some(QualityScore::parse("q", 95.0).unwrap()),
+                }],
                 feedback: None,
             })
             .await
@@ -326,12 +337,12 @@ fn main() {
         );
         let dir = tempfile::tempdir().unwrap();
         let sqlite = format!("sqlite://{}/bench.db", dir.path().display());
-        let (engine, ws) = in_process("sqlite", &sqlite, n).await;
-        populate_trust(&engine, ws, n).await;
+        let (engine, ws, agent1) = in_process("sqlite", &sqlite, n).await;
+        populate_trust(&engine, ws, &agent1).await;
         boost_reads(&engine, ws);
         match pg_database().await {
             Some(url) => {
-                let (engine, _) = in_process("postgres", &url, n).await;
+                let (engine, _, _) = in_process("postgres", &url, n).await;
                 engine
                     .drain(std::time::Duration::from_secs(600))
                     .await
