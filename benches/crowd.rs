@@ -414,29 +414,22 @@ fn print_table(name: &str, data: &Data, fig: &Figures) {
     }
     let mut lambdas: Vec<_> = lambdas.into_iter().collect();
     lambdas.sort();
-    let (semi, _) = mean_ci(&fig.acc[4]);
     let (ds, _) = mean_ci(&fig.acc[1]);
-    let wins = fig.acc[4]
-        .iter()
-        .zip(&fig.acc[1])
-        .filter(|(s, d)| s >= d)
-        .count();
-    println!(
-        "semi-supervised − Dawid-Skene: {:+.2} points (at or above it in {wins} of {} splits); λ chosen: {lambdas:?}",
-        semi - ds,
-        fig.acc[4].len()
-    );
-    let (live, _) = mean_ci(&fig.acc[5]);
-    let live_wins = fig.acc[5]
-        .iter()
-        .zip(&fig.acc[1])
-        .filter(|(s, d)| s >= d)
-        .count();
-    println!(
-        "live learning cycle − Dawid-Skene: {:+.2} points (at or above it in {live_wins} of {} splits)",
-        live - ds,
-        fig.acc[5].len()
-    );
+    let versus_ds = |m: usize, label: &str, extra: &str| {
+        let (mean, _) = mean_ci(&fig.acc[m]);
+        let wins = fig.acc[m]
+            .iter()
+            .zip(&fig.acc[1])
+            .filter(|(s, d)| s >= d)
+            .count();
+        println!(
+            "{label} − Dawid-Skene: {:+.2} points (at or above it in {wins} of {} splits){extra}",
+            mean - ds,
+            fig.acc[m].len()
+        );
+    };
+    versus_ds(4, "semi-supervised", &format!("; λ chosen: {lambdas:?}"));
+    versus_ds(5, "live learning cycle", "");
 }
 
 fn crowd() {

@@ -58,7 +58,8 @@ pub struct AgreementConfig {
     /// the workspace's approval rate.
     pub prior_strength: f64,
     /// A type gets a full Dawid–Skene model (a confusion matrix per agent)
-    /// only if its decisions take at most this many distinct values.
+    /// only if its decisions take at most this many distinct values; a
+    /// workflow × type group with more is left out of agreement altogether.
     pub max_labels: usize,
 }
 
@@ -235,6 +236,9 @@ struct GroupBuilder {
     cell_index: HashMap<(AgentId, String), usize>,
     /// Workflow × type → (its distinct decisions, its answers).
     groups: BTreeMap<(String, String), (Vec<String>, Vec<GroupAnswer>)>,
+    /// Groups with more distinct decisions than this are left out (free
+    /// text, not a decision); interning stops there, so it stays linear.
+    max_decisions: usize,
 }
 
 impl GroupBuilder {
@@ -259,13 +263,10 @@ impl GroupBuilder {
             .groups
             .entry((workflow.to_string(), rtype.to_string()))
             .or_default();
-        let answer = decisions
-            .iter()
-            .position(|d| d == decision)
-            .unwrap_or_else(|| {
-                decisions.push(decision.clone());
-                decisions.len() - 1
-            });
+        if decisions.len() > self.max_decisions {
+            return;
+        }
+        let answer = intern(decisions, decision);
         answers.push(GroupAnswer {
             agent: cell,
             answer,
@@ -282,7 +283,10 @@ pub fn estimate(
     pending: &[PendingDecision],
     config: &AgreementConfig,
 ) -> AgreementEstimate {
-    let mut b = GroupBuilder::default();
+    let mut b = GroupBuilder {
+        max_decisions: config.max_labels,
+        ..GroupBuilder::default()
+    };
     for r in records {
         let v = if r.approved { 1.0 } else { 0.0 };
         b.add(
@@ -302,6 +306,8 @@ pub fn estimate(
             None,
         );
     }
+    b.groups
+        .retain(|_, (decisions, _)| decisions.len() <= config.max_labels);
     let models = if config.enabled {
         full_models(&b, config)
     } else {
@@ -401,6 +407,14 @@ pub fn estimate(
     out
 }
 
+/// The index of `x` in `seen`, appended if new (small lists: a linear scan).
+fn intern<T: PartialEq + Clone>(seen: &mut Vec<T>, x: &T) -> usize {
+    seen.iter().position(|s| s == x).unwrap_or_else(|| {
+        seen.push(x.clone());
+        seen.len() - 1
+    })
+}
+
 /// Fits a full model per type with at least `min_evaluated_groups` gold
 /// groups and at most `max_labels` decisions. A group's gold is its
 /// approved decision (one right answer per workflow × type); a group with
@@ -409,16 +423,25 @@ fn full_models(
     b: &GroupBuilder,
     config: &AgreementConfig,
 ) -> BTreeMap<String, (TypeModel, ModelSummary)> {
-    // Type → (labels, agents, items, gold).
-    type Parts = (
-        Vec<String>,
-        Vec<AgentId>,
-        Vec<Vec<(usize, usize)>>,
-        Vec<Option<usize>>,
-    );
+    /// One type's items as Dawid–Skene sees them.
+    #[derive(Default)]
+    struct Parts {
+        labels: Vec<String>,
+        agents: Vec<AgentId>,
+        /// Builder cell → index in `agents` (cells are agent × type).
+        agent_of_cell: HashMap<usize, usize>,
+        items: Vec<Vec<(usize, usize)>>,
+        gold: Vec<Option<usize>>,
+        /// More than `max_labels` decisions: no model (and no more interning,
+        /// so free-text decisions cost linear time).
+        overflow: bool,
+    }
     let mut by_type: BTreeMap<&str, Parts> = BTreeMap::new();
     for ((_, rtype), (decisions, answers)) in &b.groups {
-        let (labels, agents, items, gold) = by_type.entry(rtype.as_str()).or_default();
+        let t = by_type.entry(rtype.as_str()).or_default();
+        if t.overflow {
+            continue;
+        }
         let mut item = Vec::with_capacity(answers.len());
         let mut approved: Option<Option<usize>> = None;
         for x in answers {
@@ -427,16 +450,15 @@ fn full_models(
             else {
                 continue;
             };
-            let label = labels
-                .iter()
-                .position(|l| l == decision)
-                .unwrap_or_else(|| {
-                    labels.push(decision.clone());
-                    labels.len() - 1
-                });
-            let j = agents.iter().position(|a| a == agent).unwrap_or_else(|| {
-                agents.push(agent.clone());
-                agents.len() - 1
+            let label = intern(&mut t.labels, decision);
+            if t.labels.len() > config.max_labels {
+                t.overflow = true;
+                break;
+            }
+            let next = t.agents.len();
+            let j = *t.agent_of_cell.entry(x.agent).or_insert_with(|| {
+                t.agents.push(agent.clone());
+                next
             });
             item.push((j, label));
             if x.verdict == Some(1.0) {
@@ -447,13 +469,21 @@ fn full_models(
                 });
             }
         }
-        items.push(item);
-        gold.push(approved.flatten());
+        t.items.push(item);
+        t.gold.push(approved.flatten());
     }
     let mut out = BTreeMap::new();
-    for (rtype, (labels, agents, items, gold)) in by_type {
+    for (rtype, t) in by_type {
+        let Parts {
+            labels,
+            agents,
+            items,
+            gold,
+            overflow,
+            ..
+        } = t;
         let gold_groups = gold.iter().filter(|g| g.is_some()).count();
-        if gold_groups < config.min_evaluated_groups || labels.len() > config.max_labels {
+        if overflow || gold_groups < config.min_evaluated_groups {
             continue;
         }
         let Some(fit) = semi_supervised(
@@ -626,5 +656,22 @@ mod tests {
         // Below min_evaluated_groups: no model.
         let e = estimate(&records[..20], &[], &AgreementConfig::default());
         assert!(e.models.is_empty());
+    }
+
+    /// A tenant's free text is not a decision: a group with more distinct
+    /// decisions than `max_labels` is left out, and building stays linear
+    /// (50,000 distinct answers in one workflow would be quadratic).
+    #[test]
+    fn free_text_groups_are_left_out() {
+        let pending: Vec<PendingDecision> = (0..50_000)
+            .map(|i| pending("w-big", &format!("a{}", i % 7), &format!("text {i}")))
+            .collect();
+        let mut records: Vec<OutcomeRecord> = (0..30)
+            .map(|w| record(&format!("w{w}"), "a0", "x", true))
+            .collect();
+        records.push(record("w0", "a1", "y", false));
+        let e = estimate(&records, &pending, &AgreementConfig::default());
+        assert_eq!(e.unevaluated_groups, 0, "{}", e.reason);
+        assert_eq!(e.evaluated_groups, 30);
     }
 }
