@@ -5,13 +5,23 @@
 //!
 //! - [`domain`]: validated newtypes (`Confidence`, `QualityScore`, `AgentId`,
 //!   ...) and records (`Recommendation`, `OutcomeSample`).
-//! - [`ports`]: the traits the engine needs (`Store`), implemented in the
-//!   `swarmwise` crate for PostgreSQL and SQLite.
+//! - [`error`]: `EngineError`, what the engine's calls fail with.
+//! - [`ports`]: the traits the engine needs (storage, one trait per aggregate,
+//!   gathered by `Store`), implemented in the `swarmwise` crate for
+//!   PostgreSQL and SQLite.
 //! - [`trust`]: the trust maths as pure functions ([`trust::maths`],
 //!   [`trust::state`]) and the `TrustScorer` actor that owns the state and
 //!   publishes read-only snapshots.
 //! - [`tracker`]: the `RecommendationTracker` actor, the single write path of
 //!   recommendations and verdicts (durable or write-behind).
+//! - [`agent`]: `AgentActor`, one per agent (priority queue, provider pool,
+//!   backends); [`swarm`]: the running agents by workspace; [`barrier`]: the
+//!   `FanOutBarrier` that gathers one stage's replies.
+//! - [`workflow`]: definitions and the runner (selection, judging, records),
+//!   and the trigger that requests learning cycles.
+//! - [`learner`]: the meta-learner (pattern mining, cycles, agreement) and its
+//!   actor; [`scheduler`]: cron-driven cycles and trust recomputes.
+//! - [`events`]: the live event bus relayed to SSE.
 //! - [`supervisor`]: restart limits, backoff and health for supervised actors.
 //! - [`engine`]: `Engine`, the handle that starts the actors and hides actix
 //!   from the service.

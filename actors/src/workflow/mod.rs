@@ -1,9 +1,11 @@
 //! Workflows: declarative definitions ([`definition`]) run by [`runner`] over the
 //! swarm: stages fan out through `FanOutBarrier`s, every reply is tracked,
-//! the run's outcome is evaluated, and the learning-cycle port is told.
+//! the run's outcome is evaluated, and the learning-cycle port
+//! ([`trigger`]) is told.
 
 pub mod definition;
 pub mod runner;
+pub mod trigger;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,9 +14,8 @@ use uuid::Uuid;
 use crate::domain::{Priority, WorkspaceId};
 
 pub use definition::{Selector, StageDef, StageMode, WorkflowDef};
-pub use runner::{
-    CountingTrigger, CycleTrigger, RunReport, RunRequest, Workflows, WorkflowsConfig,
-};
+pub use runner::{RunReport, RunRequest, Workflows, WorkflowsConfig};
+pub use trigger::{CountingTrigger, CycleTrigger};
 
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

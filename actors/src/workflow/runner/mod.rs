@@ -1,4 +1,9 @@
-//! Runs workflow definitions over the swarm.
+//! Runs workflow definitions over the swarm. By concern: this file runs
+//! (creating, executing and settling runs, stages, the fan-out, late
+//! replies); [`selection`] picks a stage's agents; [`judging`] votes and
+//! assembles the result; [`records`] builds what is tracked and the failures.
+//! Slightly above 600 lines: `run_stages` is one sequence (stage by stage,
+//! then evaluation) that reads best in one piece.
 //!
 //! Per stage: choose agents (listed, or "top N by trust" by Thompson
 //! sampling from each agent's posterior, `trust/select.rs`), skip the ones that
@@ -16,7 +21,6 @@
 //! agent is skipped for trust: the runtime is a plain orchestrator.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +37,7 @@ use crate::agent::backend::Task;
 use crate::barrier::{
     fan_out, AgentOutcome, AgentResult, Completion, FanOut, FanOutTarget, LateHandler,
 };
-use crate::domain::{
-    to_micros, Agent, AgentFailure, AgentId, FailureKind, Priority, QualityScore, Recommendation,
-    RecommendationStatus, Verdict, WorkspaceId,
-};
+use crate::domain::{to_micros, Agent, AgentId, Priority, QualityScore, Verdict, WorkspaceId};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::events::{Event, EventBus};
@@ -44,62 +45,13 @@ use crate::ports::Store;
 use crate::swarm::Swarm;
 use crate::tracker::{Evaluate, EvaluationSummary, ExplicitVerdict, Feedback};
 
-/// The engine's port to the meta-learner: told how many outcomes each
-/// evaluation added, it decides whether a learning cycle is due.
-pub trait CycleTrigger: Send + Sync + 'static {
-    /// `n` outcomes were just evaluated in `ws`.
-    fn outcomes_evaluated(&self, ws: WorkspaceId, n: u64);
-}
+pub mod judging;
+pub mod records;
+pub mod selection;
 
-/// `should_trigger_learning_cycle`: requests a cycle every `threshold`
-/// evaluated outcomes per workspace, by calling `on_due` (counted in
-/// `swarmwise_learning_cycles_requested_total`).
-pub struct CountingTrigger {
-    threshold: u64,
-    counts: DashMap<WorkspaceId, u64>,
-    requested: AtomicU64,
-    on_due: Box<dyn Fn(WorkspaceId) + Send + Sync>,
-}
-
-impl CountingTrigger {
-    /// Requests a cycle every `threshold` outcomes (0 = never).
-    pub fn new(threshold: u64, on_due: impl Fn(WorkspaceId) + Send + Sync + 'static) -> Self {
-        Self {
-            threshold,
-            counts: DashMap::new(),
-            requested: AtomicU64::new(0),
-            on_due: Box::new(on_due),
-        }
-    }
-
-    /// Cycles requested so far.
-    pub fn requested(&self) -> u64 {
-        self.requested.load(Ordering::Relaxed)
-    }
-}
-
-impl CycleTrigger for CountingTrigger {
-    fn outcomes_evaluated(&self, ws: WorkspaceId, n: u64) {
-        if self.threshold == 0 {
-            return;
-        }
-        let due = {
-            let mut c = self.counts.entry(ws).or_insert(0);
-            *c += n;
-            let due = *c >= self.threshold;
-            if due {
-                *c = 0;
-            }
-            due
-        };
-        if due {
-            self.requested.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("swarmwise_learning_cycles_requested_total").increment(1);
-            tracing::info!(workspace = %ws, "learning cycle due (learning.cycle_every_outcomes reached)");
-            (self.on_due)(ws);
-        }
-    }
-}
+use super::trigger::CycleTrigger;
+use judging::assemble;
+use records::{failures_of, recommendation};
 
 /// Config section `[workflows]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -566,158 +518,6 @@ impl Workflows {
         })
     }
 
-    /// The stage's agents: listed, or the top N by trust for a type.
-    fn candidates(
-        &self,
-        ws: WorkspaceId,
-        stage: &StageDef,
-        registered: &BTreeMap<AgentId, Agent>,
-    ) -> Vec<AgentId> {
-        let parse = |s: &String| AgentId::parse("agents", s).ok();
-        match &stage.select {
-            None => stage.agents.iter().filter_map(parse).collect(),
-            Some(sel) => {
-                let pool: Vec<AgentId> = if sel.from.is_empty() {
-                    registered
-                        .values()
-                        .filter(|a| a.enabled && self.swarm.get(ws, &a.id).is_some())
-                        .map(|a| a.id.clone())
-                        .collect()
-                } else {
-                    sel.from.iter().filter_map(parse).collect()
-                };
-                let rtype = sel
-                    .by_trust_for
-                    .as_deref()
-                    .unwrap_or(&stage.recommendation_type);
-                let snap = self.engine.trust(ws);
-                // Thompson sampling from each agent's posterior (docs/trust.md,
-                // "Selection"); greedy when trust.selection_exploration = 0.
-                let mut pool = pool;
-                pool.sort();
-                if !self.engine.learning_enabled() {
-                    // Plain orchestrator: the first N by id, no trust, no chance.
-                    pool.truncate(sel.top);
-                    return pool;
-                }
-                crate::trust::select::select_agents(
-                    &snap,
-                    &pool,
-                    rtype,
-                    sel.top,
-                    self.engine.params(),
-                    &mut rand::thread_rng(),
-                )
-            }
-        }
-    }
-
-    /// The stage's trust-weighted vote. First choice: the type's full
-    /// Dawid–Skene model from the latest learning cycle (posterior over the
-    /// type's decisions from each agent's confusion matrix,
-    /// `learner/agreement.rs`), when it knows every decision given. Else each
-    /// answer `content.<decision_key>`
-    /// weighted by ln((K−1)·p/(1−p)), p = the agent's accuracy on the type
-    /// (learned from verdicts and agreement by the latest learning cycle when
-    /// that is in use, `learner/agreement.rs`; else its trust card's, or its
-    /// overall one without outcomes of the type; the workspace mean without
-    /// history), K = the number of distinct answers (at least 2).
-    fn trust_vote(
-        &self,
-        ws: WorkspaceId,
-        stage: &StageDef,
-        report: &[StageAgent],
-    ) -> Option<crate::trust::consensus::TrustVote> {
-        let key = stage.decision_key.as_deref().unwrap_or("decision");
-        let snap = self.engine.trust(ws);
-        let agreement = self.engine.agreement(ws);
-        if let Some(e) = &agreement {
-            let answers: Vec<(AgentId, String)> = report
-                .iter()
-                .filter_map(|a| match &a.result.outcome {
-                    AgentOutcome::Ok { answer, .. } => {
-                        Some((a.result.agent_id.clone(), decision_of(&answer.content, key)))
-                    }
-                    _ => None,
-                })
-                .collect();
-            if let Some(v) = e.vote(&stage.recommendation_type, &answers) {
-                return Some(v);
-            }
-        }
-        let votes: Vec<(String, f64)> = report
-            .iter()
-            .filter_map(|a| match &a.result.outcome {
-                AgentOutcome::Ok { answer, .. } => {
-                    let learned = agreement
-                        .as_ref()
-                        .and_then(|e| e.accuracy(&a.result.agent_id, &stage.recommendation_type));
-                    let p = learned.unwrap_or_else(|| {
-                        snap.agents.get(&a.result.agent_id).map_or(
-                            snap.default_card.accuracy_score,
-                            |c| {
-                                c.per_type
-                                    .get(&stage.recommendation_type)
-                                    .map_or(c.overall.accuracy_score, |t| t.accuracy_score)
-                            },
-                        )
-                    });
-                    Some((decision_of(&answer.content, key), p))
-                }
-                _ => None,
-            })
-            .collect();
-        let distinct = votes
-            .iter()
-            .map(|v| v.0.as_str())
-            .collect::<std::collections::BTreeSet<_>>()
-            .len();
-        crate::trust::consensus::trust_vote(&votes, distinct)
-    }
-
-    /// Why an agent is not asked, if it is not.
-    fn skip_reason(
-        &self,
-        ws: WorkspaceId,
-        agent: &AgentId,
-        registered: &BTreeMap<AgentId, Agent>,
-    ) -> Option<String> {
-        let Some(a) = registered.get(agent) else {
-            return Some("not registered in this workspace".into());
-        };
-        if !a.enabled {
-            return Some("disabled".into());
-        }
-        let Some(running) = self.swarm.get(ws, agent) else {
-            return Some(format!("kind {:?} is not run by the runtime", a.kind));
-        };
-        if running.health.is_unhealthy() {
-            return Some(
-                "unhealthy: restarted past its limit; PATCH enabled=true to re-enable".into(),
-            );
-        }
-        if self.engine.learning_enabled() {
-            let cfg = self.swarm.config();
-            let snap = self.engine.trust(ws);
-            if let Some(card) = snap.agents.get(agent).map(|c| &c.overall) {
-                if card.observations() >= cfg.disable_min_samples
-                    && card.overall_trust < cfg.disable_below_trust
-                {
-                    let n = running.skipped_since_probe.fetch_add(1, Ordering::Relaxed) + 1;
-                    if cfg.probation_every > 0 && n >= cfg.probation_every {
-                        running.skipped_since_probe.store(0, Ordering::Relaxed);
-                        return None; // probation probe
-                    }
-                    return Some(format!(
-                        "trust {:.2} below agents.disable_below_trust {:.2}",
-                        card.overall_trust, cfg.disable_below_trust
-                    ));
-                }
-            }
-        }
-        None
-    }
-
     #[allow(clippy::too_many_arguments)]
     async fn fan_out(
         &self,
@@ -828,146 +628,4 @@ impl Workflows {
             });
         })
     }
-}
-
-/// The failures of one barrier, to record against the agents' reliability:
-/// every error and invalid answer, and every timeout of a barrier that
-/// completed by its deadline. An agent left without an answer because the
-/// quorum was reached first did not fail, so a quorum's missing answers are
-/// not counted.
-fn failures_of(
-    result: &crate::barrier::FanOutResult,
-    task: &Task,
-    registered: &BTreeMap<AgentId, Agent>,
-) -> Vec<AgentFailure> {
-    let now = to_micros(Utc::now());
-    result
-        .agents
-        .iter()
-        .filter_map(|r| {
-            let (kind, message) = match &r.outcome {
-                AgentOutcome::Error { kind, message, .. } => (*kind, message.clone()),
-                AgentOutcome::Timeout if result.completed_by != Completion::Quorum => (
-                    FailureKind::Timeout,
-                    "no answer before the stage deadline".into(),
-                ),
-                _ => return None,
-            };
-            let mut message = message;
-            if message.len() > 1000 {
-                let mut cut = 1000;
-                while !message.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                message.truncate(cut);
-            }
-            Some(AgentFailure {
-                id: Uuid::now_v7(),
-                workspace_id: task.workspace_id,
-                agent_id: r.agent_id.clone(),
-                agent_name: registered
-                    .get(&r.agent_id)
-                    .map_or_else(|| r.agent_id.to_string(), |a| a.name.clone()),
-                workflow_id: task.workflow_id.clone(),
-                recommendation_type: task.recommendation_type.clone(),
-                kind,
-                // A backend's message may quote what it received.
-                message: message.replace('\0', "\\u0000"),
-                occurred_at: now,
-            })
-        })
-        .collect()
-}
-
-#[allow(clippy::too_many_arguments)]
-/// The recommendation an answer to `task` is tracked as.
-fn recommendation(
-    task: &Task,
-    agent_id: AgentId,
-    agent_name: String,
-    answer: &crate::agent::backend::AgentAnswer,
-    latency_ms: u64,
-    timeout: Duration,
-) -> Recommendation {
-    Recommendation {
-        id: Uuid::now_v7(),
-        workspace_id: task.workspace_id,
-        agent_id,
-        agent_name,
-        correlation_id: task.correlation_id.clone(),
-        workflow_id: task.workflow_id.clone(),
-        recommendation_type: task.recommendation_type.clone(),
-        content: answer.content.clone(),
-        confidence: answer.confidence,
-        reasoning: answer.reasoning.clone(),
-        latency_ms: Some(latency_ms as i64),
-        deadline_ms: Some(timeout.as_millis() as i64),
-        status: RecommendationStatus::Pending,
-        outcome_quality: None,
-        feedback: None,
-        created_at: to_micros(Utc::now()),
-        evaluated_at: None,
-    }
-}
-
-/// `content.<key>` as text (strings as they are, other JSON as JSON), or the
-/// whole content when the key is absent.
-fn decision_of(content: &Value, key: &str) -> String {
-    content.get(key).map_or_else(
-        || content.to_string(),
-        |d| d.as_str().map_or_else(|| d.to_string(), str::to_owned),
-    )
-}
-
-/// The finalisation step: the last non-review stage's trust vote when it
-/// asks for one, else its majority decision,
-/// every stage's answers, and the quality.
-fn assemble(stages: &[StageReport], def: &WorkflowDef, quality: Option<f64>) -> Value {
-    let mut by_stage = serde_json::Map::new();
-    for s in stages {
-        let answers: Vec<Value> = s
-            .agents
-            .iter()
-            .filter_map(|a| match &a.result.outcome {
-                AgentOutcome::Ok { answer, .. } => Some(json!({"agent_id": a.result.agent_id, "content": answer.content, "confidence": answer.confidence})),
-                _ => None,
-            })
-            .collect();
-        by_stage.insert(s.name.clone(), Value::Array(answers));
-    }
-    let final_stage = def
-        .stages
-        .iter()
-        .rev()
-        .find(|s| !s.review)
-        .map(|s| s.name.as_str());
-    let final_report = stages.iter().find(|s| Some(s.name.as_str()) == final_stage);
-    if let Some(vote) = final_report.and_then(|r| r.aggregate.as_ref()) {
-        return json!({
-            "decision": vote.decision,
-            "decision_posterior": vote.posterior,
-            "aggregate": vote,
-            "quality": quality,
-            "stages": by_stage,
-        });
-    }
-    let mut votes: BTreeMap<String, (usize, f64)> = BTreeMap::new();
-    if let Some(report) = final_report {
-        for a in &report.agents {
-            if let AgentOutcome::Ok { answer, .. } = &a.result.outcome {
-                let key = answer.content.get("decision").map_or_else(
-                    || answer.content.to_string(),
-                    |d| d.as_str().map_or_else(|| d.to_string(), str::to_owned),
-                );
-                let e = votes.entry(key).or_insert((0, 0.0));
-                e.0 += 1;
-                e.1 += answer.confidence;
-            }
-        }
-    }
-    let decision = votes
-        .into_iter()
-        .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(a.1 .1.total_cmp(&b.1 .1)))
-        .map(|(k, _)| k);
-    json!({ "decision": decision, "quality": quality, "stages": by_stage })
 }
