@@ -5,11 +5,15 @@
 //! ([`crate::trust::consensus::choose_unlabeled_weight`]).
 //!
 //! The unit of the model is an agent × recommendation type cell: a group is
-//! one workflow × type, its answers are `content.<decision_key>`. The result
-//! ([`AgreementEstimate`]) replaces the verdict-only accuracy in the weights
-//! of `aggregate = "trust_vote"` until the next cycle, and is reported in the
-//! cycle's insights. Assumptions and when it switches itself off:
+//! one workflow × type, its answers are `content.<decision_key>`. Beside the
+//! one-coin cells, each type with enough gold gets a full Dawid–Skene model
+//! (a confusion matrix per agent, [`TypeModel`]). The result
+//! ([`AgreementEstimate`]) decides `aggregate = "trust_vote"` stages until
+//! the next cycle (the full model first, else the cells' accuracies as
+//! one-coin weights), and is reported in the cycle's insights. Assumptions and when it switches itself off:
 //! docs/trust.md, "Dawid–Skene and learning from unevaluated workflows".
+//!
+//! Why one file of about 680 lines: 550 of code, the rest its unit tests.
 
 use std::collections::{BTreeMap, HashMap};
 

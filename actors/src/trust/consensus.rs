@@ -6,6 +6,9 @@
 //! (`aggregate = "trust_vote"`) and by the real-data benchmarks
 //! (`benches/crowd.rs`, `benches/llmbar.rs`). Formulas and measured figures:
 //! docs/trust.md, "Consensus".
+//!
+//! Why one file of about 800 lines: 560 of pure maths sharing one data shape
+//! (the vote, Dawid–Skene and the agreement EM), and their seeded tests.
 
 use std::collections::BTreeMap;
 
