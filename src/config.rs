@@ -257,6 +257,10 @@ pub struct LimitSettings {
     pub max_runs_in_flight: usize,
     /// Agents one workspace may register (0 = unlimited).
     pub max_agents_per_workspace: usize,
+    /// Server-sent event streams open at once per workspace, over
+    /// `GET /api/v1/events` and `GET /learning/events` together (0 =
+    /// unlimited); one more is 429 `too_many_streams`.
+    pub max_event_streams_per_workspace: usize,
 }
 
 impl Default for LimitSettings {
@@ -272,6 +276,7 @@ impl Default for LimitSettings {
             key_burst: 2000,
             max_runs_in_flight: 64,
             max_agents_per_workspace: 1000,
+            max_event_streams_per_workspace: 32,
         }
     }
 }

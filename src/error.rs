@@ -164,6 +164,9 @@ error_codes! {
     TooManyRuns = "too_many_runs", TOO_MANY_REQUESTS,
         "The workspace already has `limits.max_runs_in_flight` workflow runs in flight.",
         "Wait for some to finish; retry after `Retry-After` seconds.";
+    TooManyStreams = "too_many_streams", TOO_MANY_REQUESTS,
+        "The workspace already has `limits.max_event_streams_per_workspace` event streams open.",
+        "Close a stream (another tab or client) first; retry after `Retry-After` seconds.";
     Overloaded = "overloaded", SERVICE_UNAVAILABLE,
         "The engine's queue for this work is full.",
         "Retry after `Retry-After` seconds, with backoff.";

@@ -13,7 +13,7 @@
 //!
 //! The first two answer 429 with `Retry-After`; every refusal is counted in
 //! `swarmwise_rate_limited_total{limit}` (limit ∈ api_key, workflow_runs,
-//! agent_queue). The admin key (the operator) is not rate-limited.
+//! agent_queue, event_streams). The admin key (the operator) is not rate-limited.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,6 +36,10 @@ pub struct Limits {
     runs: DashMap<WorkspaceId, Arc<AtomicUsize>>,
     /// `limits.max_runs_in_flight` (0 = unlimited).
     max_runs: usize,
+    /// Event streams open by workspace; entries at zero are pruned by `upkeep`.
+    streams: DashMap<WorkspaceId, Arc<AtomicUsize>>,
+    /// `limits.max_event_streams_per_workspace` (0 = unlimited).
+    max_streams: usize,
 }
 
 impl std::fmt::Debug for Limits {
@@ -63,6 +67,8 @@ impl Limits {
             per_key,
             runs: DashMap::new(),
             max_runs: settings.max_runs_in_flight,
+            streams: DashMap::new(),
+            max_streams: settings.max_event_streams_per_workspace,
         }
     }
 
@@ -109,6 +115,35 @@ impl Limits {
         Ok(slot)
     }
 
+    /// A slot for one more open event stream of `ws`, held (moved into the
+    /// stream) until the client goes away; 429 `too_many_streams` past
+    /// `limits.max_event_streams_per_workspace`.
+    pub fn start_stream(&self, ws: WorkspaceId) -> Result<RunSlot, ApiError> {
+        let counter = Arc::clone(self.streams.entry(ws).or_default().value());
+        let before = counter.fetch_add(1, Ordering::AcqRel);
+        let slot = RunSlot(counter);
+        if self.max_streams > 0 && before >= self.max_streams {
+            drop(slot);
+            count_refusal("event_streams");
+            return Err(too_many(
+                ErrorCode::TooManyStreams,
+                format!(
+                    "this workspace already has {} event streams open (limits.max_event_streams_per_workspace); close one (another tab or client) and retry",
+                    self.max_streams
+                ),
+                5,
+            ));
+        }
+        Ok(slot)
+    }
+
+    /// Event streams of `ws` open now.
+    pub fn streams_open(&self, ws: WorkspaceId) -> usize {
+        self.streams
+            .get(&ws)
+            .map_or(0, |c| c.load(Ordering::Acquire))
+    }
+
     /// Runs in flight of `ws` now.
     pub fn runs_in_flight(&self, ws: WorkspaceId) -> usize {
         self.runs.get(&ws).map_or(0, |c| c.load(Ordering::Acquire))
@@ -122,10 +157,13 @@ impl Limits {
         }
         self.runs
             .retain(|_, c| c.load(Ordering::Acquire) > 0 || Arc::strong_count(c) > 1);
+        self.streams
+            .retain(|_, c| c.load(Ordering::Acquire) > 0 || Arc::strong_count(c) > 1);
     }
 }
 
-/// One workflow run in flight; dropping it frees the slot.
+/// One workflow run in flight (or one open event stream); dropping it frees
+/// the slot.
 #[derive(Debug)]
 pub struct RunSlot(Arc<AtomicUsize>);
 

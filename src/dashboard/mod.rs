@@ -126,11 +126,27 @@ impl ResponseError for DashError {
                 .finish(),
             DashError::Api(e) if e.status.is_server_error() => {
                 tracing::warn!(error = %e, "dashboard request failed");
-                error_page(e.status, &e.message)
+                with_retry_after(error_page(e.status, &e.message), e)
             }
+            DashError::Api(e) => with_retry_after(error_page(e.status, &e.message), e),
             other => error_page(other.status_code(), &other.to_string()),
         }
     }
+}
+
+/// Adds `Retry-After` to a 429 or 503 page (from `details.retry_after_secs`).
+fn with_retry_after(mut res: HttpResponse, e: &ApiError) -> HttpResponse {
+    if e.status == StatusCode::TOO_MANY_REQUESTS || e.status == StatusCode::SERVICE_UNAVAILABLE {
+        let secs = e
+            .details
+            .get("retry_after_secs")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1);
+        if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    res
 }
 
 /// A request with a live session whose key still resolves to its workspace.
@@ -182,7 +198,13 @@ async fn signed(req: HttpRequest) -> Result<Signed, DashError> {
     // The key is checked again on every request (through the key cache):
     // a revoked key's sessions end within `auth.cache_ttl_secs`.
     match caller_of_digest(&state, session.key_hash.clone()).await? {
-        Some(Caller::Workspace(ws)) if ws == session.workspace => Ok(Signed { id, session }),
+        Some(Caller::Workspace(ws)) if ws == session.workspace => {
+            // A session spends its key's request budget
+            // (`limits.key_requests_per_second`) like the API does, so a
+            // page or CSV loop cannot bypass the per-key limit.
+            state.limits.check_key(&session.key_hash)?;
+            Ok(Signed { id, session })
+        }
         _ => {
             sessions.end(&id);
             Err(DashError::SignIn)

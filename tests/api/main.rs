@@ -21,6 +21,7 @@ mod openapi;
 mod poison;
 mod recommendations;
 mod review;
+mod review_dashboard;
 mod standalone;
 mod start_keys;
 mod store;

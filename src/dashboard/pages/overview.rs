@@ -166,8 +166,8 @@ pub async fn insights_partial(s: Signed, state: web::Data<AppState>) -> Page {
 
 /// `GET /learning/events`: the session's workspace's events (the API's
 /// stream, scoped by the session instead of a bearer key).
-pub async fn events(s: Signed, state: web::Data<AppState>) -> HttpResponse {
-    crate::routes::events::stream_for(&state, s.ws())
+pub async fn events(s: Signed, state: web::Data<AppState>) -> Page {
+    Ok(crate::routes::events::stream_for(&state, s.ws())?)
 }
 
 /// `POST /learning/cycles`: runs a learning cycle now, then back to the
