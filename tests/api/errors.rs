@@ -418,6 +418,7 @@ async fn every_error_code_has_a_snapshot_of_its_body() {
     app.stop().await.unwrap();
     let limits = swarmwise::limits::Limits::new(&swarmwise::config::LimitSettings {
         max_runs_in_flight: 1,
+        max_event_streams_per_workspace: 1,
         ..Default::default()
     });
     let ws = swarmwise_actors::domain::WorkspaceId(Uuid::nil());
@@ -425,6 +426,11 @@ async fn every_error_code_has_a_snapshot_of_its_body() {
     put(
         &mut got,
         from_error(limits.start_run(ws).unwrap_err()).await,
+    );
+    let _stream = limits.start_stream(ws).unwrap();
+    put(
+        &mut got,
+        from_error(limits.start_stream(ws).unwrap_err()).await,
     );
 
     engine_errors(&mut got).await;
