@@ -10,8 +10,9 @@
 //!   gathered by `Store`), implemented in the `swarmwise` crate for
 //!   PostgreSQL and SQLite.
 //! - [`trust`]: the trust maths as pure functions ([`trust::maths`],
-//!   [`trust::state`]) and the `TrustScorer` actor that owns the state and
-//!   publishes read-only snapshots.
+//!   [`trust::state`]: parameters, cell state, cards, workspace) and the
+//!   `TrustScorer` actor that owns the state and publishes read-only
+//!   snapshots.
 //! - [`tracker`]: the `RecommendationTracker` actor, the single write path of
 //!   recommendations and verdicts (durable or write-behind).
 //! - [`agent`]: `AgentActor`, one per agent (priority queue, provider pool,

@@ -1,7 +1,8 @@
 //! Pure statistics used by trust: no clock, no I/O, data in and data out.
 //!
-//! Formulas and sources are in `docs/trust.md`; property tests live at the
-//! bottom of `trust/state.rs`, which folds samples with these functions.
+//! Formulas and sources are in `docs/trust.md`; property tests live in
+//! `trust/state/` (cards, cells, workspace), which folds samples with these
+//! functions.
 
 /// Wilson score interval lower bound for `successes` out of `n` at normal
 /// quantile `z` (1.96 for 95%). Zero when `n` is zero.

@@ -4,7 +4,10 @@
 //! - [`consensus`]: the trust-weighted vote and Dawid–Skene EM.
 //! - [`change`]: sequential change detection (CUSUM) behind the trend label.
 //! - [`state`]: decayed sufficient statistics folded from outcome samples, and
-//!   the cards (every sub-score of DESIGN §3) computed from them.
+//!   the cards (every sub-score of DESIGN §3) computed from them, by concern:
+//!   `state/params.rs` (`TrustParams`), `state/cell.rs` (`CellState`, decay,
+//!   posterior), `state/card.rs` (`TrustCard`, scoring a cell),
+//!   `state/workspace.rs` (`WorkspaceTrust`, folding, snapshots).
 //! - [`select`]: Thompson-sampling selection of the top N agents by trust.
 //! - [`scorer`]: the `TrustScorer` actor that owns the state, and the
 //!   read-only [`TrustSnapshots`] readers use without a message.
