@@ -678,4 +678,47 @@ mod tests {
         assert_eq!(e.unevaluated_groups, 0, "{}", e.reason);
         assert_eq!(e.evaluated_groups, 30);
     }
+
+    /// Measurement (not run by default; `cargo test -p swarmwise-actors
+    /// agreement::tests::cost -- --ignored --nocapture`): one estimate over
+    /// 200 types × 30 gold workflows × 30 agents, plus 20,000 pending.
+    #[test]
+    #[ignore]
+    fn cost_of_many_types() {
+        let agents = 30;
+        let mut records = Vec::new();
+        for t in 0..200 {
+            for w in 0..30 {
+                let truth = if (w + t) % 3 == 0 { "yes" } else { "no" };
+                for a in 0..agents {
+                    let mut r = record(&format!("w{t}-{w}"), &format!("a{a}"), truth, a % 4 != 0);
+                    r.recommendation_type = format!("type{t}");
+                    if a % 4 == 0 {
+                        r.decision = Some(if truth == "yes" { "no" } else { "yes" }.into());
+                    }
+                    records.push(r);
+                }
+            }
+        }
+        let mut pend = Vec::new();
+        for i in 0..20_000usize {
+            let mut p = pending(
+                &format!("p{}", i / 30),
+                &format!("a{}", i % agents),
+                if i % 2 == 0 { "yes" } else { "no" },
+            );
+            p.recommendation_type = format!("type{}", (i / 30) % 200);
+            pend.push(p);
+        }
+        let started = std::time::Instant::now();
+        let e = estimate(&records, &pend, &AgreementConfig::default());
+        println!(
+            "records={} pending={} types={} in_use={} elapsed={:?}",
+            records.len(),
+            pend.len(),
+            e.model_summaries.len(),
+            e.in_use,
+            started.elapsed()
+        );
+    }
 }
