@@ -14,7 +14,8 @@
 //!   `TrustScorer` actor that owns the state and publishes read-only
 //!   snapshots.
 //! - [`tracker`]: the `RecommendationTracker` actor, the single write path of
-//!   recommendations and verdicts (durable or write-behind).
+//!   recommendations and verdicts (durable or write-behind), by concern: the
+//!   actor, its messages, buffering, evaluation and the writer task.
 //! - [`agent`]: `AgentActor`, one per agent (priority queue, provider pool,
 //!   backends); [`swarm`]: the running agents by workspace; [`barrier`]: the
 //!   `FanOutBarrier` that gathers one stage's replies.
