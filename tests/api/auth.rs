@@ -45,7 +45,8 @@ async fn keys_and_admin(backend: Backend) {
         None,
     )
     .await;
-    // Health and metrics need no key.
+    // Health and metrics need no key (readiness once the scorer has loaded).
+    app.ready().await;
     for path in ["/healthz", "/readyz", "/metrics"] {
         let res = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{path}");

@@ -185,6 +185,26 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// Waits until `/readyz` answers 200 (the trust scorer loads its state
+    /// after start-up, which takes longer on a loaded machine) and returns
+    /// its body; fails after 30 s with the last body.
+    pub async fn ready(&self) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let res = self.client.get(self.url("/readyz")).send().await.unwrap();
+            let ok = res.status() == StatusCode::OK;
+            let body: Value = res.json().await.unwrap();
+            if ok {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not ready within 30 s: {body}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Graceful stop and drain; returns what `run` returned.
     /// Stops gracefully and starts again on the same database.
     pub async fn restart(mut self, tweak: impl FnOnce(&mut Settings)) -> TestApp {

@@ -78,8 +78,8 @@ async fn trust_scorer_restarts_with_state_reloaded(backend: Backend) {
             .len(),
         13
     );
-    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), StatusCode::OK);
+    // Ready again after the restart (within 30 s).
+    app.ready().await;
     app.stop().await.unwrap();
 }
 both_backends!(trust_scorer_restarts_with_state_reloaded);
@@ -242,15 +242,8 @@ async fn rollback_switch(backend: Backend) {
         (b["boost"].as_f64(), b["priority"].as_str()),
         (Some(0.0), Some("NORMAL"))
     );
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // Ready with learning off (the switch does not stop the service).
+    let ready = app.ready().await;
     assert_eq!(
         (
             ready["status"].as_str(),
