@@ -210,6 +210,11 @@ fn semi_supervised_fit(data: &Data, train: &[usize]) -> (Vec<Vec<f64>>, f64) {
     (fit.fit.posteriors, fit.lambda)
 }
 
+/// Agent `a` of a dataset as the product names it.
+fn agent(a: usize) -> AgentId {
+    AgentId::parse("agent_id", &format!("a{a}")).unwrap()
+}
+
 /// The live learning cycle's estimate (`learner::agreement::estimate`, the
 /// default `[learner.agreement]` config), fed as the product would see the
 /// data: every answer of a training item is a recommendation evaluated
@@ -218,7 +223,6 @@ fn semi_supervised_fit(data: &Data, train: &[usize]) -> (Vec<Vec<f64>>, f64) {
 fn live_agreement(data: &Data, train: &[usize]) -> AgreementEstimate {
     let at = Utc.timestamp_opt(1_700_000_000, 0).single().unwrap();
     let in_train: std::collections::HashSet<usize> = train.iter().copied().collect();
-    let agent = |a: usize| AgentId::parse("agent_id", &format!("a{a}")).unwrap();
     let (mut records, mut pending) = (Vec::new(), Vec::new());
     for (i, ans) in data.items.iter().enumerate() {
         for &(a, c) in ans {
@@ -249,7 +253,6 @@ fn live_agreement(data: &Data, train: &[usize]) -> AgreementEstimate {
 /// The live trust vote of one item: the type's full model when the cycle
 /// built one, else the one-coin vote with the cells' accuracies.
 fn live_label(e: &AgreementEstimate, ans: &[(usize, usize)], data: &Data) -> usize {
-    let agent = |a: usize| AgentId::parse("agent_id", &format!("a{a}")).unwrap();
     let answers: Vec<(AgentId, String)> = ans
         .iter()
         .map(|&(a, c)| (agent(a), format!("{c}")))
@@ -265,10 +268,7 @@ fn live_label(e: &AgreementEstimate, ans: &[(usize, usize)], data: &Data) -> usi
                 .map_or(0.5, |c| c.accuracy)
         })
         .collect();
-    let votes: Vec<(String, f64)> = ans.iter().map(|&(a, c)| (format!("{c}"), p[a])).collect();
-    trust_vote(&votes, data.labels.len())
-        .and_then(|v| v.decision.parse().ok())
-        .unwrap_or(0)
+    trust_vote_label(ans, &p, data)
 }
 
 /// Per-agent accuracy on `items` (raw), NaN without answers.
