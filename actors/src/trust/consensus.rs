@@ -283,6 +283,22 @@ pub fn class_posterior<'a>(
     e.into_iter().map(|x| x / s).collect()
 }
 
+/// The λ of the `(λ, loss)` pair with the least loss; losses within 1e-12
+/// count as equal and then the smaller λ wins (verdicts are preferred to
+/// agreement when agreement does not help). NaN for no pairs.
+fn least_loss_weight(scores: impl IntoIterator<Item = (f64, f64)>) -> f64 {
+    scores
+        .into_iter()
+        .fold((f64::NAN, f64::INFINITY), |best, (l, loss)| {
+            if loss < best.1 - 1e-12 || (loss <= best.1 + 1e-12 && l < best.0) {
+                (l, loss)
+            } else {
+                best
+            }
+        })
+        .0
+}
+
 /// Semi-supervised Dawid–Skene with λ chosen by cross-validation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SemiSupervised {
@@ -338,15 +354,7 @@ pub fn semi_supervised(
         }
         cv_accuracy.push((lambda, right as f64 / labelled.len() as f64));
     }
-    let (lambda, _) = cv_accuracy
-        .iter()
-        .fold((f64::NAN, f64::NEG_INFINITY), |best, &(l, a)| {
-            if a > best.1 + 1e-12 || (a >= best.1 - 1e-12 && l < best.0) {
-                (l, a)
-            } else {
-                best
-            }
-        });
+    let lambda = least_loss_weight(cv_accuracy.iter().map(|&(l, a)| (l, -a)));
     let fit = dawid_skene(items, n_agents, k, gold, Model::Full, lambda, iterations);
     Some(SemiSupervised {
         fit,
@@ -534,15 +542,7 @@ pub fn choose_unlabeled_weight(
         held_out = count;
         brier.push((lambda, loss / count.max(1) as f64));
     }
-    let (lambda, _) = brier
-        .iter()
-        .fold((f64::NAN, f64::INFINITY), |best, &(l, b)| {
-            if b < best.1 - 1e-12 || (b <= best.1 + 1e-12 && l < best.0) {
-                (l, b)
-            } else {
-                best
-            }
-        });
+    let lambda = least_loss_weight(brier.iter().copied());
     Some(WeightChoice {
         lambda,
         brier,
