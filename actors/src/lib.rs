@@ -23,6 +23,8 @@
 //!   and the trigger that requests learning cycles.
 //! - [`learner`]: the meta-learner (pattern mining, cycles, agreement) and its
 //!   actor; [`scheduler`]: cron-driven cycles and trust recomputes.
+//! - [`alerts`]: alert, silence and notification types shared by the
+//!   `Alerter`, the alert store, the API and the notifiers.
 //! - [`events`]: the live event bus relayed to SSE.
 //! - [`supervisor`]: restart limits, backoff and health for supervised actors.
 //! - [`engine`]: `Engine`, the handle that starts the actors and hides actix
@@ -35,6 +37,7 @@
 //! `OutcomesRecorded` → trust scorer → snapshot → readers.
 
 pub mod agent;
+pub mod alerts;
 pub mod barrier;
 pub mod domain;
 pub mod engine;
