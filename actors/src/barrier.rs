@@ -301,6 +301,7 @@ impl Handler<AgentReply> for FanOutBarrier {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use std::sync::{Arc, Mutex};
 

@@ -194,6 +194,7 @@ impl Actor for Scheduler {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use chrono::TimeZone;
 

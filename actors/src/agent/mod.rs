@@ -367,6 +367,7 @@ impl Handler<ExecuteFor> for AgentActor {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
     use super::*;
     use async_trait::async_trait;
     use std::sync::Mutex;

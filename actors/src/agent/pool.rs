@@ -106,6 +106,7 @@ impl ProviderPool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
 
     #[tokio::test]

@@ -180,6 +180,7 @@ impl AgentBackend for Simulated {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::domain::WorkspaceId;
 

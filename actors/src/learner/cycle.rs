@@ -578,6 +578,7 @@ fn explain(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use chrono::TimeZone;
     use rand::{rngs::StdRng, Rng, SeedableRng};

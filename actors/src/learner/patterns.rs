@@ -547,6 +547,7 @@ pub fn holdout(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use chrono::TimeZone;
     use rand::{rngs::StdRng, Rng, SeedableRng};

@@ -67,6 +67,7 @@ impl CycleTrigger for CountingTrigger {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use std::sync::{Arc, Mutex};
 
     use uuid::Uuid;

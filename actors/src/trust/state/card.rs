@@ -241,6 +241,7 @@ pub(super) fn trend_of(cell: &CellState, pairs: &[(f64, f64)], p: &TrustParams) 
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::super::testkit::*;
     use super::super::{Trend, TrustParams, WorkspaceTrust};
     use crate::domain::{AgentId, FailureKind, Priority, Verdict};

@@ -1,6 +1,8 @@
 //! Test fixtures shared by the trust state tests: samples, failures,
 //! generated records and the workspace they fold into.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use uuid::Uuid;

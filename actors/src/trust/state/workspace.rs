@@ -327,6 +327,7 @@ impl WorkspaceSnapshot {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::super::testkit::*;
     use super::super::TrustParams;
     use super::*;

@@ -140,6 +140,7 @@ pub(super) fn assemble(stages: &[StageReport], def: &WorkflowDef, quality: Optio
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::agent::backend::AgentAnswer;
     use crate::barrier::{AgentResult, Completion};

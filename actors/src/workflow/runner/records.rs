@@ -96,6 +96,7 @@ pub(super) fn recommendation(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use super::*;
     use crate::agent::backend::AgentAnswer;
     use crate::barrier::{AgentResult, FanOutResult};
