@@ -42,6 +42,8 @@ pub struct Application {
     store: Arc<dyn AdminStore>,
     workflows: Workflows,
     demo_key: Option<String>,
+    /// The alert notifiers, for the Alerter and for tests that send through them.
+    notifiers: crate::notify::Dispatcher,
     shutdown: tokio::sync::watch::Sender<bool>,
     /// `server.shutdown_timeout_secs`: the whole stop, flush included.
     shutdown_timeout_secs: u64,
@@ -68,6 +70,9 @@ impl Application {
             None
         };
         let prometheus = crate::telemetry::prometheus()?;
+        let notifiers =
+            crate::notify::Dispatcher::start(&settings.alerts.notifiers, &settings.alerts.routes)
+                .map_err(|(key, message)| anyhow::anyhow!("config key `{key}`: {message}"))?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         actix::spawn(crate::telemetry::metrics_upkeep(
             prometheus.clone(),
@@ -177,6 +182,7 @@ impl Application {
             learner,
             patterns,
             cycles,
+            notifiers: notifiers.clone(),
         });
         background::spawn_limits_upkeep(state.clone());
         background::spawn_pattern_invalidation(state.clone(), engine.events().subscribe());
@@ -200,6 +206,7 @@ impl Application {
             store,
             workflows,
             demo_key,
+            notifiers,
             shutdown,
             shutdown_timeout_secs: settings.server.shutdown_timeout_secs,
         })
@@ -233,6 +240,11 @@ impl Application {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The alert notifiers' dispatcher.
+    pub fn notifiers(&self) -> &crate::notify::Dispatcher {
+        &self.notifiers
     }
 
     /// The store.

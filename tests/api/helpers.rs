@@ -135,6 +135,7 @@ pub struct TestApp {
     pub engine: Engine,
     pub store: Arc<dyn AdminStore>,
     pub handle: AppHandle,
+    pub notifiers: swarmwise::notify::Dispatcher,
     pub database_url: String,
     join: Option<actix_web::rt::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -162,6 +163,7 @@ async fn start_on(
     let store = app.store();
     let handle = app.handle();
     let admin_key = app.admin_key().to_owned();
+    let notifiers = app.notifiers().clone();
     let join = actix_web::rt::spawn(app.run());
     TestApp {
         address,
@@ -170,6 +172,7 @@ async fn start_on(
         engine,
         store,
         handle,
+        notifiers,
         database_url: url,
         join: Some(join),
         _dir: dir,
