@@ -3,9 +3,8 @@
 //! environment variables. Unknown keys are errors, and every error names the
 //! key (`swarmwise check-config` prints it).
 //!
-//! Why one file of about 660 lines: every section's validation in one place
-//! (an error names its key), 640 lines before its tests
-//! (the notifiers' own checks live in `crate::notify::config`).
+//! Why one file of about 640 lines: every section's validation in one place
+//! (an error names its key), 620 lines before its tests.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -60,21 +59,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// `[dashboard]`: the pages under `/learning`.
     pub dashboard: DashboardSettings,
-    /// `[alerts]`: notifiers and their routes by severity.
-    pub alerts: AlertsSettings,
-}
-
-/// `[alerts]`: where alert notifications go. `[alerts.notifiers.NAME]`
-/// declares a notifier (webhook, Slack, PagerDuty, email) and
-/// `[alerts.routes]` lists the notifiers of each severity; both belong to
-/// the operator (see `crate::notify`). None by default.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertsSettings {
-    /// `[alerts.notifiers.NAME]`, by name.
-    pub notifiers: std::collections::BTreeMap<String, crate::notify::NotifierSettings>,
-    /// `[alerts.routes]`.
-    pub routes: crate::notify::RouteSettings,
+    /// `[alerts]`: the rules the `Alerter` evaluates, silences, retention.
+    pub alerts: swarmwise_actors::alerts::AlertsConfig,
 }
 
 /// `[dashboard]`: sign-in sessions and colour thresholds of the pages
@@ -628,7 +614,8 @@ impl Settings {
         if self.agents.max_queued_tasks == 0 {
             return Err(err("agents.max_queued_tasks", "must be at least 1".into()));
         }
-        crate::notify::config::validate(&self.alerts.notifiers, &self.alerts.routes)
+        self.alerts
+            .validate(a.disable_below_trust, a.disable_min_samples)
             .map_err(|(key, message)| err(&key, message))?;
         Ok(())
     }

@@ -146,6 +146,12 @@ error_codes! {
     ApiKeyNotFound = "api_key_not_found", NOT_FOUND,
         "The workspace has no API key with this id.",
         "List its keys with `GET /api/v1/workspaces/{id}/api-keys`.";
+    AlertNotFound = "alert_not_found", NOT_FOUND,
+        "The alert does not exist in this workspace (a workspace key sees only its own workspace's alerts).",
+        "List alerts with `GET /api/v1/alerts`.";
+    SilenceNotFound = "silence_not_found", NOT_FOUND,
+        "The silence does not exist in this workspace.",
+        "List silences with `GET /api/v1/alerts/silences`.";
     Conflict = "conflict", CONFLICT,
         "The request conflicts with the current state (e.g. a learning cycle is already running, an outcome was already recorded).",
         "Read the current state and retry if it still applies.";
@@ -155,6 +161,9 @@ error_codes! {
     TooManyAgents = "too_many_agents", CONFLICT,
         "The workspace already has `limits.max_agents_per_workspace` agents.",
         "Delete an agent first, or ask the operator to raise the cap.";
+    TooManySilences = "too_many_silences", CONFLICT,
+        "The workspace already holds `alerts.max_silences_per_workspace` active or scheduled silences.",
+        "Delete one with `DELETE /api/v1/alerts/silences/{id}`, or ask the operator to raise the cap.";
     ApiKeyRevoked = "api_key_revoked", CONFLICT,
         "The API key was revoked and cannot be rotated.",
         "Create a new key with `POST /api/v1/workspaces/{id}/api-keys`.";

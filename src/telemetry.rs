@@ -111,6 +111,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Trust recomputes that failed (the last good state stays in force)",
     ),
     (
+        "swarmwise_alert_transitions_total",
+        "counter",
+        "Alerts raised and resolved by this node, by rule and status (firing, resolved)",
+    ),
+    (
+        "swarmwise_alert_notifications_silenced_total",
+        "counter",
+        "Alert notifications a silence suppressed",
+    ),
+    (
         "swarmwise_actor_restarts_total",
         "counter",
         "Supervisor restarts by actor",
@@ -119,27 +129,6 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "swarmwise_rate_limited_total",
         "counter",
         "Requests and tasks refused by a fairness limit, by limit (api_key, workflow_runs, agent_queue)",
-    ),
-    // Notifiers (src/notify): labels are operator-declared names only.
-    (
-        "swarmwise_notifications_sent_total",
-        "counter",
-        "Alert notifications delivered, by notifier and kind",
-    ),
-    (
-        "swarmwise_notifications_failed_total",
-        "counter",
-        "Alert notifications given up (refused by the receiver, or out of attempts), by notifier and kind",
-    ),
-    (
-        "swarmwise_notifications_dropped_total",
-        "counter",
-        "Alert notifications dropped because the notifier's queue was full, by notifier and kind",
-    ),
-    (
-        "swarmwise_notifier_up",
-        "gauge",
-        "1 if the notifier's last delivery attempt succeeded (or none was made yet), 0 if it failed",
     ),
     (
         "swarmwise_panics_total",

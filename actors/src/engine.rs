@@ -33,6 +33,8 @@ pub struct SupervisionConfig {
     pub trust_scorer: RestartPolicy,
     /// The meta-learner.
     pub meta_learner: RestartPolicy,
+    /// The alerter.
+    pub alerter: RestartPolicy,
 }
 
 /// Everything the engine is configured with.
@@ -252,6 +254,11 @@ impl Engine {
     /// The current trust snapshot of a workspace; never waits on an actor.
     pub fn trust(&self, ws: WorkspaceId) -> Arc<WorkspaceSnapshot> {
         self.snapshots.get(ws)
+    }
+
+    /// Every workspace with a trust snapshot (the alerter's tick walks them).
+    pub fn trust_workspaces(&self) -> Vec<WorkspaceId> {
+        self.snapshots.workspaces()
     }
 
     /// Boost of an agent on a type and the priority it gives a NORMAL task.

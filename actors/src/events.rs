@@ -1,4 +1,5 @@
-//! Live events: trust updates, agent health, workflow progress. A broadcast
+//! Live events: trust updates, agent health, learning cycles, workflow
+//! progress, alerts. A broadcast
 //! channel; the service relays it to SSE clients (`GET /api/v1/events`).
 //! Slow subscribers lose the oldest events rather than slowing the engine.
 
@@ -37,6 +38,12 @@ pub enum Event {
         status: String,
         /// Why it failed (a critical event).
         error: Option<String>,
+        /// Why it ran: `api`, `schedule`, `outcomes`, `cli`.
+        reason: String,
+        /// How long it took, in seconds.
+        duration_seconds: f64,
+        /// New candidate patterns it found (0 for a failed cycle).
+        patterns_discovered: u32,
     },
     /// A workflow run moved on.
     WorkflowProgress {
@@ -49,6 +56,15 @@ pub enum Event {
         /// running, succeeded, failed.
         status: String,
     },
+    /// An alert fired or resolved (`status` of the alert says which).
+    /// Node-level alerts (no workspace) are not published: the tenant stream
+    /// is per workspace, and only the admin key may see them (`GET /api/v1/alerts`).
+    Alert {
+        /// Workspace.
+        workspace_id: WorkspaceId,
+        /// The alert as it is now (boxed: the largest event by far).
+        alert: Box<crate::alerts::Alert>,
+    },
 }
 
 impl Event {
@@ -58,7 +74,8 @@ impl Event {
             Self::TrustUpdated { workspace_id, .. }
             | Self::AgentUnhealthy { workspace_id, .. }
             | Self::LearningCycle { workspace_id, .. }
-            | Self::WorkflowProgress { workspace_id, .. } => *workspace_id,
+            | Self::WorkflowProgress { workspace_id, .. }
+            | Self::Alert { workspace_id, .. } => *workspace_id,
         }
     }
 }

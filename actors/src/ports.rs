@@ -1,6 +1,7 @@
 //! Ports: what the engine needs from the world, as traits. Storage is one
 //! trait per aggregate ([`WorkspaceStore`], [`AgentStore`],
-//! [`RecommendationStore`], [`TrustStore`], [`LearningStore`], [`RunStore`]),
+//! [`RecommendationStore`], [`TrustStore`], [`LearningStore`], [`RunStore`],
+//! [`AlertStore`]),
 //! gathered by the [`Store`] supertrait. `src/store` implements them with sqlx
 //! for PostgreSQL and SQLite; both pass one conformance suite
 //! (`tests/api/store.rs`).
@@ -303,16 +304,124 @@ pub trait RunStore: Send + Sync + 'static {
     ) -> Result<(u64, u64), StoreError>;
 }
 
+/// Who reads or changes alerts and silences: one workspace (a workspace
+/// key), or the operator (the admin key, and the `Alerter` itself), who sees
+/// every workspace's and the node-level ones (no workspace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertScope {
+    /// Only this workspace's rows.
+    Workspace(WorkspaceId),
+    /// Every row, node-level ones included.
+    Admin,
+}
+
+impl AlertScope {
+    /// The scope that owns rows of `ws` (`None`: node-level, the admin's).
+    pub fn of(ws: Option<WorkspaceId>) -> Self {
+        ws.map_or(Self::Admin, Self::Workspace)
+    }
+}
+
+/// A page of alerts, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertFilter {
+    /// Only firing or only resolved.
+    pub status: Option<crate::alerts::AlertStatus>,
+    /// Only this severity.
+    pub severity: Option<crate::alerts::Severity>,
+    /// Only this rule.
+    pub rule: Option<String>,
+    /// Only this subject.
+    pub subject: Option<String>,
+    /// Admin scope only: only this workspace's alerts.
+    pub workspace: Option<WorkspaceId>,
+    /// Keyset cursor: only alerts with a smaller (older) id.
+    pub before: Option<Uuid>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// What recording a new alert did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertInsert {
+    /// It is stored.
+    Inserted,
+    /// A firing alert with the same fingerprint exists (another node, or an
+    /// earlier life of this one, raised it): nothing was written, here it is.
+    AlreadyFiring(Box<crate::alerts::Alert>),
+}
+
+/// Alerts and silences (the `Alerter`'s memory, the alerts API). At most one
+/// firing alert per fingerprint, enforced by the store, so several nodes
+/// evaluating the same state raise one alert.
+#[async_trait]
+pub trait AlertStore: Send + Sync + 'static {
+    /// Records a new alert (firing, or a one-shot already resolved).
+    async fn insert_alert(&self, alert: &crate::alerts::Alert) -> Result<AlertInsert, StoreError>;
+    /// Marks firing alert `alert.id` resolved with `alert`'s `resolved_at`
+    /// and `value`; `false` when it was not firing any more (another node
+    /// resolved it first).
+    async fn resolve_alert(&self, alert: &crate::alerts::Alert) -> Result<bool, StoreError>;
+    /// Every firing alert of every workspace and the node (restored at start).
+    async fn firing_alerts(&self) -> Result<Vec<crate::alerts::Alert>, StoreError>;
+    /// One alert, if `scope` may see it.
+    async fn alert(
+        &self,
+        scope: AlertScope,
+        id: Uuid,
+    ) -> Result<Option<crate::alerts::Alert>, StoreError>;
+    /// A page, newest first.
+    async fn list_alerts(
+        &self,
+        scope: AlertScope,
+        filter: &AlertFilter,
+    ) -> Result<Vec<crate::alerts::Alert>, StoreError>;
+    /// Acknowledges an alert (the first acknowledgement is kept); `None`
+    /// when `scope` cannot see it.
+    async fn ack_alert(
+        &self,
+        scope: AlertScope,
+        id: Uuid,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<crate::alerts::Alert>, StoreError>;
+    /// Deletes resolved alerts resolved before `before`; returns how many.
+    async fn purge_alerts(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Stores a silence.
+    async fn insert_silence(&self, silence: &crate::alerts::Silence) -> Result<(), StoreError>;
+    /// Silences `scope` may see that have not ended at `now` (all when `None`),
+    /// newest first.
+    async fn silences(
+        &self,
+        scope: AlertScope,
+        now: Option<DateTime<Utc>>,
+    ) -> Result<Vec<crate::alerts::Silence>, StoreError>;
+    /// Deletes a silence; `false` when `scope` cannot see it.
+    async fn delete_silence(&self, scope: AlertScope, id: Uuid) -> Result<bool, StoreError>;
+}
+
 /// Storage the engine uses: every aggregate's port. Implemented for any type
 /// that implements them all (a blanket impl), so `Arc<dyn Store>` is the one
 /// handle actors hold. Implementations: `PgStore`, `SqliteStore` (one folder
 /// per aggregate under `src/store/`).
 pub trait Store:
-    WorkspaceStore + AgentStore + RecommendationStore + TrustStore + LearningStore + RunStore
+    WorkspaceStore
+    + AgentStore
+    + RecommendationStore
+    + TrustStore
+    + LearningStore
+    + RunStore
+    + AlertStore
 {
 }
 
 impl<T> Store for T where
-    T: WorkspaceStore + AgentStore + RecommendationStore + TrustStore + LearningStore + RunStore
+    T: WorkspaceStore
+        + AgentStore
+        + RecommendationStore
+        + TrustStore
+        + LearningStore
+        + RunStore
+        + AlertStore
 {
 }

@@ -6,11 +6,11 @@
 //! OpenAPI document describes every one.
 
 pub mod agents;
+pub mod alerts;
 pub mod audit;
 pub mod events;
 pub mod health;
 pub mod learning;
-pub mod notifiers;
 pub mod openapi;
 pub mod recommendations;
 pub mod runs;
@@ -42,7 +42,6 @@ api_routes! {
     post "/workspaces/{workspace_id}/api-keys/{key_id}/revoke" => workspaces::revoke_key,
     post "/workspaces/{workspace_id}/api-keys/{key_id}/rotate" => workspaces::rotate_key,
     get "/audit" => audit::list,
-    get "/alerts/notifiers" => notifiers::list,
     post "/agents" => agents::register,
     get "/agents" => agents::list,
     get "/agents/{agent_id}" => agents::get,
@@ -73,6 +72,12 @@ api_routes! {
     get "/workflows/runs" => runs::list_runs,
     get "/workflows/runs/{run_id}" => runs::get,
     get "/events" => events::stream,
+    get "/alerts" => alerts::list,
+    post "/alerts/silences" => alerts::create_silence,
+    get "/alerts/silences" => alerts::list_silences,
+    delete "/alerts/silences/{id}" => alerts::delete_silence,
+    get "/alerts/{id}" => alerts::get,
+    post "/alerts/{id}/ack" => alerts::ack,
 }
 
 /// Registers every route.

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agents, audit, events, health, learning, notifiers, recommendations, runs, series, trust,
+    agents, alerts, audit, events, health, learning, recommendations, runs, series, trust,
     workspaces,
 };
 
@@ -33,7 +33,7 @@ impl Modify for BearerAuth {
     info(title = "Swarmwise", description = "Track agent recommendations, learn from outcomes, read trust scores and decision boosts."),
     paths(
         workspaces::create, workspaces::list, workspaces::add_key, workspaces::list_keys,
-        workspaces::revoke_key, workspaces::rotate_key, audit::list, notifiers::list,
+        workspaces::revoke_key, workspaces::rotate_key, audit::list,
         agents::register, agents::register_as_admin, agents::list, agents::get, agents::update, agents::delete,
         recommendations::track, recommendations::track_batch, recommendations::list, recommendations::get,
         recommendations::feedback, recommendations::outcome,
@@ -42,6 +42,8 @@ impl Modify for BearerAuth {
         learning::trigger, learning::list, learning::latest, learning::patterns, learning::insights,
         learning::schedule,
         runs::list, runs::run, runs::list_runs, runs::get, events::stream,
+        alerts::list, alerts::get, alerts::ack, alerts::create_silence, alerts::list_silences,
+        alerts::delete_silence,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorCode)),

@@ -9,6 +9,7 @@
 //! the server; `shutdown` is the stop protocol ([`Application::run`],
 //! [`AppHandle`]).
 
+mod alerting;
 mod background;
 mod http;
 mod shutdown;
@@ -42,8 +43,8 @@ pub struct Application {
     store: Arc<dyn AdminStore>,
     workflows: Workflows,
     demo_key: Option<String>,
-    /// The alert notifiers, for the Alerter and for tests that send through them.
-    notifiers: crate::notify::Dispatcher,
+    /// The alerter (`None` when `alerts.enabled = false`).
+    alerter: Option<swarmwise_actors::alerts::Alerter>,
     shutdown: tokio::sync::watch::Sender<bool>,
     /// `server.shutdown_timeout_secs`: the whole stop, flush included.
     shutdown_timeout_secs: u64,
@@ -70,9 +71,6 @@ impl Application {
             None
         };
         let prometheus = crate::telemetry::prometheus()?;
-        let notifiers =
-            crate::notify::Dispatcher::start(&settings.alerts.notifiers, &settings.alerts.routes)
-                .map_err(|(key, message)| anyhow::anyhow!("config key `{key}`: {message}"))?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         actix::spawn(crate::telemetry::metrics_upkeep(
             prometheus.clone(),
@@ -110,6 +108,7 @@ impl Application {
             )
             .map_err(|e| anyhow::anyhow!("scheduler.{e}"))?;
         }
+        let alerter = alerting::start_alerter(&settings, &store, &engine)?;
         // One counter for every path that evaluates outcomes: workflow runs,
         // REST outcomes and feedback all count towards cycle_every_outcomes.
         let cycles: Arc<dyn CycleTrigger> = Arc::new({
@@ -182,7 +181,6 @@ impl Application {
             learner,
             patterns,
             cycles,
-            notifiers: notifiers.clone(),
         });
         background::spawn_limits_upkeep(state.clone());
         background::spawn_pattern_invalidation(state.clone(), engine.events().subscribe());
@@ -206,7 +204,7 @@ impl Application {
             store,
             workflows,
             demo_key,
-            notifiers,
+            alerter,
             shutdown,
             shutdown_timeout_secs: settings.server.shutdown_timeout_secs,
         })
@@ -220,6 +218,11 @@ impl Application {
     /// The demo workspace's API key for this run, when the demo is on.
     pub fn demo_key(&self) -> Option<&str> {
         self.demo_key.as_deref()
+    }
+
+    /// The alerter, when `alerts.enabled`.
+    pub fn alerter(&self) -> Option<&swarmwise_actors::alerts::Alerter> {
+        self.alerter.as_ref()
     }
 
     /// The bound address.
@@ -240,11 +243,6 @@ impl Application {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    /// The alert notifiers' dispatcher.
-    pub fn notifiers(&self) -> &crate::notify::Dispatcher {
-        &self.notifiers
     }
 
     /// The store.

@@ -14,6 +14,7 @@
 //! | `trust/` | `TrustStore` | trust cards and trust history |
 //! | `learning/` | `LearningStore` | outcomes to mine, patterns, rules, cycle reports, the cycle lock |
 //! | `runs/` | `RunStore` | workflow runs (and marking leftovers interrupted) |
+//! | `alerts/` | `AlertStore` | alerts (one firing per fingerprint) and silences |
 //! | `series/` | [`SeriesStore`] | the dashboards' read models: an agent's time series and calibration bins, the run listing (no tables of its own) |
 //!
 //! Each folder is `mod.rs` (the rows and SQL both dialects share, e.g. column
@@ -33,6 +34,7 @@
 //! the conformance suite, which runs every test on both backends.
 
 mod agents;
+mod alerts;
 mod keys;
 mod learning;
 mod postgres;

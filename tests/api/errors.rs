@@ -352,6 +352,29 @@ async fn http_errors(app: &TestApp, got: &mut BTreeMap<String, (u16, Value)>) {
         )
         .await,
     );
+    // Alerts and silences of this workspace.
+    put(
+        got,
+        from_http(app.get(&key, &format!("/api/v1/alerts/{nil}")).await).await,
+    );
+    put(
+        got,
+        from_http(
+            c.delete(app.url(&format!("/api/v1/alerts/silences/{nil}")))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+    );
+    let silence = json!({"duration_secs": 60, "comment": "maintenance"});
+    let res = app.post(&key, "/api/v1/alerts/silences", &silence).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    put(
+        got,
+        from_http(app.post(&key, "/api/v1/alerts/silences", &silence).await).await,
+    );
 }
 
 /// Errors that need a failing database, a full queue, a refused write or a
@@ -390,6 +413,7 @@ async fn every_error_code_has_a_snapshot_of_its_body() {
         s.limits.max_content_bytes = 100;
         s.limits.max_batch_items = 2;
         s.limits.max_agents_per_workspace = 2;
+        s.alerts.max_silences_per_workspace = 1;
     })
     .await;
     let mut got = BTreeMap::new();

@@ -134,8 +134,9 @@ pub struct TestApp {
     pub admin_key: String,
     pub engine: Engine,
     pub store: Arc<dyn AdminStore>,
+    /// The alerter (`None` when `alerts.enabled = false`).
+    pub alerter: Option<swarmwise_actors::alerts::Alerter>,
     pub handle: AppHandle,
-    pub notifiers: swarmwise::notify::Dispatcher,
     pub database_url: String,
     join: Option<actix_web::rt::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -161,9 +162,9 @@ async fn start_on(
     let address = format!("http://{}", app.address());
     let engine = app.engine().clone();
     let store = app.store();
+    let alerter = app.alerter().cloned();
     let handle = app.handle();
     let admin_key = app.admin_key().to_owned();
-    let notifiers = app.notifiers().clone();
     let join = actix_web::rt::spawn(app.run());
     TestApp {
         address,
@@ -171,8 +172,8 @@ async fn start_on(
         admin_key,
         engine,
         store,
+        alerter,
         handle,
-        notifiers,
         database_url: url,
         join: Some(join),
         _dir: dir,

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod agent_policy;
+mod alerts;
 mod auth;
 mod backends;
 mod browser;
@@ -17,7 +18,6 @@ mod keys;
 mod learning;
 mod leftovers;
 mod lifecycle;
-mod notify;
 mod openapi;
 mod poison;
 mod recommendations;

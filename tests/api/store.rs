@@ -429,3 +429,281 @@ async fn postgres_rls_hides_other_workspaces() {
         listed.iter().map(|r| r.status).collect::<Vec<_>>()
     );
 }
+
+fn alert(ws: Option<WorkspaceId>, rule: &str, subject: &str) -> swarmwise_actors::alerts::Alert {
+    use swarmwise_actors::alerts::{Alert, AlertStatus, Severity};
+    let now = to_micros(Utc::now());
+    Alert {
+        id: Uuid::now_v7(),
+        workspace_id: ws,
+        rule: rule.into(),
+        severity: Severity::Critical,
+        subject: subject.into(),
+        fingerprint: Alert::fingerprint_of(ws, rule, subject),
+        status: AlertStatus::Firing,
+        value: 0.2,
+        threshold: 0.3,
+        summary: format!("{rule} {subject}"),
+        action: Some("quarantine".into()),
+        started_at: now,
+        fired_at: now,
+        resolved_at: None,
+        acked_at: None,
+        acked_by: None,
+    }
+}
+
+/// The alert store on both backends: one firing alert per fingerprint (the
+/// second insert returns the first), resolve once, keyset pages with
+/// filters, acknowledgements, silences, and scopes: a workspace sees only
+/// its own rows, the admin scope every row including node-level ones.
+async fn alert_conformance(backend: Backend) {
+    use swarmwise_actors::alerts::{AlertStatus, Severity, Silence};
+    use swarmwise_actors::ports::{AlertFilter, AlertInsert, AlertScope};
+    let (store, _dir, _) = open(backend).await;
+    let (a, _) = new_workspace(&store, "A").await;
+    let (b, _) = new_workspace(&store, "B").await;
+    let first = alert(Some(a), "agent_trust_low", "x");
+    assert_eq!(
+        store.insert_alert(&first).await.unwrap(),
+        AlertInsert::Inserted
+    );
+    // Another node raises the same fingerprint: refused, the first returned.
+    let dup = alert(Some(a), "agent_trust_low", "x");
+    match store.insert_alert(&dup).await.unwrap() {
+        AlertInsert::AlreadyFiring(existing) => assert_eq!(*existing, first),
+        other => panic!("{other:?}"),
+    }
+    let node = alert(None, "database_errors", "");
+    store.insert_alert(&node).await.unwrap();
+    let other = alert(Some(b), "agent_trust_low", "x");
+    store.insert_alert(&other).await.unwrap();
+    let mut firing = store.firing_alerts().await.unwrap();
+    firing.sort_by_key(|x| x.id);
+    assert_eq!(firing, vec![first.clone(), node.clone(), other.clone()]);
+
+    // Scopes: A sees its alert only; the admin sees all three.
+    let page = |status: Option<AlertStatus>, limit: u32| AlertFilter {
+        status,
+        limit,
+        ..AlertFilter::default()
+    };
+    let seen_a = store
+        .list_alerts(AlertScope::Workspace(a), &page(None, 10))
+        .await
+        .unwrap();
+    assert_eq!(seen_a, vec![first.clone()]);
+    assert_eq!(
+        store
+            .list_alerts(AlertScope::Admin, &page(None, 10))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        store
+            .alert(AlertScope::Workspace(b), first.id)
+            .await
+            .unwrap(),
+        None,
+        "B cannot read A's alert by id"
+    );
+    assert_eq!(
+        store
+            .alert(AlertScope::Workspace(a), node.id)
+            .await
+            .unwrap(),
+        None,
+        "a workspace cannot read node-level alerts"
+    );
+    assert_eq!(
+        store.alert(AlertScope::Admin, node.id).await.unwrap(),
+        Some(node.clone())
+    );
+    // Ack: B cannot; A can, and the first ack is kept.
+    let at = to_micros(Utc::now());
+    assert_eq!(
+        store
+            .ack_alert(AlertScope::Workspace(b), first.id, "workspace:b", at)
+            .await
+            .unwrap(),
+        None
+    );
+    let acked = store
+        .ack_alert(AlertScope::Workspace(a), first.id, "workspace:a", at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (acked.acked_at, acked.acked_by.as_deref()),
+        (Some(at), Some("workspace:a"))
+    );
+    let again = store
+        .ack_alert(
+            AlertScope::Admin,
+            first.id,
+            "admin",
+            at + TimeDelta::seconds(5),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.acked_by.as_deref(), Some("workspace:a"));
+
+    // Resolve once; a second node's resolve changes nothing; then a new
+    // alert for the fingerprint may fire.
+    let mut done = acked.clone();
+    done.status = AlertStatus::Resolved;
+    done.resolved_at = Some(to_micros(Utc::now()));
+    done.value = 0.45;
+    assert!(store.resolve_alert(&done).await.unwrap());
+    assert!(!store.resolve_alert(&done).await.unwrap());
+    let read = store
+        .alert(AlertScope::Workspace(a), first.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read, done);
+    let second = alert(Some(a), "agent_trust_low", "x");
+    assert_eq!(
+        store.insert_alert(&second).await.unwrap(),
+        AlertInsert::Inserted
+    );
+
+    // Filters and keyset pages, newest first.
+    for i in 0..5 {
+        let mut x = alert(Some(a), "agent_approval_low", &format!("s{i}"));
+        x.severity = Severity::Warning;
+        store.insert_alert(&x).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let got = store
+            .list_alerts(
+                AlertScope::Workspace(a),
+                &AlertFilter {
+                    severity: Some(Severity::Warning),
+                    before,
+                    limit: 2,
+                    ..AlertFilter::default()
+                },
+            )
+            .await
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        before = got.last().map(|x| x.id);
+        seen.extend(got);
+    }
+    assert_eq!(seen.len(), 5);
+    assert!(seen.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let by_rule = store
+        .list_alerts(
+            AlertScope::Workspace(a),
+            &AlertFilter {
+                rule: Some("agent_trust_low".into()),
+                subject: Some("x".into()),
+                limit: 10,
+                ..AlertFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_rule.iter().map(|x| x.id).collect::<Vec<_>>(),
+        vec![second.id, first.id]
+    );
+    let resolved = store
+        .list_alerts(
+            AlertScope::Workspace(a),
+            &page(Some(AlertStatus::Resolved), 10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resolved.len(), 1);
+    let only_b = store
+        .list_alerts(
+            AlertScope::Admin,
+            &AlertFilter {
+                workspace: Some(b),
+                limit: 10,
+                ..AlertFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(only_b, vec![other.clone()]);
+
+    // Silences: scoped like alerts; expired ones only when asked.
+    let now = to_micros(Utc::now());
+    let silence = |ws: Option<WorkspaceId>, ends: TimeDelta| Silence {
+        id: Uuid::now_v7(),
+        workspace_id: ws,
+        rule: Some("agent_trust_low".into()),
+        subject: None,
+        severity: Some(Severity::Critical),
+        starts_at: now - TimeDelta::hours(2),
+        ends_at: now + ends,
+        created_by: "workspace:x".into(),
+        comment: "maintenance".into(),
+    };
+    let live = silence(Some(a), TimeDelta::hours(1));
+    let ended = silence(Some(a), TimeDelta::hours(-1));
+    let theirs = silence(Some(b), TimeDelta::hours(1));
+    let admin = silence(None, TimeDelta::hours(1));
+    for s in [&live, &ended, &theirs, &admin] {
+        store.insert_silence(s).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .silences(AlertScope::Workspace(a), Some(now))
+            .await
+            .unwrap(),
+        vec![live.clone()]
+    );
+    assert_eq!(
+        store
+            .silences(AlertScope::Workspace(a), None)
+            .await
+            .unwrap(),
+        vec![ended.clone(), live.clone()]
+    );
+    assert_eq!(
+        store
+            .silences(AlertScope::Admin, Some(now))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(live.matches(&second, now));
+    assert!(
+        !live.matches(&other, now),
+        "A's silence never matches B's alert"
+    );
+    assert!(!store
+        .delete_silence(AlertScope::Workspace(b), live.id)
+        .await
+        .unwrap());
+    assert!(store
+        .delete_silence(AlertScope::Workspace(a), live.id)
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_silence(AlertScope::Workspace(a), live.id)
+        .await
+        .unwrap());
+
+    // Retention deletes resolved alerts only.
+    let purged = store
+        .purge_alerts(Utc::now() + TimeDelta::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    assert_eq!(store.firing_alerts().await.unwrap().len(), 8);
+}
+
+both_backends!(alert_conformance);

@@ -9,6 +9,19 @@
 //! fingerprint is firing there is exactly one open alert for it
 //! (deduplication); it resolves when the value crosses the rule's clear
 //! threshold (hysteresis), and a later breach opens a new alert.
+//!
+//! By concern: [`config`] (the `[alerts]` section and the rule catalogue),
+//! [`rules`] (pure evaluation and the pending → firing → resolved state
+//! machine), [`alerter`] (the `Alerter` actor that feeds and applies them).
+
+pub mod alerter;
+pub mod config;
+pub mod rules;
+
+pub use alerter::{
+    Alerter, AlerterDeps, NoAdmission, NoNotifications, NotificationSink, StoreProbe,
+};
+pub use config::{AlertsConfig, RuleConfig};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -107,29 +120,6 @@ pub struct Notification {
     pub status: AlertStatus,
     /// The alert as it is now.
     pub alert: Alert,
-}
-
-/// Where the `Alerter` hands each notification it decides to send (a
-/// transition that no silence matches). Implemented by the notifiers'
-/// dispatcher in the `swarmwise` crate (`notify::Dispatcher`), which
-/// routes by severity and delivers in the background.
-///
-/// `send` must return at once and never block the caller: the Alerter calls
-/// it from inside an actor. An implementation that cannot take a
-/// notification (a full queue) drops it and counts the drop; it never
-/// fails the caller.
-pub trait NotificationSink: Send + Sync + 'static {
-    /// Hands `n` over for delivery.
-    fn send(&self, n: Notification);
-}
-
-/// A sink that drops everything: for an Alerter without notifiers, and
-/// for tests.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoNotifications;
-
-impl NotificationSink for NoNotifications {
-    fn send(&self, _: Notification) {}
 }
 
 /// A silence: alerts it matches are still recorded and shown, but not

@@ -336,6 +336,9 @@ async fn locked_cycle(
                 cycle_id: report.id.to_string(),
                 status: report.status.clone(),
                 error: None,
+                reason: report.reason.clone(),
+                duration_seconds: started.elapsed().as_secs_f64(),
+                patterns_discovered: report.patterns_discovered,
             });
             Ok(report)
         }
@@ -350,6 +353,9 @@ async fn locked_cycle(
                 cycle_id: report.id.to_string(),
                 status: "failed".into(),
                 error: report.error.clone(),
+                reason: report.reason.clone(),
+                duration_seconds: started.elapsed().as_secs_f64(),
+                patterns_discovered: 0,
             });
             if let Err(store_err) = store.fail_cycle(&report).await {
                 // The failure itself is not lost: logged whole, with the cycle id.

@@ -52,6 +52,11 @@ impl TrustSnapshots {
         Arc::new(WorkspaceTrust::default().snapshot(&self.params))
     }
 
+    /// Every workspace with a published snapshot.
+    pub fn workspaces(&self) -> Vec<WorkspaceId> {
+        self.inner.iter().map(|e| *e.key()).collect()
+    }
+
     /// The boost of an agent on a type, without allocation on the hot path.
     pub fn boost(
         &self,

@@ -1,0 +1,55 @@
+//! Starts the `Alerter` (`[alerts]`) with what the service provides: the
+//! store's readiness check as the `database_errors` probe, the notification
+//! sink and the admission controller (both no-ops until their modules are
+//! wired in).
+
+use std::sync::Arc;
+
+use swarmwise_actors::alerts::{Alerter, AlerterDeps, NoAdmission, NoNotifications, StoreProbe};
+use swarmwise_actors::Engine;
+
+use crate::config::Settings;
+use crate::store::AdminStore;
+
+/// The readiness check (database reachable, migrations applied) as the
+/// `database_errors` probe.
+struct ReadyProbe(Arc<dyn AdminStore>);
+
+#[async_trait::async_trait]
+impl StoreProbe for ReadyProbe {
+    async fn probe(&self) -> Result<(), String> {
+        self.0.ready().await.map_err(|e| e.to_string())
+    }
+}
+
+/// Starts the alerter when `alerts.enabled`; `None` otherwise.
+pub(super) fn start_alerter(
+    settings: &Settings,
+    store: &Arc<dyn AdminStore>,
+    engine: &Engine,
+) -> anyhow::Result<Option<Alerter>> {
+    if !settings.alerts.enabled {
+        return Ok(None);
+    }
+    let rules = settings
+        .alerts
+        .resolve(
+            settings.agents.disable_below_trust,
+            settings.agents.disable_min_samples,
+        )
+        .map_err(|(key, message)| anyhow::anyhow!("config key `{key}`: {message}"))?;
+    let deps = AlerterDeps {
+        store: store.clone(),
+        engine: engine.clone(),
+        admission: Arc::new(NoAdmission),
+        sink: Arc::new(NoNotifications),
+        probe: Some(Arc::new(ReadyProbe(Arc::clone(store)))),
+        health: engine.health().clone(),
+    };
+    Ok(Some(Alerter::start(
+        deps,
+        &settings.alerts,
+        rules,
+        settings.supervision.alerter.clone(),
+    )))
+}

@@ -1,0 +1,476 @@
+//! Alerts over HTTP: listing, reading, acknowledging and silencing, with a
+//! hostile tenant trying each on another workspace's alerts; the Alerter
+//! raising `agent_trust_low` from real outcomes onto the event stream; and
+//! no second alert after a restart.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use swarmwise_actors::alerts::{Alert, AlertStatus, Severity};
+use swarmwise_actors::domain::{to_micros, WorkspaceId};
+use uuid::Uuid;
+
+use crate::both_backends;
+use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
+
+fn alert(ws: Option<WorkspaceId>, rule: &str, subject: &str, severity: Severity) -> Alert {
+    let now = to_micros(chrono::Utc::now());
+    Alert {
+        id: Uuid::now_v7(),
+        workspace_id: ws,
+        rule: rule.into(),
+        severity,
+        subject: subject.into(),
+        fingerprint: Alert::fingerprint_of(ws, rule, subject),
+        status: AlertStatus::Firing,
+        value: 0.1,
+        threshold: 0.3,
+        summary: format!("{rule} about {subject}"),
+        action: None,
+        started_at: now,
+        fired_at: now,
+        resolved_at: None,
+        acked_at: None,
+        acked_by: None,
+    }
+}
+
+async fn workspace(app: &TestApp, name: &str) -> (WorkspaceId, String) {
+    let (id, key) = app.workspace(name).await;
+    (WorkspaceId(Uuid::parse_str(&id).unwrap()), key)
+}
+
+async fn delete(app: &TestApp, key: &str, path: &str) -> reqwest::Response {
+    app.client
+        .delete(app.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Workspace keys see and act on their own alerts only; the admin key sees
+/// every workspace's and the node-level ones. Another workspace's alert or
+/// silence by id is 404 and stays unchanged.
+async fn alerts_are_per_workspace(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.alerts.max_silences_per_workspace = 2).await;
+    let (a, ka) = workspace(&app, "A").await;
+    let (b, kb) = workspace(&app, "B").await;
+    let admin = app.admin_key.clone();
+    let in_a = alert(Some(a), "agent_trust_low", "bad", Severity::Critical);
+    let in_b = alert(Some(b), "agent_trust_low", "bad", Severity::Critical);
+    let node = alert(None, "database_errors", "", Severity::Critical);
+    let warn_a = alert(Some(a), "agent_approval_low", "meh", Severity::Warning);
+    for x in [&in_a, &in_b, &node, &warn_a] {
+        app.store.insert_alert(x).await.unwrap();
+    }
+
+    let page = app.json(&ka, "/api/v1/alerts").await;
+    assert_eq!(ids(&page), [warn_a.id.to_string(), in_a.id.to_string()]);
+    assert_eq!(page["items"][1]["silenced"], false);
+    assert_eq!(page["next_cursor"], Value::Null);
+    let all = app.json(&admin, "/api/v1/alerts").await;
+    assert_eq!(ids(&all).len(), 4, "{all}");
+    let only_b = app
+        .json(&admin, &format!("/api/v1/alerts?workspace_id={b}"))
+        .await;
+    assert_eq!(ids(&only_b), [in_b.id.to_string()]);
+    // Filters and pages.
+    let warn = app.json(&ka, "/api/v1/alerts?severity=warning").await;
+    assert_eq!(ids(&warn), [warn_a.id.to_string()]);
+    let by = app
+        .json(
+            &ka,
+            "/api/v1/alerts?rule=agent_trust_low&subject=bad&status=firing",
+        )
+        .await;
+    assert_eq!(ids(&by), [in_a.id.to_string()]);
+    let first = app.json(&ka, "/api/v1/alerts?limit=1").await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = app
+        .json(&ka, &format!("/api/v1/alerts?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(ids(&second), [in_a.id.to_string()]);
+    assert_eq!(second["next_cursor"], Value::Null);
+
+    // A tenant reaching for another workspace's alert, by id or by filter.
+    let theirs = format!("/api/v1/alerts/{}", in_b.id);
+    assert_error(
+        app.get(&ka, &theirs).await,
+        StatusCode::NOT_FOUND,
+        "alert_not_found",
+        None,
+    )
+    .await;
+    assert_error(
+        app.post(&ka, &format!("{theirs}/ack"), &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "alert_not_found",
+        None,
+    )
+    .await;
+    assert_error(
+        app.get(&ka, &format!("/api/v1/alerts/{}", node.id)).await,
+        StatusCode::NOT_FOUND,
+        "alert_not_found",
+        None,
+    )
+    .await;
+    assert_error(
+        app.get(&ka, &format!("/api/v1/alerts?workspace_id={b}"))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("workspace_id"),
+    )
+    .await;
+    let untouched = app.json(&kb, &theirs).await;
+    assert_eq!(untouched["acked_at"], Value::Null, "{untouched}");
+
+    // Acknowledging its own: who and when, kept on a second ack.
+    let acked = app
+        .post(&ka, &format!("/api/v1/alerts/{}/ack", in_a.id), &json!({}))
+        .await;
+    assert_eq!(acked.status(), StatusCode::OK);
+    let acked: Value = acked.json().await.unwrap();
+    assert_eq!(acked["acked_by"], format!("workspace:{a}"));
+    let again: Value = app
+        .post(
+            &admin,
+            &format!("/api/v1/alerts/{}/ack", in_a.id),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["acked_by"], format!("workspace:{a}"));
+    assert_eq!(again["acked_at"], acked["acked_at"]);
+
+    // Bad queries: clear errors naming the field.
+    assert_error(
+        app.get(&ka, "/api/v1/alerts?status=burning").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        None,
+    )
+    .await;
+    assert_error(
+        app.get(&ka, "/api/v1/alerts?rule=nope").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("rule"),
+    )
+    .await;
+    assert_error(
+        app.get(&ka, "/api/v1/alerts?limit=0").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("limit"),
+    )
+    .await;
+    assert_error(
+        app.get(&ka, "/api/v1/alerts?limit=501").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("limit"),
+    )
+    .await;
+    assert_error(
+        app.get(&ka, "/api/v1/alerts?cursor=zzz").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        Some("cursor"),
+    )
+    .await;
+    assert_error(
+        app.get(&ka, "/api/v1/alerts/not-a-uuid").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+        Some("id"),
+    )
+    .await;
+
+    // Silences: a tenant's silence is its own workspace's, whatever it asks.
+    let s = app
+        .post(
+            &ka,
+            "/api/v1/alerts/silences",
+            &json!({"duration_secs": 3600, "comment": "deploying"}),
+        )
+        .await;
+    assert_eq!(s.status(), StatusCode::CREATED);
+    let silence: Value = s.json().await.unwrap();
+    assert_eq!(silence["workspace_id"], a.to_string());
+    assert_eq!(silence["created_by"], format!("workspace:{a}"));
+    let page = app.json(&ka, "/api/v1/alerts").await;
+    assert!(
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["silenced"] == true),
+        "{page}"
+    );
+    let b_view = app.json(&kb, "/api/v1/alerts").await;
+    assert_eq!(
+        b_view["items"][0]["silenced"], false,
+        "A's silence does not reach B: {b_view}"
+    );
+    assert_error(
+        app.post(
+            &ka,
+            "/api/v1/alerts/silences",
+            &json!({"duration_secs": 3600, "comment": "x", "workspace_id": b.to_string()}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("workspace_id"),
+    )
+    .await;
+    let b_silences = app.json(&kb, "/api/v1/alerts/silences").await;
+    assert_eq!(b_silences["items"], json!([]), "nothing created for B");
+    let sid = silence["id"].as_str().unwrap();
+    assert_error(
+        delete(&app, &kb, &format!("/api/v1/alerts/silences/{sid}")).await,
+        StatusCode::NOT_FOUND,
+        "silence_not_found",
+        None,
+    )
+    .await;
+    assert_eq!(
+        ids(&app.json(&ka, "/api/v1/alerts/silences").await),
+        [sid.to_owned()],
+        "still there"
+    );
+
+    // Invalid silences change nothing.
+    let bad = [
+        (
+            json!({"duration_secs": 60}),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "",
+        ),
+        (
+            json!({"duration_secs": 60, "comment": "  "}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "comment",
+        ),
+        (
+            json!({"comment": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "ends_at",
+        ),
+        (
+            json!({"duration_secs": 60, "ends_at": "2030-01-01T00:00:00Z", "comment": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "duration_secs",
+        ),
+        (
+            json!({"duration_secs": 99_999_999, "comment": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "duration_secs",
+        ),
+        (
+            json!({"starts_at": "2030-01-02T00:00:00Z", "ends_at": "2030-01-01T00:00:00Z", "comment": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "starts_at",
+        ),
+        (
+            json!({"ends_at": "2020-01-01T00:00:00Z", "comment": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "ends_at",
+        ),
+        (
+            json!({"duration_secs": 60, "comment": "x", "rule": "nope"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "rule",
+        ),
+        (
+            json!({"duration_secs": 60, "comment": "x", "subject": "a\u{0}b"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "subject",
+        ),
+        (
+            json!({"duration_secs": 60, "comment": "x".repeat(20_000)}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "comment",
+        ),
+        (
+            json!({"duration_secs": 60, "comment": "x", "severity": "loud"}),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "severity",
+        ),
+    ];
+    for (body, status, code, field) in bad {
+        let res = app.post(&ka, "/api/v1/alerts/silences", &body).await;
+        let field = (!field.is_empty()).then_some(field);
+        assert_error(res, status, code, field).await;
+    }
+    // The cap: one more is allowed (2), then 409.
+    let ok = app
+        .post(&ka, "/api/v1/alerts/silences", &json!({"rule": "agent_approval_low", "subject": "meh", "severity": "warning", "duration_secs": 60, "comment": "known"}))
+        .await;
+    assert_eq!(ok.status(), StatusCode::CREATED);
+    assert_error(
+        app.post(
+            &ka,
+            "/api/v1/alerts/silences",
+            &json!({"duration_secs": 60, "comment": "one more"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "too_many_silences",
+        None,
+    )
+    .await;
+    assert_eq!(
+        ids(&app.json(&ka, "/api/v1/alerts/silences").await).len(),
+        2
+    );
+    // The admin silences node-level alerts; tenants never see that silence.
+    let node_silence = app
+        .post(
+            &admin,
+            "/api/v1/alerts/silences",
+            &json!({"rule": "database_errors", "duration_secs": 600, "comment": "db failover"}),
+        )
+        .await;
+    assert_eq!(node_silence.status(), StatusCode::CREATED);
+    let node_view = app
+        .json(&admin, &format!("/api/v1/alerts/{}", node.id))
+        .await;
+    assert_eq!(node_view["silenced"], true, "{node_view}");
+    assert_eq!(
+        ids(&app.json(&kb, "/api/v1/alerts/silences").await).len(),
+        0
+    );
+    // Deleting: 204, then 404.
+    let gone = delete(&app, &ka, &format!("/api/v1/alerts/silences/{sid}")).await;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    assert_error(
+        delete(&app, &ka, &format!("/api/v1/alerts/silences/{sid}")).await,
+        StatusCode::NOT_FOUND,
+        "silence_not_found",
+        None,
+    )
+    .await;
+    let with_expired = app
+        .json(&ka, "/api/v1/alerts/silences?include_expired=true")
+        .await;
+    assert_eq!(ids(&with_expired).len(), 1);
+    app.stop().await.unwrap();
+}
+
+both_backends!(alerts_are_per_workspace);
+
+/// Reads server-sent events until one of type `alert` arrives (30 s bound).
+async fn next_alert_event(stream: &mut reqwest::Response) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut buf = String::new();
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("an alert event within 30 s")
+            .unwrap()
+            .expect("the stream stays open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            if let Some(data) = event.trim().strip_prefix("data: ") {
+                let v: Value = serde_json::from_str(data).unwrap();
+                if v["type"] == "alert" {
+                    return v;
+                }
+            }
+        }
+    }
+}
+
+/// An agent rejected every time crosses `agents.disable_below_trust` after
+/// `agents.disable_min_samples` outcomes: `agent_trust_low` fires at once
+/// (on the trust update, not a tick), reaches the workspace's event stream
+/// and the alert list, and a restart does not raise it a second time.
+async fn trust_low_fires_once_and_survives_a_restart(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.alerts.evaluate_every_secs = 3600).await;
+    let (_, k) = workspace(&app, "A").await;
+    let (_, other) = workspace(&app, "B").await;
+    app.agent(&k, "bad").await;
+    app.agent(&k, "good").await;
+    let mut stream = app.get(&k, "/api/v1/events").await;
+    let mut theirs = app.get(&other, "/api/v1/events").await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    for i in 0..40 {
+        let wf = format!("wf-{i}");
+        let bad = app.track(&k, "bad", &wf, "strategy", 0.9).await;
+        let good = app.track(&k, "good", &wf, "strategy", 0.6).await;
+        let res = app
+            .post(
+                &k,
+                &format!("/api/v1/workflows/{wf}/outcome"),
+                &json!({"overall_quality_score": 50, "verdicts": [
+                    {"recommendation_id": bad, "status": "rejected", "quality": 0},
+                    {"recommendation_id": good, "status": "approved", "quality": 90}]}),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "{}",
+            res.text().await.unwrap()
+        );
+    }
+    let event = next_alert_event(&mut stream).await;
+    let a = &event["alert"];
+    assert_eq!(a["rule"], "agent_trust_low", "{event}");
+    assert_eq!(a["subject"], "bad");
+    assert_eq!(a["status"], "firing");
+    assert_eq!(a["action"], "quarantine");
+    assert!(a["value"].as_f64().unwrap() < 0.3, "{event}");
+    // B's stream carries none of A's alerts: its next chunk is at most a ping.
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(500), theirs.chunk()).await;
+    if let Ok(Ok(Some(chunk))) = quiet {
+        assert!(
+            !String::from_utf8_lossy(&chunk).contains("alert"),
+            "B saw A's alert"
+        );
+    }
+    let firing = app
+        .json(&k, "/api/v1/alerts?status=firing&rule=agent_trust_low")
+        .await;
+    assert_eq!(ids(&firing), [a["id"].as_str().unwrap().to_owned()]);
+    drop(stream);
+    drop(theirs);
+
+    // Restart: the open alert is restored, a full evaluation adds nothing.
+    let app = app.restart(|s| s.alerts.evaluate_every_secs = 3600).await;
+    app.ready().await;
+    app.engine.recompute_trust(None).await.unwrap();
+    app.alerter.as_ref().unwrap().evaluate_now().await.unwrap();
+    let firing = app.json(&k, "/api/v1/alerts?rule=agent_trust_low").await;
+    assert_eq!(ids(&firing).len(), 1, "{firing}");
+    assert_eq!(firing["items"][0]["status"], "firing");
+    app.stop().await.unwrap();
+}
+
+both_backends!(trust_low_fires_once_and_survives_a_restart);
