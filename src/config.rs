@@ -3,8 +3,9 @@
 //! environment variables. Unknown keys are errors, and every error names the
 //! key (`swarmwise check-config` prints it).
 //!
-//! Why one file of about 640 lines: every section's validation in one place
-//! (an error names its key), 620 lines before its tests.
+//! Why one file of about 660 lines: every section's validation in one place
+//! (an error names its key), 640 lines before its tests
+//! (the notifiers' own checks live in `crate::notify::config`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -59,8 +60,71 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// `[dashboard]`: the pages under `/learning`.
     pub dashboard: DashboardSettings,
-    /// `[alerts]`: the rules the `Alerter` evaluates, silences, retention.
-    pub alerts: swarmwise_actors::alerts::AlertsConfig,
+    /// `[alerts]`: the rules the `Alerter` evaluates, silences, retention,
+    /// and the notifiers with their routes by severity.
+    pub alerts: AlertsSettings,
+}
+
+/// `[alerts]`: the rules the `Alerter` evaluates (the engine's part,
+/// [`AlertsConfig`](swarmwise_actors::alerts::AlertsConfig): rules,
+/// evaluation period, silences, retention) and where notifications go.
+/// `[alerts.notifiers.NAME]` declares a notifier (webhook, Slack,
+/// PagerDuty, email) and `[alerts.routes]` lists the notifiers of each
+/// severity; both belong to the operator (see `crate::notify`). None by
+/// default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsSettings {
+    /// Evaluate rules at all (see `AlertsConfig::enabled`).
+    pub enabled: bool,
+    /// Seconds between evaluations.
+    pub evaluate_every_secs: u64,
+    /// Largest page of `GET /api/v1/alerts`.
+    pub max_alerts_listed: u32,
+    /// Longest silence, in seconds.
+    pub max_silence_secs: u64,
+    /// Active or scheduled silences per workspace.
+    pub max_silences_per_workspace: u32,
+    /// Days a resolved alert is kept (0 = forever).
+    pub retention_days: u32,
+    /// `[alerts.rules.NAME]`.
+    pub rules: std::collections::BTreeMap<String, swarmwise_actors::alerts::RuleConfig>,
+    /// `[alerts.notifiers.NAME]`, by name.
+    pub notifiers: std::collections::BTreeMap<String, crate::notify::NotifierSettings>,
+    /// `[alerts.routes]`.
+    pub routes: crate::notify::RouteSettings,
+}
+
+impl Default for AlertsSettings {
+    fn default() -> Self {
+        let c = swarmwise_actors::alerts::AlertsConfig::default();
+        Self {
+            enabled: c.enabled,
+            evaluate_every_secs: c.evaluate_every_secs,
+            max_alerts_listed: c.max_alerts_listed,
+            max_silence_secs: c.max_silence_secs,
+            max_silences_per_workspace: c.max_silences_per_workspace,
+            retention_days: c.retention_days,
+            rules: c.rules,
+            notifiers: Default::default(),
+            routes: Default::default(),
+        }
+    }
+}
+
+impl AlertsSettings {
+    /// The engine's part (the `Alerter`'s config).
+    pub fn engine(&self) -> swarmwise_actors::alerts::AlertsConfig {
+        swarmwise_actors::alerts::AlertsConfig {
+            enabled: self.enabled,
+            evaluate_every_secs: self.evaluate_every_secs,
+            max_alerts_listed: self.max_alerts_listed,
+            max_silence_secs: self.max_silence_secs,
+            max_silences_per_workspace: self.max_silences_per_workspace,
+            retention_days: self.retention_days,
+            rules: self.rules.clone(),
+        }
+    }
 }
 
 /// `[dashboard]`: sign-in sessions and colour thresholds of the pages
@@ -614,7 +678,10 @@ impl Settings {
         if self.agents.max_queued_tasks == 0 {
             return Err(err("agents.max_queued_tasks", "must be at least 1".into()));
         }
+        crate::notify::config::validate(&self.alerts.notifiers, &self.alerts.routes)
+            .map_err(|(key, message)| err(&key, message))?;
         self.alerts
+            .engine()
             .validate(a.disable_below_trust, a.disable_min_samples)
             .map_err(|(key, message)| err(&key, message))?;
         Ok(())

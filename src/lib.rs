@@ -19,6 +19,9 @@
 //!   demo swarm, its key and its loop.
 //! - [`cache`]: patterns by workspace (Redis or in process); [`ttl_cache`]: the
 //!   in-process cache with expiry behind the key and agent caches.
+//! - [`notify`]: alert notifiers (webhook, Slack, PagerDuty, email), routes
+//!   by severity, retries, and the dispatcher the Alerter hands
+//!   notifications to.
 //! - [`telemetry`]: logging and Prometheus metrics.
 
 pub mod assets;
@@ -34,6 +37,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod notify;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -49,6 +49,9 @@ pub struct AppState {
     pub cycles: Arc<dyn CycleTrigger>,
     /// Patterns by workspace (Redis or in process), cleared when a cycle finishes.
     pub patterns: crate::cache::PatternCache,
+    /// Alert notifiers (routes, queues, delivery status); the Alerter sends
+    /// through it and `GET /alerts/notifiers` reads its status.
+    pub notifiers: crate::notify::Dispatcher,
     /// Flips to true when the server begins to stop.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }

@@ -130,6 +130,27 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "counter",
         "Requests and tasks refused by a fairness limit, by limit (api_key, workflow_runs, agent_queue)",
     ),
+    // Notifiers (src/notify): labels are operator-declared names only.
+    (
+        "swarmwise_notifications_sent_total",
+        "counter",
+        "Alert notifications delivered, by notifier and kind",
+    ),
+    (
+        "swarmwise_notifications_failed_total",
+        "counter",
+        "Alert notifications given up (refused by the receiver, or out of attempts), by notifier and kind",
+    ),
+    (
+        "swarmwise_notifications_dropped_total",
+        "counter",
+        "Alert notifications dropped because the notifier's queue was full, by notifier and kind",
+    ),
+    (
+        "swarmwise_notifier_up",
+        "gauge",
+        "1 if the notifier's last delivery attempt succeeded (or none was made yet), 0 if it failed",
+    ),
     (
         "swarmwise_panics_total",
         "counter",

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod events;
 pub mod health;
 pub mod learning;
+pub mod notifiers;
 pub mod openapi;
 pub mod recommendations;
 pub mod runs;
@@ -42,6 +43,7 @@ api_routes! {
     post "/workspaces/{workspace_id}/api-keys/{key_id}/revoke" => workspaces::revoke_key,
     post "/workspaces/{workspace_id}/api-keys/{key_id}/rotate" => workspaces::rotate_key,
     get "/audit" => audit::list,
+    get "/alerts/notifiers" => notifiers::list,
     post "/agents" => agents::register,
     get "/agents" => agents::list,
     get "/agents/{agent_id}" => agents::get,

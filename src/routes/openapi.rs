@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agents, alerts, audit, events, health, learning, recommendations, runs, series, trust,
-    workspaces,
+    agents, alerts, audit, events, health, learning, notifiers, recommendations, runs, series,
+    trust, workspaces,
 };
 
 struct BearerAuth;
@@ -33,7 +33,7 @@ impl Modify for BearerAuth {
     info(title = "Swarmwise", description = "Track agent recommendations, learn from outcomes, read trust scores and decision boosts."),
     paths(
         workspaces::create, workspaces::list, workspaces::add_key, workspaces::list_keys,
-        workspaces::revoke_key, workspaces::rotate_key, audit::list,
+        workspaces::revoke_key, workspaces::rotate_key, audit::list, notifiers::list,
         agents::register, agents::register_as_admin, agents::list, agents::get, agents::update, agents::delete,
         recommendations::track, recommendations::track_batch, recommendations::list, recommendations::get,
         recommendations::feedback, recommendations::outcome,

@@ -1,11 +1,11 @@
 //! Starts the `Alerter` (`[alerts]`) with what the service provides: the
-//! store's readiness check as the `database_errors` probe, the notification
-//! sink and the admission controller (both no-ops until their modules are
-//! wired in).
+//! store's readiness check as the `database_errors` probe, the notifiers'
+//! dispatcher as the notification sink, and the admission controller (a
+//! no-op until the admission module is wired in).
 
 use std::sync::Arc;
 
-use swarmwise_actors::alerts::{Alerter, AlerterDeps, NoAdmission, NoNotifications, StoreProbe};
+use swarmwise_actors::alerts::{Alerter, AlerterDeps, NoAdmission, StoreProbe};
 use swarmwise_actors::Engine;
 
 use crate::config::Settings;
@@ -27,12 +27,13 @@ pub(super) fn start_alerter(
     settings: &Settings,
     store: &Arc<dyn AdminStore>,
     engine: &Engine,
+    notifiers: &crate::notify::Dispatcher,
 ) -> anyhow::Result<Option<Alerter>> {
     if !settings.alerts.enabled {
         return Ok(None);
     }
-    let rules = settings
-        .alerts
+    let config = settings.alerts.engine();
+    let rules = config
         .resolve(
             settings.agents.disable_below_trust,
             settings.agents.disable_min_samples,
@@ -42,13 +43,13 @@ pub(super) fn start_alerter(
         store: store.clone(),
         engine: engine.clone(),
         admission: Arc::new(NoAdmission),
-        sink: Arc::new(NoNotifications),
+        sink: Arc::new(notifiers.clone()),
         probe: Some(Arc::new(ReadyProbe(Arc::clone(store)))),
         health: engine.health().clone(),
     };
     Ok(Some(Alerter::start(
         deps,
-        &settings.alerts,
+        &config,
         rules,
         settings.supervision.alerter.clone(),
     )))

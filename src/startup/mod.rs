@@ -43,6 +43,8 @@ pub struct Application {
     store: Arc<dyn AdminStore>,
     workflows: Workflows,
     demo_key: Option<String>,
+    /// The alert notifiers, for the Alerter and for tests that send through them.
+    notifiers: crate::notify::Dispatcher,
     /// The alerter (`None` when `alerts.enabled = false`).
     alerter: Option<swarmwise_actors::alerts::Alerter>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -71,6 +73,9 @@ impl Application {
             None
         };
         let prometheus = crate::telemetry::prometheus()?;
+        let notifiers =
+            crate::notify::Dispatcher::start(&settings.alerts.notifiers, &settings.alerts.routes)
+                .map_err(|(key, message)| anyhow::anyhow!("config key `{key}`: {message}"))?;
         let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
         actix::spawn(crate::telemetry::metrics_upkeep(
             prometheus.clone(),
@@ -108,7 +113,7 @@ impl Application {
             )
             .map_err(|e| anyhow::anyhow!("scheduler.{e}"))?;
         }
-        let alerter = alerting::start_alerter(&settings, &store, &engine)?;
+        let alerter = alerting::start_alerter(&settings, &store, &engine, &notifiers)?;
         // One counter for every path that evaluates outcomes: workflow runs,
         // REST outcomes and feedback all count towards cycle_every_outcomes.
         let cycles: Arc<dyn CycleTrigger> = Arc::new({
@@ -181,6 +186,7 @@ impl Application {
             learner,
             patterns,
             cycles,
+            notifiers: notifiers.clone(),
         });
         background::spawn_limits_upkeep(state.clone());
         background::spawn_pattern_invalidation(state.clone(), engine.events().subscribe());
@@ -204,6 +210,7 @@ impl Application {
             store,
             workflows,
             demo_key,
+            notifiers,
             alerter,
             shutdown,
             shutdown_timeout_secs: settings.server.shutdown_timeout_secs,
@@ -243,6 +250,11 @@ impl Application {
     /// The engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The alert notifiers' dispatcher.
+    pub fn notifiers(&self) -> &crate::notify::Dispatcher {
+        &self.notifiers
     }
 
     /// The store.

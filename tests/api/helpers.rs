@@ -137,6 +137,7 @@ pub struct TestApp {
     /// The alerter (`None` when `alerts.enabled = false`).
     pub alerter: Option<swarmwise_actors::alerts::Alerter>,
     pub handle: AppHandle,
+    pub notifiers: swarmwise::notify::Dispatcher,
     pub database_url: String,
     join: Option<actix_web::rt::task::JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -165,6 +166,7 @@ async fn start_on(
     let alerter = app.alerter().cloned();
     let handle = app.handle();
     let admin_key = app.admin_key().to_owned();
+    let notifiers = app.notifiers().clone();
     let join = actix_web::rt::spawn(app.run());
     TestApp {
         address,
@@ -174,6 +176,7 @@ async fn start_on(
         store,
         alerter,
         handle,
+        notifiers,
         database_url: url,
         join: Some(join),
         _dir: dir,

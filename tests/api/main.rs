@@ -18,6 +18,7 @@ mod keys;
 mod learning;
 mod leftovers;
 mod lifecycle;
+mod notify;
 mod openapi;
 mod poison;
 mod recommendations;

@@ -37,7 +37,7 @@ use super::config::{
     TRUST_UPDATED,
 };
 use super::rules::{self, AlertBook, CycleFacts, Reading, Transition};
-use super::{AgentAdmission, Alert, AlertStatus, Notification};
+use super::{AgentAdmission, Alert, AlertStatus, Notification, NotificationSink};
 use crate::domain::{AgentId, WorkspaceId};
 use crate::engine::Engine;
 use crate::events::Event;
@@ -45,21 +45,6 @@ use crate::ports::{AlertInsert, AlertScope, Store, StoreError};
 use crate::supervisor::{ActorHealth, HealthRegistry, RestartPolicy, RestartTracker};
 
 const NAME: &str = "alerter";
-
-/// Where notifications go: the service's dispatcher (routes per severity,
-/// retries). `send` must not block: queue and return.
-pub trait NotificationSink: Send + Sync + 'static {
-    /// Delivers (or queues) one notification.
-    fn send(&self, n: Notification);
-}
-
-/// A sink that drops every notification (no notifier configured).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoNotifications;
-
-impl NotificationSink for NoNotifications {
-    fn send(&self, _n: Notification) {}
-}
 
 /// An admission controller that changes nothing (until one is wired): the
 /// `quarantine` action is logged and reported as not applied.

@@ -18,9 +18,7 @@ pub mod alerter;
 pub mod config;
 pub mod rules;
 
-pub use alerter::{
-    Alerter, AlerterDeps, NoAdmission, NoNotifications, NotificationSink, StoreProbe,
-};
+pub use alerter::{Alerter, AlerterDeps, NoAdmission, StoreProbe};
 pub use config::{AlertsConfig, RuleConfig};
 
 use chrono::{DateTime, Utc};
@@ -120,6 +118,29 @@ pub struct Notification {
     pub status: AlertStatus,
     /// The alert as it is now.
     pub alert: Alert,
+}
+
+/// Where the `Alerter` hands each notification it decides to send (a
+/// transition that no silence matches). Implemented by the notifiers'
+/// dispatcher in the `swarmwise` crate (`notify::Dispatcher`), which
+/// routes by severity and delivers in the background.
+///
+/// `send` must return at once and never block the caller: the Alerter calls
+/// it from inside an actor. An implementation that cannot take a
+/// notification (a full queue) drops it and counts the drop; it never
+/// fails the caller.
+pub trait NotificationSink: Send + Sync + 'static {
+    /// Hands `n` over for delivery.
+    fn send(&self, n: Notification);
+}
+
+/// A sink that drops everything: for an Alerter without notifiers, and
+/// for tests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNotifications;
+
+impl NotificationSink for NoNotifications {
+    fn send(&self, _: Notification) {}
 }
 
 /// A silence: alerts it matches are still recorded and shown, but not
