@@ -1,8 +1,9 @@
 //! The `swarmwise` command line: `serve`, `migrate`, `check-config`,
-//! `schedule`, `learn`, `init`. `main.rs` calls [`run`]; each command with
-//! more than a few lines has its own module (`serve`, `check_config`,
-//! `schedule`, `learn`, `init`).
+//! `schedule`, `learn`, `alerts`, `init`. `main.rs` calls [`run`]; each
+//! command with more than a few lines has its own module (`serve`,
+//! `check_config`, `schedule`, `learn`, `alerts`, `init`).
 
+mod alerts;
 mod check_config;
 mod init;
 mod learn;
@@ -53,6 +54,22 @@ enum Command {
         /// The workspace id (from POST /api/v1/workspaces).
         #[arg(long)]
         workspace: uuid::Uuid,
+    },
+    /// List alerts, newest first, read from database.url: every workspace's and the
+    /// node-level ones, or one workspace's.
+    Alerts {
+        /// firing, resolved or all.
+        #[arg(long, default_value = "all")]
+        status: String,
+        /// Only this workspace's alerts (its id).
+        #[arg(long)]
+        workspace: Option<uuid::Uuid>,
+        /// At most this many (up to alerts.max_alerts_listed).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -105,6 +122,20 @@ pub fn run() -> ExitCode {
         Command::Learn { workspace } => {
             actix_web::rt::System::new().block_on(learn::learn(settings, workspace))
         }
+        Command::Alerts {
+            status,
+            workspace,
+            limit,
+            json,
+        } => actix_web::rt::System::new().block_on(alerts::alerts(
+            settings,
+            alerts::AlertsArgs {
+                status: Some(status),
+                workspace,
+                limit,
+                json,
+            },
+        )),
         Command::Init { .. } => Ok(()),
     };
     match result {

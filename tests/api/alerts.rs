@@ -474,3 +474,70 @@ async fn trust_low_fires_once_and_survives_a_restart(backend: Backend) {
 }
 
 both_backends!(trust_low_fires_once_and_survives_a_restart);
+
+/// `swarmwise alerts` reads the store: every workspace's and node-level
+/// alerts, or one workspace's; `--status`, `--json`; bad input is refused
+/// with what to do.
+#[actix_web::test]
+async fn alerts_command_lists_from_the_store() {
+    use crate::helpers::OutputWithin;
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let (a, _) = workspace(&app, "A").await;
+    let (b, _) = workspace(&app, "B").await;
+    let in_a = alert(Some(a), "agent_trust_low", "bad", Severity::Critical);
+    let in_b = alert(Some(b), "agent_trust_low", "bad", Severity::Critical);
+    let node = alert(None, "database_errors", "", Severity::Critical);
+    let mut done = alert(Some(a), "learning_cycle_failed", "", Severity::Critical);
+    done.status = AlertStatus::Resolved;
+    done.resolved_at = Some(done.fired_at);
+    for x in [&in_a, &in_b, &node, &done] {
+        app.store.insert_alert(x).await.unwrap();
+    }
+    // The server keeps running (and its SQLite file exists): the command
+    // reads beside it, as an operator's would.
+    let url = app.database_url.clone();
+    let bin = env!("CARGO_BIN_EXE_swarmwise");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .arg("alerts")
+            .args(args)
+            .env("SWARMWISE__DATABASE__URL", &url)
+            .env("SWARMWISE__DEMO__ENABLED", "false")
+            .output_within()
+            .unwrap()
+    };
+    let lines = |out: &std::process::Output| -> Vec<Value> {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let firing = lines(&run(&["--status", "firing", "--json"]));
+    assert_eq!(firing.len(), 3, "{firing:?}");
+    assert!(firing
+        .iter()
+        .any(|x| x["workspace_id"].is_null() && x["rule"] == "database_errors"));
+    let mine = lines(&run(&["--workspace", &a.to_string(), "--json"]));
+    let ids: Vec<&str> = mine.iter().map(|x| x["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [done.id.to_string(), in_a.id.to_string()]);
+    let table = run(&["--status", "resolved"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success());
+    assert!(
+        text.contains("STATUS") && text.contains("learning_cycle_failed"),
+        "{text}"
+    );
+    assert!(!text.contains("agent_trust_low"), "{text}");
+    let bad = run(&["--status", "burning"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("use firing, resolved or all"));
+    let unknown = run(&["--workspace", &Uuid::now_v7().to_string()]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("does not exist"));
+    app.stop().await.unwrap();
+}

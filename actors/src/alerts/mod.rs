@@ -17,6 +17,8 @@
 pub mod alerter;
 pub mod config;
 pub mod rules;
+#[cfg(test)]
+mod sim;
 
 pub use alerter::{Alerter, AlerterDeps, NoAdmission, StoreProbe};
 pub use config::{AlertsConfig, RuleConfig};
