@@ -23,13 +23,15 @@
 //! with jitter ([`backoff`]) up to `attempts`; then the notification is
 //! given up, logged and counted. Every attempt updates the notifier's
 //! status (`GET /api/v1/alerts/notifiers`, admin key) and
-//! `swarmwise_notifier_up`.
+//! `swarmwise_notifier_up`. At shutdown, [`Dispatcher::settle`] gives the
+//! queues what is left of `server.shutdown_timeout_secs`.
 
 pub mod config;
 pub mod deliver;
 pub mod payload;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -106,6 +108,9 @@ struct Notifier {
     workspaces: Option<BTreeSet<String>>,
     notify_resolved: bool,
     queue: mpsc::Sender<Notification>,
+    /// Notifications accepted and not yet finished (queued or being
+    /// delivered): what [`Dispatcher::settle`] waits for at shutdown.
+    pending: AtomicUsize,
     status: Mutex<NotifierStatus>,
 }
 
@@ -247,6 +252,7 @@ impl Dispatcher {
                     .then(|| s.workspaces.iter().cloned().collect()),
                 notify_resolved: s.notify_resolved,
                 queue: tx,
+                pending: AtomicUsize::new(0),
                 status: Mutex::new(NotifierStatus {
                     name: name.clone(),
                     kind: s.kind,
@@ -312,14 +318,43 @@ impl Dispatcher {
             if !notifier.takes(&n) {
                 continue;
             }
+            notifier.pending.fetch_add(1, Ordering::SeqCst);
             match notifier.queue.try_send(n.clone()) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(n)) => notifier.dropped(&n),
+                Err(mpsc::error::TrySendError::Full(n)) => {
+                    notifier.pending.fetch_sub(1, Ordering::SeqCst);
+                    notifier.dropped(&n);
+                }
                 Err(mpsc::error::TrySendError::Closed(n)) => {
+                    notifier.pending.fetch_sub(1, Ordering::SeqCst);
                     tracing::error!(notifier = %notifier.name, alert = %n.alert.id, "notifier task is gone; notification lost (restart the service)");
                     notifier.dropped(&n);
                 }
             }
+        }
+    }
+
+    /// Notifications accepted and not yet delivered or given up, over
+    /// every notifier.
+    pub fn pending(&self) -> usize {
+        self.inner
+            .notifiers
+            .iter()
+            .map(|n| n.pending.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// Part of the stop protocol: waits until every accepted notification
+    /// is delivered or given up, for at most `within`; returns how many
+    /// were still pending (lost when the process exits).
+    pub async fn settle(&self, within: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = self.pending();
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -352,6 +387,7 @@ async fn drain(
 ) {
     while let Some(n) = rx.recv().await {
         deliver_one(&notifier, &target, retry, &n).await;
+        notifier.pending.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

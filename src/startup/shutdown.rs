@@ -1,7 +1,8 @@
 //! The stop protocol: a signal (or [`AppHandle::stop`]) ends SSE streams and
 //! stops accepting; in-flight requests finish; running workflow runs get what
 //! is left of `server.shutdown_timeout_secs` but a second, then are marked
-//! interrupted; every acknowledged recommendation is flushed.
+//! interrupted; every acknowledged recommendation is flushed; alert
+//! notifications still queued get what is left of the timeout.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,7 +93,25 @@ impl Application {
         );
         match self.engine.drain(left).await {
             Ok(()) => {
-                tracing::info!("all acknowledged recommendations are stored; bye");
+                tracing::info!("all acknowledged recommendations are stored");
+                let spent = began.get().map_or(Duration::ZERO, Instant::elapsed);
+                let pending = self.notifiers.pending();
+                if pending > 0 {
+                    let left = budget.saturating_sub(spent);
+                    tracing::info!(
+                        pending,
+                        timeout_ms = left.as_millis() as u64,
+                        "delivering queued alert notifications"
+                    );
+                    let lost = self.notifiers.settle(left).await;
+                    if lost > 0 {
+                        tracing::warn!(
+                            notifications = lost,
+                            "alert notifications not delivered before server.shutdown_timeout_secs (their receivers are slow or down); they are lost"
+                        );
+                    }
+                }
+                tracing::info!("bye");
                 Ok(())
             }
             Err(swarmwise_actors::EngineError::DrainIncomplete { rows }) => {

@@ -579,3 +579,36 @@ async fn dead_receiver_marks_the_notifier_down(backend: Backend) {
     app.stop().await.unwrap();
 }
 crate::both_backends!(dead_receiver_marks_the_notifier_down);
+
+/// The stop protocol delivers what is queued: a notification handed over
+/// just before the stop, to a receiver that takes 300 ms to answer, is
+/// delivered before `run` returns (the process would exit right after).
+#[actix_web::test]
+async fn a_queued_notification_is_delivered_before_the_stop_completes() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let addr = loopback_peer("127.0.0.1", move |body: web::Bytes| {
+        let tx = tx.clone();
+        async move {
+            // A slow receiver, so the stop must wait for the answer.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = tx.send(body.len());
+            HttpResponse::Ok().finish()
+        }
+    });
+    let name = format!("stop-{}", uuid::Uuid::now_v7().simple());
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        let mut n = NotifierSettings::new(NotifierKind::Webhook);
+        n.url = Some(format!("http://{addr}/hook"));
+        s.alerts.notifiers.insert(name.clone(), n);
+        s.alerts.routes.warning = vec![name.clone()];
+    })
+    .await;
+    app.ready().await;
+    let notifiers = app.notifiers.clone();
+    notifiers.send(alert("slow", AlertStatus::Firing, Severity::Warning));
+    assert_eq!(notifiers.pending(), 1);
+    app.stop().await.unwrap();
+    assert_eq!(notifiers.pending(), 0);
+    assert_eq!(notifiers.statuses()[0].sent, 1);
+    assert!(rx.try_recv().is_ok(), "the receiver never got it");
+}
