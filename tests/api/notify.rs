@@ -612,3 +612,57 @@ async fn a_queued_notification_is_delivered_before_the_stop_completes() {
     assert_eq!(notifiers.statuses()[0].sent, 1);
     assert!(rx.try_recv().is_ok(), "the receiver never got it");
 }
+
+/// End to end: real outcomes drive an agent's trust below the threshold,
+/// the Alerter raises `agent_trust_low`, and the PagerDuty receiver gets a
+/// `trigger` whose dedup key is the alert's fingerprint; the alert as the
+/// API lists it is the one that was paged.
+async fn an_alert_raised_by_the_alerter_reaches_pagerduty(backend: Backend) {
+    let (url, mut rx) = receiver(&[], 202);
+    let name = format!("pd-e2e-{}", uuid::Uuid::now_v7().simple());
+    std::env::set_var("SWARMWISE_TEST_NOTIFY_PD_KEY", "e2e-routing-key");
+    let app = spawn_app_with(backend, |s| {
+        s.alerts.evaluate_every_secs = 3600;
+        let mut n = NotifierSettings::new(NotifierKind::Pagerduty);
+        n.url = Some(url.clone());
+        n.routing_key_env = Some("SWARMWISE_TEST_NOTIFY_PD_KEY".into());
+        s.alerts.notifiers.insert(name.clone(), n);
+        s.alerts.routes.critical = vec![name.clone()];
+    })
+    .await;
+    app.ready().await;
+    let (ws, key) = app.workspace("paged").await;
+    app.agent(&key, "bad").await;
+    app.agent(&key, "good").await;
+    for i in 0..40 {
+        let wf = format!("wf-{i}");
+        let bad = app.track(&key, "bad", &wf, "strategy", 0.9).await;
+        let good = app.track(&key, "good", &wf, "strategy", 0.6).await;
+        let res = app
+            .post(
+                &key,
+                &format!("/api/v1/workflows/{wf}/outcome"),
+                &json!({"overall_quality_score": 50, "verdicts": [
+                    {"recommendation_id": bad, "status": "rejected", "quality": 0},
+                    {"recommendation_id": good, "status": "approved", "quality": 90}]}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let event = next(&mut rx).await.body;
+    assert_eq!(event["routing_key"], "e2e-routing-key");
+    assert_eq!(event["event_action"], "trigger");
+    assert_eq!(event["dedup_key"], format!("{ws}/agent_trust_low/bad"));
+    assert_eq!(event["payload"]["severity"], "critical");
+    assert_eq!(event["payload"]["source"], format!("swarmwise/{ws}"));
+    assert_eq!(event["payload"]["custom_details"]["action"], "quarantine");
+    let listed = app
+        .json(&key, "/api/v1/alerts?rule=agent_trust_low&status=firing")
+        .await;
+    assert_eq!(
+        listed["items"][0]["id"], event["payload"]["custom_details"]["alert_id"],
+        "{listed}"
+    );
+    app.stop().await.unwrap();
+}
+crate::both_backends!(an_alert_raised_by_the_alerter_reaches_pagerduty);
