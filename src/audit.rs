@@ -32,6 +32,17 @@ pub mod actions {
     pub const AGENT_DELETE: &str = "agent.delete";
     /// An agent was enabled or disabled (target: the agent id).
     pub const AGENT_UPDATE: &str = "agent.update";
+    /// Admission (written by the store with the state change, in one
+    /// transaction; `swarmwise_actors::admission::actions`): an agent was
+    /// quarantined by an alert or after a failed probation.
+    pub const AGENT_QUARANTINE: &str = swarmwise_actors::admission::actions::QUARANTINE;
+    /// Admission: a quarantined agent's cool-down ended, probation began.
+    pub const AGENT_PROBATION: &str = swarmwise_actors::admission::actions::PROBATION;
+    /// Admission: re-admitted after its probation, or by an operator.
+    pub const AGENT_READMIT: &str = swarmwise_actors::admission::actions::READMIT;
+    /// Admission: held out until an operator acts (failed probations, or an
+    /// operator disabled a quarantined agent).
+    pub const AGENT_HOLD: &str = swarmwise_actors::admission::actions::HOLD;
 }
 
 /// Appends an entry to the audit log; never fails the caller (see the module

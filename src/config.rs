@@ -93,6 +93,9 @@ pub struct AlertsSettings {
     pub notifiers: std::collections::BTreeMap<String, crate::notify::NotifierSettings>,
     /// `[alerts.routes]`.
     pub routes: crate::notify::RouteSettings,
+    /// `[alerts.quarantine]`: cool-down, probation and re-admission of an
+    /// agent an alert quarantined (docs/admission.md).
+    pub quarantine: swarmwise_actors::admission::QuarantineConfig,
 }
 
 impl Default for AlertsSettings {
@@ -108,6 +111,7 @@ impl Default for AlertsSettings {
             rules: c.rules,
             notifiers: Default::default(),
             routes: Default::default(),
+            quarantine: Default::default(),
         }
     }
 }
@@ -684,6 +688,19 @@ impl Settings {
             .engine()
             .validate(a.disable_below_trust, a.disable_min_samples)
             .map_err(|(key, message)| err(&key, message))?;
+        self.alerts
+            .quarantine
+            .validate()
+            .map_err(|(key, message)| err(&format!("alerts.quarantine.{key}"), message))?;
+        if self.alerts.quarantine.readmit_above < a.disable_below_trust {
+            return Err(err(
+                "alerts.quarantine.readmit_above",
+                format!(
+                    "must be at least agents.disable_below_trust ({}): re-admitting below the threshold that quarantines would flap",
+                    a.disable_below_trust
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -694,6 +711,11 @@ impl Settings {
             tracking: self.tracking.clone(),
             trust: self.trust.clone(),
             supervision: self.supervision.clone(),
+            admission: swarmwise_actors::admission::controller::AdmissionPolicy {
+                quarantine: self.alerts.quarantine.clone(),
+                probation_every: self.agents.probation_every,
+                grace_outcomes: self.agents.disable_min_samples,
+            },
         }
     }
 }
@@ -702,6 +724,24 @@ impl Settings {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn quarantine_settings_are_checked_by_key() {
+        let mut s = Settings::default();
+        s.alerts.quarantine.max_probations = 0;
+        assert_eq!(
+            s.validate().unwrap_err().key,
+            "alerts.quarantine.max_probations"
+        );
+        let mut s = Settings::default();
+        s.alerts.quarantine.readmit_above = 0.2; // below disable_below_trust 0.3
+        assert_eq!(
+            s.validate().unwrap_err().key,
+            "alerts.quarantine.readmit_above"
+        );
+        s.agents.disable_below_trust = 0.2;
+        assert!(s.validate().is_ok());
+    }
 
     #[test]
     fn metrics_upkeep_must_be_between_1_and_60_seconds() {

@@ -56,6 +56,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Audit log entries that could not be stored (the action itself stood)",
     ),
     (
+        "swarmwise_agent_admission_changes_total",
+        "counter",
+        "Agent admission changes by the state entered: quarantined, probation, readmitted, held (docs/admission.md)",
+    ),
+    (
         "swarmwise_tracker_rejected_total",
         "counter",
         "Recommendations refused because too many writes were pending",

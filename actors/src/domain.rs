@@ -315,10 +315,19 @@ pub struct Agent {
     /// Backend-specific settings, opaque to the learning service.
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: serde_json::Value,
-    /// Disabled agents are skipped by fan-outs; tracking still accepts them.
+    /// The operator's switch: disabled agents are skipped by fan-outs;
+    /// tracking still accepts them.
     pub enabled: bool,
     /// When it was registered.
     pub created_at: DateTime<Utc>,
+    /// Null, or its quarantine by an alert (quarantined or on probation;
+    /// `crate::admission`). Set by the store, never by a registration.
+    #[serde(default)]
+    pub quarantine: Option<crate::admission::Quarantine>,
+    /// Null, or the grace an operator's re-enable from quarantine granted
+    /// (no quarantine, no low-trust skip until its observation count).
+    #[serde(default)]
+    pub override_grace: Option<crate::admission::OverrideGrace>,
 }
 
 /// One tracked recommendation, as stored.

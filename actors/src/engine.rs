@@ -8,6 +8,8 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::admission::controller::AdmissionPolicy;
+use crate::admission::AdmissionController;
 use crate::domain::{AgentFailure, AgentId, Priority, Recommendation, WorkspaceId};
 use crate::error::EngineError;
 use crate::events::EventBus;
@@ -48,6 +50,9 @@ pub struct EngineConfig {
     pub trust: TrustParams,
     /// `[supervision]`.
     pub supervision: SupervisionConfig,
+    /// `[alerts.quarantine]` with `agents.probation_every` and
+    /// `agents.disable_min_samples`.
+    pub admission: AdmissionPolicy,
 }
 
 /// Handle to the running engine; cheap to clone.
@@ -68,6 +73,7 @@ pub struct Engine {
     writer: Arc<WriterStatus>,
     stalled_after_ms: u64,
     agreement: Arc<dashmap::DashMap<WorkspaceId, Arc<AgreementEstimate>>>,
+    admission: AdmissionController,
 }
 
 fn mailbox(e: MailboxError) -> EngineError {
@@ -106,6 +112,13 @@ impl Engine {
             health.clone(),
             Arc::clone(&revisions),
         );
+        let admission = AdmissionController::new(
+            Arc::clone(&store),
+            snapshots.clone(),
+            events.clone(),
+            config.admission,
+        );
+        admission.spawn();
         Self {
             store,
             tracker,
@@ -120,7 +133,14 @@ impl Engine {
             writer,
             stalled_after_ms,
             agreement: Arc::default(),
+            admission,
         }
+    }
+
+    /// The admission controller: quarantine (the `Alerter`'s
+    /// `AgentAdmission`), probation, re-admission, operator overrides.
+    pub fn admission(&self) -> &AdmissionController {
+        &self.admission
     }
 
     /// What the latest learning cycle of `ws` learned from agreement among

@@ -28,6 +28,18 @@ pub enum Event {
         /// Restarts within the window.
         restarts: u64,
     },
+    /// An agent's admission changed (`crate::admission`): quarantined,
+    /// on probation, re-admitted or held.
+    AgentAdmission {
+        /// Workspace.
+        workspace_id: WorkspaceId,
+        /// The agent.
+        agent_id: AgentId,
+        /// The state it entered.
+        state: AdmissionEventState,
+        /// Why: the alert's reason, or what the step decided on.
+        reason: String,
+    },
     /// A learning cycle finished or failed.
     LearningCycle {
         /// Workspace.
@@ -67,12 +79,28 @@ pub enum Event {
     },
 }
 
+/// The state an [`Event::AgentAdmission`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdmissionEventState {
+    /// Taken out of fan-outs (by an alert, or after a failed probation).
+    Quarantined,
+    /// Cool-down over: a canary in a bounded share of fan-outs.
+    Probation,
+    /// Back in fan-outs (trust recovered, or an operator re-enabled it).
+    Readmitted,
+    /// Stays out until an operator acts (failed probations, or an operator
+    /// disabled it).
+    Held,
+}
+
 impl Event {
     /// The workspace the event belongs to (subscribers see only their own).
     pub fn workspace(&self) -> WorkspaceId {
         match self {
             Self::TrustUpdated { workspace_id, .. }
             | Self::AgentUnhealthy { workspace_id, .. }
+            | Self::AgentAdmission { workspace_id, .. }
             | Self::LearningCycle { workspace_id, .. }
             | Self::WorkflowProgress { workspace_id, .. }
             | Self::Alert { workspace_id, .. } => *workspace_id,

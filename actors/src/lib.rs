@@ -25,6 +25,9 @@
 //!   actor; [`scheduler`]: cron-driven cycles and trust recomputes.
 //! - [`alerts`]: alert, silence and notification types shared by the
 //!   `Alerter`, the alert store, the API and the notifiers.
+//! - [`admission`]: quarantine, probation and re-admission of agents an
+//!   alert judged harmful (a pure lifecycle and the `AdmissionController`
+//!   that implements `alerts::AgentAdmission`), the operator's override.
 //! - [`events`]: the live event bus relayed to SSE.
 //! - [`supervisor`]: restart limits, backoff and health for supervised actors.
 //! - [`engine`]: `Engine`, the handle that starts the actors and hides actix
@@ -36,6 +39,7 @@
 //! `Engine::evaluate` → tracker (after a flush barrier) → store verdicts →
 //! `OutcomesRecorded` → trust scorer → snapshot → readers.
 
+pub mod admission;
 pub mod agent;
 pub mod alerts;
 pub mod barrier;

@@ -1,7 +1,7 @@
 //! Ports: what the engine needs from the world, as traits. Storage is one
 //! trait per aggregate ([`WorkspaceStore`], [`AgentStore`],
 //! [`RecommendationStore`], [`TrustStore`], [`LearningStore`], [`RunStore`],
-//! [`AlertStore`]),
+//! [`AlertStore`], [`AdmissionStore`]),
 //! gathered by the [`Store`] supertrait. `src/store` implements them with sqlx
 //! for PostgreSQL and SQLite; both pass one conformance suite
 //! (`tests/api/store.rs`).
@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::admission::{AdmissionChange, AdmissionRow, ChangeOutcome};
 use crate::domain::{
     Agent, AgentFailure, AgentId, OutcomeSample, Recommendation, RecommendationFilter,
     RecommendationStatus, VerdictUpdate, WorkspaceId,
@@ -147,6 +148,34 @@ pub trait AgentStore: Send + Sync + 'static {
         id: &AgentId,
         enabled: bool,
     ) -> Result<Option<Agent>, StoreError>;
+}
+
+/// Admission: agents' quarantine, probation and post-override grace (one
+/// row per agent that has one, removed with the agent), and the audit entry
+/// of each change, written in the same transaction.
+#[async_trait]
+pub trait AdmissionStore: Send + Sync + 'static {
+    /// Workspaces with at least one admission row (the periodic check
+    /// visits only these).
+    async fn admission_workspaces(&self) -> Result<Vec<WorkspaceId>, StoreError>;
+    /// Every admission row of a workspace, by agent id.
+    async fn admissions(&self, ws: WorkspaceId) -> Result<Vec<AdmissionRow>, StoreError>;
+    /// One agent's admission row, if any.
+    async fn admission(
+        &self,
+        ws: WorkspaceId,
+        agent: &AgentId,
+    ) -> Result<Option<AdmissionRow>, StoreError>;
+    /// Applies `change` atomically: only when the agent exists (else
+    /// `NotFound`), is enabled if required (else `Disabled`) and its row is
+    /// still at `expected_version` (else `Stale`); then writes the new row
+    /// (version + 1) or removes it, sets `enabled` if asked, and appends the
+    /// audit entry, in one transaction.
+    async fn change_admission(
+        &self,
+        ws: WorkspaceId,
+        change: &AdmissionChange,
+    ) -> Result<ChangeOutcome, StoreError>;
 }
 
 /// Recommendations and their verdicts, the dead letters of refused ones, and agents' failed executions: the tracker's write path and what trust folds.
@@ -407,6 +436,7 @@ pub trait AlertStore: Send + Sync + 'static {
 pub trait Store:
     WorkspaceStore
     + AgentStore
+    + AdmissionStore
     + RecommendationStore
     + TrustStore
     + LearningStore
@@ -418,6 +448,7 @@ pub trait Store:
 impl<T> Store for T where
     T: WorkspaceStore
         + AgentStore
+        + AdmissionStore
         + RecommendationStore
         + TrustStore
         + LearningStore

@@ -74,6 +74,8 @@ pub fn demo_agents(
             config,
             enabled: true,
             created_at: to_micros(Utc::now()),
+            quarantine: None,
+            override_grace: None,
         };
         validate(&agent)
             .map_err(|e| anyhow::anyhow!("{}: agent {}: {e}", demo.swarm_file, agent.id))?;

@@ -1,4 +1,7 @@
-//! Agents: register, list, read, enable/disable.
+//! Agents: register, list, read, enable/disable. An agent's JSON carries
+//! its `quarantine` (null, or quarantined / probation by an alert) and
+//! `override_grace`; enabling or disabling a quarantined agent is the
+//! operator's override (`swarmwise_actors::admission`).
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
@@ -36,7 +39,10 @@ pub struct RegisterAgent {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAgent {
-    /// Enable or disable.
+    /// Enable or disable. On a quarantined or probation agent, `true`
+    /// re-admits it now (with a grace of `agents.disable_min_samples`
+    /// observations before quarantine or the low-trust skip may apply
+    /// again) and `false` holds it out (no probation); both are audited.
     pub enabled: bool,
 }
 
@@ -148,6 +154,8 @@ async fn register_in(
         config,
         enabled: b.enabled.unwrap_or(true),
         created_at: to_micros(Utc::now()),
+        quarantine: None,
+        override_grace: None,
     };
     state.workflows.swarm().validate(&agent)?;
     let cap = state.settings.limits.max_agents_per_workspace;
@@ -276,7 +284,8 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(agent))
 }
 
-/// Enables or disables an agent.
+/// Enables or disables an agent; on a quarantined or probation agent this
+/// is the operator's override (re-admit now, or hold out).
 #[utoipa::path(patch, path = "/api/v1/agents/{agent_id}", tag = "agents", params(("agent_id" = String, Path)), request_body = UpdateAgent,
     responses((status = 200, body = Agent), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
 pub async fn update(
@@ -286,35 +295,84 @@ pub async fn update(
     body: Body<UpdateAgent>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AgentId::parse("agent_id", &path.into_inner())?;
-    let agent = set_enabled(&state, ws.0, &id, body.0.enabled).await?;
+    let agent = set_enabled_by(&state, Caller::Workspace(ws.0), ws.0, &id, body.0.enabled).await?;
     Ok(HttpResponse::Ok().json(agent))
 }
 
-/// Enables or disables an agent of `ws` and audits it (the API's PATCH and
-/// the dashboard's button); 404 for an agent the workspace has not registered.
+/// The admin key enables or disables an agent of a workspace (the
+/// operator's override of a quarantine, audited with actor `admin`).
+#[utoipa::path(patch, path = "/api/v1/workspaces/{workspace_id}/agents/{agent_id}", tag = "agents",
+    params(("workspace_id" = uuid::Uuid, Path), ("agent_id" = String, Path)), request_body = UpdateAgent,
+    responses((status = 200, body = Agent), (status = 400, description = "malformed JSON or query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 403, description = "not the admin key", body = crate::error::ErrorBody), (status = 404, description = "no such agent in that workspace", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("admin_key" = [])))]
+pub async fn update_as_admin(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<(uuid::Uuid, String)>,
+    body: Body<UpdateAgent>,
+) -> Result<HttpResponse, ApiError> {
+    let (ws, id) = path.into_inner();
+    let ws = WorkspaceId(ws);
+    let id = AgentId::parse("agent_id", &id)?;
+    let agent = set_enabled_by(&state, Caller::Admin, ws, &id, body.0.enabled).await?;
+    Ok(HttpResponse::Ok().json(agent))
+}
+
+/// Enables or disables an agent of `ws` as its workspace key (the
+/// dashboard's button); see [`set_enabled_by`].
 pub(crate) async fn set_enabled(
     state: &AppState,
     ws: WorkspaceId,
     id: &AgentId,
     enabled: bool,
 ) -> Result<Agent, ApiError> {
-    let agent = state
-        .store
-        .set_agent_enabled(ws, id, enabled)
-        .await?
-        .ok_or_else(|| agent_not_found(id))?;
+    set_enabled_by(state, Caller::Workspace(ws), ws, id, enabled).await
+}
+
+/// Enables or disables an agent of `ws` for `caller` and audits it; 404 for
+/// an agent the workspace has not registered. On a quarantined or probation
+/// agent it is the operator's override: the switch, the admission change
+/// and the audit entry (`agent.readmit` or `agent.hold`) in one transaction.
+pub(crate) async fn set_enabled_by(
+    state: &AppState,
+    caller: Caller,
+    ws: WorkspaceId,
+    id: &AgentId,
+    enabled: bool,
+) -> Result<Agent, ApiError> {
+    use swarmwise_actors::admission::controller::OverrideOutcome;
+    let outcome = state
+        .engine
+        .admission()
+        .operator_override(ws, id, enabled, &caller.actor())
+        .await?;
+    let agent = match outcome {
+        OverrideOutcome::NotFound => return Err(agent_not_found(id)),
+        OverrideOutcome::Done => state
+            .store
+            .agent(ws, id)
+            .await?
+            .ok_or_else(|| agent_not_found(id))?,
+        OverrideOutcome::NotQuarantined => {
+            let agent = state
+                .store
+                .set_agent_enabled(ws, id, enabled)
+                .await?
+                .ok_or_else(|| agent_not_found(id))?;
+            crate::audit::record(
+                state.store.as_ref(),
+                caller,
+                crate::audit::actions::AGENT_UPDATE,
+                Some(ws),
+                id.as_str(),
+                json!({"enabled": agent.enabled}),
+            )
+            .await;
+            agent
+        }
+    };
     if agent.enabled {
         // Re-enabling also clears an "unhealthy" mark from the supervisor.
         state.workflows.swarm().reset_health(ws, id);
     }
-    crate::audit::record(
-        state.store.as_ref(),
-        Caller::Workspace(ws),
-        crate::audit::actions::AGENT_UPDATE,
-        Some(ws),
-        id.as_str(),
-        json!({"enabled": agent.enabled}),
-    )
-    .await;
     Ok(agent)
 }

@@ -39,6 +39,7 @@ api_routes! {
     get "/workspaces" => workspaces::list,
     post "/workspaces/{workspace_id}/api-keys" => workspaces::add_key,
     post "/workspaces/{workspace_id}/agents" => agents::register_as_admin,
+    patch "/workspaces/{workspace_id}/agents/{agent_id}" => agents::update_as_admin,
     get "/workspaces/{workspace_id}/api-keys" => workspaces::list_keys,
     post "/workspaces/{workspace_id}/api-keys/{key_id}/revoke" => workspaces::revoke_key,
     post "/workspaces/{workspace_id}/api-keys/{key_id}/rotate" => workspaces::rotate_key,

@@ -1,11 +1,12 @@
 //! Starts the `Alerter` (`[alerts]`) with what the service provides: the
 //! store's readiness check as the `database_errors` probe, the notifiers'
-//! dispatcher as the notification sink, and the admission controller (a
-//! no-op until the admission module is wired in).
+//! dispatcher as the notification sink, and the engine's admission
+//! controller (`swarmwise_actors::admission`: quarantine, probation,
+//! re-admission).
 
 use std::sync::Arc;
 
-use swarmwise_actors::alerts::{Alerter, AlerterDeps, NoAdmission, StoreProbe};
+use swarmwise_actors::alerts::{Alerter, AlerterDeps, StoreProbe};
 use swarmwise_actors::Engine;
 
 use crate::config::Settings;
@@ -42,7 +43,7 @@ pub(super) fn start_alerter(
     let deps = AlerterDeps {
         store: store.clone(),
         engine: engine.clone(),
-        admission: Arc::new(NoAdmission),
+        admission: Arc::new(engine.admission().clone()),
         sink: Arc::new(notifiers.clone()),
         probe: Some(Arc::new(ReadyProbe(Arc::clone(store)))),
         health: engine.health().clone(),

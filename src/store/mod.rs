@@ -9,7 +9,8 @@
 //! | folder | trait | what it stores |
 //! |---|---|---|
 //! | `keys/` | `WorkspaceStore`, [`KeyStore`] | workspaces, API keys, the audit log |
-//! | `agents/` | `AgentStore` | agent registrations |
+//! | `agents/` | `AgentStore` | agent registrations (read with their admission row) |
+//! | `admission/` | `AdmissionStore` | agents' quarantine, probation and post-override grace, audited in the same transaction |
 //! | `recommendations/` | `RecommendationStore` | recommendations, verdicts, dead letters, agent failures |
 //! | `trust/` | `TrustStore` | trust cards and trust history |
 //! | `learning/` | `LearningStore` | outcomes to mine, patterns, rules, cycle reports, the cycle lock |
@@ -33,6 +34,7 @@
 //! `migrations/postgres` (with an RLS policy) and `migrations/sqlite`; extend
 //! the conformance suite, which runs every test on both backends.
 
+mod admission;
 mod agents;
 mod alerts;
 mod keys;

@@ -278,6 +278,8 @@ fn http_agent(factory: &ServiceFactory, url: &str) -> Arc<dyn AgentBackend> {
         config: json!({"url": url, "retries": 0}),
         enabled: true,
         created_at: chrono::Utc::now(),
+        quarantine: None,
+        override_grace: None,
     };
     factory.build(&agent).unwrap().unwrap()
 }
@@ -438,6 +440,8 @@ async fn a_timeout_kills_the_whole_process_group() {
         config: json!({"program": "nested", "timeout_ms": 1_000}),
         enabled: true,
         created_at: chrono::Utc::now(),
+        quarantine: None,
+        override_grace: None,
     };
     let backend = factory.build(&agent).unwrap().unwrap();
     assert_eq!(backend.execute(&task()).await, Err(BackendError::Timeout));

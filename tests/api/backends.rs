@@ -38,6 +38,8 @@ fn backend(kind: &str, config: Value) -> Result<Arc<dyn AgentBackend>, String> {
         config,
         enabled: true,
         created_at: Utc::now(),
+        quarantine: None,
+        override_grace: None,
     };
     match test_factory().build(&agent) {
         Ok(Some(b)) => Ok(b),

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod admission;
 mod agent_policy;
 mod alerts;
 mod auth;

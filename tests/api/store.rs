@@ -36,6 +36,8 @@ fn agent(id: &str) -> Agent {
         config: json!({"k": 1}),
         enabled: true,
         created_at: to_micros(Utc::now()),
+        quarantine: None,
+        override_grace: None,
     }
 }
 
@@ -707,3 +709,196 @@ async fn alert_conformance(backend: Backend) {
 }
 
 both_backends!(alert_conformance);
+
+/// Admission rows (`agent_quarantine`): compare-and-set on the version, the
+/// audit entry in the same transaction, the operator's switch, refusal of a
+/// disabled or unknown agent, isolation between workspaces, and removal
+/// with the agent.
+async fn admission_conformance(backend: Backend) {
+    use swarmwise::store::AuditFilter;
+    use swarmwise_actors::admission::{
+        Admission, AdmissionChange, AuditNote, ChangeOutcome, OverrideGrace, Quarantine,
+        QuarantineState,
+    };
+    let (store, _dir, _) = open(backend).await;
+    let (a, _) = new_workspace(&store, "A").await;
+    let (b, _) = new_workspace(&store, "B").await;
+    store.create_agent(a, &agent("x")).await.unwrap();
+    store.create_agent(a, &agent("y")).await.unwrap();
+    store.create_agent(b, &agent("x")).await.unwrap();
+    let x = AgentId::parse("id", "x").unwrap();
+    let now = to_micros(Utc::now());
+    let alert = Uuid::now_v7();
+    let q = Quarantine {
+        state: QuarantineState::Quarantined,
+        reason: "trust 0.12 < 0.30 after 40 outcomes".into(),
+        since: now,
+        alert_id: alert,
+        until: Some(now + TimeDelta::seconds(3600)),
+        probations: 0,
+        outcomes_at_start: 40,
+        hold: false,
+    };
+    let note = |action: &'static str| {
+        Some(AuditNote {
+            actor: "alerter".into(),
+            action,
+            details: json!({"reason": "r", "alert_id": alert}),
+            at: now,
+        })
+    };
+    let change = |expected: Option<i64>, next: Option<Admission>| AdmissionChange {
+        agent_id: x.clone(),
+        expected_version: expected,
+        next,
+        set_enabled: None,
+        require_enabled: true,
+        audit: note("agent.quarantine"),
+    };
+    let audits = |ws: WorkspaceId| {
+        let store = store.clone();
+        async move {
+            store
+                .audit(&AuditFilter {
+                    workspace_id: Some(ws),
+                    action: None,
+                    before: None,
+                    limit: 100,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    assert!(store.admission_workspaces().await.unwrap().is_empty());
+
+    // Quarantine A's x: applied, with its audit entry.
+    let first = change(None, Some(Admission::Quarantine(q.clone())));
+    assert_eq!(
+        store.change_admission(a, &first).await.unwrap(),
+        ChangeOutcome::Applied
+    );
+    let row = store.admission(a, &x).await.unwrap().expect("row");
+    assert_eq!(row.version, 1);
+    assert_eq!(row.admission, Admission::Quarantine(q.clone()));
+    let got = store.agent(a, &x).await.unwrap().unwrap();
+    assert_eq!(
+        got.quarantine.as_ref(),
+        Some(&q),
+        "the agent row carries it"
+    );
+    assert!(got.enabled, "quarantine never flips the operator's switch");
+    let listed = store.agents(a).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed[1].quarantine.is_none(), "y has none");
+    let entries = audits(a).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].action, "agent.quarantine");
+    assert_eq!(entries[0].actor, "alerter");
+    assert_eq!(entries[0].target, "x");
+    assert_eq!(entries[0].details["alert_id"], alert.to_string());
+
+    // The same decision again (no row expected) is stale: nothing written.
+    assert_eq!(
+        store.change_admission(a, &first).await.unwrap(),
+        ChangeOutcome::Stale
+    );
+    assert_eq!(audits(a).await.len(), 1, "a refused change audits nothing");
+    // Another workspace's x is untouched and invisible.
+    assert!(store.admission(b, &x).await.unwrap().is_none());
+    assert!(store
+        .agent(b, &x)
+        .await
+        .unwrap()
+        .unwrap()
+        .quarantine
+        .is_none());
+    assert!(store.admissions(b).await.unwrap().is_empty());
+    assert_eq!(store.admission_workspaces().await.unwrap(), vec![a]);
+
+    // Probation at version 1 → version 2.
+    let p = Quarantine {
+        state: QuarantineState::Probation,
+        until: None,
+        ..q.clone()
+    };
+    let step = AdmissionChange {
+        require_enabled: false,
+        audit: note("agent.probation"),
+        ..change(Some(1), Some(Admission::Quarantine(p.clone())))
+    };
+    assert_eq!(
+        store.change_admission(a, &step).await.unwrap(),
+        ChangeOutcome::Applied
+    );
+    let rows = store.admissions(a).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].version, &rows[0].admission),
+        (2, &Admission::Quarantine(p))
+    );
+
+    // The operator re-enables: grace row and switch in one change.
+    store.set_agent_enabled(a, &x, false).await.unwrap();
+    let g = OverrideGrace {
+        since: now,
+        by: "admin".into(),
+        outcomes_at_start: 45,
+        until_outcomes: 65,
+    };
+    let over = AdmissionChange {
+        set_enabled: Some(true),
+        require_enabled: false,
+        audit: note("agent.readmit"),
+        ..change(Some(2), Some(Admission::Grace(g.clone())))
+    };
+    assert_eq!(
+        store.change_admission(a, &over).await.unwrap(),
+        ChangeOutcome::Applied
+    );
+    let got = store.agent(a, &x).await.unwrap().unwrap();
+    assert!(got.enabled);
+    assert!(got.quarantine.is_none());
+    assert_eq!(got.override_grace, Some(g));
+
+    // A disabled agent is not quarantined (operator hold); an unknown one is not found.
+    store.set_agent_enabled(a, &x, false).await.unwrap();
+    assert_eq!(
+        store
+            .change_admission(a, &change(Some(3), None))
+            .await
+            .unwrap(),
+        ChangeOutcome::Disabled
+    );
+    let ghost = AdmissionChange {
+        agent_id: AgentId::parse("id", "ghost").unwrap(),
+        ..change(None, Some(Admission::Quarantine(q.clone())))
+    };
+    assert_eq!(
+        store.change_admission(a, &ghost).await.unwrap(),
+        ChangeOutcome::NotFound
+    );
+    // B cannot reach A's row through its own x (versions are per workspace).
+    assert_eq!(
+        store
+            .change_admission(
+                b,
+                &AdmissionChange {
+                    require_enabled: false,
+                    ..change(Some(3), None)
+                }
+            )
+            .await
+            .unwrap(),
+        ChangeOutcome::Stale
+    );
+    assert!(store.admission(a, &x).await.unwrap().is_some());
+    assert_eq!(audits(a).await.len(), 3);
+    assert!(audits(b).await.is_empty());
+
+    // Removing the agent removes its row.
+    assert!(store.delete_agent(a, &x).await.unwrap());
+    assert!(store.admission(a, &x).await.unwrap().is_none());
+    assert!(store.admission_workspaces().await.unwrap().is_empty());
+}
+
+both_backends!(admission_conformance);

@@ -34,6 +34,34 @@ use crate::store::{Bucket, RunSummary};
 
 type Page = Result<HttpResponse, DashError>;
 
+/// An agent's quarantine as a badge: `quarantined` (held or cooling down)
+/// or `probation`, with the alert's reason.
+pub struct QuarantineBadge {
+    /// `quarantined` or `probation` (also the CSS class).
+    pub state: &'static str,
+    /// The alert's reason and where the lifecycle is, in words.
+    pub reason: String,
+}
+
+impl QuarantineBadge {
+    /// The badge of an agent's quarantine, if it has one.
+    pub fn of(q: Option<&swarmwise_actors::admission::Quarantine>) -> Option<Self> {
+        let q = q?;
+        let when = if q.hold {
+            "held until an operator enables it".to_owned()
+        } else {
+            match q.until {
+                Some(u) => format!("cool-down until {}", u.format("%Y-%m-%d %H:%M UTC")),
+                None => format!("probation since {}", q.since.format("%Y-%m-%d %H:%M UTC")),
+            }
+        };
+        Some(Self {
+            state: q.state.as_str(),
+            reason: format!("{} ({when}; {} failed probations)", q.reason, q.probations),
+        })
+    }
+}
+
 /// What every page's frame needs.
 pub struct Chrome {
     /// The session's CSRF token, for the sign-out form and every action.

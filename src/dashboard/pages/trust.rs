@@ -24,6 +24,7 @@ struct TrustRowView {
     vs_average: String,
     enabled: bool,
     registered: bool,
+    quarantine: Option<QuarantineBadge>,
 }
 
 #[derive(Template)]
@@ -98,12 +99,15 @@ pub async fn trust(s: Signed, state: web::Data<AppState>, q: web::Query<TrustQue
             )));
         }
     }
-    let registered: BTreeMap<String, bool> = state
+    let mut registered: BTreeMap<String, (bool, Option<QuarantineBadge>)> = state
         .store
         .agents(ws)
         .await?
         .into_iter()
-        .map(|a| (a.id.to_string(), a.enabled))
+        .map(|a| {
+            let badge = QuarantineBadge::of(a.quarantine.as_ref());
+            (a.id.to_string(), (a.enabled, badge))
+        })
         .collect();
     let (red, green) = (
         state.settings.dashboard.trust_red_below,
@@ -147,8 +151,9 @@ pub async fn trust(s: Signed, state: web::Data<AppState>, q: web::Query<TrustQue
                 calibration: t3(card.calibration),
                 samples: card.sample_count,
                 vs_average: signed_diff(shown_value - scores.workspace_average),
-                enabled: registered.get(&a.agent_id).copied().unwrap_or(false),
+                enabled: registered.get(&a.agent_id).is_some_and(|r| r.0),
                 registered: registered.contains_key(&a.agent_id),
+                quarantine: registered.get_mut(&a.agent_id).and_then(|r| r.1.take()),
             };
             (view, card)
         })

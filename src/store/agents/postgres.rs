@@ -13,14 +13,21 @@ use crate::store::unexpected;
 fn agent_from_row(row: &PgRow) -> Result<Agent, StoreError> {
     let get = || -> Result<Agent, anyhow::Error> {
         let id: String = row.try_get("id")?;
-        Ok(Agent {
+        let mut agent = Agent {
             id: AgentId::parse("id", &id)?,
             name: row.try_get("name")?,
             kind: row.try_get("kind")?,
             config: row.try_get("config")?,
             enabled: row.try_get("enabled")?,
             created_at: row.try_get("created_at")?,
-        })
+            quarantine: None,
+            override_grace: None,
+        };
+        let admission = crate::store::admission::postgres::raw_from_row(row)?
+            .map(|raw| raw.into_admission().map(|(_, a)| a))
+            .transpose()?;
+        crate::store::admission::attach(&mut agent, admission);
+        Ok(agent)
     };
     get().map_err(StoreError::Unexpected)
 }
@@ -48,23 +55,29 @@ impl AgentStore for PgStore {
 
     async fn agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
         let mut tx = self.scoped(ws).await?;
-        let row = sqlx::query("SELECT id, name, kind, config, enabled, created_at FROM agents WHERE workspace_id = $1 AND id = $2")
-            .bind(ws.0)
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unexpected)?;
+        let row = sqlx::query(&format!(
+            "{} WHERE a.workspace_id = $1 AND a.id = $2",
+            super::select_agents()
+        ))
+        .bind(ws.0)
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unexpected)?;
         tx.commit().await.map_err(unexpected)?;
         row.as_ref().map(agent_from_row).transpose()
     }
 
     async fn agents(&self, ws: WorkspaceId) -> Result<Vec<Agent>, StoreError> {
         let mut tx = self.scoped(ws).await?;
-        let rows = sqlx::query("SELECT id, name, kind, config, enabled, created_at FROM agents WHERE workspace_id = $1 ORDER BY id")
-            .bind(ws.0)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unexpected)?;
+        let rows = sqlx::query(&format!(
+            "{} WHERE a.workspace_id = $1 ORDER BY a.id",
+            super::select_agents()
+        ))
+        .bind(ws.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
         tx.commit().await.map_err(unexpected)?;
         rows.iter().map(agent_from_row).collect()
     }
@@ -88,13 +101,21 @@ impl AgentStore for PgStore {
         enabled: bool,
     ) -> Result<Option<Agent>, StoreError> {
         let mut tx = self.scoped(ws).await?;
-        let row = sqlx::query(
-            "UPDATE agents SET enabled = $3, updated_at = now() WHERE workspace_id = $1 AND id = $2 \
-             RETURNING id, name, kind, config, enabled, created_at",
+        sqlx::query(
+            "UPDATE agents SET enabled = $3, updated_at = now() WHERE workspace_id = $1 AND id = $2",
         )
         .bind(ws.0)
         .bind(id.as_str())
         .bind(enabled)
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        let row = sqlx::query(&format!(
+            "{} WHERE a.workspace_id = $1 AND a.id = $2",
+            super::select_agents()
+        ))
+        .bind(ws.0)
+        .bind(id.as_str())
         .fetch_optional(&mut *tx)
         .await
         .map_err(unexpected)?;

@@ -15,14 +15,21 @@ fn agent_from_row(row: &SqliteRow) -> Result<Agent, StoreError> {
     let get = || -> Result<Agent, anyhow::Error> {
         let id: String = row.try_get("id")?;
         let config: String = row.try_get("config")?;
-        Ok(Agent {
+        let mut agent = Agent {
             id: AgentId::parse("id", &id)?,
             name: row.try_get("name")?,
             kind: row.try_get("kind")?,
             config: serde_json::from_str(&config)?,
             enabled: row.try_get("enabled")?,
             created_at: from_micros(row.try_get("created_at")?)?,
-        })
+            quarantine: None,
+            override_grace: None,
+        };
+        let admission = crate::store::admission::sqlite::raw_from_row(row)?
+            .map(|raw| raw.into_admission().map(|(_, a)| a))
+            .transpose()?;
+        crate::store::admission::attach(&mut agent, admission);
+        Ok(agent)
     };
     get().map_err(StoreError::Unexpected)
 }
@@ -48,21 +55,27 @@ impl AgentStore for SqliteStore {
     }
 
     async fn agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
-        let row = sqlx::query("SELECT id, name, kind, config, enabled, created_at FROM agents WHERE workspace_id = ? AND id = ?")
-            .bind(ws.0)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unexpected)?;
+        let row = sqlx::query(&format!(
+            "{} WHERE a.workspace_id = ? AND a.id = ?",
+            super::select_agents()
+        ))
+        .bind(ws.0)
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unexpected)?;
         row.as_ref().map(agent_from_row).transpose()
     }
 
     async fn agents(&self, ws: WorkspaceId) -> Result<Vec<Agent>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, kind, config, enabled, created_at FROM agents WHERE workspace_id = ? ORDER BY id")
-            .bind(ws.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unexpected)?;
+        let rows = sqlx::query(&format!(
+            "{} WHERE a.workspace_id = ? ORDER BY a.id",
+            super::select_agents()
+        ))
+        .bind(ws.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
         rows.iter().map(agent_from_row).collect()
     }
 
@@ -82,17 +95,27 @@ impl AgentStore for SqliteStore {
         id: &AgentId,
         enabled: bool,
     ) -> Result<Option<Agent>, StoreError> {
-        let row = sqlx::query(
-            "UPDATE agents SET enabled = ?, updated_at = ? WHERE workspace_id = ? AND id = ? \
-             RETURNING id, name, kind, config, enabled, created_at",
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        sqlx::query(
+            "UPDATE agents SET enabled = ?, updated_at = ? WHERE workspace_id = ? AND id = ?",
         )
         .bind(enabled)
         .bind(micros(Utc::now()))
         .bind(ws.0)
         .bind(id.as_str())
-        .fetch_optional(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(unexpected)?;
+        let row = sqlx::query(&format!(
+            "{} WHERE a.workspace_id = ? AND a.id = ?",
+            super::select_agents()
+        ))
+        .bind(ws.0)
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
         row.as_ref().map(agent_from_row).transpose()
     }
 }

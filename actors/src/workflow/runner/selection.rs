@@ -1,12 +1,14 @@
 //! Selection: which agents a stage asks. Listed agents, or the top N by trust
 //! for a type (Thompson sampling, `trust/select.rs`); then, per agent, why it
-//! is skipped if it is (unregistered, disabled, not run, unhealthy, trust
-//! below the threshold except for a periodic probation probe).
+//! is skipped if it is (unregistered, disabled, quarantined by an alert, not
+//! run, unhealthy, on probation and not its turn, trust below the threshold
+//! except for a periodic probation probe or during an operator's grace).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use super::Workflows;
+use crate::admission::QuarantineState;
 use crate::domain::{Agent, AgentId, WorkspaceId};
 use crate::workflow::StageDef;
 
@@ -25,7 +27,14 @@ impl Workflows {
                 let pool: Vec<AgentId> = if sel.from.is_empty() {
                     registered
                         .values()
-                        .filter(|a| a.enabled && self.swarm.get(ws, &a.id).is_some())
+                        .filter(|a| {
+                            a.enabled
+                                && !a
+                                    .quarantine
+                                    .as_ref()
+                                    .is_some_and(|q| q.state == QuarantineState::Quarantined)
+                                && self.swarm.get(ws, &a.id).is_some()
+                        })
                         .map(|a| a.id.clone())
                         .collect()
                 } else {
@@ -70,6 +79,13 @@ impl Workflows {
         if !a.enabled {
             return Some("disabled".into());
         }
+        if let Some(q) = a
+            .quarantine
+            .as_ref()
+            .filter(|q| q.state == QuarantineState::Quarantined)
+        {
+            return Some(format!("quarantined: {}", q.reason));
+        }
         let Some(running) = self.swarm.get(ws, agent) else {
             return Some(format!("kind {:?} is not run by the runtime", a.kind));
         };
@@ -78,11 +94,35 @@ impl Workflows {
                 "unhealthy: restarted past its limit; PATCH enabled=true to re-enable".into(),
             );
         }
+        let cfg = self.swarm.config();
+        if let Some(q) = a
+            .quarantine
+            .as_ref()
+            .filter(|q| q.state == QuarantineState::Probation)
+        {
+            // A canary: asked in one of every probation_every fan-outs (the
+            // low-trust skip below would count the same fan-outs twice).
+            let n = running.skipped_since_probe.fetch_add(1, Ordering::Relaxed) + 1;
+            if cfg.probation_every > 0 && n >= cfg.probation_every {
+                running.skipped_since_probe.store(0, Ordering::Relaxed);
+                return None;
+            }
+            return Some(format!(
+                "probation: asked in one of every {} fan-outs (agents.probation_every); quarantined: {}",
+                cfg.probation_every, q.reason
+            ));
+        }
         if self.engine.learning_enabled() {
-            let cfg = self.swarm.config();
             let snap = self.engine.trust(ws);
             if let Some(card) = snap.agents.get(agent).map(|c| &c.overall) {
-                if card.observations() >= cfg.disable_min_samples
+                // An operator's re-enable beats the low-trust skip until its
+                // grace's observation count.
+                let in_grace = a
+                    .override_grace
+                    .as_ref()
+                    .is_some_and(|g| g.active(card.observations()));
+                if !in_grace
+                    && card.observations() >= cfg.disable_min_samples
                     && card.overall_trust < cfg.disable_below_trust
                 {
                     let n = running.skipped_since_probe.fetch_add(1, Ordering::Relaxed) + 1;
