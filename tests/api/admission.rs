@@ -635,3 +635,60 @@ async fn dashboard_shows_the_quarantine_and_readmits(backend: Backend) {
 }
 
 both_backends!(dashboard_shows_the_quarantine_and_readmits);
+
+/// An operator's re-enable beats the low-trust skip too
+/// (`agents.disable_below_trust`) until its grace's observation count.
+async fn override_grace_beats_the_low_trust_skip(backend: Backend) {
+    let dir = pair_workflow();
+    let path = dir.path().display().to_string();
+    let app = spawn_app_with(backend, move |s| {
+        s.workflows.dir = path;
+        s.alerts.enabled = false;
+        s.agents.probation_every = 0;
+    })
+    .await;
+    let (ws, k) = app.workspace("A").await;
+    for (id, config) in [
+        ("steady", json!({"skill": {"strategy": 0.9}, "seed": 1})),
+        (
+            "canary",
+            json!({"skill": {"strategy": 0.9}, "seed": 2, "error_rate": 1.0}),
+        ),
+    ] {
+        let res = app
+            .post(
+                &k,
+                "/api/v1/agents",
+                &json!({"id": id, "name": id, "kind": "simulated", "config": config}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    // 20 failed calls (agents.disable_min_samples): trust falls below 0.3.
+    for _ in 0..20 {
+        assert_eq!(run_pair(&app, &k).await["status"], "error");
+    }
+    app.engine.trust_settled().await.unwrap();
+    let skipped = run_pair(&app, &k).await;
+    assert_eq!(skipped["status"], "skipped", "{skipped}");
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("disable_below_trust"),
+        "{skipped}"
+    );
+    // Quarantined, then re-enabled by the operator: asked again despite its
+    // trust, for the 20 observations of its grace.
+    assert!(quarantine(&app, &ws, "canary", "trust low").await.0);
+    assert_eq!(run_pair(&app, &k).await["status"], "skipped");
+    let res = app
+        .patch(&k, "/api/v1/agents/canary", &json!({"enabled": true}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let asked = run_pair(&app, &k).await;
+    assert_eq!(asked["status"], "error", "asked in its grace: {asked}");
+    app.stop().await.unwrap();
+}
+
+both_backends!(override_grace_beats_the_low_trust_skip);
