@@ -242,7 +242,7 @@ async fn pagerduty_triggers_then_resolves_under_one_dedup_key() {
 
 #[actix_web::test]
 async fn a_failing_receiver_is_retried_with_backoff_until_it_takes_the_event() {
-    let (url, mut rx) = receiver(&[500, 503], 202);
+    let (url, mut rx) = receiver(&[500, 429], 202);
     let mut n = NotifierSettings::new(NotifierKind::Pagerduty);
     n.url = Some(url);
     n.routing_key_env = Some("PD_KEY".into());
@@ -264,7 +264,7 @@ async fn a_failing_receiver_is_retried_with_backoff_until_it_takes_the_event() {
     assert!(s.up, "{s:?}");
     assert_eq!((s.failed, s.consecutive_failures), (0, 0));
     assert!(
-        s.last_error.as_deref().unwrap().contains("HTTP 503"),
+        s.last_error.as_deref().unwrap().contains("HTTP 429"),
         "{s:?}"
     );
 }
@@ -666,3 +666,24 @@ async fn an_alert_raised_by_the_alerter_reaches_pagerduty(backend: Backend) {
     app.stop().await.unwrap();
 }
 crate::both_backends!(an_alert_raised_by_the_alerter_reaches_pagerduty);
+
+/// `tls = "starttls"` never falls back to plain text: against a server that
+/// does not offer STARTTLS the mail (and any credentials) is not sent, and
+/// the notifier says why.
+#[actix_web::test]
+async fn starttls_is_required_not_opportunistic() {
+    let (port, mut rx) = smtp_server(false).await;
+    let mut n = NotifierSettings::new(NotifierKind::Email);
+    n.smtp_host = Some("127.0.0.1".into());
+    n.smtp_port = Some(port);
+    n.tls = Some(SmtpTls::Starttls);
+    n.from = Some("alerts@swarmwise.test".into());
+    n.to = vec!["oncall@swarmwise.test".into()];
+    n.attempts = 1;
+    let d = one("mail-starttls", n, &[]);
+    d.send(alert("x", AlertStatus::Firing, Severity::Critical));
+    let s = status_until(&d, |s| s.failed == 1).await;
+    assert!(!s.up && s.sent == 0, "{s:?}");
+    assert!(s.last_error.is_some(), "{s:?}");
+    assert!(rx.try_recv().is_err(), "a mail went out in plain text");
+}
