@@ -361,6 +361,14 @@ pub struct TelemetrySettings {
     /// buckets. The recorder keeps every sample until then, so this bounds
     /// the memory metrics hold between scrapes (or without a scraper).
     pub metrics_upkeep_secs: u64,
+    /// Seconds between refreshes of the gauges read from the database and
+    /// the trust snapshots (patterns, table rows, trust, quality, RLS);
+    /// `/metrics` serves the latest refresh and costs no query.
+    pub stats_refresh_secs: u64,
+    /// Per-agent series (`agent` label) this node exposes at most, over all
+    /// workspaces together, `agent="_other"` series included; agents past
+    /// it are folded into `_other` (docs/monitoring.md).
+    pub max_agent_series: usize,
 }
 
 impl Default for TelemetrySettings {
@@ -368,6 +376,8 @@ impl Default for TelemetrySettings {
         Self {
             log_level: "info".into(),
             metrics_upkeep_secs: 5,
+            stats_refresh_secs: 60,
+            max_agent_series: 200,
         }
     }
 }
@@ -656,6 +666,18 @@ impl Settings {
                 "must be between 1 and 60: histogram samples are held in memory until the upkeep folds them".into(),
             ));
         }
+        if !(1..=3600).contains(&self.telemetry.stats_refresh_secs) {
+            return Err(err(
+                "telemetry.stats_refresh_secs",
+                "must be between 1 and 3600: each refresh reads every workspace's counts, so keep it at 10 or more in production".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&self.telemetry.max_agent_series) {
+            return Err(err(
+                "telemetry.max_agent_series",
+                "must be between 1 and 10000: it bounds the per-agent series a scrape carries; agents past it are reported as agent=\"_other\"".into(),
+            ));
+        }
         let l = &self.limits;
         if l.default_page_size == 0 || l.default_page_size > l.max_page_size {
             return Err(err(
@@ -753,6 +775,23 @@ mod tests {
                 s.validate().unwrap_err().key,
                 "telemetry.metrics_upkeep_secs"
             );
+        }
+    }
+
+    #[test]
+    fn stats_refresh_and_agent_series_cap_are_bounded() {
+        let mut s = Settings::default();
+        for bad in [0, 3601] {
+            s.telemetry.stats_refresh_secs = bad;
+            assert_eq!(
+                s.validate().unwrap_err().key,
+                "telemetry.stats_refresh_secs"
+            );
+        }
+        s.telemetry.stats_refresh_secs = 60;
+        for bad in [0, 10_001] {
+            s.telemetry.max_agent_series = bad;
+            assert_eq!(s.validate().unwrap_err().key, "telemetry.max_agent_series");
         }
     }
 }

@@ -22,7 +22,8 @@
 //! - [`notify`]: alert notifiers (webhook, Slack, PagerDuty, email), routes
 //!   by severity, retries, and the dispatcher the Alerter hands
 //!   notifications to.
-//! - [`telemetry`]: logging and Prometheus metrics.
+//! - [`telemetry`]: logging and the Prometheus metric catalogue; [`stats`]: the
+//!   gauges refreshed from the database and trust snapshots (Task 8 health).
 
 pub mod assets;
 pub mod audit;
@@ -41,6 +42,7 @@ pub mod notify;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod stats;
 pub mod store;
 pub mod telemetry;
 pub mod ttl_cache;

@@ -36,6 +36,9 @@ pub struct AppState {
     pub agents: TtlCache<(WorkspaceId, AgentId), String>,
     /// Renders `/metrics`.
     pub prometheus: PrometheusHandle,
+    /// The database-derived gauges `/metrics` appends, refreshed every
+    /// `telemetry.stats_refresh_secs`.
+    pub stats: Arc<crate::stats::Stats>,
     /// Runs workflows over the swarm.
     pub workflows: Workflows,
     /// Per-key request rate and per-workspace runs in flight.

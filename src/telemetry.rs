@@ -23,145 +23,185 @@ const SECONDS_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Every metric the service emits: (name, unit, help).
-pub const METRICS: &[(&str, &str, &str)] = &[
-    (
-        "swarmwise_http_request_duration_seconds",
-        "histogram",
-        "HTTP request latency by method, route and status",
-    ),
-    (
-        "swarmwise_recommendations_tracked_total",
-        "counter",
-        "Recommendations accepted for tracking",
-    ),
-    (
-        "swarmwise_recommendations_persisted_total",
-        "counter",
-        "Recommendations committed to the store",
-    ),
-    (
-        "swarmwise_recommendations_evaluated_total",
-        "counter",
-        "Recommendations that received a verdict",
-    ),
-    (
-        "swarmwise_feedback_total",
-        "counter",
-        "Human feedback received",
-    ),
-    (
-        "swarmwise_audit_write_failures_total",
-        "counter",
-        "Audit log entries that could not be stored (the action itself stood)",
-    ),
-    (
-        "swarmwise_agent_admission_changes_total",
-        "counter",
-        "Agent admission changes by the state entered: quarantined, probation, readmitted, held (docs/admission.md)",
-    ),
-    (
-        "swarmwise_tracker_rejected_total",
-        "counter",
-        "Recommendations refused because too many writes were pending",
-    ),
-    (
-        "swarmwise_tracker_flush_seconds",
-        "histogram",
-        "Time to commit one batch of recommendations",
-    ),
-    (
-        "swarmwise_tracker_flush_failures_total",
-        "counter",
-        "Batch commits that failed transiently (database unavailable) and were retried",
-    ),
-    (
-        "swarmwise_tracker_dead_letters_total",
-        "counter",
-        "Recommendations the store refused for a permanent reason, moved to the dead-letter table",
-    ),
-    (
-        "swarmwise_tracker_read_timeouts_total",
-        "counter",
-        "Reads that gave up waiting for pending writes (tracking.read_flush_timeout_ms) and answered 503",
-    ),
-    (
-        "swarmwise_tracker_pending_writes",
-        "gauge",
-        "Recommendations acknowledged but not yet committed",
-    ),
-    (
-        "swarmwise_trust_updates_total",
-        "counter",
-        "Outcomes folded into trust",
-    ),
-    (
-        "swarmwise_agent_failures_total",
-        "counter",
-        "Failed executions of agents recorded against their reliability, by kind (error, timeout, invalid)",
-    ),
-    (
-        "swarmwise_trust_reload_seconds",
-        "histogram",
-        "Time to reload trust from the store",
-    ),
-    (
-        "swarmwise_trust_persist_failures_total",
-        "counter",
-        "Failed writes of trust cards",
-    ),
-    (
-        "swarmwise_trust_recompute_failures_total",
-        "counter",
-        "Trust recomputes that failed (the last good state stays in force)",
-    ),
-    (
-        "swarmwise_alert_transitions_total",
-        "counter",
-        "Alerts raised and resolved by this node, by rule and status (firing, resolved)",
-    ),
-    (
-        "swarmwise_alert_notifications_silenced_total",
-        "counter",
-        "Alert notifications a silence suppressed",
-    ),
-    (
-        "swarmwise_actor_restarts_total",
-        "counter",
-        "Supervisor restarts by actor",
-    ),
-    (
-        "swarmwise_rate_limited_total",
-        "counter",
-        "Requests and tasks refused by a fairness limit, by limit (api_key, workflow_runs, agent_queue)",
-    ),
-    // Notifiers (src/notify): labels are operator-declared names only.
-    (
-        "swarmwise_notifications_sent_total",
-        "counter",
-        "Alert notifications delivered, by notifier and kind",
-    ),
-    (
-        "swarmwise_notifications_failed_total",
-        "counter",
-        "Alert notifications given up (refused by the receiver, or out of attempts), by notifier and kind",
-    ),
-    (
-        "swarmwise_notifications_dropped_total",
-        "counter",
-        "Alert notifications dropped because the notifier's queue was full, by notifier and kind",
-    ),
-    (
-        "swarmwise_notifier_up",
-        "gauge",
-        "1 if the notifier's last delivery attempt succeeded (or none was made yet), 0 if it failed",
-    ),
-    (
-        "swarmwise_panics_total",
-        "counter",
-        "Panics caught by the panic hook",
-    ),
+/// Buckets of `swarmwise_learning_cycle_duration_seconds` (10 ms … 1 h): a
+/// cycle of 1k outcomes takes milliseconds, one of millions seconds, and
+/// the `learning_cycle_slow` alert needs a bucket edge at 600 s (10 min).
+pub const CYCLE_SECONDS_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
 ];
+
+/// One metric of the catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// Full name, `swarmwise_` prefixed, base units.
+    pub name: &'static str,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    /// Label names (every value comes from a closed set, or is bounded:
+    /// `workspace` by the operator's workspaces, `agent` by
+    /// `telemetry.max_agent_series`).
+    pub labels: &'static [&'static str],
+    /// What it measures (the `# HELP` line).
+    pub help: &'static str,
+}
+
+const fn m(
+    name: &'static str,
+    kind: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Metric {
+    Metric {
+        name,
+        kind,
+        labels,
+        help,
+    }
+}
+
+/// Every metric the service emits. `docs/monitoring.md` is generated from
+/// it ([`metrics_markdown_table`]) and a test keeps the two equal; another
+/// test checks every name `/metrics` exposes is here.
+#[rustfmt::skip]
+pub const METRICS: &[Metric] = &[
+    // HTTP and tracking.
+    m("swarmwise_http_request_duration_seconds", "histogram", &["method", "route", "status"],
+      "HTTP request latency by method, route and status"),
+    m("swarmwise_recommendations_tracked_total", "counter", &[],
+      "Recommendations accepted for tracking"),
+    m("swarmwise_recommendations_persisted_total", "counter", &[],
+      "Recommendations committed to the store"),
+    m("swarmwise_recommendations_evaluated_total", "counter", &[],
+      "Recommendations that received a verdict"),
+    m("swarmwise_feedback_total", "counter", &[], "Human feedback received"),
+    m("swarmwise_audit_write_failures_total", "counter", &[],
+      "Audit log entries that could not be stored (the action itself stood)"),
+    m("swarmwise_tracker_rejected_total", "counter", &[],
+      "Recommendations refused because too many writes were pending"),
+    m("swarmwise_tracker_flush_seconds", "histogram", &[],
+      "Time to commit one batch of recommendations"),
+    m("swarmwise_tracker_flush_failures_total", "counter", &[],
+      "Batch commits that failed transiently (database unavailable) and were retried"),
+    m("swarmwise_tracker_dead_letters_total", "counter", &[],
+      "Recommendations the store refused for a permanent reason, moved to the dead-letter table"),
+    m("swarmwise_tracker_read_timeouts_total", "counter", &[],
+      "Reads that gave up waiting for pending writes (tracking.read_flush_timeout_ms) and answered 503"),
+    m("swarmwise_tracker_pending_writes", "gauge", &[],
+      "Recommendations acknowledged but not yet committed"),
+    // Agents and workflows.
+    m("swarmwise_agent_failures_total", "counter", &["kind"],
+      "Failed executions of agents recorded against their reliability, by kind (error, timeout, invalid)"),
+    m("swarmwise_agent_panics_total", "counter", &[],
+      "Agent backend calls that panicked (answered as an error; the agent restarts)"),
+    m("swarmwise_agent_admission_changes_total", "counter", &["state"],
+      "Agent admission changes by the state entered: quarantined, probation, readmitted, held (docs/admission.md)"),
+    m("swarmwise_workflow_runs_total", "counter", &["status"],
+      "Finished workflow runs by status"),
+    m("swarmwise_late_replies_total", "counter", &[],
+      "Agent answers that arrived after their stage's deadline (within agents.late_grace_factor) and were tracked late"),
+    m("swarmwise_rate_limited_total", "counter", &["limit"],
+      "Requests and tasks refused by a fairness limit, by limit (api_key, workflow_runs, agent_queue)"),
+    // Learning system health.
+    m("swarmwise_learning_cycles_total", "counter", &["status"],
+      "Finished learning cycles by status (succeeded, failed); success rate = succeeded / all"),
+    m("swarmwise_learning_cycle_duration_seconds", "histogram", &[],
+      "Duration of successful learning cycles (buckets 10 ms to 1 h)"),
+    m("swarmwise_learning_cycles_requested_total", "counter", &[],
+      "Learning cycles requested because learning.cycle_every_outcomes outcomes were evaluated"),
+    m("swarmwise_scheduled_jobs_total", "counter", &["job"],
+      "Scheduled jobs started, by job (learning_cycle, trust_recompute)"),
+    m("swarmwise_patterns", "gauge", &["workspace", "status"],
+      "Stored patterns by status (candidate, confirmed, retired)"),
+    m("swarmwise_patterns_confidence_low", "gauge", &["workspace"],
+      "Confirmed patterns that missed significance in their latest cycle (q-value above learner.mining.max_q); retired after learner.lifecycle.retire_after_misses misses in a row"),
+    m("swarmwise_learning_model_accuracy_ratio", "gauge", &["workspace"],
+      "Held-out accuracy of the learned model in the latest successful cycle that had a hold-out"),
+    m("swarmwise_learning_model_coverage_ratio", "gauge", &["workspace"],
+      "Share of held-out outcomes a learned rule applies to, in the latest successful cycle that had a hold-out"),
+    m("swarmwise_learning_last_success_timestamp_seconds", "gauge", &["workspace"],
+      "Unix time the latest successful learning cycle finished"),
+    // Trust score health.
+    m("swarmwise_trust_updates_total", "counter", &[], "Outcomes folded into trust"),
+    m("swarmwise_trust_reload_seconds", "histogram", &[], "Time to reload trust from the store"),
+    m("swarmwise_trust_persist_failures_total", "counter", &[], "Failed writes of trust cards"),
+    m("swarmwise_trust_recompute_failures_total", "counter", &[],
+      "Trust recomputes that failed (the last good state stays in force)"),
+    m("swarmwise_trust_average_ratio", "gauge", &["workspace"],
+      "Mean overall trust over the workspace's agents with at least one outcome"),
+    m("swarmwise_trust_variance", "gauge", &["workspace"],
+      "Population variance of overall trust over the workspace's agents with at least one outcome"),
+    m("swarmwise_agents_improving", "gauge", &["workspace"],
+      "Agents whose trust trend is improving"),
+    m("swarmwise_agents_declining", "gauge", &["workspace"],
+      "Agents whose trust trend is declining"),
+    m("swarmwise_agent_trust_ratio", "gauge", &["workspace", "agent"],
+      "Overall trust of an agent (agent=\"_other\": mean over the agents past telemetry.max_agent_series)"),
+    // Recommendation quality.
+    m("swarmwise_agent_approval_ratio", "gauge", &["workspace", "agent"],
+      "Approved / evaluated recommendations of an agent, raw (agent=\"_other\": pooled over the agents past the cap)"),
+    m("swarmwise_agent_outcomes", "gauge", &["workspace", "agent"],
+      "Evaluated outcomes of an agent (agent=\"_other\": summed over the agents past the cap)"),
+    m("swarmwise_agent_series_folded", "gauge", &[],
+      "Agents reported under agent=\"_other\" because telemetry.max_agent_series was reached"),
+    m("swarmwise_outcome_quality_average", "gauge", &["workspace"],
+      "Mean outcome quality score (0-100) over the workspace's evaluated recommendations"),
+    m("swarmwise_recommendations_evaluated_ratio", "gauge", &["workspace"],
+      "Share of the workspace's recommendations that are evaluated (approved, partial or rejected)"),
+    // Database health.
+    m("swarmwise_store_rows", "gauge", &["workspace", "table"],
+      "Rows per workspace of agent_recommendations (table=recommendations) and recommendation_patterns (table=patterns)"),
+    m("swarmwise_store_query_duration_seconds", "histogram", &["operation"],
+      "Duration of store calls by operation (the store method's name)"),
+    m("swarmwise_store_errors_total", "counter", &["operation", "kind"],
+      "Failed store calls by operation and kind (conflict, unavailable, rejected, unexpected)"),
+    m("swarmwise_store_rls_enforced", "gauge", &[],
+      "1 when the row-level security self-check passes, else 0 (PostgreSQL only; absent on SQLite)"),
+    m("swarmwise_stats_refresh_failures_total", "counter", &[],
+      "Refreshes of the database-derived gauges that failed (the previous values stay)"),
+    // Alerts and the process.
+    m("swarmwise_alerts_firing", "gauge", &["severity", "rule"],
+      "Alerts currently firing by severity and rule"),
+    m("swarmwise_alert_transitions_total", "counter", &["rule", "status"],
+      "Alerts raised and resolved by this node, by rule and status (firing, resolved)"),
+    m("swarmwise_alert_notifications_silenced_total", "counter", &[],
+      "Alert notifications a silence suppressed"),
+    // Notifiers (src/notify): labels are operator-declared names only.
+    m("swarmwise_notifications_sent_total", "counter", &["notifier", "kind"],
+      "Alert notifications delivered, by notifier and kind"),
+    m("swarmwise_notifications_failed_total", "counter", &["notifier", "kind"],
+      "Alert notifications given up (refused by the receiver, or out of attempts), by notifier and kind"),
+    m("swarmwise_notifications_dropped_total", "counter", &["notifier", "kind"],
+      "Alert notifications dropped because the notifier's queue was full, by notifier and kind"),
+    m("swarmwise_notifier_up", "gauge", &["notifier"],
+      "1 if the notifier's last delivery attempt succeeded (or none was made yet), 0 if it failed"),
+    m("swarmwise_actor_restarts_total", "counter", &["actor"], "Supervisor restarts by actor"),
+    m("swarmwise_panics_total", "counter", &[], "Panics caught by the panic hook"),
+];
+
+/// The metric table of `docs/monitoring.md` (Markdown, one row per metric).
+pub fn metrics_markdown_table() -> String {
+    let mut out = String::from("| metric | type | labels | meaning |\n|---|---|---|---|\n");
+    for metric in METRICS {
+        let labels = if metric.labels.is_empty() {
+            "—".to_owned()
+        } else {
+            metric
+                .labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            metric.name,
+            metric.kind,
+            labels,
+            metric.help.replace('|', "\\|")
+        ));
+    }
+    out
+}
 
 /// The `method` label of an HTTP request: one of the standard methods, or
 /// `other`. Label values come from closed sets only, so a client inventing
@@ -272,13 +312,21 @@ pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .and_then(|b| {
+                    // Full matchers are tried before suffix ones.
+                    b.set_buckets_for_metric(
+                        Matcher::Full("swarmwise_learning_cycle_duration_seconds".into()),
+                        CYCLE_SECONDS_BUCKETS,
+                    )
+                })
                 .and_then(PrometheusBuilder::install_recorder)
                 .map_err(|e| e.to_string())?;
-            for (name, kind, help) in METRICS {
-                match *kind {
-                    "histogram" => describe_histogram!(*name, Unit::Seconds, *help),
-                    "gauge" => describe_gauge!(*name, *help),
-                    _ => describe_counter!(*name, *help),
+            for metric in METRICS {
+                let (name, help) = (metric.name, metric.help);
+                match metric.kind {
+                    "histogram" => describe_histogram!(name, Unit::Seconds, help),
+                    "gauge" => describe_gauge!(name, help),
+                    _ => describe_counter!(name, help),
                 }
             }
             Ok(handle)
@@ -289,8 +337,57 @@ pub fn prometheus() -> anyhow::Result<PrometheusHandle> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/monitoring.md");
+    const BEGIN: &str = "<!-- BEGIN GENERATED: telemetry::metrics_markdown_table -->\n";
+    const END: &str = "<!-- END GENERATED -->";
+
+    #[test]
+    fn metric_names_follow_the_conventions() {
+        let mut seen = std::collections::BTreeSet::new();
+        for m in METRICS {
+            assert!(seen.insert(m.name), "{} listed twice", m.name);
+            assert!(m.name.starts_with("swarmwise_"), "{}", m.name);
+            assert!(
+                m.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{}",
+                m.name
+            );
+            match m.kind {
+                "counter" => assert!(m.name.ends_with("_total"), "{}", m.name),
+                "histogram" => assert!(m.name.ends_with("_seconds"), "{}", m.name),
+                "gauge" => assert!(!m.name.ends_with("_total"), "{}", m.name),
+                other => panic!("{}: unknown kind {other}", m.name),
+            }
+            assert!(!m.help.is_empty() && !m.help.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn docs_monitoring_md_lists_every_metric() {
+        let doc = std::fs::read_to_string(DOC).unwrap();
+        let table = metrics_markdown_table();
+        let start = doc.find(BEGIN).expect("begin marker") + BEGIN.len();
+        let end = doc.find(END).expect("end marker");
+        if doc.get(start..end) != Some(table.as_str()) {
+            if std::env::var_os("UPDATE_METRIC_DOCS").is_some() {
+                let fresh = format!(
+                    "{}{}{}",
+                    doc.get(..start).unwrap(),
+                    table,
+                    doc.get(end..).unwrap()
+                );
+                std::fs::write(DOC, fresh).unwrap();
+            } else {
+                panic!(
+                    "docs/monitoring.md is out of date with telemetry::METRICS; run \
+                     `UPDATE_METRIC_DOCS=1 cargo test --lib telemetry::` and commit it"
+                );
+            }
+        }
+    }
 
     #[tokio::test]
     async fn upkeep_stops_at_shutdown() {

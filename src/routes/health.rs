@@ -53,11 +53,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus exposition.
+/// Prometheus exposition: the recorder's metrics, then the gauges of the
+/// latest stats refresh (`crate::stats`).
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics::gauge!("swarmwise_tracker_pending_writes").set(state.engine.pending_writes() as f64);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.prometheus.render())
+        .body(format!(
+            "{}{}",
+            state.prometheus.render(),
+            state.stats.render()
+        ))
 }

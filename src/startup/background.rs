@@ -1,6 +1,6 @@
 //! Tasks that live as long as the server and end when it stops: forgetting
-//! idle rate-limit state, and dropping cached patterns when a learning cycle
-//! finishes.
+//! idle rate-limit state, dropping cached patterns when a learning cycle
+//! finishes, and refreshing the database-derived gauges.
 
 use actix_web::web;
 use swarmwise_actors::events::Event;
@@ -44,4 +44,18 @@ pub(super) fn spawn_pattern_invalidation(
             }
         }
     });
+}
+
+/// Refreshes the gauges `/metrics` appends (`crate::stats`) every
+/// `telemetry.stats_refresh_secs`; ends at shutdown.
+pub(super) fn spawn_stats_refresh(state: &web::Data<AppState>) {
+    let t = &state.settings.telemetry;
+    actix::spawn(crate::stats::refresh_loop(
+        state.stats.clone(),
+        state.store.clone(),
+        state.engine.clone(),
+        std::time::Duration::from_secs(t.stats_refresh_secs),
+        t.max_agent_series,
+        state.shutdown.clone(),
+    ));
 }

@@ -178,6 +178,7 @@ impl Application {
             key_cache: TtlCache::new(cache_ttl),
             agents: TtlCache::new(cache_ttl),
             prometheus,
+            stats: Arc::default(),
             settings: Arc::new(settings.clone()),
             workflows: workflows.clone(),
             agent_policy,
@@ -189,6 +190,7 @@ impl Application {
             notifiers: notifiers.clone(),
         });
         background::spawn_limits_upkeep(state.clone());
+        background::spawn_stats_refresh(&state);
         background::spawn_pattern_invalidation(state.clone(), engine.events().subscribe());
         let workers = if settings.server.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())

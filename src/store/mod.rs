@@ -32,13 +32,22 @@
 //! [`AdminStore`]'s supertraits); write `series/{mod.rs,postgres.rs,sqlite.rs}`
 //! as above; add `mod series;` below; add its tables to both
 //! `migrations/postgres` (with an RLS policy) and `migrations/sqlite`; extend
-//! the conformance suite, which runs every test on both backends.
+//! the conformance suite, which runs every test on both backends, and add
+//! its methods to the forwarding lists of `metered.rs`.
+//!
+//! ## Metering
+//!
+//! [`connect_for`] wraps the store in [`MeteredStore`], which times every
+//! call (`swarmwise_store_query_duration_seconds{operation}`) and counts
+//! failures (`swarmwise_store_errors_total{operation,kind}`), so both
+//! backends are measured at one place.
 
 mod admission;
 mod agents;
 mod alerts;
 mod keys;
 mod learning;
+mod metered;
 mod postgres;
 mod recommendations;
 mod runs;
@@ -54,6 +63,7 @@ use swarmwise_actors::ports::{Store, StoreError};
 use swarmwise_actors::tracker::WriteMode;
 
 pub use keys::{ApiKeyInfo, AuditEntry, AuditFilter, KeyChange, KeyStore, WorkspaceInfo};
+pub use metered::{error_kind, MeteredStore};
 pub use postgres::PgStore;
 pub use series::{Bucket, CalibrationBin, RunSummary, SeriesPoint, SeriesStore};
 pub use sqlite::SqliteStore;
@@ -81,6 +91,33 @@ pub trait AdminStore: Store + KeyStore + SeriesStore {
     async fn ready(&self) -> Result<(), StoreError>;
     /// Which backend, for logs and `/readyz`.
     fn backend(&self) -> &'static str;
+    /// Row-level security self-check (the `swarmwise_store_rls_enforced`
+    /// gauge): `None` where the backend has no row-level security (SQLite,
+    /// where every query carries `workspace_id = ?` instead).
+    async fn rls_check(&self) -> Result<Option<RlsCheck>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// What the row-level security self-check found (PostgreSQL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RlsCheck {
+    /// Workspace-scoped tables the service role is not held to by a policy
+    /// (row security off, no policy, or owned by the service role without
+    /// `FORCE ROW LEVEL SECURITY`), by name; empty when all are.
+    pub unprotected_tables: Vec<String>,
+    /// The service role may bypass row-level security (superuser or
+    /// `BYPASSRLS`).
+    pub role_bypasses: bool,
+    /// Rows of `agent_recommendations` visible without a workspace set (must be 0).
+    pub rows_visible_unscoped: i64,
+}
+
+impl RlsCheck {
+    /// Every workspace table holds the service role to its policy.
+    pub fn enforced(&self) -> bool {
+        self.unprotected_tables.is_empty() && !self.role_bypasses && self.rows_visible_unscoped == 0
+    }
 }
 
 /// Opens the database named by `settings.url` (`postgres://` or `sqlite:`),
@@ -103,12 +140,12 @@ pub async fn connect_for(
         let store = PgStore::connect(settings)
             .await
             .with_context(|| format!("could not open PostgreSQL at {}", redact(url)))?;
-        Ok(Arc::new(store))
+        Ok(Arc::new(MeteredStore::new(Arc::new(store))))
     } else if url.starts_with("sqlite:") {
         let store = SqliteStore::connect_with(settings, mode == WriteMode::Durable)
             .await
             .with_context(|| format!("could not open SQLite at {url}"))?;
-        Ok(Arc::new(store))
+        Ok(Arc::new(MeteredStore::new(Arc::new(store))))
     } else {
         anyhow::bail!(
             "database.url must start with postgres://, postgresql:// or sqlite: (got {:?}); e.g. sqlite://data/swarmwise.db",

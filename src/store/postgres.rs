@@ -12,13 +12,23 @@ use sqlx::{Connection, Executor, PgPool, Postgres, Transaction};
 use swarmwise_actors::domain::WorkspaceId;
 use swarmwise_actors::ports::StoreError;
 
-use super::{unexpected, AdminStore};
+use super::{unexpected, AdminStore, RlsCheck};
 use crate::config::DatabaseSettings;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The role every service query runs as (created by the first migration).
 pub const APP_ROLE: &str = "swarmwise_app";
+
+/// Tables with a `workspace_id` column that are admin-level by design and
+/// have no workspace policy (see their migrations): the row-level security
+/// self-check does not count them. A new one needs its reason in its
+/// migration and a line here.
+pub const ADMIN_LEVEL_TABLES: &[&str] = &[
+    // Append-only record of operator actions across workspaces, read only
+    // through the admin endpoint (20261130000005_keys_audit.sql).
+    "audit_log",
+];
 
 /// PostgreSQL implementation of the stores.
 #[derive(Debug, Clone)]
@@ -92,5 +102,51 @@ impl AdminStore for PgStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    /// Checks, as the service role, that every table of the current schema
+    /// with a `workspace_id` column (and `workspaces`) has row security on
+    /// and a policy, and is forced where the service role owns it (the
+    /// [`ADMIN_LEVEL_TABLES`] aside); that the role is neither superuser nor
+    /// `BYPASSRLS`; and that a query without `app.workspace_id` sees no
+    /// recommendation.
+    async fn rls_check(&self) -> Result<Option<RlsCheck>, StoreError> {
+        let unprotected_tables: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') \
+               AND c.relname <> ALL($1) \
+               AND (c.relname = 'workspaces' OR EXISTS ( \
+                    SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
+                      AND a.attname = 'workspace_id' AND NOT a.attisdropped)) \
+               AND (NOT c.relrowsecurity \
+                    OR NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid) \
+                    OR (c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+                        AND NOT c.relforcerowsecurity)) \
+             ORDER BY 1",
+        )
+        .bind(ADMIN_LEVEL_TABLES)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        let role_bypasses: bool = sqlx::query_scalar(
+            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        // A transaction of its own, so no workspace setting can linger.
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let rows_visible_unscoped: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM agent_recommendations")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unexpected)?;
+        tx.rollback().await.map_err(unexpected)?;
+        Ok(Some(RlsCheck {
+            unprotected_tables,
+            role_bypasses,
+            rows_visible_unscoped,
+        }))
     }
 }

@@ -555,7 +555,7 @@ async fn metric_names_exposed_at_metrics() {
     assert!(!names.is_empty(), "no metrics in {text}");
     for n in &names {
         assert!(
-            swarmwise::telemetry::METRICS.iter().any(|(m, _, _)| m == n),
+            swarmwise::telemetry::METRICS.iter().any(|m| m.name == *n),
             "{n} is exposed but not described in telemetry::METRICS"
         );
     }

@@ -19,6 +19,7 @@ mod keys;
 mod learning;
 mod leftovers;
 mod lifecycle;
+mod metrics;
 mod notify;
 mod openapi;
 mod poison;

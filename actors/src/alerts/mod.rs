@@ -12,16 +12,19 @@
 //!
 //! By concern: [`config`] (the `[alerts]` section and the rule catalogue),
 //! [`rules`] (pure evaluation and the pending → firing → resolved state
-//! machine), [`alerter`] (the `Alerter` actor that feeds and applies them).
+//! machine), [`alerter`] (the `Alerter` actor that feeds and applies them);
+//! [`publish_firing`] sets the `swarmwise_alerts_firing{severity,rule}` gauge.
 
 pub mod alerter;
 pub mod config;
+mod gauge;
 pub mod rules;
 #[cfg(test)]
 mod sim;
 
 pub use alerter::{Alerter, AlerterDeps, NoAdmission, StoreProbe};
 pub use config::{AlertsConfig, RuleConfig};
+pub use gauge::publish_firing;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -327,7 +327,7 @@ async fn locked_cycle(
                 .save_cycle(&report, &o.patterns, &o.rules, version as i32)
                 .await?;
             engine.set_agreement(ws, Arc::new(agreement));
-            metrics::histogram!("swarmwise_learning_cycle_seconds")
+            metrics::histogram!("swarmwise_learning_cycle_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
             metrics::counter!("swarmwise_learning_cycles_total", "status" => "succeeded")
                 .increment(1);
