@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use swarmwise_actors::alerts::{Alert, Silence};
 use swarmwise_actors::domain::{
     Agent, AgentFailure, AgentId, OutcomeSample, Recommendation, RecommendationFilter,
     RecommendationStatus, VerdictUpdate, WorkspaceId,
@@ -26,8 +27,9 @@ use swarmwise_actors::learner::cycle::{Rule, StoredPattern};
 use swarmwise_actors::learner::patterns::OutcomeRecord;
 use swarmwise_actors::learner::CycleReport;
 use swarmwise_actors::ports::{
-    AgentStore, CycleLock, DeadLetter, LearningStore, RecommendationStore, RunStore, StoreError,
-    TrustHistoryPoint, TrustRow, TrustStore, WorkspaceStore,
+    AgentStore, AlertFilter, AlertInsert, AlertScope, AlertStore, CycleLock, DeadLetter,
+    LearningStore, RecommendationStore, RunStore, StoreError, TrustHistoryPoint, TrustRow,
+    TrustStore, WorkspaceStore,
 };
 use swarmwise_actors::workflow::WorkflowRun;
 use uuid::Uuid;
@@ -138,6 +140,19 @@ forward!(RunStore {
     fn finish_run(&self, run: &WorkflowRun) -> ();
     fn run(&self, ws: WorkspaceId, id: Uuid) -> Option<WorkflowRun>;
     fn interrupt_unfinished(&self, ws: WorkspaceId, reason: &str, at: DateTime<Utc>) -> (u64, u64);
+});
+
+forward!(AlertStore {
+    fn insert_alert(&self, alert: &Alert) -> AlertInsert;
+    fn resolve_alert(&self, alert: &Alert) -> bool;
+    fn firing_alerts(&self) -> Vec<Alert>;
+    fn alert(&self, scope: AlertScope, id: Uuid) -> Option<Alert>;
+    fn list_alerts(&self, scope: AlertScope, filter: &AlertFilter) -> Vec<Alert>;
+    fn ack_alert(&self, scope: AlertScope, id: Uuid, by: &str, at: DateTime<Utc>) -> Option<Alert>;
+    fn purge_alerts(&self, before: DateTime<Utc>) -> u64;
+    fn insert_silence(&self, silence: &Silence) -> ();
+    fn silences(&self, scope: AlertScope, now: Option<DateTime<Utc>>) -> Vec<Silence>;
+    fn delete_silence(&self, scope: AlertScope, id: Uuid) -> bool;
 });
 
 forward!(KeyStore {

@@ -287,6 +287,7 @@ impl AlerterActor {
         for t in out {
             self.push(Effect::Apply(t));
         }
+        super::publish_firing(self.book.open());
     }
 
     fn evaluate_trust(&mut self, ws: WorkspaceId, only: Option<&[AgentId]>, now: DateTime<Utc>) {
@@ -316,6 +317,8 @@ impl AlerterActor {
             }
         }
         self.purge();
+        // Adopted and forgotten alerts change the book outside `apply`.
+        super::publish_firing(self.book.open());
     }
 
     /// One `trust_updated` per workspace per `min_interval_secs`.
