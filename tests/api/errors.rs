@@ -485,6 +485,7 @@ async fn metric_names_exposed_at_metrics() {
     let server = crate::helpers::spawn_server(&[
         ("SWARMWISE__DATABASE__URL", &url),
         ("SWARMWISE__AUTH__ADMIN_KEY", "admin-metrics"),
+        ("SWARMWISE__TELEMETRY__STATS_REFRESH_SECS", "1"),
     ]);
     let address = server.address.clone();
     let c = reqwest::Client::new();
@@ -537,14 +538,31 @@ async fn metric_names_exposed_at_metrics() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    let text = c
-        .get(format!("{address}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The trust scorer loads and folds the outcome on its own time (a
+    // loaded machine showed the scrape before it), and the stats refresh
+    // (every second here) reads the folded trust: wait for both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        let text = c
+            .get(format!("{address}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("swarmwise_trust_updates_total")
+            && text.contains("swarmwise_trust_reload_seconds")
+            && text.contains("swarmwise_agent_trust_ratio{")
+        {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "trust metrics not exposed within 30 s:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let mut names: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
