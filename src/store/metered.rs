@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use swarmwise_actors::admission::{AdmissionChange, AdmissionRow, ChangeOutcome};
 use swarmwise_actors::alerts::{Alert, Silence};
 use swarmwise_actors::domain::{
     Agent, AgentFailure, AgentId, OutcomeSample, Recommendation, RecommendationFilter,
@@ -27,9 +28,9 @@ use swarmwise_actors::learner::cycle::{Rule, StoredPattern};
 use swarmwise_actors::learner::patterns::OutcomeRecord;
 use swarmwise_actors::learner::CycleReport;
 use swarmwise_actors::ports::{
-    AgentStore, AlertFilter, AlertInsert, AlertScope, AlertStore, CycleLock, DeadLetter,
-    LearningStore, RecommendationStore, RunStore, StoreError, TrustHistoryPoint, TrustRow,
-    TrustStore, WorkspaceStore,
+    AdmissionStore, AgentStore, AlertFilter, AlertInsert, AlertScope, AlertStore, CycleLock,
+    DeadLetter, LearningStore, RecommendationStore, RunStore, StoreError, TrustHistoryPoint,
+    TrustRow, TrustStore, WorkspaceStore,
 };
 use swarmwise_actors::workflow::WorkflowRun;
 use uuid::Uuid;
@@ -102,6 +103,13 @@ forward!(AgentStore {
     fn agents(&self, ws: WorkspaceId) -> Vec<Agent>;
     fn delete_agent(&self, ws: WorkspaceId, id: &AgentId) -> bool;
     fn set_agent_enabled(&self, ws: WorkspaceId, id: &AgentId, enabled: bool) -> Option<Agent>;
+});
+
+forward!(AdmissionStore {
+    fn admission_workspaces(&self) -> Vec<WorkspaceId>;
+    fn admissions(&self, ws: WorkspaceId) -> Vec<AdmissionRow>;
+    fn admission(&self, ws: WorkspaceId, agent: &AgentId) -> Option<AdmissionRow>;
+    fn change_admission(&self, ws: WorkspaceId, change: &AdmissionChange) -> ChangeOutcome;
 });
 
 forward!(RecommendationStore {
