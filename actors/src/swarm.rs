@@ -104,14 +104,16 @@ pub struct SwarmConfig {
     pub concurrency: usize,
     /// A waiting task is promoted one class per this many milliseconds (0 = never).
     pub aging_ms: u64,
-    /// Skip an agent in fan-outs when its overall trust is below this (and it
-    /// has at least `disable_min_samples` observations).
+    /// An agent whose overall trust is below this (once it has at least
+    /// `disable_min_samples` observations) is quarantined by the
+    /// `agent_trust_low` alert rule, whose threshold this is; fan-outs skip
+    /// quarantined agents.
     pub disable_below_trust: f64,
     /// Observations (evaluated outcomes plus recorded failures) needed
     /// before the threshold applies.
     pub disable_min_samples: u64,
-    /// A skipped agent is still asked once every this many fan-outs, so it can
-    /// earn trust back (0 = never: only an operator re-enables it).
+    /// An agent on probation is asked once every this many fan-outs, so it
+    /// can earn trust back (0 = never: only an operator re-admits it).
     pub probation_every: u64,
     /// Agents may finish this many times the stage timeout; answers after the
     /// barrier completed are tracked as late.

@@ -636,9 +636,11 @@ async fn dashboard_shows_the_quarantine_and_readmits(backend: Backend) {
 
 both_backends!(dashboard_shows_the_quarantine_and_readmits);
 
-/// An operator's re-enable beats the low-trust skip too
-/// (`agents.disable_below_trust`) until its grace's observation count.
-async fn override_grace_beats_the_low_trust_skip(backend: Backend) {
+/// Low trust alone skips nobody (the `agent_trust_low` rule is the only
+/// trigger, switched off here): an agent below `agents.disable_below_trust`
+/// is still asked until something quarantines it; an operator's re-enable
+/// then brings it back at once, whatever its trust.
+async fn low_trust_alone_skips_nobody_and_override_readmits(backend: Backend) {
     let dir = pair_workflow();
     let path = dir.path().display().to_string();
     let app = spawn_app_with(backend, move |s| {
@@ -669,17 +671,12 @@ async fn override_grace_beats_the_low_trust_skip(backend: Backend) {
         assert_eq!(run_pair(&app, &k).await["status"], "error");
     }
     app.engine.trust_settled().await.unwrap();
-    let skipped = run_pair(&app, &k).await;
-    assert_eq!(skipped["status"], "skipped", "{skipped}");
-    assert!(
-        skipped["reason"]
-            .as_str()
-            .unwrap()
-            .contains("disable_below_trust"),
-        "{skipped}"
-    );
+    let card = app.json(&k, "/api/v1/learning/trust-scores/canary").await;
+    assert!(card["overall_trust"].as_f64().unwrap() < 0.3, "{card}");
+    let asked = run_pair(&app, &k).await;
+    assert_eq!(asked["status"], "error", "no rule, no skip: {asked}");
     // Quarantined, then re-enabled by the operator: asked again despite its
-    // trust, for the 20 observations of its grace.
+    // trust.
     assert!(quarantine(&app, &ws, "canary", "trust low").await.0);
     assert_eq!(run_pair(&app, &k).await["status"], "skipped");
     let res = app
@@ -691,4 +688,4 @@ async fn override_grace_beats_the_low_trust_skip(backend: Backend) {
     app.stop().await.unwrap();
 }
 
-both_backends!(override_grace_beats_the_low_trust_skip);
+both_backends!(low_trust_alone_skips_nobody_and_override_readmits);

@@ -1,8 +1,10 @@
 //! Selection: which agents a stage asks. Listed agents, or the top N by trust
 //! for a type (Thompson sampling, `trust/select.rs`); then, per agent, why it
 //! is skipped if it is (unregistered, disabled, quarantined by an alert, not
-//! run, unhealthy, on probation and not its turn, trust below the threshold
-//! except for a periodic probation probe or during an operator's grace).
+//! run, unhealthy, on probation and not its turn). Low trust is not a skip
+//! reason of its own: the `agent_trust_low` alert rule (threshold
+//! `agents.disable_below_trust` after `agents.disable_min_samples`
+//! observations) quarantines the agent, and the quarantine is the skip.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -100,8 +102,7 @@ impl Workflows {
             .as_ref()
             .filter(|q| q.state == QuarantineState::Probation)
         {
-            // A canary: asked in one of every probation_every fan-outs (the
-            // low-trust skip below would count the same fan-outs twice).
+            // A canary: asked in one of every probation_every fan-outs.
             let n = running.skipped_since_probe.fetch_add(1, Ordering::Relaxed) + 1;
             if cfg.probation_every > 0 && n >= cfg.probation_every {
                 running.skipped_since_probe.store(0, Ordering::Relaxed);
@@ -111,31 +112,6 @@ impl Workflows {
                 "probation: asked in one of every {} fan-outs (agents.probation_every); quarantined: {}",
                 cfg.probation_every, q.reason
             ));
-        }
-        if self.engine.learning_enabled() {
-            let snap = self.engine.trust(ws);
-            if let Some(card) = snap.agents.get(agent).map(|c| &c.overall) {
-                // An operator's re-enable beats the low-trust skip until its
-                // grace's observation count.
-                let in_grace = a
-                    .override_grace
-                    .as_ref()
-                    .is_some_and(|g| g.active(card.observations()));
-                if !in_grace
-                    && card.observations() >= cfg.disable_min_samples
-                    && card.overall_trust < cfg.disable_below_trust
-                {
-                    let n = running.skipped_since_probe.fetch_add(1, Ordering::Relaxed) + 1;
-                    if cfg.probation_every > 0 && n >= cfg.probation_every {
-                        running.skipped_since_probe.store(0, Ordering::Relaxed);
-                        return None; // probation probe
-                    }
-                    return Some(format!(
-                        "trust {:.2} below agents.disable_below_trust {:.2}",
-                        card.overall_trust, cfg.disable_below_trust
-                    ));
-                }
-            }
         }
         None
     }
