@@ -376,3 +376,69 @@ pub(crate) async fn set_enabled_by(
     }
     Ok(agent)
 }
+
+/// Query of `GET /agents/{id}/history`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Page size (default `limits.default_page_size`).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// `GET /agents/{id}/history` answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AgentHistory {
+    /// Audit entries about this agent in this workspace, newest first:
+    /// registration, enable/disable, and admission (`agent.quarantine`,
+    /// `agent.probation`, `agent.readmit`, `agent.hold`).
+    pub items: Vec<crate::store::AuditEntry>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// An agent's history from the audit log, newest first → `{items,
+/// next_cursor}`: the workspace's own view of why the agent was
+/// quarantined, put on probation, re-admitted or held (docs/admission.md).
+#[utoipa::path(get, path = "/api/v1/agents/{agent_id}/history", tag = "agents", params(("agent_id" = String, Path), HistoryQuery),
+    responses((status = 200, body = AgentHistory), (status = 400, description = "malformed query; `details.field` names the field", body = crate::error::ErrorBody), (status = 401, description = "missing or unknown API key", body = crate::error::ErrorBody), (status = 404, description = "not found in this workspace", body = crate::error::ErrorBody), (status = 422, description = "a value breaks a rule; `details.field` names it", body = crate::error::ErrorBody)), security(("api_key" = [])))]
+pub async fn history(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = AgentId::parse("agent_id", &path.into_inner())?;
+    let q = query.into_inner();
+    let limit = super::workspaces::page_limit(&state, q.limit)?;
+    let before = q
+        .cursor
+        .map(|c| {
+            uuid::Uuid::parse_str(&c).map_err(|_| {
+                swarmwise_actors::domain::ParseError::new(
+                    "cursor",
+                    "not a cursor returned by this endpoint",
+                )
+            })
+        })
+        .transpose()?;
+    if state.store.agent(ws.0, &id).await?.is_none() {
+        return Err(agent_not_found(&id));
+    }
+    let filter = crate::store::AuditFilter {
+        workspace_id: Some(ws.0),
+        action: None,
+        target: Some(id.as_str().to_owned()),
+        before,
+        limit: limit + 1,
+    };
+    let mut items = state.store.audit(&filter).await?;
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|e| e.id.to_string())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(AgentHistory { items, next_cursor }))
+}

@@ -74,6 +74,7 @@ pub async fn list(
     let filter = AuditFilter {
         workspace_id,
         action: q.action,
+        target: None,
         before,
         limit: limit + 1,
     };

@@ -48,6 +48,7 @@ api_routes! {
     post "/agents" => agents::register,
     get "/agents" => agents::list,
     get "/agents/{agent_id}" => agents::get,
+    get "/agents/{agent_id}/history" => agents::history,
     patch "/agents/{agent_id}" => agents::update,
     delete "/agents/{agent_id}" => agents::delete,
     post "/recommendations" => recommendations::track,

@@ -34,7 +34,7 @@ impl Modify for BearerAuth {
     paths(
         workspaces::create, workspaces::list, workspaces::add_key, workspaces::list_keys,
         workspaces::revoke_key, workspaces::rotate_key, audit::list, notifiers::list,
-        agents::register, agents::register_as_admin, agents::update_as_admin, agents::list, agents::get, agents::update, agents::delete,
+        agents::register, agents::register_as_admin, agents::update_as_admin, agents::list, agents::get, agents::history, agents::update, agents::delete,
         recommendations::track, recommendations::track_batch, recommendations::list, recommendations::get,
         recommendations::feedback, recommendations::outcome,
         trust::list, trust::get, trust::recompute, trust::metrics_csv, trust::boost, trust::agent_metrics, trust::initialize,

@@ -194,6 +194,35 @@ async fn quarantine_probation_readmit(backend: Backend) {
     assert_eq!(entries[0]["actor"], "admission");
     assert!(entries[0]["details"]["new_outcomes"].as_u64().unwrap() >= 3);
     assert!(entries[0]["details"]["trust"].as_f64().unwrap() >= 0.05);
+    // The workspace reads its agent's history itself, newest first.
+    let history = app.json(&k, "/api/v1/agents/bad/history").await;
+    let actions: Vec<&str> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "agent.readmit",
+            "agent.probation",
+            "agent.quarantine",
+            "agent.register"
+        ],
+        "{history}"
+    );
+    let page = app.json(&k, "/api/v1/agents/bad/history?limit=2").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let next = page["next_cursor"].as_str().unwrap();
+    let rest = app
+        .json(
+            &k,
+            &format!("/api/v1/agents/bad/history?limit=2&cursor={next}"),
+        )
+        .await;
+    assert_eq!(rest["items"][0]["action"], "agent.quarantine");
+    assert_eq!(rest["next_cursor"], Value::Null);
     // Re-admitted agents can be quarantined again by a later alert.
     assert!(quarantine(&app, &ws, "bad", "again").await.0);
     app.stop().await.unwrap();
@@ -431,8 +460,14 @@ async fn hostile_tenant_cannot_touch_another_workspaces_quarantine(backend: Back
             .await;
         assert_error(res, StatusCode::NOT_FOUND, "agent_not_found", None).await;
     }
-    // B's own agent of the same id: its switch is B's alone.
+    let res = app.get(&key_b, "/api/v1/agents/shared/history").await;
+    assert_error(res, StatusCode::NOT_FOUND, "agent_not_found", None).await;
+    // B's own agent of the same id: its switch and its history are B's alone.
     app.agent(&key_b, "shared").await;
+    let history = app.json(&key_b, "/api/v1/agents/shared/history").await;
+    assert_eq!(history["items"].as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(history["items"][0]["action"], "agent.register");
+    assert_eq!(history["items"][0]["workspace_id"], ws_b.as_str());
     assert_eq!(
         agent_json(&app, &key_b, "shared").await["quarantine"],
         Value::Null

@@ -762,6 +762,7 @@ async fn admission_conformance(backend: Backend) {
                 .audit(&AuditFilter {
                     workspace_id: Some(ws),
                     action: None,
+                    target: None,
                     before: None,
                     limit: 100,
                 })

@@ -83,6 +83,9 @@ pub struct AuditFilter {
     pub workspace_id: Option<WorkspaceId>,
     /// Only this action.
     pub action: Option<String>,
+    /// Only entries about this object (e.g. an agent id); combine with
+    /// `workspace_id`, as object ids are unique only within a workspace.
+    pub target: Option<String>,
     /// Only ids strictly older than this (the cursor).
     pub before: Option<Uuid>,
     /// At most this many, newest first.

@@ -217,6 +217,9 @@ impl KeyStore for SqliteStore {
         if let Some(action) = &f.action {
             q.push(" AND action = ").push_bind(action.clone());
         }
+        if let Some(target) = &f.target {
+            q.push(" AND target = ").push_bind(target.clone());
+        }
         if let Some(before) = f.before {
             q.push(" AND id < ").push_bind(before);
         }
