@@ -541,3 +541,145 @@ async fn alerts_command_lists_from_the_store() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("does not exist"));
     app.stop().await.unwrap();
 }
+
+/// Row-level security on its own: with the service role and a workspace set
+/// per transaction, `SELECT count(*) FROM alerts` without a WHERE sees only
+/// that workspace's alerts; with none set, nothing; the admin scope sees
+/// every row including node-level ones; and a workspace cannot write an
+/// alert of another.
+#[actix_web::test]
+async fn postgres_rls_scopes_alerts() {
+    if !crate::helpers::postgres_available().await {
+        crate::helpers::skipped("alerts::postgres_rls_scopes_alerts");
+        return;
+    }
+    let app = spawn_app_with(Backend::Postgres, |s| s.alerts.enabled = false).await;
+    let (a, _) = workspace(&app, "A").await;
+    let (b, _) = workspace(&app, "B").await;
+    for x in [
+        alert(Some(a), "agent_trust_low", "x", Severity::Critical),
+        alert(Some(b), "agent_trust_low", "x", Severity::Critical),
+        alert(None, "database_errors", "", Severity::Critical),
+    ] {
+        app.store.insert_alert(&x).await.unwrap();
+    }
+    let pg = swarmwise::store::PgStore::connect(&swarmwise::config::DatabaseSettings {
+        url: app.database_url.clone(),
+        migrate: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let pool = pg.pool();
+    async fn count(pool: &sqlx::PgPool, setting: Option<(&str, String)>) -> i64 {
+        let mut tx = pool.begin().await.unwrap();
+        if let Some((name, value)) = setting {
+            sqlx::query("SELECT set_config($1, $2, true)")
+                .bind(name)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM alerts")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        n
+    }
+    assert_eq!(
+        count(pool, Some(("app.workspace_id", a.to_string()))).await,
+        1
+    );
+    assert_eq!(count(pool, None).await, 0, "no scope: nothing visible");
+    assert_eq!(
+        count(pool, Some(("app.alerts_admin", "on".into()))).await,
+        3
+    );
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('app.workspace_id', $1, true)")
+        .bind(b.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let err = sqlx::query("INSERT INTO alerts (id, workspace_id, rule, severity, subject, fingerprint, status, value, threshold, summary, started_at, fired_at) VALUES ($1, $2, 'r', 'info', '', 'f', 'resolved', 0, 0, 's', now(), now())")
+        .bind(Uuid::now_v7())
+        .bind(a.0)
+        .execute(&mut *tx)
+        .await
+        .expect_err("RLS refuses a row of another workspace");
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    drop(tx);
+    app.stop().await.unwrap();
+}
+
+/// A silence stops the notification, not the alert: with a silence of
+/// `agent_trust_low` in place, the rule still fires (recorded, listed with
+/// `silenced: true`, published, the quarantine requested) and the
+/// notification is counted as silenced instead of sent.
+async fn silenced_alert_fires_but_is_not_notified(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.alerts.evaluate_every_secs = 3600).await;
+    let (_, k) = workspace(&app, "A").await;
+    app.agent(&k, "bad").await;
+    let res = app
+        .post(
+            &k,
+            "/api/v1/alerts/silences",
+            &json!({"rule": "agent_trust_low", "subject": "bad", "duration_secs": 3600, "comment": "known bad agent"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let silenced_count = |text: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with("swarmwise_alert_notifications_silenced_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .map_or(0.0, |v| v.parse().unwrap())
+    };
+    let metrics = || async {
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let before = silenced_count(&metrics().await);
+    let mut events = app.engine.events().subscribe();
+    for i in 0..40 {
+        let wf = format!("wf-{i}");
+        let id = app.track(&k, "bad", &wf, "strategy", 0.9).await;
+        let res = app
+            .post(
+                &k,
+                &format!("/api/v1/workflows/{wf}/outcome"),
+                &json!({"overall_quality_score": 0, "verdicts": [
+                    {"recommendation_id": id, "status": "rejected", "quality": 0}]}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    loop {
+        if let swarmwise_actors::events::Event::Alert { alert, .. } =
+            crate::helpers::next_event(&mut events).await
+        {
+            assert_eq!(alert.rule, "agent_trust_low");
+            break;
+        }
+    }
+    // Everything queued before this barrier (the notification included) is done.
+    app.alerter.as_ref().unwrap().evaluate_now().await.unwrap();
+    let listed = app.json(&k, "/api/v1/alerts?rule=agent_trust_low").await;
+    assert_eq!(listed["items"][0]["status"], "firing", "{listed}");
+    assert_eq!(listed["items"][0]["silenced"], true, "{listed}");
+    let after = silenced_count(&metrics().await);
+    assert!(
+        after >= before + 1.0,
+        "silenced notifications {before} -> {after}"
+    );
+    app.stop().await.unwrap();
+}
+
+both_backends!(silenced_alert_fires_but_is_not_notified);
