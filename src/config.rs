@@ -369,6 +369,11 @@ pub struct TelemetrySettings {
     /// workspaces together, `agent="_other"` series included; agents past
     /// it are folded into `_other` (docs/monitoring.md).
     pub max_agent_series: usize,
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`
+    /// (Prometheus `authorization.credentials`); empty: open, as before.
+    /// The per-workspace gauges carry workspace and agent ids, so set it
+    /// wherever tenants can reach the port.
+    pub metrics_token: String,
 }
 
 impl Default for TelemetrySettings {
@@ -378,6 +383,7 @@ impl Default for TelemetrySettings {
             metrics_upkeep_secs: 5,
             stats_refresh_secs: 60,
             max_agent_series: 200,
+            metrics_token: String::new(),
         }
     }
 }
@@ -678,6 +684,13 @@ impl Settings {
                 "must be between 1 and 10000: it bounds the per-agent series a scrape carries; agents past it are reported as agent=\"_other\"".into(),
             ));
         }
+        let token = &self.telemetry.metrics_token;
+        if !token.is_empty() && (token.len() < 16 || !token.chars().all(|c| c.is_ascii_graphic())) {
+            return Err(err(
+                "telemetry.metrics_token",
+                "must be empty (open /metrics) or at least 16 printable ASCII characters without spaces; e.g. `openssl rand -hex 24`".into(),
+            ));
+        }
         let l = &self.limits;
         if l.default_page_size == 0 || l.default_page_size > l.max_page_size {
             return Err(err(
@@ -793,5 +806,12 @@ mod tests {
             s.telemetry.max_agent_series = bad;
             assert_eq!(s.validate().unwrap_err().key, "telemetry.max_agent_series");
         }
+        s.telemetry.max_agent_series = 200;
+        for bad in ["short", "a token with spaces in it"] {
+            s.telemetry.metrics_token = bad.into();
+            assert_eq!(s.validate().unwrap_err().key, "telemetry.metrics_token");
+        }
+        s.telemetry.metrics_token = "0123456789abcdef".into();
+        assert!(s.validate().is_ok());
     }
 }

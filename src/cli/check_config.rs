@@ -7,6 +7,9 @@ use crate::config::Settings;
 /// Prints the effective settings, the admin key and database password masked.
 pub(super) fn check_config(settings: &Settings) -> anyhow::Result<()> {
     let mut shown = settings.clone();
+    if !shown.telemetry.metrics_token.is_empty() {
+        shown.telemetry.metrics_token = "***".into();
+    }
     if !shown.auth.admin_key.is_empty() {
         shown.auth.admin_key = "***".into();
     }

@@ -1,5 +1,6 @@
 //! `/healthz` (alive), `/readyz` (database reachable, migrations applied,
-//! actors running) and `/metrics` (Prometheus text format). No auth.
+//! actors running) and `/metrics` (Prometheus text format). No auth, except
+//! `/metrics` when `telemetry.metrics_token` is set.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -54,15 +55,31 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Prometheus exposition: the recorder's metrics, then the gauges of the
-/// latest stats refresh (`crate::stats`).
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// latest stats refresh (`crate::stats`). With `telemetry.metrics_token`
+/// set, only `Authorization: Bearer <that token>` is answered (401
+/// otherwise; API keys, admin key included, are not accepted).
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, description = "telemetry.metrics_token is set and the request does not carry it")))]
+pub async fn metrics(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, crate::error::ApiError> {
+    let expected = &state.settings.telemetry.metrics_token;
+    if !expected.is_empty() {
+        let given = crate::auth::bearer(&req)?;
+        // Compare digests, so the time taken does not depend on how much
+        // of the token matched.
+        if crate::auth::hash_key(&given) != crate::auth::hash_key(expected) {
+            return Err(crate::error::ApiError::unauthorized(
+                "wrong metrics token; send `Authorization: Bearer <telemetry.metrics_token>`",
+            ));
+        }
+    }
     metrics::gauge!("swarmwise_tracker_pending_writes").set(state.engine.pending_writes() as f64);
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(format!(
             "{}{}",
             state.prometheus.render(),
             state.stats.render()
-        ))
+        )))
 }

@@ -438,3 +438,45 @@ fn alert_rules_query_exposed_metrics_and_link_runbooks() {
         );
     }
 }
+
+/// With `telemetry.metrics_token` set, a tenant cannot read the other
+/// workspaces' ids and agents from /metrics: no token, a wrong one, its own
+/// API key or the admin key are 401 and carry no metric; the token is 200.
+#[actix_web::test]
+async fn a_metrics_token_keeps_tenants_out_of_metrics() {
+    const TOKEN: &str = "metrics-token-0123456789abcdef";
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.telemetry.metrics_token = TOKEN.into();
+    })
+    .await;
+    app.ready().await;
+    let (_, key) = app.workspace("tenant").await;
+    let admin = app.admin_key.clone();
+    for (who, auth) in [
+        ("no token", None),
+        ("a wrong token", Some("metrics-token-0123456789abcdeX")),
+        ("a workspace key", Some(key.as_str())),
+        ("the admin key", Some(admin.as_str())),
+    ] {
+        let mut req = app.client.get(app.url("/metrics"));
+        if let Some(a) = auth {
+            req = req.bearer_auth(a);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{who}");
+        let body = res.text().await.unwrap();
+        assert!(!body.contains("swarmwise_"), "{who} read metrics: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"], "unauthorized", "{who}");
+    }
+    let res = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.text().await.unwrap().contains("swarmwise_"));
+    app.stop().await.unwrap();
+}
