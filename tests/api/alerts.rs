@@ -683,3 +683,82 @@ async fn silenced_alert_fires_but_is_not_notified(backend: Backend) {
 }
 
 both_backends!(silenced_alert_fires_but_is_not_notified);
+
+/// Two nodes on one PostgreSQL database see the same breach: one alert is
+/// recorded, one quarantine is requested (one `agent.quarantine` audit
+/// entry), and the second node adopts the first node's alert without
+/// publishing or acting.
+#[actix_web::test]
+async fn two_nodes_raise_one_alert() {
+    if !crate::helpers::postgres_available().await {
+        crate::helpers::skipped("alerts::two_nodes_raise_one_alert");
+        return;
+    }
+    let one = spawn_app_with(Backend::Postgres, |s| s.alerts.evaluate_every_secs = 3600).await;
+    let mut settings = crate::helpers::test_settings(&one.database_url);
+    settings.alerts.evaluate_every_secs = 3600;
+    let two = swarmwise::startup::Application::build(settings)
+        .await
+        .unwrap();
+    let (two_engine, two_alerter, two_handle) = (
+        two.engine().clone(),
+        two.alerter().cloned().unwrap(),
+        two.handle(),
+    );
+    let two_join = actix_web::rt::spawn(two.run());
+    let (ws, k) = workspace(&one, "A").await;
+    one.agent(&k, "bad").await;
+    let mut on_one = one.engine.events().subscribe();
+    let mut on_two = two_engine.events().subscribe();
+    for i in 0..40 {
+        let wf = format!("wf-{i}");
+        let id = one.track(&k, "bad", &wf, "strategy", 0.9).await;
+        let res = one
+            .post(
+                &k,
+                &format!("/api/v1/workflows/{wf}/outcome"),
+                &json!({"overall_quality_score": 0, "verdicts": [
+                    {"recommendation_id": id, "status": "rejected", "quality": 0}]}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let first = loop {
+        if let swarmwise_actors::events::Event::Alert { alert, .. } =
+            crate::helpers::next_event(&mut on_one).await
+        {
+            break alert;
+        }
+    };
+    // Node two reads the same outcomes from the database and evaluates.
+    two_engine.recompute_trust(None).await.unwrap();
+    let card = two_engine.trust(ws).agents
+        [&swarmwise_actors::domain::AgentId::parse("a", "bad").unwrap()]
+        .overall
+        .clone();
+    assert!(
+        card.overall_trust < 0.3 && card.observations() >= 20,
+        "node two sees the breach: {card:?}"
+    );
+    two_alerter.evaluate_now().await.unwrap();
+    // Twice: a second evaluation after adopting changes nothing either.
+    two_alerter.evaluate_now().await.unwrap();
+    let listed = one.json(&k, "/api/v1/alerts?rule=agent_trust_low").await;
+    assert_eq!(ids(&listed), [first.id.to_string()], "{listed}");
+    while let Ok(e) = on_two.try_recv() {
+        assert!(
+            !matches!(e, swarmwise_actors::events::Event::Alert { .. }),
+            "node two published an alert: {e:?}"
+        );
+    }
+    let audit = one
+        .json(
+            &one.admin_key,
+            &format!("/api/v1/audit?workspace_id={}&action=agent.quarantine", ws),
+        )
+        .await;
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
+    two_handle.stop().await;
+    two_join.await.unwrap().unwrap();
+    one.stop().await.unwrap();
+}
