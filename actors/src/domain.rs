@@ -325,7 +325,7 @@ pub struct Agent {
     #[serde(default)]
     pub quarantine: Option<crate::admission::Quarantine>,
     /// Null, or the grace an operator's re-enable from quarantine granted
-    /// (no quarantine, no low-trust skip until its observation count).
+    /// (no quarantine until its observation count).
     #[serde(default)]
     pub override_grace: Option<crate::admission::OverrideGrace>,
 }

@@ -41,7 +41,7 @@ pub struct RegisterAgent {
 pub struct UpdateAgent {
     /// Enable or disable. On a quarantined or probation agent, `true`
     /// re-admits it now (with a grace of `agents.disable_min_samples`
-    /// observations before quarantine or the low-trust skip may apply
+    /// observations before quarantine may apply
     /// again) and `false` holds it out (no probation); both are audited.
     pub enabled: bool,
 }

@@ -39,7 +39,7 @@ use crate::trust::TrustSnapshots;
 const MAX_REASON_CHARS: usize = 500;
 
 /// What the controller is configured with: `[alerts.quarantine]` and the two
-/// `[agents]` knobs it shares with the low-trust skip.
+/// `[agents]` knobs it shares with the `agent_trust_low` rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdmissionPolicy {
     /// `[alerts.quarantine]`.
@@ -396,7 +396,7 @@ impl AdmissionController {
             let (next, action, state, reason) = if enabled {
                 let g = lifecycle::grace(actor, seen, now, self.inner.policy.grace_outcomes);
                 let reason = format!(
-                    "re-enabled by {actor}: no quarantine and no low-trust skip until {} observations (agents.disable_min_samples more)",
+                    "re-enabled by {actor}: no quarantine until {} observations (agents.disable_min_samples more)",
                     g.until_outcomes
                 );
                 (

@@ -104,8 +104,8 @@ pub struct Quarantine {
     pub hold: bool,
 }
 
-/// The grace an operator's re-enable grants: no quarantine and no
-/// low-trust skip until the agent has `until_outcomes` observations
+/// The grace an operator's re-enable grants: no quarantine until the
+/// agent has `until_outcomes` observations
 /// (`agents.disable_min_samples` new ones).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
