@@ -40,3 +40,92 @@ fn set((severity, rule): &(Severity, String), n: u64) {
     metrics::gauge!("swarmwise_alerts_firing", "severity" => severity.as_str(), "rule" => rule.clone())
         .set(n as f64);
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use chrono::Utc;
+    use metrics::{
+        Counter, Gauge, GaugeFn, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+    use uuid::Uuid;
+
+    use super::*;
+
+    /// Gauge values by "rule/severity", as last set.
+    #[derive(Default, Clone)]
+    struct Values(Arc<Mutex<HashMap<String, f64>>>);
+
+    struct Cell(Values, String);
+
+    impl GaugeFn for Cell {
+        fn increment(&self, _: f64) {}
+        fn decrement(&self, _: f64) {}
+        fn set(&self, value: f64) {
+            self.0 .0.lock().unwrap().insert(self.1.clone(), value);
+        }
+    }
+
+    impl Recorder for Values {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::noop()
+        }
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            let label = |n: &str| {
+                key.labels()
+                    .find(|l| l.key() == n)
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default()
+            };
+            let id = format!("{}/{}", label("rule"), label("severity"));
+            Gauge::from_arc(Arc::new(Cell(self.clone(), id)))
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    fn alert(rule: &str, subject: &str, status: AlertStatus) -> Alert {
+        let now = Utc::now();
+        Alert {
+            id: Uuid::now_v7(),
+            workspace_id: None,
+            rule: rule.into(),
+            severity: Severity::Critical,
+            subject: subject.into(),
+            fingerprint: Alert::fingerprint_of(None, rule, subject),
+            status,
+            value: 0.1,
+            threshold: 0.3,
+            summary: String::new(),
+            action: None,
+            started_at: now,
+            fired_at: now,
+            resolved_at: None,
+            acked_at: None,
+            acked_by: None,
+        }
+    }
+
+    #[test]
+    fn counts_firing_alerts_per_rule_and_zeroes_a_rule_that_stopped() {
+        let values = Values::default();
+        let key = "gauge_test_rule/critical".to_owned();
+        metrics::with_local_recorder(&values, || {
+            publish_firing(&[
+                alert("gauge_test_rule", "a1", AlertStatus::Firing),
+                alert("gauge_test_rule", "a2", AlertStatus::Firing),
+                alert("gauge_test_rule", "a3", AlertStatus::Resolved),
+            ]);
+        });
+        assert_eq!(values.0.lock().unwrap().get(&key), Some(&2.0));
+        metrics::with_local_recorder(&values, || publish_firing(&[]));
+        assert_eq!(values.0.lock().unwrap().get(&key), Some(&0.0));
+    }
+}
