@@ -50,8 +50,13 @@ pub const PATTERNS_DISCOVERED: &str = "patterns_discovered";
 /// Info: agents' trust changed (one summary per `min_interval_secs`).
 pub const TRUST_UPDATED: &str = "trust_updated";
 
-/// The only action a rule can take today.
+/// The action of `agent_trust_low`: quarantine the agent (the admission
+/// controller).
 pub const ACTION_QUARANTINE: &str = "quarantine";
+
+/// `action = "none"`: the rule fires and notifies but acts on nothing (the
+/// rollback switch of automatic quarantine).
+pub const ACTION_NONE: &str = "none";
 
 /// `[alerts]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -384,11 +389,13 @@ impl AlertsConfig {
                     return Err((k("clear"), format!("{clear} is on the breaching side of threshold {threshold}: a rule that fires below its threshold clears at or above it (and the other way round)")));
                 }
             }
-            if let Some(a) = &c.action {
-                if a != ACTION_QUARANTINE || name != AGENT_TRUST_LOW {
-                    return Err((k("action"), format!("{a:?}: the only action is \"quarantine\", on agent_trust_low; remove the key")));
+            let action = match c.action.as_deref() {
+                None | Some(ACTION_NONE) => None,
+                Some(a) if a == ACTION_QUARANTINE && name == AGENT_TRUST_LOW => Some(a.to_owned()),
+                Some(a) => {
+                    return Err((k("action"), format!("{a:?}: the actions are \"quarantine\" (on agent_trust_low only) and \"none\"; use one of them or remove the key")));
                 }
-            }
+            };
             if c.for_secs > 7 * 24 * 3600 {
                 return Err((k("for_secs"), "must be at most 604800 (a week)".into()));
             }
@@ -409,7 +416,7 @@ impl AlertsConfig {
                     direction,
                     for_secs: c.for_secs,
                     min_samples,
-                    action: c.action.clone(),
+                    action,
                     notify_resolved: c.notify_resolved,
                     one_shot,
                     min_interval_secs: c.min_interval_secs,
@@ -437,6 +444,25 @@ mod tests {
         assert_eq!(book.iter().count(), 10);
         assert!(book.get(TRUST_UPDATED).unwrap().one_shot);
         assert_eq!(book.get(DATABASE_ERRORS).unwrap().for_secs, 60);
+    }
+
+    #[test]
+    fn action_none_turns_the_quarantine_off() {
+        let mut c = AlertsConfig::default();
+        c.rules.get_mut(AGENT_TRUST_LOW).unwrap().action = Some(ACTION_NONE.into());
+        let book = c.resolve(0.3, 20).unwrap();
+        assert_eq!(book.get(AGENT_TRUST_LOW).unwrap().action, None);
+        let book = AlertsConfig::default().resolve(0.3, 20).unwrap();
+        assert_eq!(
+            book.get(AGENT_TRUST_LOW).unwrap().action.as_deref(),
+            Some(ACTION_QUARANTINE)
+        );
+        let mut c = AlertsConfig::default();
+        c.rules.get_mut(AGENT_TRUST_LOW).unwrap().action = Some("disable".into());
+        assert_eq!(
+            c.validate(0.3, 20).unwrap_err().0,
+            "alerts.rules.agent_trust_low.action"
+        );
     }
 
     #[test]
