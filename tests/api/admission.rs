@@ -724,3 +724,82 @@ async fn low_trust_alone_skips_nobody_and_override_readmits(backend: Backend) {
 }
 
 both_backends!(low_trust_alone_skips_nobody_and_override_readmits);
+
+/// Review of issue 12: an operator's re-enable is a grace, not an amnesty.
+/// With the alert rule on, an agent whose every call fails is quarantined
+/// by `agent_trust_low`; the workspace key re-enables it (grace of
+/// `agents.disable_min_samples` = 20 observations); it keeps failing, its
+/// alert stays firing throughout, and once the grace is used up the still
+/// breaching alert quarantines it again. Before the fix the rule acted only
+/// when an alert was raised, so one re-enable kept a failing agent in every
+/// fan-out until its trust climbed back above `clear` (never, for this one).
+async fn re_enable_does_not_dodge_quarantine_for_good(backend: Backend) {
+    let dir = pair_workflow();
+    let path = dir.path().display().to_string();
+    let app = spawn_app_with(backend, move |s| {
+        s.workflows.dir = path;
+        s.agents.probation_every = 0;
+    })
+    .await;
+    let (_ws, k) = app.workspace("A").await;
+    for (id, config) in [
+        ("steady", json!({"skill": {"strategy": 0.9}, "seed": 1})),
+        (
+            "canary",
+            json!({"skill": {"strategy": 0.9}, "seed": 2, "error_rate": 1.0}),
+        ),
+    ] {
+        let res = app
+            .post(
+                &k,
+                "/api/v1/agents",
+                &json!({"id": id, "name": id, "kind": "simulated", "config": config}),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let mut rx = app.engine.events().subscribe();
+    for _ in 0..20 {
+        assert_eq!(run_pair(&app, &k).await["status"], "error");
+    }
+    let (agent, state, _) = next_admission(&mut rx).await;
+    assert_eq!(
+        (agent.as_str(), state),
+        ("canary", AdmissionEventState::Quarantined)
+    );
+    assert_eq!(run_pair(&app, &k).await["status"], "skipped");
+    let firing = app
+        .json(&k, "/api/v1/alerts?rule=agent_trust_low&status=firing")
+        .await;
+    assert_eq!(firing["items"].as_array().unwrap().len(), 1, "{firing}");
+
+    // The tenant re-enables it: asked again during its grace.
+    let res = app
+        .patch(&k, "/api/v1/agents/canary", &json!({"enabled": true}))
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (_, state, _) = next_admission(&mut rx).await;
+    assert_eq!(state, AdmissionEventState::Readmitted);
+    for i in 0..19 {
+        assert_eq!(run_pair(&app, &k).await["status"], "error", "grace run {i}");
+    }
+    // The grace's last observations: the alert, still firing and still
+    // breaching, quarantines it again.
+    for _ in 0..2 {
+        run_pair(&app, &k).await;
+    }
+    let (agent, state, _) = next_admission(&mut rx).await;
+    assert_eq!(
+        (agent.as_str(), state),
+        ("canary", AdmissionEventState::Quarantined)
+    );
+    assert_eq!(run_pair(&app, &k).await["status"], "skipped");
+    // Still the one alert: acting again raised no second one.
+    let firing = app
+        .json(&k, "/api/v1/alerts?rule=agent_trust_low&status=firing")
+        .await;
+    assert_eq!(firing["items"].as_array().unwrap().len(), 1, "{firing}");
+    app.stop().await.unwrap();
+}
+
+both_backends!(re_enable_does_not_dodge_quarantine_for_good);

@@ -524,6 +524,7 @@ impl Applier {
             match effect {
                 Effect::Apply(Transition::Fired(a)) => self.fired(a).await,
                 Effect::Apply(Transition::Resolved(a)) => self.resolved(a).await,
+                Effect::Apply(Transition::StillBreaching(a)) => self.act(&a).await,
                 Effect::OneShot(a) => self.one_shot(a).await,
                 Effect::Barrier(tx) => {
                     let _ = tx.send(());
@@ -603,7 +604,9 @@ impl Applier {
         }
     }
 
-    /// The rule's action (`quarantine`), once per raised alert.
+    /// The rule's action (`quarantine`): when an alert is raised, and again
+    /// on every reading that still breaches while it is open (a no-op for
+    /// an agent already quarantined, held or in an operator's grace).
     async fn act(&self, alert: &Alert) {
         if alert.action.as_deref() != Some(ACTION_QUARANTINE) {
             return;

@@ -77,6 +77,13 @@ pub enum Transition {
     Fired(Alert),
     /// The open alert resolved: its final state.
     Resolved(Alert),
+    /// The open alert of a rule with an `action`, breaching again (below its
+    /// threshold, not merely short of `clear`): the action is asked again.
+    /// Nothing is stored, published or notified. The admission controller
+    /// ignores it while the agent is quarantined, held, disabled or in an
+    /// operator's grace, so an operator's re-enable lasts its grace and no
+    /// longer.
+    StillBreaching(Alert),
 }
 
 /// Readings of the trust rules (`agent_trust_low`, `agent_approval_low` per
@@ -307,7 +314,8 @@ impl AlertBook {
         };
         if let Some(open) = &track.firing {
             if !spec.clears(r.value) {
-                return None;
+                return (breach && spec.action.is_some())
+                    .then(|| Transition::StillBreaching(open.clone()));
             }
             let mut done = open.clone();
             done.status = AlertStatus::Resolved;
@@ -459,10 +467,11 @@ mod tests {
             "{}",
             a.summary
         );
-        // Dedup: still breaching, no second alert.
+        // Dedup: still breaching, no second alert; the rule acts, so its
+        // action is asked again (with the same alert).
         assert_eq!(
             b.observe(spec, &reading(AGENT_TRUST_LOW, 0.1, 21), t0),
-            None
+            Some(Transition::StillBreaching(a.clone()))
         );
         // Hysteresis: 0.35 is above the threshold but below clear.
         assert_eq!(
@@ -527,10 +536,11 @@ mod tests {
         let a = AlertBook::one_shot(spec, &reading(AGENT_TRUST_LOW, 0.1, 40), now);
         let mut open = a.clone();
         open.status = AlertStatus::Firing;
-        b.adopt(open);
+        b.adopt(open.clone());
+        // Not fired again; its action is asked again with the adopted alert.
         assert_eq!(
             b.observe(spec, &reading(AGENT_TRUST_LOW, 0.1, 41), now),
-            None
+            Some(Transition::StillBreaching(open))
         );
         assert!(matches!(
             b.observe(spec, &reading(AGENT_TRUST_LOW, 0.5, 42), now),
@@ -562,6 +572,7 @@ mod tests {
             .map(|t| match t {
                 Transition::Fired(a) => a.rule.as_str(),
                 Transition::Resolved(_) => "resolved",
+                Transition::StillBreaching(_) => "still breaching",
             })
             .collect();
         assert_eq!(
