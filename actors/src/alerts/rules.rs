@@ -26,7 +26,7 @@ use uuid::Uuid;
 use super::config::{
     RuleBook, RuleSpec, AGENTS_DECLINING, AGENT_APPROVAL_LOW, AGENT_TRUST_LOW, DATABASE_ERRORS,
     LEARNING_CYCLE_COMPLETED, LEARNING_CYCLE_FAILED, LEARNING_CYCLE_SLOW, PATTERNS_DISCOVERED,
-    PATTERN_CONFIDENCE_LOW,
+    PATTERN_CONFIDENCE_LOW, TRUST_UPDATED,
 };
 use super::{Alert, AlertStatus};
 use crate::domain::{AgentId, WorkspaceId};
@@ -247,14 +247,20 @@ pub fn summary(spec: &RuleSpec, r: &Reading) -> String {
         format!(": {}", r.detail)
     };
     match spec.name {
-        AGENT_TRUST_LOW => format!(
-            "agent {}: trust {:.2} < {:.2} after {} observations",
-            r.subject, r.value, spec.threshold, r.samples
-        ),
-        AGENT_APPROVAL_LOW => format!(
-            "agent {}: approval rate {:.2} < {:.2} over {} outcomes",
-            r.subject, r.value, spec.threshold, r.samples
-        ),
+        AGENT_TRUST_LOW => {
+            let (v, t) = apart(r.value, spec.threshold);
+            format!(
+                "agent {}: trust {v} < {t} after {} observations",
+                r.subject, r.samples
+            )
+        }
+        AGENT_APPROVAL_LOW => {
+            let (v, t) = apart(r.value, spec.threshold);
+            format!(
+                "agent {}: approval rate {v} < {t} over {} outcomes",
+                r.subject, r.samples
+            )
+        }
         AGENTS_DECLINING => format!(
             "{} agents declining at once (more than {})",
             r.value, spec.threshold
@@ -274,8 +280,20 @@ pub fn summary(spec: &RuleSpec, r: &Reading) -> String {
         ),
         LEARNING_CYCLE_COMPLETED => format!("learning cycle completed in {:.1} s{tail}", r.value),
         PATTERNS_DISCOVERED => format!("{} new patterns discovered{tail}", r.value),
+        TRUST_UPDATED => format!("trust updated{tail}"),
         _ => format!("{}: {}{tail}", spec.name, r.value),
     }
+}
+
+/// `value` and `threshold` with two decimals, or as many more (up to six)
+/// as it takes for them to read differently: a breach never reads
+/// "0.30 < 0.30".
+fn apart(value: f64, threshold: f64) -> (String, String) {
+    let mut digits = 2;
+    while digits < 6 && format!("{value:.digits$}") == format!("{threshold:.digits$}") {
+        digits += 1;
+    }
+    (format!("{value:.digits$}"), format!("{threshold:.digits$}"))
 }
 
 /// State of one fingerprint.
@@ -525,6 +543,29 @@ mod tests {
             panic!("{fired:?}")
         };
         assert_eq!((a.started_at, a.fired_at), (at(300), at(600)));
+    }
+
+    /// Review: a trust of 0.2968 against 0.30 read "trust 0.30 < 0.30"; the
+    /// summary shows as many decimals as it takes to tell them apart, and
+    /// the trust summary no longer repeats its value.
+    #[test]
+    fn summaries_tell_value_and_threshold_apart() {
+        let rules = book();
+        let spec = rules.get(AGENT_TRUST_LOW).unwrap();
+        let s = summary(spec, &reading(AGENT_TRUST_LOW, 0.296_763_8, 20));
+        assert_eq!(s, "agent a1: trust 0.297 < 0.300 after 20 observations");
+        let s = summary(spec, &reading(AGENT_TRUST_LOW, 0.21, 34));
+        assert_eq!(s, "agent a1: trust 0.21 < 0.30 after 34 observations");
+        let spec = rules.get(AGENT_APPROVAL_LOW).unwrap();
+        let s = summary(spec, &reading(AGENT_APPROVAL_LOW, 0.4999, 20));
+        assert_eq!(
+            s,
+            "agent a1: approval rate 0.4999 < 0.5000 over 20 outcomes"
+        );
+        let spec = rules.get(TRUST_UPDATED).unwrap();
+        let mut r = reading(TRUST_UPDATED, 7.0, 0);
+        r.detail = "7 agents' trust changed".into();
+        assert_eq!(summary(spec, &r), "trust updated: 7 agents' trust changed");
     }
 
     #[test]
