@@ -189,7 +189,9 @@ impl Silence {
 /// of fan-outs with a recorded reason (then cool-down, probation as a
 /// canary, re-admission or a return to quarantine, each step audited and
 /// published as an event). Implemented by the admission controller; the
-/// `Alerter` calls it when `agent_trust_low` fires.
+/// `Alerter` calls it when `agent_trust_low` fires, and again on every
+/// reading that still breaches while that alert is open (so a re-enabled
+/// agent whose grace is over is quarantined again).
 #[async_trait::async_trait]
 pub trait AgentAdmission: Send + Sync + 'static {
     /// Quarantines `agent` for `reason` because alert `alert_id` fired.
