@@ -82,7 +82,7 @@ fn row(a: &Alert) -> String {
         .workspace_id
         .map_or_else(|| "node".to_owned(), |w| w.to_string());
     // A tenant's subject is printed escaped: no terminal control sequences.
-    let subject: String = a.subject.escape_debug().collect();
+    let subject = printable(&a.subject);
     format!(
         "{:<8} {:<8} {:<24} {:<20} {:<36} {:<20} {}",
         status,
@@ -91,6 +91,38 @@ fn row(a: &Alert) -> String {
         a.fired_at.format("%Y-%m-%d %H:%M:%S"),
         ws,
         subject,
-        a.summary.escape_debug()
+        printable(&a.summary)
     )
+}
+
+/// `s` with control characters and bidirectional overrides escaped
+/// (`\n`, `\u{202e}`), so a row cannot move the cursor, clear the screen or
+/// reorder what follows; anything else, quotes included, as it is (an
+/// `escape_debug` printed "agents\' trust changed").
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+                c.escape_default().collect()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::printable;
+
+    #[test]
+    fn rows_keep_quotes_and_escape_control_and_bidi_characters() {
+        assert_eq!(
+            printable("trust updated: 7 agents' trust changed \"x\""),
+            "trust updated: 7 agents' trust changed \"x\""
+        );
+        assert_eq!(printable("a\x1b[2Jb\nc"), "a\\u{1b}[2Jb\\nc");
+        assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y");
+    }
 }
