@@ -69,3 +69,79 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
         })
     }
 }
+
+/// A parsed query string, like `web::Query`, whose errors name the
+/// offending parameter in `details.field` (400 `invalid_query`): `web::Query`
+/// said only "Query deserialize error: provided string was not `true` or
+/// `false`", without the parameter.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T> Query<T> {
+    /// The parsed value.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Query<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Parses a query string, naming the parameter on error.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = if path == "." { String::new() } else { path };
+        let message = if field.is_empty() {
+            format!("query string: {inner}")
+        } else {
+            format!("{field}: {inner}")
+        };
+        ApiError::field(ErrorCode::InvalidQuery, &field, message)
+    })
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        std::future::ready(parse_query(req.query_string()).map(Query))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::parse_query;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Q {
+        include_expired: Option<bool>,
+        limit: Option<u32>,
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        let q: Q = parse_query("include_expired=true&limit=3").unwrap();
+        assert_eq!((q.include_expired, q.limit), (Some(true), Some(3)));
+        let e = parse_query::<Q>("limit=3&include_expired=maybe").unwrap_err();
+        let body = e.body();
+        assert_eq!(body["error"], "invalid_query");
+        assert_eq!(body["details"]["field"], "include_expired", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("include_expired: "),
+            "{body}"
+        );
+    }
+}

@@ -134,7 +134,7 @@ async fn views(
 pub async fn list(
     caller: Caller,
     state: web::Data<AppState>,
-    query: web::Query<AlertQuery>,
+    query: crate::extract::Query<AlertQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let max = state.settings.alerts.max_alerts_listed;
@@ -448,7 +448,7 @@ pub async fn create_silence(
 pub async fn list_silences(
     caller: Caller,
     state: web::Data<AppState>,
-    query: web::Query<SilenceQuery>,
+    query: crate::extract::Query<SilenceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let now = (!query.include_expired.unwrap_or(false)).then(Utc::now);
     let items = state.store.silences(scope(caller), now).await?;
