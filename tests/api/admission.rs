@@ -803,3 +803,55 @@ async fn re_enable_does_not_dodge_quarantine_for_good(backend: Backend) {
 }
 
 both_backends!(re_enable_does_not_dodge_quarantine_for_good);
+
+/// Review of issue 12: deleting a quarantined agent and registering it
+/// again under the same id (its trust history stays) does not shed the
+/// quarantine: the row goes with the agent, but the still-firing alert
+/// quarantines it again at its next observation.
+async fn delete_and_reregister_does_not_dodge_quarantine(backend: Backend) {
+    let dir = pair_workflow();
+    let path = dir.path().display().to_string();
+    let app = spawn_app_with(backend, move |s| {
+        s.workflows.dir = path;
+        s.agents.probation_every = 0;
+    })
+    .await;
+    let (_ws, k) = app.workspace("A").await;
+    let canary = json!({"id": "canary", "name": "canary", "kind": "simulated",
+        "config": {"skill": {"strategy": 0.9}, "seed": 2, "error_rate": 1.0}});
+    let steady = json!({"id": "steady", "name": "steady", "kind": "simulated",
+        "config": {"skill": {"strategy": 0.9}, "seed": 1}});
+    for a in [&steady, &canary] {
+        let res = app.post(&k, "/api/v1/agents", a).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+    }
+    let mut rx = app.engine.events().subscribe();
+    for _ in 0..20 {
+        assert_eq!(run_pair(&app, &k).await["status"], "error");
+    }
+    let (_, state, _) = next_admission(&mut rx).await;
+    assert_eq!(state, AdmissionEventState::Quarantined);
+
+    let res = app
+        .client
+        .delete(app.url("/api/v1/agents/canary"))
+        .bearer_auth(&k)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = app.post(&k, "/api/v1/agents", &canary).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    // Asked once (no quarantine row any more); that failure's trust update
+    // finds the alert still breaching and quarantines it again.
+    assert_eq!(run_pair(&app, &k).await["status"], "error");
+    let (agent, state, _) = next_admission(&mut rx).await;
+    assert_eq!(
+        (agent.as_str(), state),
+        ("canary", AdmissionEventState::Quarantined)
+    );
+    assert_eq!(run_pair(&app, &k).await["status"], "skipped");
+    app.stop().await.unwrap();
+}
+
+both_backends!(delete_and_reregister_does_not_dodge_quarantine);
