@@ -269,7 +269,7 @@ impl FromRequest for Admin {
                 Caller::Admin => Ok(Admin),
                 Caller::Workspace(_) => Err(ApiError::new(
                     ErrorCode::AdminKeyRequired,
-                    "this endpoint needs the admin key (auth.admin_key); a workspace key cannot manage workspaces, keys or the audit log",
+                    "this endpoint needs the admin key (auth.admin_key); a workspace key cannot manage workspaces, keys, the audit log or the alert notifiers",
                 )),
             }
         })
