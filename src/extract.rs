@@ -99,9 +99,9 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
         let inner = e.into_inner();
         let field = if path == "." { String::new() } else { path };
         let message = if field.is_empty() {
-            format!("query string: {inner}")
+            format!("query string: {inner}; fix the query and retry")
         } else {
-            format!("{field}: {inner}")
+            format!("query parameter {field}: {inner}; fix it and retry")
         };
         ApiError::field(ErrorCode::InvalidQuery, &field, message)
     })
@@ -140,7 +140,7 @@ mod tests {
             body["message"]
                 .as_str()
                 .unwrap()
-                .starts_with("include_expired: "),
+                .starts_with("query parameter include_expired: "),
             "{body}"
         );
     }

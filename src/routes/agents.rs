@@ -207,7 +207,7 @@ async fn register_in(
 pub async fn list(
     ws: Workspace,
     state: web::Data<AppState>,
-    query: web::Query<AgentListQuery>,
+    query: crate::extract::Query<AgentListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limits = &state.settings.limits;
@@ -407,7 +407,7 @@ pub async fn history(
     ws: Workspace,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<HistoryQuery>,
+    query: crate::extract::Query<HistoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AgentId::parse("agent_id", &path.into_inner())?;
     let q = query.into_inner();

@@ -42,7 +42,7 @@ pub struct AuditPage {
 pub async fn list(
     _: Admin,
     state: web::Data<AppState>,
-    query: web::Query<AuditQuery>,
+    query: crate::extract::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limit = page_limit(&state, q.limit)?;

@@ -87,7 +87,7 @@ pub async fn trigger(ws: Workspace, state: web::Data<AppState>) -> Result<HttpRe
 pub async fn list(
     ws: Workspace,
     state: web::Data<AppState>,
-    q: web::Query<CyclesQuery>,
+    q: crate::extract::Query<CyclesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = q.limit.unwrap_or(20);
     if limit == 0 || limit > 200 {
@@ -142,7 +142,7 @@ pub(crate) async fn cached_patterns(
 pub async fn patterns(
     ws: Workspace,
     state: web::Data<AppState>,
-    q: web::Query<PatternsQuery>,
+    q: crate::extract::Query<PatternsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let category: Option<Category> = q

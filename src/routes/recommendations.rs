@@ -265,7 +265,7 @@ pub struct ListQuery {
 pub async fn list(
     ws: Workspace,
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
+    query: crate::extract::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limits = &state.settings.limits;

@@ -176,7 +176,7 @@ pub struct RunList {
 pub async fn list_runs(
     ws: Workspace,
     state: web::Data<AppState>,
-    q: web::Query<RunListQuery>,
+    q: crate::extract::Query<RunListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limits = &state.settings.limits;

@@ -49,7 +49,7 @@ pub async fn agent_series(
     ws: Workspace,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    q: web::Query<SeriesQuery>,
+    q: crate::extract::Query<SeriesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AgentId::parse("agent_id", &path.into_inner())?;
     let q = q.into_inner();

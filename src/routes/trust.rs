@@ -252,7 +252,7 @@ pub async fn boost(
     ws: Workspace,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    q: web::Query<BoostQuery>,
+    q: crate::extract::Query<BoostQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = AgentId::parse("agent_id", &path.into_inner())?;
     if state.agent_name(ws.0, &id).await?.is_none() {

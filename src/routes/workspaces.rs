@@ -190,7 +190,7 @@ pub async fn create(
 pub async fn list(
     _: Admin,
     state: web::Data<AppState>,
-    query: web::Query<WorkspaceQuery>,
+    query: crate::extract::Query<WorkspaceQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limit = page_limit(&state, q.limit)?;

@@ -267,9 +267,26 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         app.get(&k, "/api/v1/recommendations?limit=abc").await,
         StatusCode::BAD_REQUEST,
         "invalid_query",
-        None,
+        Some("limit"),
     )
     .await;
+    // Every list endpoint names a bad query parameter (they parse with
+    // extract::Query, not web::Query, whose error named nothing).
+    for (path, field) in [
+        ("/api/v1/agents?limit=many", "limit"),
+        ("/api/v1/learning/patterns?limit=-3", "limit"),
+        ("/api/v1/learning/cycles?limit=x", "limit"),
+        ("/api/v1/workflows/runs?limit=1.5", "limit"),
+        ("/api/v1/learning/agents/a1/series?limit=x", "limit"),
+    ] {
+        assert_error(
+            app.get(&k, path).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            Some(field),
+        )
+        .await;
+    }
     let agents = "/api/v1/agents";
     assert_error(
         app.post(
