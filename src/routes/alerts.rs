@@ -13,7 +13,7 @@ use actix_web::{web, HttpResponse};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use swarmwise_actors::alerts::config::RULES;
+use swarmwise_actors::alerts::config::{DATABASE_ERRORS, RULES};
 use swarmwise_actors::alerts::{Alert, AlertStatus, Severity, Silence};
 use swarmwise_actors::domain::{to_micros, ParseError, WorkspaceId};
 use swarmwise_actors::ports::{AlertFilter, AlertScope};
@@ -351,6 +351,23 @@ pub async fn create_silence(
             Some(ws)
         }
     };
+    // A silence that can never match is refused rather than stored: node-level
+    // alerts (database_errors) have no workspace, every other rule has one.
+    if let Some(r) = b.rule.as_deref() {
+        let node_level = r == DATABASE_ERRORS;
+        if node_level && workspace_id.is_some() {
+            return Err(invalid(
+                "rule",
+                format!("rule: {r} is a node-level alert with no workspace; only the admin key, without workspace_id, can silence it"),
+            ));
+        }
+        if !node_level && workspace_id.is_none() {
+            return Err(invalid(
+                "rule",
+                format!("rule: {r} alerts belong to a workspace; pass workspace_id to silence them (a silence without one matches only node-level alerts such as {DATABASE_ERRORS})"),
+            ));
+        }
+    }
     let now = to_micros(Utc::now());
     let max = cfg.max_silence_secs;
     let starts_at = to_micros(b.starts_at.unwrap_or(now));

@@ -361,6 +361,33 @@ async fn alerts_are_per_workspace(backend: Backend) {
         .json(&admin, &format!("/api/v1/alerts/{}", node.id))
         .await;
     assert_eq!(node_view["silenced"], true, "{node_view}");
+    // Silences that could never match are refused, naming `rule`: a tenant
+    // cannot silence the node-level rule, and a node-level silence (admin,
+    // no workspace_id) of a workspace rule would match nothing.
+    assert_error(
+        app.post(
+            &kb,
+            "/api/v1/alerts/silences",
+            &json!({"rule": "database_errors", "duration_secs": 600, "comment": "mine"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("rule"),
+    )
+    .await;
+    assert_error(
+        app.post(
+            &admin,
+            "/api/v1/alerts/silences",
+            &json!({"rule": "agent_trust_low", "duration_secs": 600, "comment": "all"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("rule"),
+    )
+    .await;
     assert_eq!(
         ids(&app.json(&kb, "/api/v1/alerts/silences").await).len(),
         0
