@@ -12,7 +12,12 @@ use uuid::Uuid;
 use crate::both_backends;
 use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
 
-fn alert(ws: Option<WorkspaceId>, rule: &str, subject: &str, severity: Severity) -> Alert {
+pub(crate) fn alert(
+    ws: Option<WorkspaceId>,
+    rule: &str,
+    subject: &str,
+    severity: Severity,
+) -> Alert {
     let now = to_micros(chrono::Utc::now());
     Alert {
         id: Uuid::now_v7(),

@@ -627,3 +627,63 @@ async fn static_files_are_cached_and_pages_are_not() {
     let (status, _) = page(&app, "", "/learning/static/../../Cargo.toml").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// The overview lists the workspace's firing alerts, and only those: not
+/// another workspace's, not resolved ones, not node-level ones; a summary
+/// is text, never markup.
+async fn overview_lists_only_the_workspaces_firing_alerts(backend: Backend) {
+    use swarmwise_actors::alerts::{AlertStatus, Severity};
+    use swarmwise_actors::domain::WorkspaceId;
+    let app = spawn_app_with(backend, |_| {}).await;
+    let (a, ka) = app.workspace("A").await;
+    let (b, kb) = app.workspace("B").await;
+    let a = WorkspaceId(uuid::Uuid::parse_str(&a).unwrap());
+    let b = WorkspaceId(uuid::Uuid::parse_str(&b).unwrap());
+    let cookie_b = sign_in(&app, &kb).await;
+    let (status, html) = page(&app, &cookie_b, "/learning").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("No alert is firing in this workspace."),
+        "{html}"
+    );
+
+    let mut mine = crate::alerts::alert(Some(a), "agent_trust_low", "bad", Severity::Critical);
+    mine.summary = "<script>alert(1)</script> trust 0.21 < 0.30".into();
+    let mut resolved =
+        crate::alerts::alert(Some(a), "agent_approval_low", "old", Severity::Warning);
+    resolved.status = AlertStatus::Resolved;
+    resolved.resolved_at = Some(resolved.fired_at);
+    let theirs = crate::alerts::alert(Some(b), "agent_trust_low", "bad", Severity::Critical);
+    let node = crate::alerts::alert(None, "database_errors", "", Severity::Critical);
+    for x in [&mine, &resolved, &theirs, &node] {
+        app.store.insert_alert(x).await.unwrap();
+    }
+
+    let cookie_a = sign_in(&app, &ka).await;
+    let (status, html) = page(&app, &cookie_a, "/learning").await;
+    assert_eq!(status, StatusCode::OK);
+    let shown: Vec<&str> = html
+        .split("data-alert-id=\"")
+        .skip(1)
+        .map(|c| &c[..c.find('"').unwrap()])
+        .collect();
+    assert_eq!(shown, [mine.id.to_string()], "{html}");
+    assert!(html.contains(r#"data-severity="critical""#), "{html}");
+    assert!(!html.contains("<script>alert(1)"), "{html}");
+    // Escaped as text (askama writes numeric entities).
+    assert!(
+        html.contains("&#60;script&#62;alert(1)") || html.contains("&lt;script&gt;alert(1)"),
+        "{html}"
+    );
+
+    let (_, html_b) = page(&app, &cookie_b, "/learning").await;
+    let shown_b: Vec<&str> = html_b
+        .split("data-alert-id=\"")
+        .skip(1)
+        .map(|c| &c[..c.find('"').unwrap()])
+        .collect();
+    assert_eq!(shown_b, [theirs.id.to_string()], "{html_b}");
+    app.stop().await.unwrap();
+}
+
+both_backends!(overview_lists_only_the_workspaces_firing_alerts);

@@ -2,6 +2,21 @@
 
 use super::*;
 
+/// A firing alert of the workspace, as the overview lists it.
+struct FiringAlert {
+    id: String,
+    severity: &'static str,
+    rule: String,
+    subject: String,
+    summary: String,
+    fired_iso: String,
+    ago: String,
+    acked: bool,
+}
+
+/// Firing alerts shown on the overview (the rest: `GET /api/v1/alerts`).
+const FIRING_SHOWN: u32 = 10;
+
 struct CycleView {
     status: String,
     finished_iso: String,
@@ -105,6 +120,8 @@ struct OverviewPage {
     runs: usize,
     notice: Option<String>,
     insights_html: String,
+    firing: Vec<FiringAlert>,
+    more_firing: bool,
 }
 
 /// Query of pages that show a notice after an action.
@@ -132,6 +149,32 @@ pub async fn overview(s: Signed, state: web::Data<AppState>, q: web::Query<Notic
         }
     }
     let runs = state.store.recent_runs(ws, None, 50).await?;
+    let mut firing = state
+        .store
+        .list_alerts(
+            swarmwise_actors::ports::AlertScope::Workspace(ws),
+            &swarmwise_actors::ports::AlertFilter {
+                status: Some(swarmwise_actors::alerts::AlertStatus::Firing),
+                limit: FIRING_SHOWN + 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let more_firing = firing.len() > FIRING_SHOWN as usize;
+    firing.truncate(FIRING_SHOWN as usize);
+    let firing = firing
+        .into_iter()
+        .map(|a| FiringAlert {
+            id: a.id.to_string(),
+            severity: a.severity.as_str(),
+            rule: a.rule,
+            subject: a.subject,
+            summary: a.summary,
+            fired_iso: a.fired_at.to_rfc3339(),
+            ago: ago(a.fired_at),
+            acked: a.acked_at.is_some(),
+        })
+        .collect();
     let snap = state.engine.trust(ws);
     let partial = insights_partial_of(&state, &s).await?;
     let insights_html = partial.render().map_err(|e| {
@@ -155,6 +198,8 @@ pub async fn overview(s: Signed, state: web::Data<AppState>, q: web::Query<Notic
         runs: runs.len(),
         notice: notice(q.done.as_deref()),
         insights_html,
+        firing,
+        more_firing,
     })
 }
 
