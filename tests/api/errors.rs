@@ -541,8 +541,7 @@ async fn metric_names_exposed_at_metrics() {
     // The trust scorer loads and folds the outcome on its own time (a
     // loaded machine showed the scrape before it), and the stats refresh
     // (every second here) reads the folded trust: wait for both.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let text = loop {
+    let text = crate::helpers::poll_until("the trust metrics", || async {
         let text = c
             .get(format!("{address}/metrics"))
             .send()
@@ -555,14 +554,12 @@ async fn metric_names_exposed_at_metrics() {
             && text.contains("swarmwise_trust_reload_seconds")
             && text.contains("swarmwise_agent_trust_ratio{")
         {
-            break text;
+            Ok(text)
+        } else {
+            Err(text)
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "trust metrics not exposed within 30 s:\n{text}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     let mut names: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -586,6 +586,28 @@ where
     addr
 }
 
+/// Polls `probe` every 20 ms until it answers `Ok`, and returns that value;
+/// fails the test after 30 s with `what` and the last `Err` (the state it
+/// saw), so a condition that never comes fails instead of hanging.
+pub async fn poll_until<T, S, F, Fut>(what: &str, mut probe: F) -> T
+where
+    S: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, S>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match probe().await {
+            Ok(v) => return v,
+            Err(last) => assert!(
+                std::time::Instant::now() < deadline,
+                "{what} not seen within 30 s; last seen:\n{last}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The next engine event, failing the test when none arrives within 30 s
 /// (a missed event must fail, not hang). Lagged receivers skip ahead.
 pub async fn next_event(

@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -45,18 +44,15 @@ async fn scrape(app: &TestApp) -> String {
 /// Scrapes until `done` holds for the text (the stats refresh runs every
 /// second in these tests); fails after 30 s with the last scrape.
 async fn scrape_until(app: &TestApp, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    crate::helpers::poll_until(what, || async {
         let text = scrape(app).await;
         if done(&text) {
-            return text;
+            Ok(text)
+        } else {
+            Err(text)
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what} not seen within 30 s; last /metrics:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// The samples of `name`: (labels as text, value).

@@ -130,15 +130,15 @@ async fn status_until(
     d: &Dispatcher,
     done: impl Fn(&swarmwise::notify::NotifierStatus) -> bool,
 ) -> swarmwise::notify::NotifierStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    crate::helpers::poll_until("notifier status", || async {
         let s = d.statuses().remove(0);
         if done(&s) {
-            return s;
+            Ok(s)
+        } else {
+            Err(format!("{s:?}"))
         }
-        assert!(Instant::now() < deadline, "status never reached: {s:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 #[actix_web::test]
@@ -535,16 +535,16 @@ async fn dead_receiver_marks_the_notifier_down(backend: Backend) {
 
     app.notifiers
         .send(alert("db down", AlertStatus::Firing, Severity::Critical));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let item = loop {
+    let item = crate::helpers::poll_until("the notification given up", || async {
         let body = app.json(&app.admin_key, "/api/v1/alerts/notifiers").await;
         let item = body["items"][0].clone();
         if item["failed"] == 1 {
-            break item;
+            Ok(item)
+        } else {
+            Err(body)
         }
-        assert!(Instant::now() < deadline, "never given up: {body}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     assert_eq!(item["name"], name.as_str());
     assert_eq!(item["kind"], "webhook");
     assert_eq!(item["up"], false);
