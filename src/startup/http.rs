@@ -30,9 +30,6 @@ pub(super) fn server(
         App::new()
             .app_data(state.clone())
             .app_data(sessions.clone())
-            .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                ApiError::new(ErrorCode::InvalidQuery, format!("query string: {e}")).into()
-            }))
             .app_data(web::PathConfig::default().error_handler(|e, _| {
                 ApiError::new(ErrorCode::InvalidPath, format!("path: {e}")).into()
             }))
