@@ -34,6 +34,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// `[redis]`.
     pub redis: RedisSettings,
+    /// `[cluster]`.
+    pub cluster: ClusterSettings,
     /// `[auth]`.
     pub auth: AuthSettings,
     /// `[learning]`.
@@ -232,6 +234,16 @@ impl Default for RedisSettings {
             key_prefix: "swarmwise:".into(),
         }
     }
+}
+
+/// `[cluster]`: how this node identifies itself among several sharing
+/// one database (docs/operations.md, "Several nodes").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// This node's id (`swarmwise_actors::cluster::NodeId`); empty =
+    /// generated at every start.
+    pub node_id: String,
 }
 
 /// `[auth]`.
@@ -481,6 +493,8 @@ impl Settings {
         if self.database.max_connections == 0 {
             return Err(err("database.max_connections", "must be at least 1".into()));
         }
+        swarmwise_actors::cluster::NodeId::from_config(&self.cluster.node_id)
+            .map_err(|m| err("cluster.node_id", m))?;
         let redis = &self.redis.url;
         if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             return Err(err(

@@ -19,6 +19,8 @@ use crate::ttl_cache::TtlCache;
 
 /// Shared by every request handler.
 pub struct AppState {
+    /// This node's identity among several sharing the database (`[cluster]`).
+    pub node: swarmwise_actors::cluster::NodeId,
     /// The engine (actors).
     pub engine: Engine,
     /// Storage.

@@ -28,6 +28,8 @@
 //! - [`admission`]: quarantine, probation and re-admission of agents an
 //!   alert judged harmful (a pure lifecycle and the `AdmissionController`
 //!   that implements `alerts::AgentAdmission`), the operator's override.
+//! - [`cluster`]: the identity of this node among several sharing one
+//!   database.
 //! - [`events`]: the live event bus relayed to SSE.
 //! - [`supervisor`]: restart limits, backoff and health for supervised actors.
 //! - [`engine`]: `Engine`, the handle that starts the actors and hides actix
@@ -43,6 +45,7 @@ pub mod admission;
 pub mod agent;
 pub mod alerts;
 pub mod barrier;
+pub mod cluster;
 pub mod domain;
 pub mod engine;
 pub mod error;

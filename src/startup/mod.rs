@@ -43,6 +43,8 @@ pub struct Application {
     store: Arc<dyn AdminStore>,
     workflows: Workflows,
     demo_key: Option<String>,
+    /// This node's identity (`[cluster] node_id`, or generated).
+    node: swarmwise_actors::cluster::NodeId,
     /// The alert notifiers, for the Alerter and for tests that send through them.
     notifiers: crate::notify::Dispatcher,
     /// The alerter (`None` when `alerts.enabled = false`).
@@ -72,6 +74,9 @@ impl Application {
         } else {
             None
         };
+        let node = swarmwise_actors::cluster::NodeId::from_config(&settings.cluster.node_id)
+            .map_err(|m| anyhow::anyhow!("config key `cluster.node_id`: {m}"))?;
+        tracing::info!(node = %node, "node identity");
         let prometheus = crate::telemetry::prometheus()?;
         let notifiers =
             crate::notify::Dispatcher::start(&settings.alerts.notifiers, &settings.alerts.routes)
@@ -172,6 +177,7 @@ impl Application {
         };
         let cache_ttl = Duration::from_secs(settings.auth.cache_ttl_secs);
         let state = web::Data::new(AppState {
+            node: node.clone(),
             engine: engine.clone(),
             store: store.clone(),
             admin_key_hash: hash_key(&admin_key),
@@ -212,6 +218,7 @@ impl Application {
             store,
             workflows,
             demo_key,
+            node,
             notifiers,
             alerter,
             shutdown,
@@ -222,6 +229,11 @@ impl Application {
     /// The workflow runner.
     pub fn workflows(&self) -> &Workflows {
         &self.workflows
+    }
+
+    /// This node's identity.
+    pub fn node(&self) -> &swarmwise_actors::cluster::NodeId {
+        &self.node
     }
 
     /// The demo workspace's API key for this run, when the demo is on.
