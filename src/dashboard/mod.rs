@@ -194,7 +194,11 @@ async fn signed(req: HttpRequest) -> Result<Signed, DashError> {
         .cloned()
         .ok_or(DashError::SignIn)?;
     let id = session_id(&req).ok_or(DashError::SignIn)?;
-    let session = sessions.get(&id).ok_or(DashError::SignIn)?;
+    let session = sessions
+        .get(&id)
+        .await
+        .map_err(|e| DashError::Api(e.into()))?
+        .ok_or(DashError::SignIn)?;
     // The key is checked again on every request (through the key cache):
     // a revoked key's sessions end within `auth.cache_ttl_secs`.
     match caller_of_digest(&state, session.key_hash.clone()).await? {
@@ -206,7 +210,10 @@ async fn signed(req: HttpRequest) -> Result<Signed, DashError> {
             Ok(Signed { id, session })
         }
         _ => {
-            sessions.end(&id);
+            sessions
+                .end(&id)
+                .await
+                .map_err(|e| DashError::Api(e.into()))?;
             Err(DashError::SignIn)
         }
     }

@@ -1,21 +1,31 @@
 //! Dashboard sign-in sessions: a random 256-bit id in an HttpOnly,
-//! SameSite=Strict cookie, mapped in this node's memory to the digest of the
-//! workspace key that started it, its workspace, a CSRF token and an expiry.
+//! SameSite=Strict cookie, stored in the database (`SessionStore`) under
+//! the SHA-256 of that id, with the digest of the workspace key that
+//! started it, its workspace, a CSRF token and an expiry. In the database,
+//! not in a node's memory, so that several nodes behind one load balancer
+//! serve one browser without sticky sessions, and a sign-out on one node
+//! ends the session on all of them.
 //!
 //! Invariants:
 //! - the API key itself is never kept, logged, or put in a cookie or URL;
 //!   only its SHA-256 digest is held, to check it again on every request
 //!   through the key cache (`AppState::key_cache`, then the store), so a
 //!   revoked key's sessions end within `auth.cache_ttl_secs`;
+//! - the cookie's value is never stored either, only its digest;
 //! - a session answers only for the workspace its key resolves to *now*;
 //! - at most `dashboard.max_sessions_per_workspace` sessions per workspace
-//!   (the oldest is ended), and expired ones are swept, so memory is bounded.
+//!   (the oldest is ended), and expired ones are swept, so storage is bounded.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use dashmap::DashMap;
+use chrono::{DateTime, Utc};
 use rand::RngCore;
 use swarmwise_actors::domain::WorkspaceId;
+use swarmwise_actors::ports::StoreError;
+
+use crate::auth::hash_key;
+use crate::store::{AdminStore, StoredSession};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "swarmwise_session";
@@ -30,17 +40,28 @@ pub struct Session {
     /// Sent back in every form as `csrf`; compared on every POST.
     pub csrf: String,
     /// When it was started (the oldest is ended first).
-    pub started: Instant,
+    pub started: DateTime<Utc>,
     /// When it ends.
-    pub expires: Instant,
+    pub expires: DateTime<Utc>,
 }
 
-/// Sessions of this node.
-#[derive(Debug)]
+impl From<StoredSession> for Session {
+    fn from(s: StoredSession) -> Self {
+        Self {
+            key_hash: s.key_hash,
+            workspace: s.workspace,
+            csrf: s.csrf,
+            started: s.started_at,
+            expires: s.expires_at,
+        }
+    }
+}
+
+/// The sessions every node shares (through the store).
 pub struct Sessions {
-    by_id: DashMap<String, Session>,
+    store: Arc<dyn AdminStore>,
     ttl: Duration,
-    per_workspace: usize,
+    per_workspace: u32,
 }
 
 /// 32 random bytes, hex.
@@ -60,12 +81,13 @@ pub fn same(a: &str, b: &str) -> bool {
 }
 
 impl Sessions {
-    /// Sessions that last `ttl`, at most `per_workspace` per workspace.
-    pub fn new(ttl: Duration, per_workspace: usize) -> Self {
+    /// Sessions kept in `store` that last `ttl`, at most `per_workspace`
+    /// per workspace.
+    pub fn new(store: Arc<dyn AdminStore>, ttl: Duration, per_workspace: usize) -> Self {
         Self {
-            by_id: DashMap::new(),
+            store,
             ttl,
-            per_workspace: per_workspace.max(1),
+            per_workspace: u32::try_from(per_workspace).unwrap_or(u32::MAX).max(1),
         }
     }
 
@@ -74,69 +96,42 @@ impl Sessions {
         self.ttl
     }
 
-    /// Starts a session → its id (the cookie's value).
-    pub fn start(&self, key_hash: String, workspace: WorkspaceId) -> (String, Session) {
-        self.sweep();
-        let mut mine: Vec<(String, Instant)> = self
-            .by_id
-            .iter()
-            .filter(|e| e.value().workspace == workspace)
-            .map(|e| (e.key().clone(), e.value().started))
-            .collect();
-        if mine.len() >= self.per_workspace {
-            mine.sort_by_key(|(_, started)| *started);
-            let excess = mine.len() + 1 - self.per_workspace;
-            for (id, _) in mine.into_iter().take(excess) {
-                self.by_id.remove(&id);
-            }
-        }
-        let now = Instant::now();
-        let session = Session {
-            key_hash,
+    /// Starts a session → its id (the cookie's value). Sweeps expired
+    /// sessions of every workspace first.
+    pub async fn start(
+        &self,
+        key_hash: String,
+        workspace: WorkspaceId,
+    ) -> Result<(String, Session), StoreError> {
+        let now = Utc::now();
+        self.store.sweep_sessions(now).await?;
+        let stored = StoredSession {
             workspace,
+            key_hash,
             csrf: token(),
-            started: now,
-            expires: now + self.ttl,
+            started_at: now,
+            expires_at: now
+                + chrono::Duration::from_std(self.ttl).unwrap_or(chrono::Duration::days(365)),
         };
         let id = token();
-        self.by_id.insert(id.clone(), session.clone());
-        (id, session)
+        self.store
+            .start_session(&hash_key(&id), &stored, self.per_workspace)
+            .await?;
+        Ok((id, stored.into()))
     }
 
-    /// The live session with this id.
-    pub fn get(&self, id: &str) -> Option<Session> {
-        let s = self.by_id.get(id)?.value().clone();
-        if s.expires <= Instant::now() {
-            self.by_id.remove(id);
-            return None;
-        }
-        Some(s)
+    /// The live session with this id (`None`: unknown, ended or expired).
+    pub async fn get(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        Ok(self
+            .store
+            .session(&hash_key(id), Utc::now())
+            .await?
+            .map(Session::from))
     }
 
-    /// Ends a session.
-    pub fn end(&self, id: &str) {
-        self.by_id.remove(id);
-    }
-
-    /// Ends every session of a workspace (its key stopped resolving).
-    pub fn end_workspace(&self, ws: WorkspaceId) {
-        self.by_id.retain(|_, s| s.workspace != ws);
-    }
-
-    /// Forgets expired sessions.
-    pub fn sweep(&self) {
-        let now = Instant::now();
-        self.by_id.retain(|_, s| s.expires > now);
-    }
-
-    /// Sessions held (tests, metrics).
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    /// No session is held.
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+    /// Ends a session, on every node.
+    pub async fn end(&self, id: &str) -> Result<(), StoreError> {
+        self.store.end_session(&hash_key(id)).await
     }
 }
 
@@ -152,22 +147,6 @@ pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn oldest_session_of_a_workspace_is_ended_past_the_cap() {
-        let s = Sessions::new(Duration::from_secs(60), 2);
-        let ws = WorkspaceId(uuid::Uuid::now_v7());
-        let other = WorkspaceId(uuid::Uuid::now_v7());
-        let (a, _) = s.start("h".into(), ws);
-        let (o, _) = s.start("h2".into(), other);
-        let (b, _) = s.start("h".into(), ws);
-        let (c, _) = s.start("h".into(), ws);
-        assert!(s.get(&a).is_none(), "the oldest is ended");
-        assert!(s.get(&b).is_some() && s.get(&c).is_some());
-        assert!(s.get(&o).is_some(), "another workspace is untouched");
-        s.end_workspace(ws);
-        assert!(s.get(&b).is_none() && s.get(&o).is_some());
-    }
 
     #[test]
     fn cookie_parsing_and_comparison() {

@@ -21,8 +21,9 @@ pub(super) fn server(
     shutdown_timeout_secs: u64,
     listener: TcpListener,
 ) -> std::io::Result<Server> {
-    // Dashboard sessions: one store for every worker.
+    // Dashboard sessions: in the database, shared by every worker and node.
     let sessions = web::Data::new(crate::dashboard::session::Sessions::new(
+        state.store.clone(),
         std::time::Duration::from_secs(state.settings.dashboard.session_ttl_secs),
         state.settings.dashboard.max_sessions_per_workspace,
     ));

@@ -37,7 +37,8 @@ use uuid::Uuid;
 
 use super::{
     AdminStore, ApiKeyInfo, AuditEntry, AuditFilter, Bucket, CalibrationBin, KeyChange, KeyStore,
-    NewApiKey, RlsCheck, RunSummary, SeriesPoint, SeriesStore, WorkspaceInfo,
+    NewApiKey, RlsCheck, RunSummary, SeriesPoint, SeriesStore, SessionStore, StoredSession,
+    WorkspaceInfo,
 };
 
 /// Times and counts every call to the store it wraps.
@@ -174,6 +175,14 @@ forward!(KeyStore {
     fn rotate_api_key(&self, ws: WorkspaceId, key_id: Uuid, new: &NewApiKey, at: DateTime<Utc>) -> KeyChange;
     fn insert_audit(&self, entry: &AuditEntry) -> ();
     fn audit(&self, filter: &AuditFilter) -> Vec<AuditEntry>;
+});
+
+forward!(SessionStore {
+    fn start_session(&self, id_hash: &str, session: &StoredSession, max_per_workspace: u32) -> ();
+    fn session(&self, id_hash: &str, now: DateTime<Utc>) -> Option<StoredSession>;
+    fn end_session(&self, id_hash: &str) -> ();
+    fn sweep_sessions(&self, now: DateTime<Utc>) -> u64;
+    fn count_sessions(&self, ws: WorkspaceId) -> u64;
 });
 
 forward!(SeriesStore {

@@ -16,6 +16,7 @@
 //! | `learning/` | `LearningStore` | outcomes to mine, patterns, rules, cycle reports, the cycle lock |
 //! | `runs/` | `RunStore` | workflow runs (and marking leftovers interrupted) |
 //! | `alerts/` | `AlertStore` | alerts (one firing per fingerprint) and silences |
+//! | `sessions/` | [`SessionStore`] | dashboard sign-in sessions (by the cookie's SHA-256), shared by every node |
 //! | `series/` | [`SeriesStore`] | the dashboards' read models: an agent's time series and calibration bins, the run listing (no tables of its own) |
 //!
 //! Each folder is `mod.rs` (the rows and SQL both dialects share, e.g. column
@@ -52,6 +53,7 @@ mod postgres;
 mod recommendations;
 mod runs;
 mod series;
+mod sessions;
 mod sqlite;
 mod trust;
 
@@ -66,6 +68,7 @@ pub use keys::{ApiKeyInfo, AuditEntry, AuditFilter, KeyChange, KeyStore, Workspa
 pub use metered::{error_kind, MeteredStore};
 pub use postgres::PgStore;
 pub use series::{Bucket, CalibrationBin, RunSummary, SeriesPoint, SeriesStore};
+pub use sessions::{SessionStore, StoredSession};
 pub use sqlite::SqliteStore;
 
 use crate::config::DatabaseSettings;
@@ -83,10 +86,11 @@ pub struct NewApiKey {
 
 /// Everything the service stores: the engine's port ([`Store`], one trait per
 /// aggregate), workspaces, keys and the audit log ([`KeyStore`]), the
-/// dashboards' read models ([`SeriesStore`]), and the
+/// dashboards' read models ([`SeriesStore`]), dashboard sessions
+/// ([`SessionStore`]), and the
 /// store's own health.
 #[async_trait]
-pub trait AdminStore: Store + KeyStore + SeriesStore {
+pub trait AdminStore: Store + KeyStore + SeriesStore + SessionStore {
     /// Database reachable and the newest migration applied.
     async fn ready(&self) -> Result<(), StoreError>;
     /// Which backend, for logs and `/readyz`.

@@ -687,3 +687,66 @@ async fn overview_lists_only_the_workspaces_firing_alerts(backend: Backend) {
 }
 
 both_backends!(overview_lists_only_the_workspaces_firing_alerts);
+
+/// Sessions live in the database: a browser signed in through one node is
+/// signed in on every node sharing the database (no sticky sessions at the
+/// load balancer), signing out through another node ends it everywhere, the
+/// cookie's value itself is not what is stored, the per-workspace cap holds
+/// across nodes, and a forged cookie signs nobody in.
+async fn sessions_are_shared_by_every_node(backend: Backend) {
+    let a = spawn_app_with(backend, |s| s.dashboard.max_sessions_per_workspace = 2).await;
+    let b = crate::helpers::spawn_beside(&a, |s| s.dashboard.max_sessions_per_workspace = 2).await;
+    let (ws, key) = a.workspace("shared-sessions").await;
+    let cookie = sign_in(&a, &key).await;
+    let (status, html) = page(&b, &cookie, "/learning").await;
+    assert_eq!(status, StatusCode::OK, "node B knows node A's session");
+    assert!(html.contains("id=\"insights\""));
+
+    // Only the digest of the cookie's value is stored.
+    let value = cookie.split_once('=').unwrap().1.to_owned();
+    let now = chrono::Utc::now();
+    assert!(a.store.session(&value, now).await.unwrap().is_none());
+    let stored = a
+        .store
+        .session(&swarmwise::auth::hash_key(&value), now)
+        .await
+        .unwrap()
+        .expect("stored under its digest");
+    assert_eq!(stored.workspace.0.to_string(), ws);
+
+    // A forged cookie is nobody.
+    let (status, _) = page(
+        &b,
+        &format!("swarmwise_session={}", "ab".repeat(32)),
+        "/learning",
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // Signing out through B (with the session's CSRF token) ends it on A.
+    let (_, html) = page(&b, &cookie, "/learning").await;
+    let token = csrf_of(&html);
+    let res = post_form(&b, &cookie, "/learning/logout", &[("csrf", &token)]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let (status, _) = page(&a, &cookie, "/learning").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "signed out everywhere");
+
+    // The cap counts sessions started on either node: the third sign-in ends
+    // the oldest, whichever node started it.
+    let first = sign_in(&a, &key).await;
+    let second = sign_in(&b, &key).await;
+    let third = sign_in(&a, &key).await;
+    assert_eq!(page(&b, &first, "/learning").await.0, StatusCode::SEE_OTHER);
+    assert_eq!(page(&b, &second, "/learning").await.0, StatusCode::OK);
+    assert_eq!(page(&b, &third, "/learning").await.0, StatusCode::OK);
+    let ws_id = swarmwise_actors::domain::WorkspaceId(ws.parse().unwrap());
+    assert_eq!(a.store.count_sessions(ws_id).await.unwrap(), 2);
+    // Another workspace's sign-ins never end these.
+    let (_, other) = a.workspace("neighbour").await;
+    for _ in 0..3 {
+        sign_in(&b, &other).await;
+    }
+    assert_eq!(page(&a, &third, "/learning").await.0, StatusCode::OK);
+    b.stop().await.unwrap();
+}
+both_backends!(sessions_are_shared_by_every_node);

@@ -183,6 +183,14 @@ async fn start_on(
     }
 }
 
+/// A second node on `app`'s database (the same SQLite file or PostgreSQL
+/// database), as several `swarmwise serve` processes share one; `tweak`
+/// adjusts its settings (give it its own `cluster.node_id` if the test
+/// tells nodes apart).
+pub async fn spawn_beside(app: &TestApp, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    start_on(app.database_url.clone(), None, tweak).await
+}
+
 pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }

@@ -64,7 +64,10 @@ pub async fn login(
     let hash = hash_key(key);
     match caller_of_digest(&state, hash.clone()).await? {
         Some(Caller::Workspace(ws)) => {
-            let (id, _) = sessions.start(hash, ws);
+            let (id, _) = sessions
+                .start(hash, ws)
+                .await
+                .map_err(|e| DashError::Api(e.into()))?;
             let mut cookie = format!(
                 "{COOKIE}={id}; Path=/learning; HttpOnly; SameSite=Strict; Max-Age={}",
                 sessions.ttl().as_secs()
@@ -104,13 +107,20 @@ pub async fn logout(
     form: web::Form<CsrfForm>,
 ) -> Page {
     if let Some(id) = session_id(&req) {
-        if let Some(s) = sessions.get(&id) {
+        if let Some(s) = sessions
+            .get(&id)
+            .await
+            .map_err(|e| DashError::Api(e.into()))?
+        {
             let signed = Signed {
                 id: id.clone(),
                 session: s,
             };
             signed.check_csrf(form.csrf.as_deref())?;
-            sessions.end(&id);
+            sessions
+                .end(&id)
+                .await
+                .map_err(|e| DashError::Api(e.into()))?;
         }
     }
     Ok(HttpResponse::SeeOther()
