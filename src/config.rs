@@ -34,6 +34,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// `[redis]`.
     pub redis: RedisSettings,
+    /// `[events]`: the SSE streams (heartbeat, lifetime, replay buffer).
+    pub events: EventSettings,
     /// `[cluster]`.
     pub cluster: ClusterSettings,
     /// `[auth]`.
@@ -222,8 +224,12 @@ pub struct RedisSettings {
     pub url: String,
     /// Seconds a cached pattern list lives in Redis (a new cycle deletes it sooner).
     pub pattern_ttl_secs: u64,
-    /// Prefix of every key swarmwise writes.
+    /// Prefix of every key and channel swarmwise uses.
     pub key_prefix: String,
+    /// Milliseconds every single Redis call may take before the caller
+    /// falls back (to the database, or to this node's local events); a
+    /// failed or late call marks Redis unavailable until a PING succeeds.
+    pub op_timeout_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -232,6 +238,33 @@ impl Default for RedisSettings {
             url: String::new(),
             pattern_ttl_secs: 300,
             key_prefix: "swarmwise:".into(),
+            op_timeout_ms: 200,
+        }
+    }
+}
+
+/// `[events]`: the server-sent event streams (`GET /api/v1/events`,
+/// `GET /learning/events`; docs/events.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventSettings {
+    /// Seconds between `: ping` comments: a gone client is noticed (and its
+    /// stream slot freed) at the first write after it left.
+    pub heartbeat_secs: u64,
+    /// Seconds a stream lives before the server ends it with a `retry:`
+    /// hint (clients reconnect with `Last-Event-ID`); 0 = no limit.
+    pub max_stream_secs: u64,
+    /// Recent events kept per workspace on each node for replay after
+    /// `Last-Event-ID`; 0 = no replay (a reconnect with an id gets a reset).
+    pub replay_buffer: usize,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 15,
+            max_stream_secs: 3600,
+            replay_buffer: 256,
         }
     }
 }
@@ -341,7 +374,8 @@ pub struct LimitSettings {
     pub max_agents_per_workspace: usize,
     /// Server-sent event streams open at once per workspace, over
     /// `GET /api/v1/events` and `GET /learning/events` together (0 =
-    /// unlimited); one more is 429 `too_many_streams`.
+    /// unlimited); one more is 429 `too_many_streams`. Counted per node:
+    /// with N nodes a workspace may hold up to N times this many.
     pub max_event_streams_per_workspace: usize,
 }
 
@@ -495,6 +529,33 @@ impl Settings {
         }
         swarmwise_actors::cluster::NodeId::from_config(&self.cluster.node_id)
             .map_err(|m| err("cluster.node_id", m))?;
+        if !(1..=10_000).contains(&self.redis.op_timeout_ms) {
+            return Err(err(
+                "redis.op_timeout_ms",
+                format!(
+                    "{} is out of range; use 1 to 10000 (milliseconds; 100 to 250 suits a Redis on the same network)",
+                    self.redis.op_timeout_ms
+                ),
+            ));
+        }
+        if !(1..=300).contains(&self.events.heartbeat_secs) {
+            return Err(err(
+                "events.heartbeat_secs",
+                format!(
+                    "{} is out of range; use 1 to 300 (seconds; 15 to 30 keeps proxies from closing idle streams)",
+                    self.events.heartbeat_secs
+                ),
+            ));
+        }
+        if self.events.replay_buffer > 100_000 {
+            return Err(err(
+                "events.replay_buffer",
+                format!(
+                    "{} is too large; use 0 to 100000 events per workspace (each node keeps that many per active workspace in memory)",
+                    self.events.replay_buffer
+                ),
+            ));
+        }
         let redis = &self.redis.url;
         if !(redis.is_empty() || redis.starts_with("redis://") || redis.starts_with("rediss://")) {
             return Err(err(

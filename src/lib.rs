@@ -18,7 +18,10 @@
 //!   workflow definitions read from disk or the built-in copies; [`demo`]: the
 //!   demo swarm, its key and its loop.
 //! - [`cache`]: patterns by workspace (Redis or in process); [`ttl_cache`]: the
-//!   in-process cache with expiry behind the key and agent caches.
+//!   in-process cache with expiry behind the key and agent caches;
+//!   [`redis_link`]: the optional Redis, every call under a deadline with a
+//!   fallback; [`event_hub`]: what SSE streams read (local and relayed
+//!   events, numbered per workspace, replay after `Last-Event-ID`).
 //! - [`notify`]: alert notifiers (webhook, Slack, PagerDuty, email), routes
 //!   by severity, retries, and the dispatcher the Alerter hands
 //!   notifications to.
@@ -36,9 +39,11 @@ pub mod dashboard;
 pub mod definitions;
 pub mod demo;
 pub mod error;
+pub mod event_hub;
 pub mod extract;
 pub mod limits;
 pub mod notify;
+pub mod redis_link;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -54,6 +54,12 @@ pub struct AppState {
     pub cycles: Arc<dyn CycleTrigger>,
     /// Patterns by workspace (Redis or in process), cleared when a cycle finishes.
     pub patterns: crate::cache::PatternCache,
+    /// The link to Redis (disabled without `redis.url`): deadlines,
+    /// availability, the state `/readyz` shows.
+    pub redis: crate::redis_link::RedisLink,
+    /// What the event streams read: this node's events and, with Redis,
+    /// every other node's, numbered per workspace, with a replay buffer.
+    pub hub: crate::event_hub::EventHub,
     /// Alert notifiers (routes, queues, delivery status); the Alerter sends
     /// through it and `GET /alerts/notifiers` reads its status.
     pub notifiers: crate::notify::Dispatcher,

@@ -174,6 +174,17 @@ pub const METRICS: &[Metric] = &[
       "Alert notifications dropped because the notifier's queue was full, by notifier and kind"),
     m("swarmwise_notifier_up", "gauge", &["notifier"],
       "1 if the notifier's last delivery attempt succeeded (or none was made yet), 0 if it failed"),
+    // Redis and the event streams.
+    m("swarmwise_redis_up", "gauge", &[],
+      "1 while Redis answers, 0 during an outage (absent without redis.url)"),
+    m("swarmwise_redis_fallbacks_total", "counter", &["op"],
+      "Redis calls skipped, failed or past redis.op_timeout_ms, answered by the fallback, by op (patterns_get, patterns_set, patterns_delete, event_numbering, event_publish)"),
+    m("swarmwise_events_relayed_total", "counter", &["direction"],
+      "Events relayed over Redis pub/sub: batches published by this node (direction=published), events received from other nodes (received)"),
+    m("swarmwise_event_streams_open", "gauge", &[],
+      "Server-sent event streams open on this node (all workspaces)"),
+    m("swarmwise_event_resets_total", "counter", &["reason"],
+      "Reset events sent to streams, by reason (unknown_last_event_id, expired, lagged, numbering_changed, relay_interrupted)"),
     m("swarmwise_actor_restarts_total", "counter", &["actor"], "Supervisor restarts by actor"),
     m("swarmwise_panics_total", "counter", &[], "Panics caught by the panic hook"),
 ];

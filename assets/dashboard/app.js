@@ -35,7 +35,8 @@
   stream.onmessage = function (e) {
     var ev;
     try { ev = JSON.parse(e.data); } catch (_) { return; }
-    if (ev && (ev.type === "learning_cycle" || ev.type === "trust_updated")) refresh();
+    // A reset means events may have been missed: re-read the widget.
+    if (ev && (ev.type === "learning_cycle" || ev.type === "trust_updated" || ev.type === "reset")) refresh();
   };
   // Leaving the page closes the stream quietly.
   window.addEventListener("pagehide", function () { stream.close(); });

@@ -1,5 +1,5 @@
 //! `/healthz` (alive), `/readyz` (database reachable, migrations applied,
-//! actors running) and `/metrics` (Prometheus text format). No auth, except
+//! actors running; Redis's state is shown but does not decide readiness) and `/metrics` (Prometheus text format). No auth, except
 //! `/metrics` when `telemetry.metrics_token` is set.
 
 use actix_web::{web, HttpResponse};
@@ -43,6 +43,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "error": db.err().map(|e| e.to_string()),
         },
         "actors": actors,
+        // Optional: reported, never a reason to be unready (the node falls
+        // back to the database and its local events).
+        "redis": state.redis.status(),
         "learning_enabled": state.engine.learning_enabled(),
         "pending_writes": state.engine.pending_writes(),
         "writer": writer,

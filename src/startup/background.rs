@@ -1,6 +1,7 @@
 //! Tasks that live as long as the server and end when it stops: forgetting
 //! idle rate-limit state, dropping cached patterns when a learning cycle
-//! finishes, and refreshing the database-derived gauges.
+//! finishes (and the Redis entries an outage kept), and refreshing the
+//! database-derived gauges.
 
 use actix_web::web;
 use swarmwise_actors::events::Event;
@@ -58,4 +59,28 @@ pub(super) fn spawn_stats_refresh(state: &web::Data<AppState>) {
         t.max_agent_series,
         state.shutdown.clone(),
     ));
+}
+
+/// When Redis comes back after an outage, deletes the cached pattern lists
+/// whose invalidation it missed; ends at shutdown.
+pub(super) fn spawn_redis_catch_up(state: web::Data<AppState>) {
+    let Some(mut up) = state.redis.watch_up() else {
+        return;
+    };
+    let mut shutdown = state.shutdown.clone();
+    actix::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = up.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    if *up.borrow() {
+                        state.patterns.catch_up().await;
+                    }
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
 }

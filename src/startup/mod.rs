@@ -87,7 +87,12 @@ impl Application {
             Duration::from_secs(settings.telemetry.metrics_upkeep_secs),
             shutdown_rx.clone(),
         ));
-        let patterns = crate::cache::PatternCache::new(&settings.redis).await?;
+        // Redis is optional and may be down: the link connects now if it
+        // can (bounded), and keeps trying in the background.
+        let redis = crate::redis_link::RedisLink::new(&settings.redis)?;
+        redis.connect_now().await;
+        redis.spawn_upkeep(shutdown_rx.clone());
+        let patterns = crate::cache::PatternCache::new(&settings.redis, redis.clone());
         let store = store::connect_for(&settings.database, settings.tracking.mode).await?;
         interrupt_leftovers(store.as_ref()).await?;
         let engine = Engine::start(store.clone(), settings.engine());
@@ -175,6 +180,13 @@ impl Application {
         } else {
             (settings.auth.admin_key.clone(), false)
         };
+        let hub = crate::event_hub::EventHub::new(
+            node.clone(),
+            redis.clone(),
+            settings.events.replay_buffer,
+        );
+        hub.start(engine.events().subscribe(), shutdown_rx.clone())
+            .await;
         let cache_ttl = Duration::from_secs(settings.auth.cache_ttl_secs);
         let state = web::Data::new(AppState {
             node: node.clone(),
@@ -192,12 +204,15 @@ impl Application {
             shutdown: shutdown_rx,
             learner,
             patterns,
+            redis,
+            hub,
             cycles,
             notifiers: notifiers.clone(),
         });
         background::spawn_limits_upkeep(state.clone());
         background::spawn_stats_refresh(&state);
         background::spawn_pattern_invalidation(state.clone(), engine.events().subscribe());
+        background::spawn_redis_catch_up(state.clone());
         let workers = if settings.server.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {

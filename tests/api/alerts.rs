@@ -429,7 +429,8 @@ async fn next_alert_event(stream: &mut reqwest::Response) -> Value {
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let event: String = buf.drain(..end + 2).collect();
-            if let Some(data) = event.trim().strip_prefix("data: ") {
+            // A frame is `id: …` then `data: …` (docs/events.md).
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
                 let v: Value = serde_json::from_str(data).unwrap();
                 if v["type"] == "alert" {
                     return v;

@@ -13,6 +13,7 @@ mod backends;
 mod browser;
 mod dashboard;
 mod errors;
+mod events;
 mod fairness;
 mod key_store;
 mod keys;

@@ -788,7 +788,12 @@ async fn events_stream_is_per_workspace() {
     let text = String::from_utf8_lossy(&chunk);
     // A chunk may carry several events; the first is what matters.
     let first = text.split("\n\n").next().unwrap();
-    let data = first.trim().strip_prefix("data: ").unwrap();
+    // A frame is `id: …` then `data: …` (docs/events.md).
+    assert!(first.starts_with("id: "), "{first}");
+    let data = first
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap();
     let event: Value = serde_json::from_str(data).unwrap();
     assert_eq!(event["type"], "workflow_progress");
     assert_eq!(

@@ -211,8 +211,9 @@ pub async fn insights_partial(s: Signed, state: web::Data<AppState>) -> Page {
 
 /// `GET /learning/events`: the session's workspace's events (the API's
 /// stream, scoped by the session instead of a bearer key).
-pub async fn events(s: Signed, state: web::Data<AppState>) -> Page {
-    Ok(crate::routes::events::stream_for(&state, s.ws())?)
+pub async fn events(s: Signed, req: actix_web::HttpRequest, state: web::Data<AppState>) -> Page {
+    let last = crate::routes::events::last_event_id(&req);
+    Ok(crate::routes::events::stream_for(&state, s.ws(), last)?)
 }
 
 /// `POST /learning/cycles`: runs a learning cycle now, then back to the
