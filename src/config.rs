@@ -702,6 +702,36 @@ impl Settings {
                 "must be at least 1".into(),
             ));
         }
+        let w = &self.workflows;
+        if !(1..=300).contains(&w.lease_secs) {
+            return Err(err(
+                "workflows.lease_secs",
+                format!("{} is out of range: must be between 1 and 300 seconds (a run whose node died waits about this long to be taken over; the default is 15)", w.lease_secs),
+            ));
+        }
+        if w.max_backoff_ms == 0 {
+            return Err(err(
+                "workflows.max_backoff_ms",
+                "must be at least 1 (milliseconds)".into(),
+            ));
+        }
+        if !(1..=swarmwise_actors::workflow::definition::MAX_APPROVAL_TIMEOUT_SECS)
+            .contains(&w.approval_timeout_secs)
+        {
+            return Err(err(
+                "workflows.approval_timeout_secs",
+                format!(
+                    "must be between 1 and {} seconds (30 days)",
+                    swarmwise_actors::workflow::definition::MAX_APPROVAL_TIMEOUT_SECS
+                ),
+            ));
+        }
+        if !(1..=1000).contains(&w.sweep_batch) {
+            return Err(err(
+                "workflows.sweep_batch",
+                "must be between 1 and 1000".into(),
+            ));
+        }
         if self.demo.enabled
             && !(self.demo.runs_per_second > 0.0 && self.demo.runs_per_second <= 1000.0)
         {

@@ -155,6 +155,9 @@ error_codes! {
     Conflict = "conflict", CONFLICT,
         "The request conflicts with the current state (e.g. a learning cycle is already running, an outcome was already recorded).",
         "Read the current state and retry if it still applies.";
+    RunNotAwaitingApproval = "run_not_awaiting_approval", CONFLICT,
+        "The workflow run is not paused for approval (it is running, finished, or another decision on it won a race), so it cannot be approved or rejected.",
+        "Read the run with `GET /api/v1/workflows/runs/{id}`: only a run with status `awaiting_approval` takes a decision, once.";
     AgentExists = "agent_exists", CONFLICT,
         "An agent with this id is already registered in this workspace.",
         "Update it with `PATCH /api/v1/agents/{id}` or pick another id.";

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::agent::backend::{AgentAnswer, BackendError, Task};
@@ -20,7 +20,7 @@ use crate::agent::{AgentActor, ExecuteFor};
 use crate::domain::{AgentId, FailureKind, Priority};
 
 /// How one agent fared in a fan-out.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum AgentOutcome {
     /// Answered in time.
@@ -49,7 +49,7 @@ pub enum AgentOutcome {
 }
 
 /// One agent's line in the result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentResult {
     /// The agent.
     pub agent_id: AgentId,
@@ -61,7 +61,7 @@ pub struct AgentResult {
 }
 
 /// Why the barrier completed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Completion {
     /// Every expected agent answered.

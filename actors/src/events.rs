@@ -63,9 +63,10 @@ pub enum Event {
         workspace_id: WorkspaceId,
         /// The run.
         run_id: String,
-        /// Stage just finished, or `finished`.
+        /// Stage just finished (or paused, approved, rejected at), or `finished`.
         stage: String,
-        /// running, succeeded, failed.
+        /// running, succeeded, failed, awaiting_approval (the stage paused
+        /// the run), approved (a decision resumed it), rejected.
         status: String,
     },
     /// An alert fired or resolved (`status` of the alert says which).

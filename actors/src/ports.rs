@@ -312,25 +312,80 @@ pub trait LearningStore: Send + Sync + 'static {
     async fn cycle_count(&self, ws: WorkspaceId) -> Result<i64, StoreError>;
 }
 
-/// Workflow runs: start, finish, read; and marking what a stopped process left running (runs and learning cycles) as interrupted.
+/// Workflow runs: start, progress, finish, read; the leases that make runs
+/// durable across nodes (claim, renew, release, all fenced); approval
+/// decisions; and marking what a process from before durable runs left
+/// running (runs without an owner, and learning cycles) as interrupted.
+///
+/// Times are the caller's clock (`now`, `until`): nodes sharing a database
+/// must agree on time to well within `workflows.lease_secs` (NTP does).
+/// Every write of an executing node is conditional on the run being
+/// `running` with the fencing token of its lease (`RunLease`), and
+/// answers `false` when that no longer holds (another node claimed it).
 #[async_trait]
 pub trait RunStore: Send + Sync + 'static {
-    /// Records a new (running) workflow run.
+    /// Records a new (running) workflow run, with its lease.
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError>;
-    /// Stores a run's final status, report and error.
-    async fn finish_run(&self, run: &WorkflowRun) -> Result<(), StoreError>;
+    /// Stores a run's final status, report and error; fenced by
+    /// `run.lease` when it has one (`false`: the lease was lost, nothing
+    /// written), else only while the run is `running`.
+    async fn finish_run(&self, run: &WorkflowRun) -> Result<bool, StoreError>;
     /// One run.
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError>;
-    /// Marks every workflow run and learning cycle of `ws` still `running`
-    /// as `interrupted`, with `reason` as its error and `at` as its end
-    /// (called at start for what a dead process left behind, and at shutdown
-    /// for runs that could not finish). Returns (runs, cycles) marked.
+    /// Marks every learning cycle of `ws` still `running`, and every
+    /// workflow run still `running` without an owner (written before
+    /// durable runs), as `interrupted`, with `reason` as its error and `at`
+    /// as its end (called at start). Returns (runs, cycles) marked.
     async fn interrupt_unfinished(
         &self,
         ws: WorkspaceId,
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError>;
+    /// Stores `run.progress` and extends the lease to `run.lease.until`;
+    /// fenced (`false`: lease lost, nothing written).
+    async fn save_progress(&self, run: &WorkflowRun) -> Result<bool, StoreError>;
+    /// Pauses a running run as `awaiting_approval` until
+    /// `run.approval_deadline`, storing `run.progress` and dropping its
+    /// lease end (owner and fencing token stay, for the decision); fenced.
+    async fn pause_run(&self, run: &WorkflowRun) -> Result<bool, StoreError>;
+    /// Records an approval decision: only while the run is
+    /// `awaiting_approval` with fencing token `expected_fencing` (so of two
+    /// concurrent decisions exactly one wins; `false` for the other). Writes
+    /// `run`'s status, progress, result, error and end, and, when it is
+    /// `running` again, its lease (owner and until; the fencing token
+    /// becomes `expected_fencing + 1`).
+    async fn decide_run(
+        &self,
+        run: &WorkflowRun,
+        expected_fencing: i64,
+    ) -> Result<bool, StoreError>;
+    /// Extends to `until` the lease of every `running` run `owner` holds
+    /// (one statement per node, whatever the number of runs). Returns how many.
+    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Ends now the lease of every `running` run `owner` holds, so another
+    /// node takes it over at its next sweep (a graceful stop). Returns how many.
+    async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Claims up to `limit` `running` runs of any workspace whose lease
+    /// ended before `now` (and, with `own`, every run `owner` held: a node
+    /// taking back its own leftovers at start): each gets owner `owner`,
+    /// lease until `until`, and its fencing token + 1. Concurrent claimers
+    /// never claim the same run. Returns the claimed runs.
+    async fn claim_runs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        own: bool,
+        limit: u32,
+    ) -> Result<Vec<WorkflowRun>, StoreError>;
+    /// Up to `limit` runs of any workspace `awaiting_approval` whose
+    /// deadline passed before `now`: (workspace, run id).
+    async fn due_approvals(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(WorkspaceId, Uuid)>, StoreError>;
 }
 
 /// Who reads or changes alerts and silences: one workspace (a workspace

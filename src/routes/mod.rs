@@ -75,6 +75,8 @@ api_routes! {
     post "/workflows/runs" => runs::run,
     get "/workflows/runs" => runs::list_runs,
     get "/workflows/runs/{run_id}" => runs::get,
+    post "/workflows/runs/{run_id}/approve" => runs::approve,
+    post "/workflows/runs/{run_id}/reject" => runs::reject,
     get "/events" => events::stream,
     get "/alerts" => alerts::list,
     post "/alerts/silences" => alerts::create_silence,

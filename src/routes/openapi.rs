@@ -41,7 +41,7 @@ impl Modify for BearerAuth {
         series::agent_series,
         learning::trigger, learning::list, learning::latest, learning::patterns, learning::insights,
         learning::schedule,
-        runs::list, runs::run, runs::list_runs, runs::get, events::stream,
+        runs::list, runs::run, runs::list_runs, runs::get, runs::approve, runs::reject, events::stream,
         alerts::list, alerts::get, alerts::ack, alerts::create_silence, alerts::list_silences,
         alerts::delete_silence,
         health::healthz, health::readyz, health::metrics,

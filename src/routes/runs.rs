@@ -1,5 +1,6 @@
-//! Workflow runs: start one (wait or not), read a run's report, and list the
-//! definitions a run can name (`GET /workflows`).
+//! Workflow runs: start one (wait or not), read a run's report, approve or
+//! reject a run paused at an approval stage, and list the definitions a run
+//! can name (`GET /workflows`).
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -33,7 +34,8 @@ pub struct RunBody {
     /// LOW, NORMAL (default), HIGH, CRITICAL.
     #[serde(default)]
     pub priority: Option<String>,
-    /// true: answer with the finished run; false (default): 202 at once.
+    /// true: answer with the finished run (or the run paused `awaiting_approval`
+    /// at a stage with `approval = true`); false (default): 202 at once.
     #[serde(default)]
     pub wait: bool,
 }
@@ -93,6 +95,7 @@ pub async fn run(
     let created = state.workflows.create(ws.0, &req).await?;
     let id = created.id;
     if b.wait {
+        // A run paused for approval answers with its paused state.
         state.workflows.execute(created).await?;
         drop(slot);
         let run = state
@@ -116,6 +119,17 @@ pub async fn run(
     }))
 }
 
+fn parse_run_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| {
+        ApiError::field(
+            ErrorCode::InvalidField,
+            "run_id",
+            format!("run_id: {raw:?} is not a UUID"),
+        )
+        .with_status(StatusCode::BAD_REQUEST)
+    })
+}
+
 fn not_found(id: Uuid) -> ApiError {
     ApiError::new(
         ErrorCode::RunNotFound,
@@ -132,15 +146,7 @@ pub async fn get(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let raw = path.into_inner();
-    let id = Uuid::parse_str(&raw).map_err(|_| {
-        ApiError::field(
-            ErrorCode::InvalidField,
-            "run_id",
-            format!("run_id: {raw:?} is not a UUID"),
-        )
-        .with_status(StatusCode::BAD_REQUEST)
-    })?;
+    let id = parse_run_id(&path.into_inner())?;
     let run = state
         .store
         .run(ws.0, id)
@@ -208,4 +214,136 @@ pub async fn list_runs(
         None
     };
     Ok(HttpResponse::Ok().json(RunList { items, next_cursor }))
+}
+
+/// `POST /workflows/runs/{run_id}/approve` and `/reject` body (optional:
+/// an empty body is no comment).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    /// Becomes the feedback comment on the paused stage's recommendations
+    /// (at most `limits.max_text_bytes` bytes).
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Parses and checks a decision body (empty = no comment).
+pub(crate) fn decision_comment(state: &AppState, bytes: &[u8]) -> Result<Option<String>, ApiError> {
+    let body: DecisionBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        DecisionBody::default()
+    } else {
+        crate::extract::parse_json(bytes)?
+    };
+    if let Some(c) = &body.comment {
+        swarmwise_actors::domain::storable_text("comment", c)?;
+        if c.len() > state.settings.limits.max_text_bytes {
+            return Err(swarmwise_actors::domain::ParseError::new(
+                "comment",
+                format!(
+                    "longer than limits.max_text_bytes ({} bytes); shorten it",
+                    state.settings.limits.max_text_bytes
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(body.comment.filter(|c| !c.trim().is_empty()))
+}
+
+/// Applies a decision; maps the engine's answers to the API's codes (404
+/// for another workspace's run too: ids are not probeable).
+pub(crate) async fn decide(
+    state: &AppState,
+    ws: swarmwise_actors::domain::WorkspaceId,
+    id: Uuid,
+    action: swarmwise_actors::workflow::ApprovalAction,
+    comment: Option<String>,
+    by: &'static str,
+) -> Result<WorkflowRun, ApiError> {
+    use swarmwise_actors::workflow::runner::Decision;
+    use swarmwise_actors::EngineError;
+    match state
+        .workflows
+        .decide(
+            ws,
+            id,
+            Decision {
+                action,
+                comment,
+                by,
+            },
+        )
+        .await
+    {
+        Ok(run) => Ok(run),
+        Err(EngineError::NotFound { .. }) => Err(not_found(id)),
+        Err(EngineError::Conflict(m)) => Err(ApiError::new(ErrorCode::RunNotAwaitingApproval, m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn decision_route(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+    action: swarmwise_actors::workflow::ApprovalAction,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_run_id(&path.into_inner())?;
+    let comment = decision_comment(&state, &body)?;
+    let run = decide(&state, ws.0, id, action, comment, "api").await?;
+    Ok(HttpResponse::Ok().json(run))
+}
+
+/// Approves a run paused `awaiting_approval`: it continues with the next
+/// stage (on this node, in the background) → the run, `running` again. The
+/// paused stage's recommendations get an `approved` verdict with the comment.
+#[utoipa::path(post, path = "/api/v1/workflows/runs/{run_id}/approve", tag = "workflows", params(("run_id" = String, Path)),
+    request_body(content = DecisionBody, description = "optional; an empty body is no comment"),
+    responses((status = 200, body = WorkflowRun),
+              (status = 400, description = "run_id is not a UUID, or the body is not JSON", body = ErrorBody),
+              (status = 404, description = "no such run in this workspace", body = ErrorBody),
+              (status = 409, description = "the run is not awaiting approval, or another decision won (`run_not_awaiting_approval`)", body = ErrorBody),
+              (status = 422, description = "comment too long or not storable; `details.field` names it", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn approve(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    decision_route(
+        ws,
+        state,
+        path,
+        body,
+        swarmwise_actors::workflow::ApprovalAction::Approve,
+    )
+    .await
+}
+
+/// Rejects a run paused `awaiting_approval`: it ends `rejected` → the run.
+/// The paused stage's recommendations get a `rejected` verdict with the comment.
+#[utoipa::path(post, path = "/api/v1/workflows/runs/{run_id}/reject", tag = "workflows", params(("run_id" = String, Path)),
+    request_body(content = DecisionBody, description = "optional; an empty body is no comment"),
+    responses((status = 200, body = WorkflowRun),
+              (status = 400, description = "run_id is not a UUID, or the body is not JSON", body = ErrorBody),
+              (status = 404, description = "no such run in this workspace", body = ErrorBody),
+              (status = 409, description = "the run is not awaiting approval, or another decision won (`run_not_awaiting_approval`)", body = ErrorBody),
+              (status = 422, description = "comment too long or not storable; `details.field` names it", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn reject(
+    ws: Workspace,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    decision_route(
+        ws,
+        state,
+        path,
+        body,
+        swarmwise_actors::workflow::ApprovalAction::Reject,
+    )
+    .await
 }

@@ -1,7 +1,8 @@
 //! Tasks that live as long as the server and end when it stops: forgetting
 //! idle rate-limit state, dropping cached patterns when a learning cycle
-//! finishes (and the Redis entries an outage kept), and refreshing the
-//! database-derived gauges.
+//! finishes (and the Redis entries an outage kept), refreshing the
+//! database-derived gauges, and the run sweeper (lease renewal, takeover of
+//! runs whose node died, approval deadlines).
 
 use actix_web::web;
 use swarmwise_actors::events::Event;
@@ -80,6 +81,40 @@ pub(super) fn spawn_redis_catch_up(state: web::Data<AppState>) {
                     }
                 }
                 _ = shutdown.changed() => break,
+            }
+        }
+    });
+}
+
+/// Every `workflows.lease_secs / 3`: renews this node's run leases, takes
+/// over runs whose lease expired, applies due approval deadlines
+/// ([`swarmwise_actors::workflow::Workflows::sweep`]). The first sweep, at
+/// start, also claims every run this node id still owned (its leftovers).
+/// Once the server stops it only renews the leases of the runs it is still
+/// finishing (until they are handed over), and claims nothing new.
+pub(super) fn spawn_run_sweeper(state: &web::Data<AppState>) {
+    let workflows = state.workflows.clone();
+    let mut shutdown = state.shutdown.clone();
+    let every = workflows.config().sweep_every();
+    actix::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut own = true;
+        let mut claim = true;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let report = workflows.sweep(own, claim).await;
+                    own = false;
+                    if report.resumed + report.failed + report.deadlines > 0 {
+                        tracing::info!(resumed = report.resumed, failed = report.failed, deadlines = report.deadlines, "run sweeper");
+                    }
+                }
+                changed = shutdown.changed(), if claim => {
+                    // Stopping (or the sender is gone): renew only.
+                    let _ = changed;
+                    claim = false;
+                }
             }
         }
     });

@@ -140,6 +140,7 @@ impl Application {
             engine.events().clone(),
             Arc::clone(&cycles),
             settings.workflows.clone(),
+            node.clone(),
         );
         let demo = match &demo_agents {
             Some(agents) => {
@@ -213,6 +214,7 @@ impl Application {
         background::spawn_stats_refresh(&state);
         background::spawn_pattern_invalidation(state.clone(), engine.events().subscribe());
         background::spawn_redis_catch_up(state.clone());
+        background::spawn_run_sweeper(&state);
         let workers = if settings.server.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -292,11 +294,11 @@ impl Application {
     }
 }
 
-/// Marks what a dead process left `running` (workflow runs, learning
-/// cycles) as `interrupted`, with the reason, in every workspace. With
-/// several nodes on one database a starting node would also mark the runs
-/// another live node is executing; that node's own end state then
-/// overwrites the mark (durable runs with leases are the multi-node answer).
+/// Marks what a dead process left `running` as `interrupted`, with the
+/// reason, in every workspace: learning cycles, and workflow runs without an
+/// owner (written before durable runs). Runs with an owner are never marked
+/// here: they hold a lease, and the run sweeper (`background::spawn_run_sweeper`)
+/// takes them over when it expires, or at once when they were this node's.
 async fn interrupt_leftovers(store: &dyn AdminStore) -> anyhow::Result<()> {
     let reason = "the process running it stopped (crash or kill) before it finished; marked at the next start";
     let now = chrono::Utc::now();

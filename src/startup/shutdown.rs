@@ -1,8 +1,11 @@
 //! The stop protocol: a signal (or [`AppHandle::stop`]) ends SSE streams and
 //! stops accepting; in-flight requests finish; running workflow runs get what
-//! is left of `server.shutdown_timeout_secs` but a second, then are marked
-//! interrupted; every acknowledged recommendation is flushed; alert
-//! notifications still queued get what is left of the timeout.
+//! is left of `server.shutdown_timeout_secs` but a second, then are handed
+//! over (their lease released, so another node or this one at restart
+//! resumes them after their last stored stage; or failed, when their
+//! workflow says `on_restart = "fail"`); every acknowledged recommendation
+//! is flushed; alert notifications still queued get what is left of the
+//! timeout.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,7 +64,7 @@ impl Application {
         }
         self.server.await?;
         // Runs still executing (`wait: false`, the demo) get what is left
-        // but one second, then are marked interrupted; the flush gets the rest.
+        // but one second, then are handed over; the flush gets the rest.
         let spent = began.get().map_or(Duration::ZERO, Instant::elapsed);
         let for_runs = budget.saturating_sub(spent + Duration::from_secs(1));
         let running = self.workflows.in_flight();
@@ -73,14 +76,15 @@ impl Application {
             );
             let left_running = self.workflows.settle(for_runs).await;
             if left_running > 0 {
-                let marked = self
+                let (released, failed) = self
                     .workflows
-                    .interrupt_in_flight("the server shut down before the run finished (server.shutdown_timeout_secs); start it again")
+                    .hand_over_in_flight("the server shut down before the run finished (server.shutdown_timeout_secs)")
                     .await;
                 tracing::warn!(
                     runs = left_running,
-                    marked,
-                    "workflow runs did not finish before the shutdown timeout; marked interrupted"
+                    released,
+                    failed,
+                    "workflow runs did not finish before the shutdown timeout; their leases are released for another node (or this one at restart) to resume them, or they are failed (on_restart = \"fail\")"
                 );
             }
         }

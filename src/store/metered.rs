@@ -146,9 +146,16 @@ forward!(LearningStore {
 
 forward!(RunStore {
     fn insert_run(&self, run: &WorkflowRun) -> ();
-    fn finish_run(&self, run: &WorkflowRun) -> ();
+    fn finish_run(&self, run: &WorkflowRun) -> bool;
     fn run(&self, ws: WorkspaceId, id: Uuid) -> Option<WorkflowRun>;
     fn interrupt_unfinished(&self, ws: WorkspaceId, reason: &str, at: DateTime<Utc>) -> (u64, u64);
+    fn save_progress(&self, run: &WorkflowRun) -> bool;
+    fn pause_run(&self, run: &WorkflowRun) -> bool;
+    fn decide_run(&self, run: &WorkflowRun, expected_fencing: i64) -> bool;
+    fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> u64;
+    fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> u64;
+    fn claim_runs(&self, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>, own: bool, limit: u32) -> Vec<WorkflowRun>;
+    fn due_approvals(&self, now: DateTime<Utc>, limit: u32) -> Vec<(WorkspaceId, Uuid)>;
 });
 
 forward!(AlertStore {

@@ -265,6 +265,30 @@ async fn http_errors(app: &TestApp, got: &mut BTreeMap<String, (u16, Value)>) {
         )
         .await,
     );
+    // A finished run takes no approval decision.
+    let done: Value = app
+        .post(
+            &key,
+            "/api/v1/workflows/runs",
+            &json!({"workflow": "quick_strategy", "wait": true}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let done = done["id"].as_str().unwrap().to_owned();
+    put(
+        got,
+        from_http(
+            app.post(
+                &key,
+                &format!("/api/v1/workflows/runs/{done}/approve"),
+                &json!({}),
+            )
+            .await,
+        )
+        .await,
+    );
     put(
         got,
         from_http(app.get(&key, "/api/v1/learning/cycles/latest").await).await,

@@ -44,7 +44,7 @@ pub struct Evaluate {
 }
 
 /// Counts per status after an evaluation.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EvaluationSummary {
     /// The workflow.

@@ -23,7 +23,7 @@ pub fn log_odds_weight(p: f64, k: usize) -> f64 {
 }
 
 /// The barrier's aggregate answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TrustVote {
     /// The answer with the highest posterior.
     pub decision: String,

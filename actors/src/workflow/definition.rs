@@ -23,6 +23,21 @@
 //!
 //! A stage may add `aggregate = "trust_vote"` (and `decision_key`, default
 //! `"decision"`): its answers are combined by a trust-weighted vote.
+//!
+//! Durability keys (docs/runtime.md, "Durable runs"):
+//!
+//! ```toml
+//! on_restart = "resume"             # or "fail": what a run does when its node died
+//! [[stages]]
+//! name = "draft"
+//! agents = ["writer"]
+//! recommendation_type = "content"
+//! retries = 2                       # failed agent calls of this stage asked again
+//! backoff_ms = 500                  # before retry n: backoff_ms * 2^(n-1), capped
+//! approval = true                   # pause for POST /workflows/runs/{id}/approve
+//! approval_timeout_secs = 3600      # optional, else workflows.approval_timeout_secs
+//! approval_default_action = "reject" # optional, else workflows.approval_default_action
+//! ```
 
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +81,48 @@ pub enum Aggregate {
     TrustVote,
 }
 
+/// What a run does when the node executing it died (taken over by another
+/// node after its lease, or by the node itself at restart).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OnRestart {
+    /// Continue after the last completed stage, reusing its answers
+    /// (default: the run's finished work is never repeated).
+    #[default]
+    Resume,
+    /// End the run `failed`, saying which node stopped (for side-effecting
+    /// workflows whose interrupted stage must not run again unseen).
+    Fail,
+}
+
+/// What an approval deadline does when nobody decided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalAction {
+    /// End the run `rejected` (default: nothing proceeds unapproved).
+    #[default]
+    Reject,
+    /// Continue with the next stage.
+    Approve,
+}
+
+impl ApprovalAction {
+    /// Config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::Approve => "approve",
+        }
+    }
+}
+
+/// Most retries a stage may ask for.
+pub const MAX_RETRIES: u32 = 10;
+/// Longest approval deadline a stage may set: 30 days, in seconds.
+pub const MAX_APPROVAL_TIMEOUT_SECS: u64 = 30 * 24 * 3600;
+
 /// One stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -100,6 +157,40 @@ pub struct StageDef {
     /// The content field holding an answer's decision (default `decision`).
     #[serde(default)]
     pub decision_key: Option<String>,
+    /// How many times an agent call of this stage that failed (an error or
+    /// an invalid answer; not a timeout, which spent the stage's deadline,
+    /// nor a skip) is asked again, each retry a fresh call of only the
+    /// failed agents (default 0, at most 10).
+    #[serde(default)]
+    pub retries: u32,
+    /// Wait before retry n: `backoff_ms * 2^(n-1)`, capped at
+    /// `workflows.max_backoff_ms` (default 500).
+    #[serde(default)]
+    pub backoff_ms: Option<u64>,
+    /// After its agents answered, the run pauses `awaiting_approval` until a
+    /// person approves or rejects it (or the deadline's default action).
+    #[serde(default)]
+    pub approval: bool,
+    /// Seconds to decide (default `workflows.approval_timeout_secs`).
+    #[serde(default)]
+    pub approval_timeout_secs: Option<u64>,
+    /// What the deadline does (default `workflows.approval_default_action`).
+    #[serde(default)]
+    pub approval_default_action: Option<ApprovalAction>,
+}
+
+impl StageDef {
+    /// The default backoff of a retried stage, in milliseconds.
+    pub const DEFAULT_BACKOFF_MS: u64 = 500;
+
+    /// Wait before retry `n` (1-based): `backoff_ms * 2^(n-1)` capped at
+    /// `cap_ms` (exponential backoff without jitter: the retried calls are
+    /// one run's, not a crowd's).
+    pub fn backoff(&self, n: u32, cap_ms: u64) -> std::time::Duration {
+        let base = self.backoff_ms.unwrap_or(Self::DEFAULT_BACKOFF_MS);
+        let factor = 1u64.checked_shl(n.saturating_sub(1)).unwrap_or(u64::MAX);
+        std::time::Duration::from_millis(base.saturating_mul(factor).min(cap_ms))
+    }
 }
 
 /// A workflow.
@@ -114,6 +205,9 @@ pub struct WorkflowDef {
     pub description: String,
     /// Stages, run in order.
     pub stages: Vec<StageDef>,
+    /// When the node executing a run died: `resume` (default) or `fail`.
+    #[serde(default)]
+    pub on_restart: OnRestart,
 }
 
 impl WorkflowDef {
@@ -174,7 +268,113 @@ impl WorkflowDef {
             if s.timeout_ms == Some(0) {
                 return Err(ParseError::new(at("timeout_ms"), "must be at least 1"));
             }
+            if s.retries > MAX_RETRIES {
+                return Err(ParseError::new(
+                    at("retries"),
+                    format!("must be at most {MAX_RETRIES}"),
+                ));
+            }
+            match s.backoff_ms {
+                Some(0) => return Err(ParseError::new(at("backoff_ms"), "must be at least 1")),
+                Some(_) if s.retries == 0 => {
+                    return Err(ParseError::new(
+                        at("backoff_ms"),
+                        "applies only with retries; set retries or remove backoff_ms",
+                    ))
+                }
+                _ => {}
+            }
+            if !s.approval
+                && (s.approval_timeout_secs.is_some() || s.approval_default_action.is_some())
+            {
+                let key = if s.approval_timeout_secs.is_some() {
+                    "approval_timeout_secs"
+                } else {
+                    "approval_default_action"
+                };
+                return Err(ParseError::new(
+                    at(key),
+                    "applies only to a stage with approval = true",
+                ));
+            }
+            if let Some(t) = s.approval_timeout_secs {
+                if t == 0 || t > MAX_APPROVAL_TIMEOUT_SECS {
+                    return Err(ParseError::new(
+                        at("approval_timeout_secs"),
+                        format!("must be between 1 and {MAX_APPROVAL_TIMEOUT_SECS} (30 days)"),
+                    ));
+                }
+            }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod durability_tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn def(stage: serde_json::Value) -> WorkflowDef {
+        let mut s = serde_json::json!({"name": "s", "agents": ["a"], "recommendation_type": "t"});
+        if let (Some(o), Some(extra)) = (s.as_object_mut(), stage.as_object()) {
+            o.extend(extra.clone());
+        }
+        serde_json::from_value(serde_json::json!({"name": "w", "stages": [s]})).unwrap()
+    }
+
+    fn field_of(d: &WorkflowDef) -> String {
+        d.validate().unwrap_err().field
+    }
+
+    #[test]
+    fn durability_keys_are_validated_naming_the_key() {
+        assert!(
+            def(serde_json::json!({"retries": 2, "backoff_ms": 100, "approval": true}))
+                .validate()
+                .is_ok()
+        );
+        assert_eq!(
+            field_of(&def(serde_json::json!({"retries": 11}))),
+            "stages[0].retries"
+        );
+        assert_eq!(
+            field_of(&def(serde_json::json!({"retries": 1, "backoff_ms": 0}))),
+            "stages[0].backoff_ms"
+        );
+        assert_eq!(
+            field_of(&def(serde_json::json!({"backoff_ms": 10}))),
+            "stages[0].backoff_ms"
+        );
+        assert_eq!(
+            field_of(&def(serde_json::json!({"approval_timeout_secs": 10}))),
+            "stages[0].approval_timeout_secs"
+        );
+        assert_eq!(
+            field_of(&def(
+                serde_json::json!({"approval_default_action": "approve"})
+            )),
+            "stages[0].approval_default_action"
+        );
+        assert_eq!(
+            field_of(&def(
+                serde_json::json!({"approval": true, "approval_timeout_secs": 0})
+            )),
+            "stages[0].approval_timeout_secs"
+        );
+        let unknown: Result<WorkflowDef, _> = serde_json::from_value(
+            serde_json::json!({"name": "w", "on_restart": "maybe", "stages": []}),
+        );
+        assert!(unknown.unwrap_err().to_string().contains("unknown variant"));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let d = def(serde_json::json!({"retries": 5, "backoff_ms": 100}));
+        let s = &d.stages[0];
+        let ms = |n| s.backoff(n, 350).as_millis();
+        assert_eq!((ms(1), ms(2), ms(3), ms(4)), (100, 200, 350, 350));
+        // No overflow at absurd attempt numbers.
+        assert_eq!(s.backoff(200, 1_000).as_millis(), 1_000);
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::domain::{Priority, WorkspaceId};
 
-pub use definition::{Selector, StageDef, StageMode, WorkflowDef};
+pub use definition::{ApprovalAction, OnRestart, Selector, StageDef, StageMode, WorkflowDef};
 pub use runner::{RunReport, RunRequest, Workflows, WorkflowsConfig};
 pub use trigger::{CountingTrigger, CycleTrigger};
 
@@ -28,9 +28,14 @@ pub enum RunStatus {
     Succeeded,
     /// The run could not complete.
     Failed,
-    /// The process running it stopped first (crash, or a shutdown that
-    /// could not wait for it); `error` says which.
+    /// The process running it stopped first and the run could not be taken
+    /// over (a row from before durable runs); `error` says why.
     Interrupted,
+    /// A stage with `approval = true` finished: the run waits for
+    /// `POST /workflows/runs/{id}/approve` or `/reject` (or its deadline).
+    AwaitingApproval,
+    /// A person (or the approval deadline's default action) rejected it.
+    Rejected,
 }
 
 impl RunStatus {
@@ -41,6 +46,8 @@ impl RunStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Interrupted => "interrupted",
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::Rejected => "rejected",
         }
     }
 
@@ -51,6 +58,8 @@ impl RunStatus {
             "succeeded" => Some(Self::Succeeded),
             "failed" => Some(Self::Failed),
             "interrupted" => Some(Self::Interrupted),
+            "awaiting_approval" => Some(Self::AwaitingApproval),
+            "rejected" => Some(Self::Rejected),
             _ => None,
         }
     }
@@ -82,4 +91,34 @@ pub struct WorkflowRun {
     pub created_at: DateTime<Utc>,
     /// Finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// What is done so far: `{"stages": [stage record, ...], "evaluation": ...}`,
+    /// one record per completed stage (its input context, every agent's
+    /// answer or error with its attempts, the barrier's outcome, the
+    /// approval decision). A run taken over by another node (or resumed at
+    /// restart) continues after the last record. `null` before the first
+    /// stage completes.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub progress: Option<serde_json::Value>,
+    /// While `awaiting_approval`: when the default action
+    /// (`workflows.approval_default_action`) applies.
+    pub approval_deadline: Option<DateTime<Utc>>,
+    /// The lease of the node executing it (internal: never shown to tenants).
+    #[serde(skip)]
+    pub lease: Option<RunLease>,
+}
+
+/// Who executes a run, until when, and the fencing token it claimed with.
+///
+/// Every write of the executing node is conditional on `fencing` (and the
+/// run still `running`): a claim by another node increments it, so a node
+/// that lost its lease (paused, partitioned) cannot overwrite its
+/// successor's progress (Kleppmann's fencing tokens).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLease {
+    /// The owner's `cluster.node_id`.
+    pub owner: String,
+    /// Fencing token: incremented by every claim.
+    pub fencing: i64,
+    /// The lease ends here unless renewed (every `workflows.lease_secs` / 3).
+    pub until: DateTime<Utc>,
 }

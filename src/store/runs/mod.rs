@@ -1,8 +1,16 @@
-//! Workflow runs ([`RunStore`]): start, finish, read, and marking what a
-//! stopped process left running as interrupted.
+//! Workflow runs ([`RunStore`]): start, progress per stage, finish, read;
+//! the leases that make runs durable across nodes (claim, renew, release,
+//! each write fenced by the run's fencing token); approval decisions; and
+//! marking what a process from before durable runs left running as
+//! interrupted.
 //!
 //! The PostgreSQL (`postgres.rs`) and SQLite (`sqlite.rs`) implementations
 //! sit side by side; what both dialects share (column lists) lives here.
+//!
+//! [`RunStore`]: swarmwise_actors::ports::RunStore
 
 mod postgres;
 mod sqlite;
+
+/// Columns read into a `WorkflowRun`, in this order.
+pub(super) const RUN_COLUMNS: &str = "id, workspace_id, workflow, status, priority, input, result, error, created_at, finished_at, owner_node, lease_until, fencing, progress, approval_deadline";

@@ -1,23 +1,75 @@
 //! [`RunStore`] on PostgreSQL. Every workspace-scoped query runs in a
-//! transaction scoped to its workspace (row-level security).
+//! transaction scoped to its workspace (row-level security); the sweeper's
+//! cross-workspace statements (renew, release, claim, due approvals) run in
+//! transactions that set `app.runs_cluster` (policy `runs_cluster`,
+//! migration 20261201000003).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
 use swarmwise_actors::domain::{Priority, WorkspaceId};
 use swarmwise_actors::ports::{RunStore, StoreError};
-use swarmwise_actors::workflow::{RunStatus, WorkflowRun};
+use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
 use uuid::Uuid;
 
+use super::RUN_COLUMNS;
 use crate::store::postgres::PgStore;
 use crate::store::{priority_name, unexpected};
+
+impl PgStore {
+    /// A transaction for the run sweeper: every workspace's runs.
+    async fn runs_cluster_tx(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        sqlx::query("SELECT set_config('app.runs_cluster', 'on', true)")
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        Ok(tx)
+    }
+}
+
+fn run_row(row: &PgRow) -> Result<WorkflowRun, StoreError> {
+    let get = || -> Result<WorkflowRun, anyhow::Error> {
+        let status: String = row.try_get("status")?;
+        let priority: String = row.try_get("priority")?;
+        let owner: Option<String> = row.try_get("owner_node")?;
+        let until: Option<DateTime<Utc>> = row.try_get("lease_until")?;
+        Ok(WorkflowRun {
+            id: row.try_get("id")?,
+            workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+            workflow: row.try_get("workflow")?,
+            status: RunStatus::parse(&status)
+                .ok_or_else(|| anyhow::anyhow!("bad run status {status}"))?,
+            priority: Priority::parse("priority", &priority)?,
+            input: row.try_get("input")?,
+            result: row.try_get("result")?,
+            error: row.try_get("error")?,
+            created_at: row.try_get("created_at")?,
+            finished_at: row.try_get("finished_at")?,
+            progress: row.try_get("progress")?,
+            approval_deadline: row.try_get("approval_deadline")?,
+            // A paused run keeps its last owner and fencing token, without
+            // a lease end.
+            lease: match owner {
+                Some(owner) => Some(RunLease {
+                    owner,
+                    fencing: row.try_get("fencing")?,
+                    until: until.unwrap_or(DateTime::UNIX_EPOCH),
+                }),
+                None => None,
+            },
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
 
 #[async_trait]
 impl RunStore for PgStore {
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
         let mut tx = self.scoped(run.workspace_id).await?;
         sqlx::query(
-            "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at, owner_node, lease_until, fencing, progress) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(run.id)
         .bind(run.workspace_id.0)
@@ -26,57 +78,47 @@ impl RunStore for PgStore {
         .bind(priority_name(run.priority))
         .bind(&run.input)
         .bind(run.created_at)
+        .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
+        .bind(run.lease.as_ref().map(|l| l.until))
+        .bind(run.lease.as_ref().map_or(0, |l| l.fencing))
+        .bind(&run.progress)
         .execute(&mut *tx)
         .await
         .map_err(unexpected)?;
         tx.commit().await.map_err(unexpected)
     }
 
-    async fn finish_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
+    async fn finish_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
         let mut tx = self.scoped(run.workspace_id).await?;
-        sqlx::query("UPDATE workflow_runs SET status = $3, result = $4, error = $5, finished_at = $6 WHERE workspace_id = $1 AND id = $2")
+        let n = sqlx::query("UPDATE workflow_runs SET status = $3, result = $4, error = $5, finished_at = $6, progress = COALESCE($7, progress), owner_node = NULL, lease_until = NULL WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND ($8::bigint IS NULL OR fencing = $8)")
             .bind(run.workspace_id.0)
             .bind(run.id)
             .bind(run.status.as_str())
             .bind(&run.result)
             .bind(&run.error)
             .bind(run.finished_at)
+            .bind(&run.progress)
+            .bind(run.lease.as_ref().map(|l| l.fencing))
             .execute(&mut *tx)
             .await
-            .map_err(unexpected)?;
-        tx.commit().await.map_err(unexpected)
+            .map_err(unexpected)?
+            .rows_affected();
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n == 1)
     }
 
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError> {
         let mut tx = self.scoped(ws).await?;
-        let row = sqlx::query(
-            "SELECT id, workspace_id, workflow, status, priority, input, result, error, created_at, finished_at FROM workflow_runs WHERE workspace_id = $1 AND id = $2",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM workflow_runs WHERE workspace_id = $1 AND id = $2"
+        ))
         .bind(ws.0)
         .bind(id)
         .fetch_optional(&mut *tx)
         .await
         .map_err(unexpected)?;
         tx.commit().await.map_err(unexpected)?;
-        let Some(row) = row else { return Ok(None) };
-        let get = || -> Result<WorkflowRun, anyhow::Error> {
-            let status: String = row.try_get("status")?;
-            let priority: String = row.try_get("priority")?;
-            Ok(WorkflowRun {
-                id: row.try_get("id")?,
-                workspace_id: WorkspaceId(row.try_get("workspace_id")?),
-                workflow: row.try_get("workflow")?,
-                status: RunStatus::parse(&status)
-                    .ok_or_else(|| anyhow::anyhow!("bad run status {status}"))?,
-                priority: Priority::parse("priority", &priority)?,
-                input: row.try_get("input")?,
-                result: row.try_get("result")?,
-                error: row.try_get("error")?,
-                created_at: row.try_get("created_at")?,
-                finished_at: row.try_get("finished_at")?,
-            })
-        };
-        get().map(Some).map_err(StoreError::Unexpected)
+        row.as_ref().map(run_row).transpose()
     }
 
     async fn interrupt_unfinished(
@@ -86,7 +128,7 @@ impl RunStore for PgStore {
         at: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
         let mut tx = self.scoped(ws).await?;
-        let runs = sqlx::query("UPDATE workflow_runs SET status = 'interrupted', error = $2, finished_at = $3 WHERE workspace_id = $1 AND status = 'running'")
+        let runs = sqlx::query("UPDATE workflow_runs SET status = 'interrupted', error = $2, finished_at = $3 WHERE workspace_id = $1 AND status = 'running' AND owner_node IS NULL")
             .bind(ws.0)
             .bind(reason)
             .bind(at)
@@ -104,5 +146,148 @@ impl RunStore for PgStore {
             .rows_affected();
         tx.commit().await.map_err(unexpected)?;
         Ok((runs, cycles))
+    }
+
+    async fn save_progress(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
+        let Some(lease) = &run.lease else {
+            return Ok(false);
+        };
+        let mut tx = self.scoped(run.workspace_id).await?;
+        let n = sqlx::query("UPDATE workflow_runs SET progress = $3, lease_until = $4 WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND fencing = $5")
+            .bind(run.workspace_id.0)
+            .bind(run.id)
+            .bind(&run.progress)
+            .bind(lease.until)
+            .bind(lease.fencing)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n == 1)
+    }
+
+    async fn pause_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
+        let Some(lease) = &run.lease else {
+            return Ok(false);
+        };
+        let mut tx = self.scoped(run.workspace_id).await?;
+        let n = sqlx::query("UPDATE workflow_runs SET status = 'awaiting_approval', progress = $3, approval_deadline = $4, lease_until = NULL WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND fencing = $5")
+            .bind(run.workspace_id.0)
+            .bind(run.id)
+            .bind(&run.progress)
+            .bind(run.approval_deadline)
+            .bind(lease.fencing)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n == 1)
+    }
+
+    async fn decide_run(
+        &self,
+        run: &WorkflowRun,
+        expected_fencing: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.scoped(run.workspace_id).await?;
+        let n = sqlx::query("UPDATE workflow_runs SET status = $3, progress = $4, result = $5, error = $6, finished_at = $7, owner_node = $8, lease_until = $9, approval_deadline = NULL, fencing = fencing + 1 WHERE workspace_id = $1 AND id = $2 AND status = 'awaiting_approval' AND fencing = $10")
+            .bind(run.workspace_id.0)
+            .bind(run.id)
+            .bind(run.status.as_str())
+            .bind(&run.progress)
+            .bind(&run.result)
+            .bind(&run.error)
+            .bind(run.finished_at)
+            .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
+            .bind(run.lease.as_ref().map(|l| l.until))
+            .bind(expected_fencing)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n == 1)
+    }
+
+    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.runs_cluster_tx().await?;
+        let n = sqlx::query("UPDATE workflow_runs SET lease_until = $2 WHERE status = 'running' AND owner_node = $1")
+            .bind(owner)
+            .bind(until)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n)
+    }
+
+    async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.runs_cluster_tx().await?;
+        let n = sqlx::query("UPDATE workflow_runs SET lease_until = $2 WHERE status = 'running' AND owner_node = $1")
+            .bind(owner)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n)
+    }
+
+    async fn claim_runs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        own: bool,
+        limit: u32,
+    ) -> Result<Vec<WorkflowRun>, StoreError> {
+        let mut tx = self.runs_cluster_tx().await?;
+        // SKIP LOCKED: two nodes sweeping at once claim different runs; the
+        // outer conditions are re-checked on the locked row.
+        let rows = sqlx::query(&format!(
+            "UPDATE workflow_runs SET owner_node = $1, lease_until = $3, fencing = fencing + 1 \
+             WHERE id IN (SELECT id FROM workflow_runs WHERE status = 'running' AND owner_node IS NOT NULL \
+                          AND (lease_until < $2 OR ($4 AND owner_node = $1)) \
+                          ORDER BY lease_until LIMIT $5 FOR UPDATE SKIP LOCKED) \
+               AND status = 'running' AND owner_node IS NOT NULL AND (lease_until < $2 OR ($4 AND owner_node = $1)) \
+             RETURNING {RUN_COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(now)
+        .bind(until)
+        .bind(own)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn due_approvals(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(WorkspaceId, Uuid)>, StoreError> {
+        let mut tx = self.runs_cluster_tx().await?;
+        let rows = sqlx::query("SELECT workspace_id, id FROM workflow_runs WHERE status = 'awaiting_approval' AND approval_deadline < $1 ORDER BY approval_deadline LIMIT $2")
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    WorkspaceId(r.try_get("workspace_id").map_err(unexpected)?),
+                    r.try_get("id").map_err(unexpected)?,
+                ))
+            })
+            .collect()
     }
 }

@@ -1,22 +1,73 @@
-//! [`RunStore`] on SQLite. Every query carries `workspace_id = ?`;
-//! times are integer microseconds.
+//! [`RunStore`] on SQLite. Every query carries `workspace_id = ?` except the
+//! sweeper's cross-workspace ones (renew, release, claim, due approvals);
+//! times are integer microseconds. One writer at a time, so a claim's
+//! `UPDATE ... RETURNING` is atomic on its own.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use swarmwise_actors::domain::{Priority, WorkspaceId};
 use swarmwise_actors::ports::{RunStore, StoreError};
-use swarmwise_actors::workflow::{RunStatus, WorkflowRun};
+use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
 use uuid::Uuid;
 
+use super::RUN_COLUMNS;
 use crate::store::sqlite::{from_micros, micros, SqliteStore};
 use crate::store::{priority_name, unexpected};
+
+fn run_row(row: &SqliteRow) -> Result<WorkflowRun, StoreError> {
+    let get = || -> Result<WorkflowRun, anyhow::Error> {
+        let status: String = row.try_get("status")?;
+        let priority: String = row.try_get("priority")?;
+        let input: String = row.try_get("input")?;
+        let result: Option<String> = row.try_get("result")?;
+        let finished: Option<i64> = row.try_get("finished_at")?;
+        let progress: Option<String> = row.try_get("progress")?;
+        let deadline: Option<i64> = row.try_get("approval_deadline")?;
+        let owner: Option<String> = row.try_get("owner_node")?;
+        let until: Option<i64> = row.try_get("lease_until")?;
+        Ok(WorkflowRun {
+            id: row.try_get("id")?,
+            workspace_id: WorkspaceId(row.try_get("workspace_id")?),
+            workflow: row.try_get("workflow")?,
+            status: RunStatus::parse(&status)
+                .ok_or_else(|| anyhow::anyhow!("bad run status {status}"))?,
+            priority: Priority::parse("priority", &priority)?,
+            input: serde_json::from_str(&input)?,
+            result: result.map(|r| serde_json::from_str(&r)).transpose()?,
+            error: row.try_get("error")?,
+            created_at: from_micros(row.try_get("created_at")?)?,
+            finished_at: finished.map(from_micros).transpose()?,
+            progress: progress.map(|p| serde_json::from_str(&p)).transpose()?,
+            approval_deadline: deadline.map(from_micros).transpose()?,
+            // A paused run keeps its last owner and fencing token, without
+            // a lease end.
+            lease: match owner {
+                Some(owner) => Some(RunLease {
+                    owner,
+                    fencing: row.try_get("fencing")?,
+                    until: until
+                        .map(from_micros)
+                        .transpose()?
+                        .unwrap_or(DateTime::UNIX_EPOCH),
+                }),
+                None => None,
+            },
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
+    v.map(ToString::to_string)
+}
 
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at, owner_node, lease_until, fencing, progress) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run.id)
         .bind(run.workspace_id.0)
@@ -25,57 +76,44 @@ impl RunStore for SqliteStore {
         .bind(priority_name(run.priority))
         .bind(run.input.to_string())
         .bind(micros(run.created_at))
+        .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
+        .bind(run.lease.as_ref().map(|l| micros(l.until)))
+        .bind(run.lease.as_ref().map_or(0, |l| l.fencing))
+        .bind(json_text(run.progress.as_ref()))
         .execute(&self.pool)
         .await
         .map_err(unexpected)?;
         Ok(())
     }
 
-    async fn finish_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
-        sqlx::query("UPDATE workflow_runs SET status = ?, result = ?, error = ?, finished_at = ? WHERE workspace_id = ? AND id = ?")
+    async fn finish_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE workflow_runs SET status = ?, result = ?, error = ?, finished_at = ?, progress = COALESCE(?, progress), owner_node = NULL, lease_until = NULL WHERE workspace_id = ? AND id = ? AND status = 'running' AND (? IS NULL OR fencing = ?)")
             .bind(run.status.as_str())
-            .bind(run.result.as_ref().map(ToString::to_string))
+            .bind(json_text(run.result.as_ref()))
             .bind(&run.error)
             .bind(run.finished_at.map(micros))
+            .bind(json_text(run.progress.as_ref()))
             .bind(run.workspace_id.0)
             .bind(run.id)
+            .bind(run.lease.as_ref().map(|l| l.fencing))
+            .bind(run.lease.as_ref().map(|l| l.fencing))
             .execute(&self.pool)
             .await
-            .map_err(unexpected)?;
-        Ok(())
+            .map_err(unexpected)?
+            .rows_affected();
+        Ok(n == 1)
     }
 
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, workspace_id, workflow, status, priority, input, result, error, created_at, finished_at FROM workflow_runs WHERE workspace_id = ? AND id = ?",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM workflow_runs WHERE workspace_id = ? AND id = ?"
+        ))
         .bind(ws.0)
         .bind(id)
         .fetch_optional(&self.pool)
         .await
         .map_err(unexpected)?;
-        let Some(row) = row else { return Ok(None) };
-        let get = || -> Result<WorkflowRun, anyhow::Error> {
-            let status: String = row.try_get("status")?;
-            let priority: String = row.try_get("priority")?;
-            let input: String = row.try_get("input")?;
-            let result: Option<String> = row.try_get("result")?;
-            let finished: Option<i64> = row.try_get("finished_at")?;
-            Ok(WorkflowRun {
-                id: row.try_get("id")?,
-                workspace_id: WorkspaceId(row.try_get("workspace_id")?),
-                workflow: row.try_get("workflow")?,
-                status: RunStatus::parse(&status)
-                    .ok_or_else(|| anyhow::anyhow!("bad run status {status}"))?,
-                priority: Priority::parse("priority", &priority)?,
-                input: serde_json::from_str(&input)?,
-                result: result.map(|r| serde_json::from_str(&r)).transpose()?,
-                error: row.try_get("error")?,
-                created_at: from_micros(row.try_get("created_at")?)?,
-                finished_at: finished.map(from_micros).transpose()?,
-            })
-        };
-        get().map(Some).map_err(StoreError::Unexpected)
+        row.as_ref().map(run_row).transpose()
     }
 
     async fn interrupt_unfinished(
@@ -85,7 +123,7 @@ impl RunStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        let runs = sqlx::query("UPDATE workflow_runs SET status = 'interrupted', error = ?, finished_at = ? WHERE workspace_id = ? AND status = 'running'")
+        let runs = sqlx::query("UPDATE workflow_runs SET status = 'interrupted', error = ?, finished_at = ? WHERE workspace_id = ? AND status = 'running' AND owner_node IS NULL")
             .bind(reason)
             .bind(micros(at))
             .bind(ws.0)
@@ -103,5 +141,135 @@ impl RunStore for SqliteStore {
             .rows_affected();
         tx.commit().await.map_err(unexpected)?;
         Ok((runs, cycles))
+    }
+
+    async fn save_progress(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
+        let Some(lease) = &run.lease else {
+            return Ok(false);
+        };
+        let n = sqlx::query("UPDATE workflow_runs SET progress = ?, lease_until = ? WHERE workspace_id = ? AND id = ? AND status = 'running' AND fencing = ?")
+            .bind(json_text(run.progress.as_ref()))
+            .bind(micros(lease.until))
+            .bind(run.workspace_id.0)
+            .bind(run.id)
+            .bind(lease.fencing)
+            .execute(&self.pool)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn pause_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
+        let Some(lease) = &run.lease else {
+            return Ok(false);
+        };
+        let n = sqlx::query("UPDATE workflow_runs SET status = 'awaiting_approval', progress = ?, approval_deadline = ?, lease_until = NULL WHERE workspace_id = ? AND id = ? AND status = 'running' AND fencing = ?")
+            .bind(json_text(run.progress.as_ref()))
+            .bind(run.approval_deadline.map(micros))
+            .bind(run.workspace_id.0)
+            .bind(run.id)
+            .bind(lease.fencing)
+            .execute(&self.pool)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn decide_run(
+        &self,
+        run: &WorkflowRun,
+        expected_fencing: i64,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE workflow_runs SET status = ?, progress = ?, result = ?, error = ?, finished_at = ?, owner_node = ?, lease_until = ?, approval_deadline = NULL, fencing = fencing + 1 WHERE workspace_id = ? AND id = ? AND status = 'awaiting_approval' AND fencing = ?")
+            .bind(run.status.as_str())
+            .bind(json_text(run.progress.as_ref()))
+            .bind(json_text(run.result.as_ref()))
+            .bind(&run.error)
+            .bind(run.finished_at.map(micros))
+            .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
+            .bind(run.lease.as_ref().map(|l| micros(l.until)))
+            .bind(run.workspace_id.0)
+            .bind(run.id)
+            .bind(expected_fencing)
+            .execute(&self.pool)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n = sqlx::query(
+            "UPDATE workflow_runs SET lease_until = ? WHERE status = 'running' AND owner_node = ?",
+        )
+        .bind(micros(until))
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(unexpected)?
+        .rows_affected();
+        Ok(n)
+    }
+
+    async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n = sqlx::query(
+            "UPDATE workflow_runs SET lease_until = ? WHERE status = 'running' AND owner_node = ?",
+        )
+        .bind(micros(now))
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(unexpected)?
+        .rows_affected();
+        Ok(n)
+    }
+
+    async fn claim_runs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        own: bool,
+        limit: u32,
+    ) -> Result<Vec<WorkflowRun>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "UPDATE workflow_runs SET owner_node = ?1, lease_until = ?3, fencing = fencing + 1 \
+             WHERE id IN (SELECT id FROM workflow_runs WHERE status = 'running' AND owner_node IS NOT NULL \
+                          AND (lease_until < ?2 OR (?4 AND owner_node = ?1)) \
+                          ORDER BY lease_until LIMIT ?5) \
+             RETURNING {RUN_COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(micros(now))
+        .bind(micros(until))
+        .bind(own)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(run_row).collect()
+    }
+
+    async fn due_approvals(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(WorkspaceId, Uuid)>, StoreError> {
+        let rows = sqlx::query("SELECT workspace_id, id FROM workflow_runs WHERE status = 'awaiting_approval' AND approval_deadline < ? ORDER BY approval_deadline LIMIT ?")
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    WorkspaceId(r.try_get("workspace_id").map_err(unexpected)?),
+                    r.try_get("id").map_err(unexpected)?,
+                ))
+            })
+            .collect()
     }
 }

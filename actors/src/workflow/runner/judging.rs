@@ -161,6 +161,9 @@ mod tests {
                 },
             },
             recommendation_id: None,
+            attempts: 1,
+            ground_truth: None,
+            deferred: false,
         }
     }
 
@@ -172,6 +175,9 @@ mod tests {
                 outcome: AgentOutcome::Timeout,
             },
             recommendation_id: None,
+            attempts: 1,
+            ground_truth: None,
+            deferred: false,
         }
     }
 
@@ -182,6 +188,8 @@ mod tests {
             completed_by: Completion::All,
             agents,
             aggregate: None,
+            approval: None,
+            completed_at: None,
         }
     }
 
