@@ -547,6 +547,15 @@ impl Settings {
                 ),
             ));
         }
+        if self.events.max_stream_secs > 7 * 24 * 3600 {
+            return Err(err(
+                "events.max_stream_secs",
+                format!(
+                    "{} is too long; use 0 (no limit) to 604800 seconds (a week; 3600 lets clients spread over new nodes within the hour)",
+                    self.events.max_stream_secs
+                ),
+            ));
+        }
         if self.events.replay_buffer > 100_000 {
             return Err(err(
                 "events.replay_buffer",
@@ -881,6 +890,30 @@ mod tests {
         );
         s.agents.disable_below_trust = 0.2;
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn redis_deadline_and_event_stream_settings_are_bounded() {
+        type Case = (fn(&mut Settings), &'static str);
+        let cases: [Case; 5] = [
+            (|s| s.redis.op_timeout_ms = 0, "redis.op_timeout_ms"),
+            (|s| s.redis.op_timeout_ms = 10_001, "redis.op_timeout_ms"),
+            (|s| s.events.heartbeat_secs = 0, "events.heartbeat_secs"),
+            (
+                |s| s.events.max_stream_secs = 604_801,
+                "events.max_stream_secs",
+            ),
+            (|s| s.events.replay_buffer = 100_001, "events.replay_buffer"),
+        ];
+        for (set, key) in cases {
+            let mut s = Settings::default();
+            set(&mut s);
+            assert_eq!(s.validate().unwrap_err().key, key);
+        }
+        let mut s = Settings::default();
+        s.events.max_stream_secs = 0;
+        s.events.replay_buffer = 0;
+        assert!(s.validate().is_ok(), "0 = no lifetime limit, no replay");
     }
 
     #[test]

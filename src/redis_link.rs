@@ -54,6 +54,9 @@ struct Inner {
     up: watch::Sender<bool>,
     /// The error that started the current (or last) outage, for `/readyz`.
     last_error: Mutex<Option<String>>,
+    /// Unix seconds of the last warning about an error reply (at most one a
+    /// minute: a persistent one must not flood the logs).
+    refusal_logged_at: std::sync::atomic::AtomicU64,
     /// Whether the current outage was logged (once per outage, including
     /// the one a node starts in).
     outage_logged: std::sync::atomic::AtomicBool,
@@ -98,6 +101,7 @@ impl RedisLink {
                 up: watch::channel(false).0,
                 last_error: Mutex::new(Some("not connected yet".into())),
                 outage_logged: std::sync::atomic::AtomicBool::new(false),
+                refusal_logged_at: std::sync::atomic::AtomicU64::new(0),
                 op_timeout: Duration::from_millis(settings.op_timeout_ms.max(1)),
                 prefix: settings.key_prefix.clone(),
             })),
@@ -177,8 +181,14 @@ impl RedisLink {
         match tokio::time::timeout(inner.op_timeout, f(conn)).await {
             Ok(Ok(value)) => Some(value),
             Ok(Err(e)) => {
-                let broken = e.is_io_error() || e.is_connection_dropped() || e.is_timeout();
-                inner.down(format!("{op}: {e}"), broken);
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    inner.down(format!("{op}: {e}"), true);
+                } else {
+                    // Redis answered with an error (a key of another type, a
+                    // script error): not an outage, so the link stays up; the
+                    // call falls back, and the warning is rate-limited.
+                    inner.refused(op, &e);
+                }
                 metrics::counter!("swarmwise_redis_fallbacks_total", "op" => op).increment(1);
                 None
             }
@@ -264,7 +274,32 @@ impl Inner {
         match pong {
             Ok(Ok(_)) => self.recovered(),
             Ok(Err(e)) => self.down(format!("ping: {e}"), true),
-            Err(_) => self.down("ping: timed out".into(), false),
+            // A connection whose PING is late may be dead without knowing
+            // it (a partition, a failover behind one address): open a new one.
+            Err(_) => self.down("ping: timed out".into(), true),
+        }
+    }
+
+    /// An error reply to `op`: logged at most once a minute.
+    fn refused(&self, op: &'static str, e: &redis::RedisError) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self
+            .refusal_logged_at
+            .load(std::sync::atomic::Ordering::Acquire);
+        if now >= last.saturating_add(60)
+            && self
+                .refusal_logged_at
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Acquire,
+                )
+                .is_ok()
+        {
+            tracing::warn!(op, error = %e, "Redis refused a call; it was answered by the fallback (check that nothing else writes under redis.key_prefix; logged at most once a minute)");
         }
     }
 

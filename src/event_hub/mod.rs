@@ -353,7 +353,7 @@ pub fn valid_epoch(epoch: &str) -> bool {
 }
 
 /// 48 random bits (the random low bits of a UUIDv7).
-pub(crate) fn random48() -> u64 {
+pub fn random48() -> u64 {
     (uuid::Uuid::now_v7().as_u128() & 0xffff_ffff_ffff) as u64
 }
 

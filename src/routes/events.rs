@@ -81,11 +81,8 @@ pub(crate) fn stream_for(
         ws,
         stop: state.shutdown.clone(),
         beat: tokio::time::interval(Duration::from_secs(events.heartbeat_secs.max(1))),
-        lifetime: (events.max_stream_secs > 0).then(|| {
-            Box::pin(tokio::time::sleep(Duration::from_secs(
-                events.max_stream_secs,
-            )))
-        }),
+        lifetime: (events.max_stream_secs > 0)
+            .then(|| Box::pin(tokio::time::sleep(lifetime(events.max_stream_secs)))),
         pending: VecDeque::new(),
         replayed: HashSet::new(),
         last: None,
@@ -107,6 +104,19 @@ pub(crate) fn stream_for(
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(body))
+}
+
+/// A stream's lifetime: `max_secs` less up to a tenth, at random, so that
+/// streams opened together (after a deploy) do not all reconnect together.
+fn lifetime(max_secs: u64) -> Duration {
+    let max = Duration::from_secs(max_secs);
+    let spread = max.as_millis() as u64 / 10;
+    let cut = if spread == 0 {
+        0
+    } else {
+        crate::event_hub::random48() % spread
+    };
+    max.saturating_sub(Duration::from_millis(cut))
 }
 
 /// One open stream's state.

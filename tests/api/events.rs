@@ -314,6 +314,63 @@ async fn starts_and_serves_with_redis_down() {
     app.stop().await.unwrap();
 }
 
+/// A "Redis" that accepts connections and never answers (a hung server or
+/// a black-holed network): the node starts, every request that would touch
+/// Redis answers from the database (the deadline, then the outage state),
+/// and `/readyz` says unavailable.
+#[actix_web::test]
+async fn a_redis_that_never_answers_blocks_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept and hold every connection, reading nothing, answering nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            match conn {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+    });
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.redis.url = format!("redis://127.0.0.1:{port}");
+        s.redis.key_prefix = unique_prefix();
+        s.redis.op_timeout_ms = 100;
+    })
+    .await;
+    let ready = app.ready().await;
+    assert_eq!(ready["redis"]["status"], "unavailable", "{ready}");
+    let (a_id, a) = app.workspace("A").await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let res = client
+            .get(app.url("/api/v1/learning/patterns"))
+            .bearer_auth(&a)
+            .send()
+            .await
+            .expect("patterns answered (not stuck on Redis)");
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = client
+            .post(app.url("/api/v1/learning/cycles"))
+            .bearer_auth(&a)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("cycle answered (not stuck on Redis)");
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let mut s = Sse::open(&app, &a, None).await;
+    publish(&app, &a_id, "a1");
+    assert!(
+        s.next().await.id.unwrap().starts_with('l'),
+        "local numbering"
+    );
+    app.stop().await.unwrap();
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
