@@ -194,6 +194,14 @@ pub async fn authenticate(
     next.call(req).await
 }
 
+/// The caller [`authenticate`] resolved for this request, when it resolved
+/// a valid one (`None`: no credential, or one that answers 401 or 429).
+pub(crate) fn resolved_caller(req: &HttpRequest) -> Option<Caller> {
+    req.extensions()
+        .get::<Resolved>()
+        .and_then(|r| r.0.as_ref().ok().copied())
+}
+
 /// Reads and discards up to `cap` bytes of the request body.
 async fn drain(req: &mut ServiceRequest, cap: usize) {
     use futures_util::StreamExt as _;

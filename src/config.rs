@@ -67,6 +67,38 @@ pub struct Settings {
     /// `[alerts]`: the rules the `Alerter` evaluates, silences, retention,
     /// and the notifiers with their routes by severity.
     pub alerts: AlertsSettings,
+    /// `[idempotency]`: the `Idempotency-Key` header on creates.
+    pub idempotency: IdempotencySettings,
+}
+
+/// `[idempotency]`: how long a create sent with an `Idempotency-Key` header
+/// is remembered, and how long an unfinished claim holds its key
+/// (docs/idempotency.md; `crate::idempotency`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencySettings {
+    /// Seconds a key's record and stored answer are kept: a repeat within
+    /// this replays the answer; after it the key is new again. 60 to
+    /// 2592000 (30 days).
+    pub ttl_secs: u64,
+    /// Seconds a running request's claim lasts unless renewed (its node
+    /// renews it every third of this while the request runs): a claim of a
+    /// node that died lapses after this, and a retry runs the request again.
+    /// 3 to 3600, and below `ttl_secs`.
+    pub lease_secs: u64,
+    /// Seconds between purges of expired records (every node purges; the
+    /// delete is the same on each). 1 to 86400.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        Self {
+            ttl_secs: 24 * 3600,
+            lease_secs: 30,
+            purge_interval_secs: 3600,
+        }
+    }
 }
 
 /// `[alerts]`: the rules the `Alerter` evaluates (the engine's part,
@@ -826,6 +858,27 @@ impl Settings {
                 "limits.key_burst",
                 "must be at least limits.key_requests_per_second (a burst of one second's worth)"
                     .into(),
+            ));
+        }
+        let idem = &self.idempotency;
+        if !(60..=30 * 86_400).contains(&idem.ttl_secs) {
+            return Err(err(
+                "idempotency.ttl_secs",
+                "must be between 60 and 2592000 (30 days); 86400 (a day) covers a client's retries"
+                    .into(),
+            ));
+        }
+        if !(3..=3600).contains(&idem.lease_secs) || idem.lease_secs >= idem.ttl_secs {
+            return Err(err(
+                "idempotency.lease_secs",
+                "must be between 3 and 3600 and below idempotency.ttl_secs; 30 is the default"
+                    .into(),
+            ));
+        }
+        if !(1..=86_400).contains(&idem.purge_interval_secs) {
+            return Err(err(
+                "idempotency.purge_interval_secs",
+                "must be between 1 and 86400".into(),
             ));
         }
         if self.agents.max_queued_tasks == 0 {

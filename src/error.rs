@@ -119,6 +119,15 @@ error_codes! {
     WriteRefused = "write_refused", UNPROCESSABLE_ENTITY | INTERNAL_SERVER_ERROR,
         "A tracked recommendation was not stored and went to the dead-letter table (500 when the cause was not the data).",
         "On 422 correct the data; on 500 report it to the operator.";
+    InvalidIdempotencyKey = "invalid_idempotency_key", BAD_REQUEST,
+        "The `Idempotency-Key` header is empty, longer than 255 characters, not printable ASCII, or sent twice (`details.field` is `Idempotency-Key`).",
+        "Send one key of 1-255 printable ASCII characters (e.g. a UUID) per operation, the same one on each retry.";
+    IdempotencyKeyReused = "idempotency_key_reused", UNPROCESSABLE_ENTITY,
+        "The `Idempotency-Key` was used within `idempotency.ttl_secs` with a different request (method, path, query or body); nothing was run.",
+        "Use a new key for a new operation; reuse a key only to retry the identical request.";
+    IdempotencyInProgress = "idempotency_in_progress", CONFLICT,
+        "A request with this `Idempotency-Key` is still being processed (on this node or another); nothing was run.",
+        "Retry after `Retry-After` seconds with the same key and body: you get the first request's answer.";
     RouteNotFound = "route_not_found", NOT_FOUND,
         "No endpoint has this path and method.",
         "See `/api/v1/openapi.json` for the API.";
@@ -418,6 +427,7 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status);
         if self.status == StatusCode::SERVICE_UNAVAILABLE
             || self.status == StatusCode::TOO_MANY_REQUESTS
+            || self.details.get("retry_after_secs").is_some()
         {
             let secs = self
                 .details

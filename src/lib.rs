@@ -41,6 +41,7 @@ pub mod demo;
 pub mod error;
 pub mod event_hub;
 pub mod extract;
+pub mod idempotency;
 pub mod limits;
 pub mod notify;
 pub mod redis_link;

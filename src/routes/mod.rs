@@ -91,6 +91,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(health::metrics))
-        .service(api_scope().wrap(actix_web::middleware::from_fn(crate::auth::authenticate)))
+        // The last wrap runs first: authenticate, then the Idempotency-Key
+        // middleware (which reads the caller that resolved).
+        .service(
+            api_scope()
+                .wrap(actix_web::middleware::from_fn(
+                    crate::idempotency::middleware,
+                ))
+                .wrap(actix_web::middleware::from_fn(crate::auth::authenticate)),
+        )
         .service(crate::dashboard::scope());
 }

@@ -27,6 +27,54 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Documents the `Idempotency-Key` header, and the answers it adds (409
+/// `idempotency_in_progress`, 422 `idempotency_key_reused`), on every
+/// operation [`crate::idempotency::covered`] applies to: the same rule the
+/// middleware uses, so the document cannot drift from it.
+struct IdempotencyHeader;
+
+impl Modify for IdempotencyHeader {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ObjectBuilder, Required, ResponseBuilder, Type};
+        let method = actix_web::http::Method::POST;
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let Some(op) = item
+                .post
+                .as_mut()
+                .filter(|_| crate::idempotency::covered(&method, path))
+            else {
+                continue;
+            };
+            let header = ParameterBuilder::new()
+                .name(crate::idempotency::HEADER)
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "Makes the request safe to retry (docs/idempotency.md): a repeat with the same key and request                      within idempotency.ttl_secs, on any node, answers with the first answer (header                      `Idempotent-Replayed: true`) instead of running again. 1-255 printable ASCII characters, e.g. a UUID.",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(crate::idempotency::MAX_KEY_LEN)),
+                ))
+                .build();
+            op.parameters.get_or_insert_with(Vec::new).push(header);
+            let responses = &mut op.responses.responses;
+            for (status, text) in [
+                ("400", "malformed input, or an invalid Idempotency-Key (`invalid_idempotency_key`)"),
+                ("409", "a request with this Idempotency-Key is still running (`idempotency_in_progress`, with Retry-After)"),
+                ("422", "a value breaks a rule, or the Idempotency-Key was used for another request (`idempotency_key_reused`)"),
+            ] {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| ResponseBuilder::new().description(text).into());
+            }
+        }
+    }
+}
+
 /// The whole API.
 #[derive(OpenApi)]
 #[openapi(
@@ -47,7 +95,7 @@ impl Modify for BearerAuth {
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorCode)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &IdempotencyHeader),
 )]
 pub struct ApiDoc;
 

@@ -1,8 +1,9 @@
 //! Tasks that live as long as the server and end when it stops: forgetting
 //! idle rate-limit state, dropping cached patterns when a learning cycle
 //! finishes (and the Redis entries an outage kept), refreshing the
-//! database-derived gauges, and the run sweeper (lease renewal, takeover of
-//! runs whose node died, approval deadlines).
+//! database-derived gauges, the run sweeper (lease renewal, takeover of
+//! runs whose node died, approval deadlines), and purging expired
+//! idempotency keys.
 
 use actix_web::web;
 use swarmwise_actors::events::Event;
@@ -118,4 +119,14 @@ pub(super) fn spawn_run_sweeper(state: &web::Data<AppState>) {
             }
         }
     });
+}
+
+/// Purges expired `Idempotency-Key` records every
+/// `idempotency.purge_interval_secs`; ends at shutdown.
+pub(super) fn spawn_idempotency_purge(state: &web::Data<AppState>) {
+    actix::spawn(crate::idempotency::purge_loop(
+        state.store.clone(),
+        std::time::Duration::from_secs(state.settings.idempotency.purge_interval_secs),
+        state.shutdown.clone(),
+    ));
 }

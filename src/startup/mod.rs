@@ -212,6 +212,7 @@ impl Application {
         });
         background::spawn_limits_upkeep(state.clone());
         background::spawn_stats_refresh(&state);
+        background::spawn_idempotency_purge(&state);
         background::spawn_pattern_invalidation(state.clone(), engine.events().subscribe());
         background::spawn_redis_catch_up(state.clone());
         background::spawn_run_sweeper(&state);

@@ -36,8 +36,9 @@ use swarmwise_actors::workflow::WorkflowRun;
 use uuid::Uuid;
 
 use super::{
-    AdminStore, ApiKeyInfo, AuditEntry, AuditFilter, Bucket, CalibrationBin, KeyChange, KeyStore,
-    NewApiKey, RlsCheck, RunSummary, SeriesPoint, SeriesStore, SessionStore, StoredSession,
+    AdminStore, ApiKeyInfo, AuditEntry, AuditFilter, Bucket, CalibrationBin, ClaimOutcome,
+    IdempotencyClaim, IdempotencyScope, IdempotencyStore, KeyChange, KeyStore, NewApiKey, RlsCheck,
+    RunSummary, SeriesPoint, SeriesStore, SessionStore, StoredResponse, StoredSession,
     WorkspaceInfo,
 };
 
@@ -196,6 +197,14 @@ forward!(SeriesStore {
     fn agent_series(&self, ws: WorkspaceId, agent: &AgentId, bucket: Bucket, before: Option<DateTime<Utc>>, limit: u32) -> Vec<SeriesPoint>;
     fn calibration_bins(&self, ws: WorkspaceId, agent: &AgentId) -> Vec<CalibrationBin>;
     fn recent_runs(&self, ws: WorkspaceId, before: Option<Uuid>, limit: u32) -> Vec<RunSummary>;
+});
+
+forward!(IdempotencyStore {
+    fn claim_idempotency_key(&self, claim: &IdempotencyClaim) -> ClaimOutcome;
+    fn renew_idempotency_key(&self, scope: IdempotencyScope, token: Uuid, lease_until: DateTime<Utc>) -> bool;
+    fn complete_idempotency_key(&self, scope: IdempotencyScope, token: Uuid, response: &StoredResponse, at: DateTime<Utc>) -> bool;
+    fn release_idempotency_key(&self, scope: IdempotencyScope, token: Uuid) -> bool;
+    fn purge_idempotency_keys(&self, before: DateTime<Utc>) -> u64;
 });
 
 #[async_trait]

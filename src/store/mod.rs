@@ -17,6 +17,7 @@
 //! | `runs/` | `RunStore` | workflow runs (and marking leftovers interrupted) |
 //! | `alerts/` | `AlertStore` | alerts (one firing per fingerprint) and silences |
 //! | `sessions/` | [`SessionStore`] | dashboard sign-in sessions (by the cookie's SHA-256), shared by every node |
+//! | `idempotency/` | [`IdempotencyStore`] | `Idempotency-Key` records: the claim, its lease, the stored answer |
 //! | `series/` | [`SeriesStore`] | the dashboards' read models: an agent's time series and calibration bins, the run listing (no tables of its own) |
 //!
 //! Each folder is `mod.rs` (the rows and SQL both dialects share, e.g. column
@@ -46,6 +47,7 @@
 mod admission;
 mod agents;
 mod alerts;
+mod idempotency;
 mod keys;
 mod learning;
 mod metered;
@@ -64,6 +66,9 @@ use async_trait::async_trait;
 use swarmwise_actors::ports::{Store, StoreError};
 use swarmwise_actors::tracker::WriteMode;
 
+pub use idempotency::{
+    ClaimOutcome, IdempotencyClaim, IdempotencyScope, IdempotencyStore, StoredResponse,
+};
 pub use keys::{ApiKeyInfo, AuditEntry, AuditFilter, KeyChange, KeyStore, WorkspaceInfo};
 pub use metered::{error_kind, MeteredStore};
 pub use postgres::PgStore;
@@ -87,10 +92,10 @@ pub struct NewApiKey {
 /// Everything the service stores: the engine's port ([`Store`], one trait per
 /// aggregate), workspaces, keys and the audit log ([`KeyStore`]), the
 /// dashboards' read models ([`SeriesStore`]), dashboard sessions
-/// ([`SessionStore`]), and the
-/// store's own health.
+/// ([`SessionStore`]), `Idempotency-Key` records ([`IdempotencyStore`]), and
+/// the store's own health.
 #[async_trait]
-pub trait AdminStore: Store + KeyStore + SeriesStore + SessionStore {
+pub trait AdminStore: Store + KeyStore + SeriesStore + SessionStore + IdempotencyStore {
     /// Database reachable and the newest migration applied.
     async fn ready(&self) -> Result<(), StoreError>;
     /// Which backend, for logs and `/readyz`.

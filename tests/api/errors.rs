@@ -392,6 +392,39 @@ async fn http_errors(app: &TestApp, got: &mut BTreeMap<String, (u16, Value)>) {
         )
         .await,
     );
+    // Idempotency-Key: a malformed key; a key reused for another request.
+    let track = |wf: &str| {
+        json!({"agent_id": "a1", "correlation_id": "c", "workflow_id": wf,
+            "recommendation_type": "t", "content": {}, "confidence": 0.5})
+    };
+    put(
+        got,
+        from_http(
+            c.post(app.url("/api/v1/recommendations"))
+                .bearer_auth(&key)
+                .header("Idempotency-Key", "k".repeat(256))
+                .json(&track("w1"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await,
+    );
+    for wf in ["w1", "w2"] {
+        let res = c
+            .post(app.url("/api/v1/recommendations"))
+            .bearer_auth(&key)
+            .header("Idempotency-Key", "reused")
+            .json(&track(wf))
+            .send()
+            .await
+            .unwrap();
+        if wf == "w2" {
+            put(got, from_http(res).await);
+        } else {
+            assert_eq!(res.status(), StatusCode::CREATED);
+        }
+    }
     let silence = json!({"duration_secs": 60, "comment": "maintenance"});
     let res = app.post(&key, "/api/v1/alerts/silences", &silence).await;
     assert_eq!(res.status(), StatusCode::CREATED);
@@ -424,6 +457,8 @@ async fn engine_errors(got: &mut BTreeMap<String, (u16, Value)>) {
         .into(),
         StoreError::Unavailable("connection refused".into()).into(),
         StoreError::Unexpected(anyhow::anyhow!("boom")).into(),
+        // Needs a request still running under the key (tests/api/idempotency.rs).
+        swarmwise::idempotency::in_progress_error(1),
     ];
     for e in errors {
         put(got, from_error(e).await);

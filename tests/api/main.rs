@@ -17,6 +17,7 @@ mod durable_runs;
 mod errors;
 mod events;
 mod fairness;
+mod idempotency;
 mod key_store;
 mod keys;
 mod learning;
