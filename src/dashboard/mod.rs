@@ -343,6 +343,7 @@ pub fn scope() -> impl actix_web::dev::HttpServiceFactory + 'static {
         .route("/patterns", web::get().to(pages::patterns))
         .route("/runs", web::get().to(pages::runs))
         .route("/runs/{run_id}", web::get().to(pages::run))
+        .route("/runs/{run_id}/decision", web::post().to(pages::decide_run))
         .route("/agents/{agent_id}", web::get().to(pages::agent))
         .route(
             "/agents/{agent_id}/enabled",

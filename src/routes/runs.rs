@@ -234,7 +234,16 @@ pub(crate) fn decision_comment(state: &AppState, bytes: &[u8]) -> Result<Option<
     } else {
         crate::extract::parse_json(bytes)?
     };
-    if let Some(c) = &body.comment {
+    check_comment(state, body.comment)
+}
+
+/// Checks a decision's comment (storable on both backends, at most
+/// `limits.max_text_bytes`); a blank one is no comment.
+pub(crate) fn check_comment(
+    state: &AppState,
+    comment: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    if let Some(c) = &comment {
         swarmwise_actors::domain::storable_text("comment", c)?;
         if c.len() > state.settings.limits.max_text_bytes {
             return Err(swarmwise_actors::domain::ParseError::new(
@@ -247,7 +256,7 @@ pub(crate) fn decision_comment(state: &AppState, bytes: &[u8]) -> Result<Option<
             .into());
         }
     }
-    Ok(body.comment.filter(|c| !c.trim().is_empty()))
+    Ok(comment.filter(|c| !c.trim().is_empty()))
 }
 
 /// Applies a decision; maps the engine's answers to the API's codes (404

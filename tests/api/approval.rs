@@ -215,3 +215,144 @@ async fn an_approval_survives_a_restart(backend: Backend) {
     app.stop().await.unwrap();
 }
 both_backends!(an_approval_survives_a_restart);
+
+async fn dashboard_decisions_need_the_token_and_stay_in_the_workspace(backend: Backend) {
+    use crate::dashboard::{csrf_of, page, post_form, sign_in};
+    let dir = workflows_dir();
+    let agents = Agents::start();
+    let app = spawn_app_with(backend, durable(&dir)).await;
+    let (_, ka) = app.workspace("A").await;
+    let (_, kb) = app.workspace("B").await;
+    agents.register(&app.address, &ka, &["fast", "final"]).await;
+    let run = paused(&app, &ka, "gated").await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    let path = format!("/learning/runs/{id}/decision");
+    let (a_cookie, b_cookie) = (sign_in(&app, &ka).await, sign_in(&app, &kb).await);
+    let (status, html) = page(&app, &a_cookie, &format!("/learning/runs/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"id="approve-run""#), "the form is shown");
+    let a_token = csrf_of(&html);
+    let (_, b_page) = page(&app, &b_cookie, "/learning").await;
+    let b_token = csrf_of(&b_page);
+
+    // B's session, with B's own token: 404, as if the run did not exist.
+    let res = post_form(
+        &app,
+        &b_cookie,
+        &path,
+        &[("csrf", &b_token), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // A's session without its token, or with B's: 403.
+    let res = post_form(&app, &a_cookie, &path, &[("decision", "approve")]).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = post_form(
+        &app,
+        &a_cookie,
+        &path,
+        &[("csrf", &b_token), ("decision", "approve")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // A decision that is neither: 400.
+    let res = post_form(
+        &app,
+        &a_cookie,
+        &path,
+        &[("csrf", &a_token), ("decision", "maybe")],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let still = app.json(&ka, &format!("/api/v1/workflows/runs/{id}")).await;
+    assert_eq!(
+        still["status"], "awaiting_approval",
+        "nothing changed: {still}"
+    );
+
+    let res = post_form(
+        &app,
+        &a_cookie,
+        &path,
+        &[
+            ("csrf", &a_token),
+            ("decision", "reject"),
+            ("comment", "not now"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let done = app.json(&ka, &format!("/api/v1/workflows/runs/{id}")).await;
+    assert_eq!(done["status"], "rejected");
+    assert_eq!(
+        done["progress"]["stages"][0]["approval"]["decided_by"],
+        "dashboard"
+    );
+    assert_eq!(
+        done["progress"]["stages"][0]["approval"]["comment"],
+        "not now"
+    );
+    app.stop().await.unwrap();
+}
+both_backends!(dashboard_decisions_need_the_token_and_stay_in_the_workspace);
+
+/// Two nodes on one database: a run paused by node A is approved through
+/// node B, which executes the rest.
+async fn a_run_paused_on_one_node_is_approved_on_another(backend: Backend) {
+    let dir = workflows_dir();
+    let agents = Agents::start();
+    let a = spawn_app_with(backend, durable(&dir)).await;
+    let (_, key) = a.workspace("two-nodes").await;
+    agents.register(&a.address, &key, &["fast", "final"]).await;
+    // B starts after the agents exist (it loads them at start; live agent
+    // changes across nodes are the database change feed's part).
+    let b = crate::helpers::spawn_beside(&a, durable(&dir)).await;
+    let run = paused(&a, &key, "gated").await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    let res = b
+        .post(
+            &key,
+            &format!("/api/v1/workflows/runs/{id}/approve"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    run_reaches(&a, &key, &id, "succeeded").await;
+    assert_eq!(agents.calls("fast"), 1);
+    assert_eq!(agents.calls("final"), 1);
+    b.stop().await.unwrap();
+    a.stop().await.unwrap();
+}
+both_backends!(a_run_paused_on_one_node_is_approved_on_another);
+
+/// `learning.enabled = false`: runs still pause, resume and end; nothing is
+/// tracked, so a decision records no feedback.
+async fn approval_works_with_learning_disabled(backend: Backend) {
+    let dir = workflows_dir();
+    let agents = Agents::start();
+    let tweak = durable(&dir);
+    let app = spawn_app_with(backend, move |s| {
+        tweak(s);
+        s.learning.enabled = false;
+    })
+    .await;
+    let (_, key) = app.workspace("plain").await;
+    agents
+        .register(&app.address, &key, &["fast", "final"])
+        .await;
+    let run = paused(&app, &key, "gated").await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    assert!(run["progress"]["stages"][0]["agents"][0]["recommendation_id"].is_null());
+    let res = app
+        .post(
+            &key,
+            &format!("/api/v1/workflows/runs/{id}/approve"),
+            &json!({"comment": "ok"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    run_reaches(&app, &key, &id, "succeeded").await;
+    assert_eq!(agents.calls("final"), 1);
+    app.stop().await.unwrap();
+}
+both_backends!(approval_works_with_learning_disabled);

@@ -419,3 +419,103 @@ async fn dashboards_in_chromium() {
     );
     c.close().await.unwrap();
 }
+
+/// A run paused at an approval stage is approved from its dashboard page:
+/// the page shows the paused stage's answers and a form with the session's
+/// CSRF token; a comment typed there becomes the stage's feedback.
+#[actix_web::test]
+async fn approve_a_paused_run_in_chromium() {
+    let chromium = find_program(&["chromium", "chromium-browser"]);
+    let chromedriver = find_program(&["chromedriver"]);
+    let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
+        if in_ci() {
+            panic!("CI=true but chromium or chromedriver is missing; install them with `apt-get install -y chromium chromium-driver` (.ci/run does)");
+        }
+        crate::helpers::skipped_because(
+            "browser::approve_a_paused_run_in_chromium",
+            "chromium or chromedriver not installed; apt-get install -y chromium chromium-driver",
+        );
+        return;
+    };
+    let dir = crate::durable_runs::workflows_dir();
+    let agents = crate::durable_runs::Agents::start();
+    let app =
+        crate::helpers::spawn_app_with(Backend::Sqlite, crate::durable_runs::durable(&dir)).await;
+    let (_, key) = app.workspace("Approvals").await;
+    agents
+        .register(&app.address, &key, &["fast", "final"])
+        .await;
+    let res = app
+        .post(
+            &key,
+            "/api/v1/workflows/runs",
+            &json!({"workflow": "gated", "wait": true}),
+        )
+        .await;
+    let run: Value = res.json().await.unwrap();
+    assert_eq!(run["status"], "awaiting_approval", "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+
+    let driver = start_driver(&chromedriver);
+    let c = browser(&driver, &chromium).await;
+    goto(&c, &app, "/learning/login").await;
+    c.find(Locator::Css("input[name=api_key]"))
+        .await
+        .unwrap()
+        .send_keys(&key)
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#insights"))
+        .await
+        .unwrap();
+    goto(&c, &app, &format!("/learning/runs/{id}")).await;
+    let section = c.find(Locator::Css("#approval")).await.unwrap();
+    assert_eq!(
+        section
+            .attr("data-approval-stage")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("draft")
+    );
+    audit(&c, &driver, "run-approval").await;
+    c.find(Locator::Css("#approval-comment"))
+        .await
+        .unwrap()
+        .send_keys("ship it")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#approve-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = c
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("p.notice"))
+        .await
+        .unwrap();
+    assert!(notice.text().await.unwrap().contains("Approved"));
+    crate::durable_runs::run_reaches(&app, &key, &id, "succeeded").await;
+    let recs = app
+        .json(
+            &key,
+            &format!("/api/v1/recommendations?workflow_id={id}&agent_id=fast"),
+        )
+        .await;
+    assert_eq!(recs["items"][0]["status"], "approved", "{recs}");
+    assert_eq!(recs["items"][0]["feedback"], "ship it", "{recs}");
+    assert_eq!(agents.calls("final"), 1);
+    c.close().await.unwrap();
+    app.stop().await.unwrap();
+}

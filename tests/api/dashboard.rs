@@ -98,7 +98,7 @@ pub async fn sign_in(app: &TestApp, key: &str) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
-async fn page(app: &TestApp, cookie: &str, path: &str) -> (StatusCode, String) {
+pub async fn page(app: &TestApp, cookie: &str, path: &str) -> (StatusCode, String) {
     let res = browserless()
         .get(app.url(path))
         .header(COOKIE, cookie)
@@ -109,13 +109,13 @@ async fn page(app: &TestApp, cookie: &str, path: &str) -> (StatusCode, String) {
 }
 
 /// The CSRF token in a page's forms.
-fn csrf_of(html: &str) -> String {
+pub fn csrf_of(html: &str) -> String {
     let at = html.find(r#"name="csrf" value=""#).expect("a csrf field");
     let rest = &html[at + r#"name="csrf" value=""#.len()..];
     rest[..rest.find('"').unwrap()].to_owned()
 }
 
-async fn post_form(
+pub async fn post_form(
     app: &TestApp,
     cookie: &str,
     path: &str,

@@ -98,12 +98,33 @@ struct RunPage {
     quality: String,
     error: Option<String>,
     stages: Vec<StageView>,
+    /// While `awaiting_approval`: the paused stage and its deadline.
+    approval: Option<ApprovalView>,
+    notice: Option<String>,
+}
+
+struct ApprovalView {
+    stage: String,
+    iso: String,
+    deadline: String,
+}
+
+/// Query of a run page.
+#[derive(Debug, Deserialize)]
+pub struct RunQuery {
+    #[serde(default)]
+    done: Option<String>,
 }
 
 /// `GET /learning/runs/{run_id}`: 404 unless the run is the session's
 /// workspace's. The stages come from the stored run report; verdicts from
 /// the run's tracked recommendations.
-pub async fn run(s: Signed, state: web::Data<AppState>, path: web::Path<String>) -> Page {
+pub async fn run(
+    s: Signed,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    q: web::Query<RunQuery>,
+) -> Page {
     let ws = s.ws();
     let id = parse_run_id(&path.into_inner(), "run_id")?;
     let run = state.store.run(ws, id).await?.ok_or_else(|| {
@@ -120,7 +141,12 @@ pub async fn run(s: Signed, state: web::Data<AppState>, path: web::Path<String>)
         .iter()
         .map(|r| (r.id.to_string(), word(&r.status)))
         .collect();
-    let report = run.result.clone().unwrap_or(serde_json::Value::Null);
+    // A finished run's report, else (running, paused) its stored progress.
+    let report = run
+        .result
+        .clone()
+        .or_else(|| run.progress.clone())
+        .unwrap_or(serde_json::Value::Null);
     let text = |v: &serde_json::Value| -> String {
         match v {
             serde_json::Value::String(s) => s.clone(),
@@ -221,8 +247,68 @@ pub async fn run(s: Signed, state: web::Data<AppState>, path: web::Path<String>)
             .and_then(|q| q.as_f64())
             .map_or_else(|| "—".into(), |q| format!("{q:.1}")),
         error: run.error.clone(),
+        approval: (run.status == swarmwise_actors::workflow::RunStatus::AwaitingApproval).then(
+            || ApprovalView {
+                stage: report
+                    .get("stages")
+                    .and_then(|s| s.as_array())
+                    .and_then(|s| s.last())
+                    .and_then(|s| s.get("name"))
+                    .map(text)
+                    .unwrap_or_default(),
+                iso: run
+                    .approval_deadline
+                    .map(|d| d.to_rfc3339())
+                    .unwrap_or_default(),
+                deadline: run.approval_deadline.map(when).unwrap_or_default(),
+            },
+        ),
+        notice: match q.done.as_deref() {
+            Some("approved") => Some("Approved: the run continues with its next stage.".into()),
+            Some("rejected") => Some("Rejected: the run ended.".into()),
+            _ => None,
+        },
         stages,
     })
+}
+
+/// The approve/reject form of a paused run.
+#[derive(Debug, Deserialize)]
+pub struct DecisionForm {
+    #[serde(default)]
+    csrf: Option<String>,
+    decision: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// `POST /learning/runs/{run_id}/decision`: approves or rejects a run of the
+/// session's workspace paused for approval (404 for any other workspace's,
+/// 409 when it is not awaiting approval), then back to the run's page.
+pub async fn decide_run(
+    s: Signed,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<DecisionForm>,
+) -> Page {
+    s.check_csrf(form.csrf.as_deref())?;
+    let id = parse_run_id(&path.into_inner(), "run_id")?;
+    let action = match form.decision.as_str() {
+        "approve" => swarmwise_actors::workflow::ApprovalAction::Approve,
+        "reject" => swarmwise_actors::workflow::ApprovalAction::Reject,
+        other => {
+            return Err(DashError::BadRequest(format!(
+                "decision: must be approve or reject, not {other:?}"
+            )))
+        }
+    };
+    let comment = crate::routes::runs::check_comment(&state, form.comment.clone())?;
+    crate::routes::runs::decide(&state, s.ws(), id, action, comment, "dashboard").await?;
+    let done = match action {
+        swarmwise_actors::workflow::ApprovalAction::Approve => "approved",
+        swarmwise_actors::workflow::ApprovalAction::Reject => "rejected",
+    };
+    Ok(see_other(&format!("/learning/runs/{id}?done={done}")))
 }
 
 fn agents_status(agents: &[serde_json::Value]) -> Vec<String> {
