@@ -63,6 +63,7 @@ async fn fill(
                 feedback: None,
                 created_at: at,
                 evaluated_at: None,
+                usage: Default::default(),
             };
             verdicts.push(VerdictUpdate {
                 id: rec.id,

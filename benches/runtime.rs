@@ -36,6 +36,7 @@ impl AgentBackend for Noop {
             confidence: 0.5,
             reasoning: None,
             ground_truth: None,
+            usage: Default::default(),
         })
     }
 }

@@ -46,6 +46,7 @@ fn rec(ws: WorkspaceId, i: usize) -> Recommendation {
         feedback: None,
         created_at: to_micros(Utc::now()),
         evaluated_at: None,
+        usage: Default::default(),
     }
 }
 

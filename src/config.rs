@@ -69,6 +69,8 @@ pub struct Settings {
     pub alerts: AlertsSettings,
     /// `[idempotency]`: the `Idempotency-Key` header on creates.
     pub idempotency: IdempotencySettings,
+    /// `[costs]`: the price table, USD per million tokens per model.
+    pub costs: crate::costs::CostSettings,
 }
 
 /// `[idempotency]`: how long a create sent with an `Idempotency-Key` header
@@ -903,6 +905,9 @@ impl Settings {
                 ),
             ));
         }
+        self.costs
+            .validate()
+            .map_err(|(key, message)| err(&key, message))?;
         Ok(())
     }
 

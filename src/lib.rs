@@ -35,6 +35,7 @@ pub mod backends;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod costs;
 pub mod dashboard;
 pub mod definitions;
 pub mod demo;

@@ -25,6 +25,12 @@
 //! SHA-256, which no agent id can spell since ids cannot contain `~`.
 //! Workspace labels are workspace ids, which only the operator creates.
 //!
+//! Agents with recorded tokens but no outcomes yet take part in the same
+//! ranking (after every agent with outcomes) and report only
+//! `swarmwise_agent_tokens_total` and `swarmwise_agent_cost_usd_total`:
+//! sums over the stored recommendations, so they are counters that only
+//! fall when rows are deleted (retention), which Prometheus reads as a reset.
+//!
 //! Each node of a cluster reports the same database-derived values; take
 //! `max by (workspace)` across instances.
 
@@ -137,13 +143,18 @@ pub async fn refresh_loop(
     }
 }
 
-/// One agent with outcomes, before the cap is applied.
+/// One agent with outcomes or recorded tokens, before the cap is applied.
 struct AgentRow {
     workspace: WorkspaceId,
     agent: AgentId,
+    /// Whether it has a trust card (outcomes): only then does it report
+    /// trust, approval and outcomes.
+    has_card: bool,
     trust: f64,
     approval: f64,
     outcomes: u64,
+    /// Recorded tokens and cost (all time): `(prompt, completion, cost_usd)`.
+    usage: Option<(u64, u64, f64)>,
 }
 
 /// One sample: its labels (name, value) and its value.
@@ -181,40 +192,74 @@ impl Gauges {
             let ws = r.workspace.to_string();
             let agent = agent_label(r.agent.as_str());
             let labels = [("workspace", ws.as_str()), ("agent", agent.as_str())];
-            self.push("swarmwise_agent_trust_ratio", &labels, r.trust);
-            self.push("swarmwise_agent_approval_ratio", &labels, r.approval);
-            self.push("swarmwise_agent_outcomes", &labels, r.outcomes as f64);
+            if r.has_card {
+                self.push("swarmwise_agent_trust_ratio", &labels, r.trust);
+                self.push("swarmwise_agent_approval_ratio", &labels, r.approval);
+                self.push("swarmwise_agent_outcomes", &labels, r.outcomes as f64);
+            }
+            if let Some(u) = r.usage {
+                self.usage(&labels, u);
+            }
         }
         let rest = rows.get(named..).unwrap_or_default();
         self.push("swarmwise_agent_series_folded", &[], rest.len() as f64);
-        let mut groups: BTreeMap<String, (f64, f64, u64, u64)> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Folded> = BTreeMap::new();
         for r in rest {
             let key = match folded {
                 Folding::PerWorkspace => r.workspace.to_string(),
                 Folding::All => OTHER.to_owned(),
             };
             let g = groups.entry(key).or_default();
-            g.0 += r.trust;
-            g.1 += r.approval * r.outcomes as f64;
-            g.2 += r.outcomes;
-            g.3 += 1;
-        }
-        for (ws, (trust, approved, outcomes, agents)) in groups {
-            let labels = [("workspace", ws.as_str()), ("agent", OTHER)];
-            self.push(
-                "swarmwise_agent_trust_ratio",
-                &labels,
-                trust / agents as f64,
-            );
-            if outcomes > 0 {
-                self.push(
-                    "swarmwise_agent_approval_ratio",
-                    &labels,
-                    approved / outcomes as f64,
-                );
+            if r.has_card {
+                g.trust += r.trust;
+                g.approved += r.approval * r.outcomes as f64;
+                g.outcomes += r.outcomes;
+                g.carded += 1;
             }
-            self.push("swarmwise_agent_outcomes", &labels, outcomes as f64);
+            if let Some((p, c, cost)) = r.usage {
+                let u = g.usage.get_or_insert((0, 0, 0.0));
+                u.0 += p;
+                u.1 += c;
+                u.2 += cost;
+            }
         }
+        for (ws, g) in groups {
+            let labels = [("workspace", ws.as_str()), ("agent", OTHER)];
+            if g.carded > 0 {
+                self.push(
+                    "swarmwise_agent_trust_ratio",
+                    &labels,
+                    g.trust / g.carded as f64,
+                );
+                if g.outcomes > 0 {
+                    self.push(
+                        "swarmwise_agent_approval_ratio",
+                        &labels,
+                        g.approved / g.outcomes as f64,
+                    );
+                }
+                self.push("swarmwise_agent_outcomes", &labels, g.outcomes as f64);
+            }
+            if let Some(u) = g.usage {
+                self.usage(&labels, u);
+            }
+        }
+    }
+
+    /// The token and cost series of one agent (or one `_other` group).
+    fn usage(&mut self, labels: &[(&'static str, &str); 2], (p, c, cost): (u64, u64, f64)) {
+        let [ws, agent] = *labels;
+        self.push(
+            "swarmwise_agent_tokens_total",
+            &[ws, agent, ("kind", "prompt")],
+            p as f64,
+        );
+        self.push(
+            "swarmwise_agent_tokens_total",
+            &[ws, agent, ("kind", "completion")],
+            c as f64,
+        );
+        self.push("swarmwise_agent_cost_usd_total", labels, cost);
     }
 
     fn render(&self) -> String {
@@ -242,6 +287,21 @@ impl Gauges {
         }
         out
     }
+}
+
+/// What the agents folded into one `_other` series add up to.
+#[derive(Default)]
+struct Folded {
+    /// Sum of overall trust of the agents with a card.
+    trust: f64,
+    /// Approved outcomes (approval × outcomes, summed).
+    approved: f64,
+    /// Outcomes.
+    outcomes: u64,
+    /// Agents with a card.
+    carded: u64,
+    /// Tokens and cost, when any folded agent recorded some.
+    usage: Option<(u64, u64, f64)>,
 }
 
 /// How agents past the cap are folded.
@@ -401,10 +461,36 @@ async fn collect_workspace(
         agents.push(AgentRow {
             workspace: ws,
             agent: (*id).clone(),
+            has_card: true,
             trust: c.overall.overall_trust,
             approval: c.overall.approval_rate,
             outcomes: c.overall.sample_count,
+            usage: None,
         });
+    }
+    // Tokens and cost per agent (all time), onto the rows above or as rows
+    // of their own for agents without outcomes yet.
+    let first = agents.len().saturating_sub(cards.len());
+    let at: HashMap<AgentId, usize> = agents
+        .iter()
+        .enumerate()
+        .skip(first)
+        .map(|(i, r)| (r.agent.clone(), i))
+        .collect();
+    for u in store.usage_totals(ws, None, None).await? {
+        let totals = Some((u.prompt_tokens, u.completion_tokens, u.cost_usd));
+        match at.get(&u.agent_id).and_then(|i| agents.get_mut(*i)) {
+            Some(row) => row.usage = totals,
+            None => agents.push(AgentRow {
+                workspace: ws,
+                agent: u.agent_id,
+                has_card: false,
+                trust: 0.0,
+                approval: 0.0,
+                outcomes: 0,
+                usage: totals,
+            }),
+        }
     }
     g.ws("swarmwise_agents_improving", &label, f64::from(improving));
     g.ws("swarmwise_agents_declining", &label, f64::from(declining));
@@ -442,9 +528,11 @@ mod tests {
         AgentRow {
             workspace: WorkspaceId(uuid::Uuid::from_u128(ws)),
             agent: AgentId::parse("agent", agent).unwrap(),
+            has_card: true,
             trust: 0.5,
             approval: 0.5,
             outcomes,
+            usage: None,
         }
     }
 
@@ -483,6 +571,33 @@ mod tests {
         );
         let folded = g.samples["swarmwise_agent_series_folded"][0].1;
         assert_eq!(folded as usize + trust.len() - 2, 60);
+    }
+
+    #[test]
+    fn usage_series_are_capped_and_folded_with_the_agents() {
+        let mut rows: Vec<AgentRow> = (0..4).map(|i| row(1, &format!("a{i}"), 10 - i)).collect();
+        rows[3].usage = Some((100, 10, 0.5));
+        // A usage-only agent ranks last and is folded into _other.
+        let mut extra = row(1, "spender", 0);
+        extra.has_card = false;
+        extra.usage = Some((1_000, 100, 2.0));
+        rows.push(extra);
+        let mut g = Gauges::default();
+        g.agent_series(rows, 3);
+        let tokens = &g.samples["swarmwise_agent_tokens_total"];
+        let cost = &g.samples["swarmwise_agent_cost_usd_total"];
+        assert_eq!(cost.len(), 1, "only the _other group spent: {cost:?}");
+        assert_eq!(cost[0].0[1].1, OTHER);
+        assert!((cost[0].1 - 2.5).abs() < 1e-12);
+        let prompt: f64 = tokens
+            .iter()
+            .filter(|(l, _)| l[2].1 == "prompt")
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(prompt, 1_100.0);
+        // The usage-only agent does not drag the folded trust mean to 0.
+        let trust = &g.samples["swarmwise_agent_trust_ratio"];
+        assert!(trust.iter().all(|(_, v)| (*v - 0.5).abs() < 1e-12));
     }
 
     #[test]

@@ -155,6 +155,13 @@ pub const METRICS: &[Metric] = &[
       "Approved / evaluated recommendations of an agent, raw (agent=\"_other\": pooled over the agents past the cap)"),
     m("swarmwise_agent_outcomes", "gauge", &["workspace", "agent"],
       "Evaluated outcomes of an agent (agent=\"_other\": summed over the agents past the cap)"),
+    // Tokens and cost (src/costs.rs).
+    m("swarmwise_agent_tokens_total", "counter", &["workspace", "agent", "kind"],
+      "Tokens recorded with an agent's recommendations, by kind (prompt, completion); sums over stored rows (agent=\"_other\": past the cap)"),
+    m("swarmwise_agent_cost_usd_total", "counter", &["workspace", "agent"],
+      "Cost in US dollars of an agent's priced recommendations, from the [costs.models] price table; sums over stored rows (agent=\"_other\": past the cap)"),
+    m("swarmwise_model_tokens_total", "counter", &["model", "kind"],
+      "Tokens reported by openai and http agent calls this node made, by kind (prompt, completion); model is a [costs.models] key or _other"),
     m("swarmwise_agent_series_folded", "gauge", &[],
       "Agents reported under agent=\"_other\" because telemetry.max_agent_series was reached"),
     m("swarmwise_outcome_quality_average", "gauge", &["workspace"],

@@ -369,6 +369,61 @@ pub struct Recommendation {
     pub created_at: DateTime<Utc>,
     /// When its verdict was first set; orders the trust fold.
     pub evaluated_at: Option<DateTime<Utc>>,
+    /// Tokens, model and cost of the call that produced it, where known
+    /// (flattened: `model`, `prompt_tokens`, `completion_tokens`, `cost_usd`).
+    #[serde(flatten)]
+    pub usage: TokenUsage,
+}
+
+/// Largest token count accepted for one side of one call: 10^9. Anything
+/// above is not a real count (the largest context windows are ~10^7), so an
+/// agent's answer reporting more is recorded as unknown and the API refuses it.
+pub const MAX_TOKENS: u64 = 1_000_000_000;
+
+/// Longest model name kept, in bytes.
+pub const MAX_MODEL_LEN: usize = 128;
+
+/// What one agent call consumed: the model that answered, the prompt
+/// (input) and completion (output) token counts in the OpenAI `usage` sense,
+/// and the cost in US dollars. Each is `None` when unknown. The counts are
+/// at most [`MAX_TOKENS`]; `cost_usd` is only ever computed by the service
+/// from the operator's price table (`[costs.models]`), never taken from an
+/// agent or a client, and is `None` when the model has no price row or a
+/// count is unknown.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenUsage {
+    /// The model that answered (at most [`MAX_MODEL_LEN`] bytes of
+    /// `[A-Za-z0-9._:/@+-]`), if known.
+    pub model: Option<String>,
+    /// Tokens of the prompt (input), if known.
+    pub prompt_tokens: Option<u64>,
+    /// Tokens of the completion (output), if known.
+    pub completion_tokens: Option<u64>,
+    /// prompt_tokens × prompt price + completion_tokens × completion price,
+    /// prices per million tokens from the price table; USD.
+    pub cost_usd: Option<f64>,
+}
+
+impl TokenUsage {
+    /// Whether anything is known.
+    pub fn is_empty(&self) -> bool {
+        self.model.is_none()
+            && self.prompt_tokens.is_none()
+            && self.completion_tokens.is_none()
+            && self.cost_usd.is_none()
+    }
+}
+
+/// Whether `name` is an acceptable model name: 1 to [`MAX_MODEL_LEN`] bytes
+/// of ASCII letters, digits and `._:/@+-` (what OpenAI, Ollama, vLLM and
+/// Hugging Face names use).
+pub fn valid_model_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_MODEL_LEN
+        && name.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '@' | '+' | '-')
+        })
 }
 
 /// Filters of `GET /recommendations`; all optional, combined with AND.

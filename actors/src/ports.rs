@@ -70,6 +70,27 @@ pub struct TrustHistoryPoint {
     pub sample_count: u64,
 }
 
+/// Token and cost totals of one agent's recommendations over a time range
+/// (`created_at`), summed by the store. Only recommendations with a known
+/// token count are counted in `recommendations`; unknown counts add 0.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentUsage {
+    /// Whose.
+    pub agent_id: AgentId,
+    /// Recommendations with at least one known token count.
+    pub recommendations: u64,
+    /// Sum of the known prompt (input) tokens.
+    pub prompt_tokens: u64,
+    /// Sum of the known completion (output) tokens.
+    pub completion_tokens: u64,
+    /// Sum of the known costs, USD.
+    pub cost_usd: f64,
+    /// Recommendations with tokens but no cost (a model without a price
+    /// row, or a count unknown): `cost_usd` is a lower bound when this is
+    /// not 0.
+    pub unpriced: u64,
+}
+
 /// A tracked recommendation the store refused for a permanent reason,
 /// kept in the dead-letter table (`tracker_dead_letters`) for inspection and
 /// replay instead of blocking the rows behind it.
@@ -234,6 +255,15 @@ pub trait RecommendationStore: Send + Sync + 'static {
         &self,
         ws: WorkspaceId,
     ) -> Result<Vec<(AgentId, RecommendationStatus, u64)>, StoreError>;
+    /// Token and cost totals per agent of the recommendations created in
+    /// `[since, until)` (either bound optional); agents without any known
+    /// token count are left out.
+    async fn usage_totals(
+        &self,
+        ws: WorkspaceId,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Vec<AgentUsage>, StoreError>;
 }
 
 /// Trust: the current cards (agent, and agent × type) and the history of overall trust.

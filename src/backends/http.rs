@@ -3,8 +3,13 @@
 //! retried with exponential backoff and jitter (the task is idempotent by its
 //! id); other 4xx are not. The URL and header secrets pass the operator's
 //! policy (see `policy.rs`); a failed call reports the status, not the body.
+//! An answer may also report what it consumed, in the OpenAI shape:
+//! `"model": "NAME", "usage": {"prompt_tokens": N, "completion_tokens": M}`;
+//! it is recorded with the recommendation and priced from `[costs.models]`
+//! (`crate::costs`, which bounds it; an answer's own cost is ignored).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -72,6 +77,8 @@ pub struct HttpAgent {
     config: HttpConfig,
     headers: HeaderMap,
     limits: super::AnswerLimits,
+    /// Prices the answer's `usage` (`crate::costs`).
+    prices: Arc<crate::costs::CostSettings>,
 }
 
 /// Most retries an agent may ask for: a task makes at most 11 attempts.
@@ -131,7 +138,14 @@ impl HttpAgent {
             config,
             headers,
             limits,
+            prices: Arc::default(),
         })
+    }
+
+    /// The same backend pricing its answers' usage with `prices`.
+    pub fn with_prices(mut self, prices: Arc<crate::costs::CostSettings>) -> Self {
+        self.prices = prices;
+        self
     }
 }
 
@@ -154,7 +168,16 @@ impl AgentBackend for HttpAgent {
                     let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
                         BackendError::InvalidAnswer(format!("body is not JSON: {e}"))
                     })?;
-                    return self.limits.check(parse_answer(body)?);
+                    let (model, prompt, completion) = crate::costs::usage_of_answer(&body);
+                    let usage = self
+                        .prices
+                        .usage(model.as_deref(), None, prompt, completion);
+                    if !usage.is_empty() {
+                        crate::costs::observe_call(&self.prices, &usage, None);
+                    }
+                    let mut answer = self.limits.check(parse_answer(body)?)?;
+                    answer.usage = usage;
+                    return Ok(answer);
                 }
                 Ok(r) => {
                     let status = r.status();

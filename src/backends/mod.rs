@@ -41,6 +41,9 @@ pub struct ServiceFactory {
     client: reqwest::Client,
     policy: Arc<AgentPolicy>,
     limits: AnswerLimits,
+    /// The operator's price table: `openai` and `http` agents price the
+    /// `usage` their answers report with it (`crate::costs`).
+    prices: Arc<crate::costs::CostSettings>,
 }
 
 /// Longest per-attempt timeout an agent may ask for (10 minutes).
@@ -207,7 +210,15 @@ impl ServiceFactory {
             client,
             policy,
             limits,
+            prices: Arc::default(),
         }
+    }
+
+    /// The same factory pricing agents' token usage with `prices`
+    /// (`[costs]`); without it every cost is unknown.
+    pub fn with_prices(mut self, prices: crate::costs::CostSettings) -> Self {
+        self.prices = Arc::new(prices);
+        self
     }
 
     /// The policy in force.
@@ -233,18 +244,24 @@ impl BackendFactory for ServiceFactory {
         self.policy.check_config(&agent.kind, &agent.config)?;
         match agent.kind.as_str() {
             "external" | "simulated" => SimulatedFactory.build(agent),
-            "http" => Ok(Some(Arc::new(HttpAgent::new(
-                self.client.clone(),
-                &self.policy,
-                self.limits,
-                config_of(agent)?,
-            )?))),
-            "openai" => Ok(Some(Arc::new(OpenAi::new(
-                self.client.clone(),
-                &self.policy,
-                self.limits,
-                config_of(agent)?,
-            )?))),
+            "http" => Ok(Some(Arc::new(
+                HttpAgent::new(
+                    self.client.clone(),
+                    &self.policy,
+                    self.limits,
+                    config_of(agent)?,
+                )?
+                .with_prices(Arc::clone(&self.prices)),
+            ))),
+            "openai" => Ok(Some(Arc::new(
+                OpenAi::new(
+                    self.client.clone(),
+                    &self.policy,
+                    self.limits,
+                    config_of(agent)?,
+                )?
+                .with_prices(Arc::clone(&self.prices)),
+            ))),
             "command" => Ok(Some(Arc::new(Command::new(
                 &self.policy,
                 self.limits,

@@ -1,8 +1,11 @@
 //! `openai` agents: an OpenAI-compatible `POST {base_url}/chat/completions`.
 //! The system prompt asks for a JSON object `{content, confidence,
 //! reasoning}`; the reply's message content is parsed as such, with a clear
-//! error when it is not.
+//! error when it is not. The reply's `model` and `usage` (`prompt_tokens`,
+//! `completion_tokens`) are recorded with the recommendation and priced
+//! from `[costs.models]` (`crate::costs`, which bounds them).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,7 +14,7 @@ use serde_json::{json, Value};
 use swarmwise_actors::agent::backend::{
     parse_answer, AgentAnswer, AgentBackend, BackendError, Task,
 };
-use swarmwise_actors::domain::ParseError;
+use swarmwise_actors::domain::{valid_model_name, ParseError};
 
 use super::policy::AgentPolicy;
 
@@ -54,6 +57,8 @@ pub struct OpenAi {
     url: String,
     api_key: Option<String>,
     limits: super::AnswerLimits,
+    /// Prices the reply's `usage` (`crate::costs`).
+    prices: Arc<crate::costs::CostSettings>,
 }
 
 impl OpenAi {
@@ -93,7 +98,14 @@ impl OpenAi {
             url,
             api_key,
             limits,
+            prices: Arc::default(),
         })
+    }
+
+    /// The same backend pricing its calls with `prices`.
+    pub fn with_prices(mut self, prices: Arc<crate::costs::CostSettings>) -> Self {
+        self.prices = prices;
+        self
     }
 }
 
@@ -143,6 +155,13 @@ impl AgentBackend for OpenAi {
                 "the provider answered {status} with a body that is not JSON: {e}"
             ))
         })?;
+        let (answering, prompt, completion) = crate::costs::usage_of_answer(&reply);
+        let requested = Some(self.config.model.as_str()).filter(|m| valid_model_name(m));
+        let usage = self
+            .prices
+            .usage(answering.as_deref(), requested, prompt, completion);
+        // Counted before the content is checked: the tokens were spent.
+        crate::costs::observe_call(&self.prices, &usage, requested);
         let text = reply
             .pointer("/choices/0/message/content")
             .and_then(Value::as_str)
@@ -162,6 +181,8 @@ impl AgentBackend for OpenAi {
                 text.chars().take(120).collect::<String>()
             ))
         })?;
-        self.limits.check(parse_answer(value)?)
+        let mut answer = self.limits.check(parse_answer(value)?)?;
+        answer.usage = usage;
+        Ok(answer)
     }
 }

@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod alerts;
 pub mod audit;
+pub mod costs;
 pub mod events;
 pub mod health;
 pub mod learning;
@@ -61,6 +62,7 @@ api_routes! {
     get "/learning/trust-scores/{agent_id}" => trust::get,
     post "/learning/trust/recompute" => trust::recompute,
     get "/learning/agents/metrics.csv" => trust::metrics_csv,
+    get "/learning/costs" => costs::totals,
     get "/learning/agents/{agent_id}/boost" => trust::boost,
     get "/learning/agents/{agent_id}/metrics" => trust::agent_metrics,
     get "/learning/agents/{agent_id}/series" => series::agent_series,

@@ -7,8 +7,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    agents, alerts, audit, events, health, learning, notifiers, recommendations, runs, series,
-    trust, workspaces,
+    agents, alerts, audit, costs, events, health, learning, notifiers, recommendations, runs,
+    series, trust, workspaces,
 };
 
 struct BearerAuth;
@@ -86,7 +86,7 @@ impl Modify for IdempotencyHeader {
         recommendations::track, recommendations::track_batch, recommendations::list, recommendations::get,
         recommendations::feedback, recommendations::outcome,
         trust::list, trust::get, trust::recompute, trust::metrics_csv, trust::boost, trust::agent_metrics, trust::initialize,
-        series::agent_series,
+        series::agent_series, costs::totals,
         learning::trigger, learning::list, learning::latest, learning::patterns, learning::insights,
         learning::schedule,
         runs::list, runs::run, runs::list_runs, runs::get, runs::approve, runs::reject, events::stream,

@@ -47,6 +47,18 @@ pub struct TrackRequest {
     /// The deadline it was due by; timeliness uses `trust.deadline_ms` when absent.
     #[serde(default)]
     pub deadline_ms: Option<i64>,
+    /// The model that produced it (1-128 characters of letters, digits and
+    /// `._:/@+-`); it only selects the price row of `[costs.models]`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Prompt (input) tokens of the call, 0 to 10^9.
+    #[serde(default)]
+    pub prompt_tokens: Option<i64>,
+    /// Completion (output) tokens of the call, 0 to 10^9. The cost is
+    /// computed by the service from the price table; a `cost_usd` field is
+    /// refused.
+    #[serde(default)]
+    pub completion_tokens: Option<i64>,
 }
 
 /// `POST /recommendations/batch` body.
@@ -151,6 +163,12 @@ async fn validate(
     if r.deadline_ms.is_some_and(|d| d <= 0) {
         return Err(ParseError::new("deadline_ms", "must be > 0").into());
     }
+    let usage = usage_of(
+        state,
+        r.model.as_deref(),
+        r.prompt_tokens,
+        r.completion_tokens,
+    )?;
     let registered = state.agent_name(ws, &agent_id).await?.ok_or_else(|| {
         ApiError::field(
             ErrorCode::UnknownAgent,
@@ -180,7 +198,43 @@ async fn validate(
         feedback: None,
         created_at: now,
         evaluated_at: None,
+        usage,
     })
+}
+
+/// The usage a client reports, bounded and priced (`crate::costs`): a count
+/// outside 0..=10^9 or a malformed model name is refused, naming the field.
+fn usage_of(
+    state: &AppState,
+    model: Option<&str>,
+    prompt_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+) -> Result<swarmwise_actors::domain::TokenUsage, ParseError> {
+    let tokens = |field: &str, n: Option<i64>| -> Result<Option<u64>, ParseError> {
+        n.map(|n| {
+            u64::try_from(n)
+                .ok()
+                .filter(|n| *n <= swarmwise_actors::domain::MAX_TOKENS)
+                .ok_or_else(|| {
+                    ParseError::new(
+                        field,
+                        format!("must be a whole number of tokens from 0 to 1000000000, got {n}"),
+                    )
+                })
+        })
+        .transpose()
+    };
+    let prompt = tokens("prompt_tokens", prompt_tokens)?;
+    let completion = tokens("completion_tokens", completion_tokens)?;
+    if let Some(m) = model {
+        if !swarmwise_actors::domain::valid_model_name(m) {
+            return Err(ParseError::new(
+                "model",
+                "must be 1-128 characters of letters, digits and . _ : / @ + - (the provider's model name, e.g. gpt-4o-mini)",
+            ));
+        }
+    }
+    Ok(state.settings.costs.usage(model, None, prompt, completion))
 }
 
 /// Tracks one → 201 `{id}`.

@@ -8,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use swarmwise_actors::domain::{to_micros, AgentId, Priority, RecommendationStatus, WorkspaceId};
-use swarmwise_actors::ports::{TrustHistoryPoint, TrustRow};
+use swarmwise_actors::ports::{AgentUsage, TrustHistoryPoint, TrustRow};
 use swarmwise_actors::trust::{Strength, TrustCard, WorkspaceSnapshot};
 
 use crate::auth::Workspace;
@@ -115,6 +115,13 @@ pub struct AgentMetrics {
     pub invalid_count: u64,
     /// 1 − failure rate (posterior, decayed).
     pub reliability: f64,
+    /// Prompt (input) tokens of its recommendations, where known.
+    pub prompt_tokens: u64,
+    /// Completion (output) tokens of its recommendations, where known.
+    pub completion_tokens: u64,
+    /// Cost of its priced recommendations, USD (`GET /learning/costs`
+    /// says how many were unpriced).
+    pub cost_usd: f64,
 }
 
 /// `POST /learning/debug/initialize-trust-scores` answer.
@@ -290,7 +297,27 @@ async fn counts(
     Ok(out)
 }
 
-fn metrics_of(id: &AgentId, name: &str, c: [u64; 5], card: &TrustCard) -> AgentMetrics {
+/// Token and cost totals per agent (all time), from the store.
+async fn usage(
+    state: &AppState,
+    ws: WorkspaceId,
+) -> Result<BTreeMap<AgentId, AgentUsage>, ApiError> {
+    Ok(state
+        .store
+        .usage_totals(ws, None, None)
+        .await?
+        .into_iter()
+        .map(|u| (u.agent_id.clone(), u))
+        .collect())
+}
+
+fn metrics_of(
+    id: &AgentId,
+    name: &str,
+    c: [u64; 5],
+    card: &TrustCard,
+    usage: Option<&AgentUsage>,
+) -> AgentMetrics {
     let [pending, approved, partial, rejected, expired] = c;
     AgentMetrics {
         agent_id: id.to_string(),
@@ -311,6 +338,9 @@ fn metrics_of(id: &AgentId, name: &str, c: [u64; 5], card: &TrustCard) -> AgentM
         timeout_count: card.timeout_count,
         invalid_count: card.invalid_count,
         reliability: card.reliability,
+        prompt_tokens: usage.map_or(0, |u| u.prompt_tokens),
+        completion_tokens: usage.map_or(0, |u| u.completion_tokens),
+        cost_usd: usage.map_or(0.0, |u| u.cost_usd),
     }
 }
 
@@ -332,7 +362,14 @@ pub async fn agent_metrics(
     let all = counts(&state, ws.0).await?;
     let snap = state.engine.trust(ws.0);
     let c = all.get(&id).copied().unwrap_or_default();
-    Ok(HttpResponse::Ok().json(metrics_of(&id, &name, c, card_of(&snap, &id))))
+    let used = usage(&state, ws.0).await?;
+    Ok(HttpResponse::Ok().json(metrics_of(
+        &id,
+        &name,
+        c,
+        card_of(&snap, &id),
+        used.get(&id),
+    )))
 }
 
 /// A CSV field (RFC 4180 quoting). A text that a spreadsheet would read as
@@ -381,19 +418,21 @@ pub(crate) async fn metrics_csv_text(
     let mut out = String::from(
         "agent_id,agent_name,total_recommendations,pending_count,approved_count,partial_count,rejected_count,\
          expired_count,approval_rate,avg_confidence,avg_quality,strength,overall_trust,\
-         error_count,timeout_count,invalid_count,reliability\n",
+         error_count,timeout_count,invalid_count,reliability,prompt_tokens,completion_tokens,cost_usd\n",
     );
+    let used = usage(state, ws).await?;
     for a in &agents {
         let m = metrics_of(
             &a.id,
             &a.name,
             all.get(&a.id).copied().unwrap_or_default(),
             card_of(&snap, &a.id),
+            used.get(&a.id),
         );
         let strength = serde_json::to_value(m.strength).unwrap_or_default();
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{:.4},{:.4},{:.2},{},{:.4},{},{},{},{:.4}",
+            "{},{},{},{},{},{},{},{},{:.4},{:.4},{:.2},{},{:.4},{},{},{},{:.4},{},{},{}",
             csv_field(&m.agent_id),
             csv_field(&m.agent_name),
             m.total_recommendations,
@@ -410,7 +449,10 @@ pub(crate) async fn metrics_csv_text(
             m.error_count,
             m.timeout_count,
             m.invalid_count,
-            m.reliability
+            m.reliability,
+            m.prompt_tokens,
+            m.completion_tokens,
+            m.cost_usd
         );
     }
     Ok(out)

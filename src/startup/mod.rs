@@ -66,7 +66,8 @@ impl Application {
         let factory = crate::backends::ServiceFactory::with_limits(
             &settings.agents,
             crate::backends::AnswerLimits::from(&settings.limits),
-        );
+        )
+        .with_prices(settings.costs.clone());
         let demo_agents = if settings.demo.enabled {
             Some(crate::demo::demo_agents(&settings.demo, |agent| {
                 swarmwise_actors::swarm::validate_agent(&factory, &settings.agents, agent)

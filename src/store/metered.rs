@@ -28,9 +28,9 @@ use swarmwise_actors::learner::cycle::{Rule, StoredPattern};
 use swarmwise_actors::learner::patterns::OutcomeRecord;
 use swarmwise_actors::learner::CycleReport;
 use swarmwise_actors::ports::{
-    AdmissionStore, AgentStore, AlertFilter, AlertInsert, AlertScope, AlertStore, CycleLock,
-    DeadLetter, LearningStore, RecommendationStore, RunStore, StoreError, TrustHistoryPoint,
-    TrustRow, TrustStore, WorkspaceStore,
+    AdmissionStore, AgentStore, AgentUsage, AlertFilter, AlertInsert, AlertScope, AlertStore,
+    CycleLock, DeadLetter, LearningStore, RecommendationStore, RunStore, StoreError,
+    TrustHistoryPoint, TrustRow, TrustStore, WorkspaceStore,
 };
 use swarmwise_actors::workflow::WorkflowRun;
 use uuid::Uuid;
@@ -125,6 +125,7 @@ forward!(RecommendationStore {
     fn insert_failures(&self, ws: WorkspaceId, rows: &[AgentFailure]) -> ();
     fn agent_failures(&self, ws: WorkspaceId, agent: Option<&AgentId>) -> Vec<AgentFailure>;
     fn status_counts(&self, ws: WorkspaceId) -> Vec<(AgentId, RecommendationStatus, u64)>;
+    fn usage_totals(&self, ws: WorkspaceId, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> Vec<AgentUsage>;
 });
 
 forward!(TrustStore {

@@ -57,6 +57,7 @@ fn rec(ws: WorkspaceId, agent: &str, workflow: &str, reasoning: &str) -> Recomme
         feedback: None,
         created_at: to_micros(Utc::now()),
         evaluated_at: None,
+        usage: Default::default(),
     }
 }
 

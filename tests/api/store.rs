@@ -66,6 +66,7 @@ fn rec(
         feedback: None,
         created_at: to_micros(Utc::now()),
         evaluated_at: None,
+        usage: Default::default(),
     }
 }
 

@@ -47,6 +47,12 @@ pub struct AgentAnswer {
     /// `{"good": true}` inside `content` is content, nothing more.
     #[serde(skip)]
     pub ground_truth: Option<bool>,
+    /// Tokens, model and cost of the call, set by the backend that made it
+    /// (`openai`, `http`) after bounding the values. Never read from an
+    /// answer's JSON (`serde(skip)`): backends parse `usage` themselves, so
+    /// an agent cannot set a cost.
+    #[serde(skip)]
+    pub usage: crate::domain::TokenUsage,
 }
 
 /// Why an agent produced no answer.

@@ -397,6 +397,7 @@ mod tests {
                 confidence: 0.5,
                 reasoning: None,
                 ground_truth: None,
+                usage: Default::default(),
             })
         }
     }

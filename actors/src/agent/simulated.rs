@@ -174,6 +174,7 @@ impl AgentBackend for Simulated {
                 task.recommendation_type
             )),
             ground_truth: Some(good),
+            usage: Default::default(),
         })
     }
 }

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, QueryBuilder, Row};
 use swarmwise_actors::domain::{
     AgentFailure, AgentId, FailureKind, OutcomeSample, Recommendation, RecommendationFilter,
-    RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
+    RecommendationStatus, TokenUsage, Verdict, VerdictUpdate, WorkspaceId,
 };
-use swarmwise_actors::ports::{DeadLetter, RecommendationStore, StoreError};
+use swarmwise_actors::ports::{AgentUsage, DeadLetter, RecommendationStore, StoreError};
 use uuid::Uuid;
 
 use super::REC_COLUMNS;
@@ -39,6 +40,40 @@ fn rec_from_row(row: &PgRow) -> Result<Recommendation, StoreError> {
             feedback: row.try_get("feedback")?,
             created_at: row.try_get("created_at")?,
             evaluated_at: row.try_get("evaluated_at")?,
+            usage: TokenUsage {
+                model: row.try_get("model")?,
+                prompt_tokens: tokens(row.try_get("prompt_tokens")?),
+                completion_tokens: tokens(row.try_get("completion_tokens")?),
+                cost_usd: row.try_get("cost_usd")?,
+            },
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+/// A stored token count (the schema keeps it in 0..=10^9).
+fn tokens(n: Option<i64>) -> Option<u64> {
+    n.and_then(|n| u64::try_from(n).ok())
+}
+
+/// A token count as stored (at most 10^9 once validated; saturating so a
+/// value past `i64` is refused by the column's CHECK, not wrapped).
+fn stored_tokens(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn usage_from_row(row: &PgRow) -> Result<AgentUsage, StoreError> {
+    let get = || -> Result<AgentUsage, anyhow::Error> {
+        let agent: String = row.try_get("agent_id")?;
+        let count =
+            |c: &str| -> Result<u64, anyhow::Error> { Ok(row.try_get::<i64, _>(c)?.max(0) as u64) };
+        Ok(AgentUsage {
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            recommendations: count("n")?,
+            prompt_tokens: count("prompt")?,
+            completion_tokens: count("completion")?,
+            cost_usd: row.try_get("cost")?,
+            unpriced: count("unpriced")?,
         })
     };
     get().map_err(StoreError::Unexpected)
@@ -122,12 +157,15 @@ impl RecommendationStore for PgStore {
             set_workspace(&mut tx, ws).await?;
             sqlx::query(
                 "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
-                 recommendation_type, content, confidence_score, reasoning, latency_ms, created_at, deadline_ms) \
+                 recommendation_type, content, confidence_score, reasoning, latency_ms, created_at, deadline_ms, \
+                 model, prompt_tokens, completion_tokens, cost_usd) \
                  SELECT t.id, $2, t.agent_id, t.agent_name, t.correlation_id, t.workflow_id, t.rtype, t.content::jsonb, \
-                 t.confidence, t.reasoning, t.latency, t.created_at, t.deadline \
+                 t.confidence, t.reasoning, t.latency, t.created_at, t.deadline, t.model, t.prompt, t.completion, t.cost \
                  FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
-                 $9::float8[], $10::text[], $11::int8[], $12::timestamptz[], $13::int8[]) \
-                 AS t(id, agent_id, agent_name, correlation_id, workflow_id, rtype, content, confidence, reasoning, latency, created_at, deadline)",
+                 $9::float8[], $10::text[], $11::int8[], $12::timestamptz[], $13::int8[], \
+                 $14::text[], $15::int8[], $16::int8[], $17::float8[]) \
+                 AS t(id, agent_id, agent_name, correlation_id, workflow_id, rtype, content, confidence, reasoning, latency, created_at, deadline, \
+                 model, prompt, completion, cost)",
             )
             .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
             .bind(ws.0)
@@ -142,6 +180,10 @@ impl RecommendationStore for PgStore {
             .bind(rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.deadline_ms).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.usage.model.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.usage.prompt_tokens.map(stored_tokens)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.usage.completion_tokens.map(stored_tokens)).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.usage.cost_usd).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(unexpected)?;
@@ -352,5 +394,32 @@ impl RecommendationStore for PgStore {
         .map_err(unexpected)?;
         tx.commit().await.map_err(unexpected)?;
         rows.iter().map(count_from_row).collect()
+    }
+
+    async fn usage_totals(
+        &self,
+        ws: WorkspaceId,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Vec<AgentUsage>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query(
+            "SELECT agent_id, count(*)::int8 AS n, \
+             COALESCE(SUM(prompt_tokens), 0)::int8 AS prompt, COALESCE(SUM(completion_tokens), 0)::int8 AS completion, \
+             COALESCE(SUM(cost_usd), 0)::float8 AS cost, \
+             count(*) FILTER (WHERE cost_usd IS NULL)::int8 AS unpriced \
+             FROM agent_recommendations WHERE workspace_id = $1 \
+             AND ($2::timestamptz IS NULL OR created_at >= $2) AND ($3::timestamptz IS NULL OR created_at < $3) \
+             AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL) \
+             GROUP BY agent_id ORDER BY agent_id",
+        )
+        .bind(ws.0)
+        .bind(since)
+        .bind(until)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(usage_from_row).collect()
     }
 }

@@ -2,13 +2,14 @@
 //! times are integer microseconds.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite};
 use swarmwise_actors::domain::{
     AgentFailure, AgentId, FailureKind, OutcomeSample, Recommendation, RecommendationFilter,
-    RecommendationStatus, Verdict, VerdictUpdate, WorkspaceId,
+    RecommendationStatus, TokenUsage, Verdict, VerdictUpdate, WorkspaceId,
 };
-use swarmwise_actors::ports::{DeadLetter, RecommendationStore, StoreError};
+use swarmwise_actors::ports::{AgentUsage, DeadLetter, RecommendationStore, StoreError};
 use uuid::Uuid;
 
 use super::REC_COLUMNS;
@@ -39,6 +40,40 @@ fn rec_from_row(row: &SqliteRow) -> Result<Recommendation, StoreError> {
             feedback: row.try_get("feedback")?,
             created_at: from_micros(row.try_get("created_at")?)?,
             evaluated_at: evaluated.map(from_micros).transpose()?,
+            usage: TokenUsage {
+                model: row.try_get("model")?,
+                prompt_tokens: tokens(row.try_get("prompt_tokens")?),
+                completion_tokens: tokens(row.try_get("completion_tokens")?),
+                cost_usd: row.try_get("cost_usd")?,
+            },
+        })
+    };
+    get().map_err(StoreError::Unexpected)
+}
+
+/// A stored token count (the schema keeps it in 0..=10^9).
+fn tokens(n: Option<i64>) -> Option<u64> {
+    n.and_then(|n| u64::try_from(n).ok())
+}
+
+/// A token count as stored (at most 10^9 once validated; saturating so a
+/// value past `i64` is refused by the column's CHECK, not wrapped).
+fn stored_tokens(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn usage_from_row(row: &SqliteRow) -> Result<AgentUsage, StoreError> {
+    let get = || -> Result<AgentUsage, anyhow::Error> {
+        let agent: String = row.try_get("agent_id")?;
+        let count =
+            |c: &str| -> Result<u64, anyhow::Error> { Ok(row.try_get::<i64, _>(c)?.max(0) as u64) };
+        Ok(AgentUsage {
+            agent_id: AgentId::parse("agent_id", &agent)?,
+            recommendations: count("n")?,
+            prompt_tokens: count("prompt")?,
+            completion_tokens: count("completion")?,
+            cost_usd: row.try_get("cost")?,
+            unpriced: count("unpriced")?,
         })
     };
     get().map_err(StoreError::Unexpected)
@@ -99,8 +134,9 @@ fn count_from_row(row: &SqliteRow) -> Result<(AgentId, RecommendationStatus, u64
     get().map_err(StoreError::Unexpected)
 }
 
-/// Rows per multi-row INSERT (14 parameters each, well under SQLite's limit).
-const INSERT_CHUNK: usize = 500; // 14 parameters a row
+/// Rows per multi-row INSERT (18 parameters each: 9,000 per statement,
+/// well under SQLite's limit of 32,766).
+const INSERT_CHUNK: usize = 500;
 
 /// Rows in the next INSERT of a batch with `remaining` rows left: a full
 /// chunk, else the largest power of two that fits. sqlx caches each prepared
@@ -129,7 +165,8 @@ impl RecommendationStore for SqliteStore {
             rest = tail;
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
-                 recommendation_type, content, confidence_score, reasoning, latency_ms, outcome_status, created_at, deadline_ms) ",
+                 recommendation_type, content, confidence_score, reasoning, latency_ms, outcome_status, created_at, deadline_ms, \
+                 model, prompt_tokens, completion_tokens, cost_usd) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.id)
@@ -145,7 +182,11 @@ impl RecommendationStore for SqliteStore {
                     .push_bind(r.latency_ms)
                     .push_bind(r.status.as_str())
                     .push_bind(micros(r.created_at))
-                    .push_bind(r.deadline_ms);
+                    .push_bind(r.deadline_ms)
+                    .push_bind(r.usage.model.clone())
+                    .push_bind(r.usage.prompt_tokens.map(stored_tokens))
+                    .push_bind(r.usage.completion_tokens.map(stored_tokens))
+                    .push_bind(r.usage.cost_usd);
             });
             q.build().execute(&mut *tx).await.map_err(unexpected)?;
         }
@@ -338,6 +379,31 @@ impl RecommendationStore for SqliteStore {
         .await
         .map_err(unexpected)?;
         rows.iter().map(count_from_row).collect()
+    }
+
+    async fn usage_totals(
+        &self,
+        ws: WorkspaceId,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<Vec<AgentUsage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, count(*) AS n, \
+             COALESCE(SUM(prompt_tokens), 0) AS prompt, COALESCE(SUM(completion_tokens), 0) AS completion, \
+             COALESCE(SUM(cost_usd), 0.0) AS cost, \
+             SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) AS unpriced \
+             FROM agent_recommendations WHERE workspace_id = ?1 \
+             AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3) \
+             AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL) \
+             GROUP BY agent_id ORDER BY agent_id",
+        )
+        .bind(ws.0)
+        .bind(since.map(micros))
+        .bind(until.map(micros))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        rows.iter().map(usage_from_row).collect()
     }
 }
 

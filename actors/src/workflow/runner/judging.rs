@@ -156,6 +156,7 @@ mod tests {
                         confidence,
                         reasoning: None,
                         ground_truth: None,
+                        usage: Default::default(),
                     },
                     latency_ms: 1,
                 },

@@ -91,6 +91,7 @@ pub(super) fn recommendation(
         feedback: None,
         created_at: to_micros(Utc::now()),
         evaluated_at: None,
+        usage: answer.usage.clone(),
     }
 }
 
@@ -192,6 +193,7 @@ mod tests {
             confidence: 0.8,
             reasoning: Some("because".into()),
             ground_truth: Some(true),
+            usage: Default::default(),
         };
         let a = AgentId::parse("agent", "a").unwrap();
         let rec = recommendation(
