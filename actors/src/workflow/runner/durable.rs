@@ -424,6 +424,7 @@ mod tests {
                 confidence: 0.7,
                 reasoning: Some("why".into()),
                 ground_truth: None,
+                usage: Default::default(),
             },
             latency_ms: 12,
         };
