@@ -904,3 +904,93 @@ async fn admission_conformance(backend: Backend) {
 }
 
 both_backends!(admission_conformance);
+
+/// Durable runs' leases: a claim after expiry bumps the fencing token, and
+/// the old owner's writes (progress, pause, end) are refused from then on;
+/// two claimers never get the same run; a paused run takes exactly one
+/// decision; another workspace never sees the run.
+async fn run_lease_conformance(backend: Backend) {
+    use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
+    let (store, _dir, _) = open(backend).await;
+    let (ws, _) = new_workspace(&store, "leases").await;
+    let (other, _) = new_workspace(&store, "other").await;
+    let now = to_micros(Utc::now());
+    let run = WorkflowRun {
+        id: Uuid::now_v7(),
+        workspace_id: ws,
+        workflow: "w".into(),
+        status: RunStatus::Running,
+        priority: swarmwise_actors::domain::Priority::Normal,
+        input: json!({}),
+        result: None,
+        error: None,
+        created_at: now,
+        finished_at: None,
+        progress: None,
+        approval_deadline: None,
+        lease: Some(RunLease {
+            owner: "node-a".into(),
+            fencing: 1,
+            until: now - TimeDelta::seconds(1),
+        }),
+    };
+    store.insert_run(&run).await.unwrap();
+    assert!(
+        store.run(other, run.id).await.unwrap().is_none(),
+        "another workspace sees nothing"
+    );
+    // Nobody claims a live lease; an expired one is claimed once.
+    let live = store
+        .claim_runs(
+            "node-b",
+            now - TimeDelta::seconds(5),
+            now + TimeDelta::seconds(10),
+            false,
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(live.is_empty());
+    let until = now + TimeDelta::seconds(10);
+    let (b, c) = tokio::join!(
+        store.claim_runs("node-b", now, until, false, 10),
+        store.claim_runs("node-c", now, until, false, 10)
+    );
+    let (b, c) = (b.unwrap(), c.unwrap());
+    assert_eq!(b.len() + c.len(), 1, "claimed exactly once: {b:?} {c:?}");
+    let claimed = b.into_iter().chain(c).next().unwrap();
+    let lease = claimed.lease.clone().unwrap();
+    assert_eq!(lease.fencing, 2);
+    // The old owner's writes are refused now.
+    let mut zombie = run.clone();
+    zombie.progress = Some(json!({"stages": []}));
+    assert!(!store.save_progress(&zombie).await.unwrap());
+    assert!(!store.pause_run(&zombie).await.unwrap());
+    zombie.status = RunStatus::Succeeded;
+    zombie.finished_at = Some(now);
+    assert!(!store.finish_run(&zombie).await.unwrap());
+    // The new owner's are accepted; renewal covers only its own runs.
+    let mut owned = claimed.clone();
+    owned.progress = Some(json!({"stages": [], "evaluated": false}));
+    assert!(store.save_progress(&owned).await.unwrap());
+    assert_eq!(store.renew_leases("node-a", until).await.unwrap(), 0);
+    assert_eq!(store.renew_leases(&lease.owner, until).await.unwrap(), 1);
+    // Paused: one decision wins, the second (same fencing token) is refused.
+    owned.approval_deadline = Some(now - TimeDelta::seconds(1));
+    assert!(store.pause_run(&owned).await.unwrap());
+    let due = store.due_approvals(now, 10).await.unwrap();
+    assert_eq!(due, vec![(ws, run.id)]);
+    let paused = store.run(ws, run.id).await.unwrap().unwrap();
+    assert_eq!(paused.status, RunStatus::AwaitingApproval);
+    let mut decided = paused.clone();
+    decided.status = RunStatus::Rejected;
+    decided.lease = None;
+    decided.finished_at = Some(now);
+    let fencing = paused.lease.as_ref().unwrap().fencing;
+    assert!(store.decide_run(&decided, fencing).await.unwrap());
+    assert!(!store.decide_run(&decided, fencing).await.unwrap());
+    let end = store.run(ws, run.id).await.unwrap().unwrap();
+    assert_eq!(end.status, RunStatus::Rejected);
+    assert!(store.due_approvals(now, 10).await.unwrap().is_empty());
+}
+both_backends!(run_lease_conformance);
