@@ -505,7 +505,7 @@ async fn failing_agent_loses_reliability_and_is_skipped(backend: Backend) {
         .lines()
         .next()
         .unwrap()
-        .ends_with(",error_count,timeout_count,invalid_count,reliability"));
+        .ends_with(",error_count,timeout_count,invalid_count,reliability,prompt_tokens,completion_tokens,cost_usd"));
     app.stop().await.unwrap();
 }
 
