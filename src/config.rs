@@ -54,8 +54,10 @@ pub struct Settings {
     pub workflows: WorkflowsConfig,
     /// `[learner]`: pattern mining and lifecycle.
     pub learner: LearnerConfig,
-    /// `[scheduler]`: cron schedules.
+    /// `[scheduler]`: cron schedules and leadership across nodes.
     pub scheduler: SchedulerConfig,
+    /// `[retention]`: removing or archiving old recommendations (off by default).
+    pub retention: swarmwise_actors::retention::RetentionConfig,
     /// `[demo]`.
     pub demo: DemoSettings,
     /// `[limits]`.
@@ -656,6 +658,9 @@ impl Settings {
         self.scheduler
             .validate()
             .map_err(|e| err(&format!("scheduler.{}", e.field), e.message))?;
+        self.retention
+            .validate()
+            .map_err(|e| err(&format!("retention.{}", e.field), e.message))?;
         let a = &self.agents;
         if !(0.0..=1.0).contains(&a.disable_below_trust) {
             return Err(err(

@@ -52,6 +52,7 @@ pub mod error;
 pub mod events;
 pub mod learner;
 pub mod ports;
+pub mod retention;
 pub mod scheduler;
 pub mod supervisor;
 pub mod swarm;

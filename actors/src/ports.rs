@@ -1,7 +1,7 @@
 //! Ports: what the engine needs from the world, as traits. Storage is one
 //! trait per aggregate ([`WorkspaceStore`], [`AgentStore`],
 //! [`RecommendationStore`], [`TrustStore`], [`LearningStore`], [`RunStore`],
-//! [`AlertStore`], [`AdmissionStore`]),
+//! [`AlertStore`], [`AdmissionStore`], [`SchedulerStore`], [`RetentionStore`]),
 //! gathered by the [`Store`] supertrait. `src/store` implements them with sqlx
 //! for PostgreSQL and SQLite; both pass one conformance suite
 //! (`tests/api/store.rs`).
@@ -340,6 +340,129 @@ pub trait LearningStore: Send + Sync + 'static {
     async fn cycles(&self, ws: WorkspaceId, limit: u32) -> Result<Vec<CycleReport>, StoreError>;
     /// Number of finished cycles (the next rule version is this + 1).
     async fn cycle_count(&self, ws: WorkspaceId) -> Result<i64, StoreError>;
+    /// Marks the cycles of `ws` still `running` as `interrupted` (with
+    /// `reason` and `at`), but only when no live process holds the
+    /// workspace's cycle lock: a cycle another node is running right now is
+    /// left alone. PostgreSQL takes the advisory lock for the duration of
+    /// the update (a lock held by a dead process's connection is gone);
+    /// SQLite serves one node, so every `running` cycle there is a
+    /// leftover. Returns how many were marked.
+    async fn interrupt_orphaned_cycles(
+        &self,
+        ws: WorkspaceId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+}
+
+/// A lease that lets one node at a time act as the holder of `name` (the
+/// scheduler's leadership), kept in the database so it works the same on
+/// every backend and survives no process: a holder that stops renewing it
+/// loses it at `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    /// The lease's name (`scheduler`).
+    pub name: String,
+    /// The [`NodeId`](crate::cluster::NodeId) holding it.
+    pub holder: String,
+    /// Increases by one every time the lease changes hands (never on a
+    /// renewal by the same holder): a fencing token. Writes made under the
+    /// lease carry it, and the store refuses a stale one.
+    pub fencing_token: i64,
+    /// When the holder took it.
+    pub acquired_at: DateTime<Utc>,
+    /// When it lapses unless renewed (the database's clock where it has one).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One occurrence of a scheduled job, claimed by the node that ran it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OccurrenceClaim {
+    /// The job (`learning_cycle`, `retention`).
+    pub job: String,
+    /// The cron occurrence's time (the claim's key with `job`).
+    pub scheduled_at: DateTime<Utc>,
+    /// Who ran it.
+    pub node: String,
+    /// The leadership lease's fencing token it was claimed under.
+    pub fencing_token: i64,
+    /// When it was claimed (the claimer's clock).
+    pub claimed_at: DateTime<Utc>,
+}
+
+/// Scheduling across nodes: the leadership lease and the per-occurrence
+/// claims (operator-level tables, no workspace).
+#[async_trait]
+pub trait SchedulerStore: Send + Sync + 'static {
+    /// Takes lease `name` for `node` for `ttl_secs` seconds when it is free,
+    /// expired or already `node`'s (then it is renewed, same fencing token);
+    /// `None` when another node holds it unexpired. A change of holder
+    /// increases the fencing token.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        node: &str,
+        ttl_secs: u32,
+    ) -> Result<Option<Lease>, StoreError>;
+    /// Gives the lease up if `node` holds it (a clean stop hands over at
+    /// once instead of after the expiry); `false` when it did not hold it.
+    async fn release_lease(&self, name: &str, node: &str) -> Result<bool, StoreError>;
+    /// The lease as stored (possibly expired), if ever taken.
+    async fn lease(&self, name: &str) -> Result<Option<Lease>, StoreError>;
+    /// Claims occurrence (`job`, `scheduled_at`) for `node`: `true` only for
+    /// the first claimer, and only while `node` holds lease `lease`
+    /// unexpired with token `fencing_token` (a deposed leader is refused).
+    async fn claim_occurrence(
+        &self,
+        lease: &str,
+        job: &str,
+        scheduled_at: DateTime<Utc>,
+        node: &str,
+        fencing_token: i64,
+    ) -> Result<bool, StoreError>;
+    /// Claims of `job` scheduled at or after `since`, oldest first.
+    async fn occurrence_claims(
+        &self,
+        job: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<OccurrenceClaim>, StoreError>;
+    /// Deletes claims claimed before `before`; returns how many.
+    async fn prune_claims(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// Retention of recommendations (operator-only; see `crate::retention`).
+#[async_trait]
+pub trait RetentionStore: Send + Sync + 'static {
+    /// Settled (not `pending`) recommendations of `ws` created before
+    /// `before`: what [`RetentionStore::retire_recommendations`] would remove.
+    async fn count_retirable(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Removes the oldest `limit` settled recommendations of `ws` created
+    /// before `before`, in one transaction: each evaluated one leaves its
+    /// outcome digest (what trust and pattern mining read, with `decision`
+    /// taken as `content.<decision_key>` or the whole content), and with
+    /// `archive` the whole row is copied to the archive table first.
+    /// Returns how many were removed (0: nothing left).
+    async fn retire_recommendations(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+        decision_key: &str,
+        archive: bool,
+        limit: u32,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Dead letters of `ws` that failed before `before`: how many, or
+    /// (with `delete`) deleted.
+    async fn purge_dead_letters(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+        delete: bool,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Workflow runs: start, progress, finish, read; the leases that make runs
@@ -362,10 +485,12 @@ pub trait RunStore: Send + Sync + 'static {
     async fn finish_run(&self, run: &WorkflowRun) -> Result<bool, StoreError>;
     /// One run.
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError>;
-    /// Marks every learning cycle of `ws` still `running`, and every
-    /// workflow run still `running` without an owner (written before
-    /// durable runs), as `interrupted`, with `reason` as its error and `at`
-    /// as its end (called at start). Returns (runs, cycles) marked.
+    /// Marks every workflow run of `ws` still `running` without an owner
+    /// (written before durable runs) as `interrupted`, with `reason` as its
+    /// error and `at` as its end (called at start). Returns (runs, 0):
+    /// learning cycles are marked by
+    /// [`LearningStore::interrupt_orphaned_cycles`], which spares the cycles
+    /// a live node is running (the second count stays for compatibility).
     async fn interrupt_unfinished(
         &self,
         ws: WorkspaceId,
@@ -527,6 +652,8 @@ pub trait Store:
     + LearningStore
     + RunStore
     + AlertStore
+    + SchedulerStore
+    + RetentionStore
 {
 }
 
@@ -539,5 +666,7 @@ impl<T> Store for T where
         + LearningStore
         + RunStore
         + AlertStore
+        + SchedulerStore
+        + RetentionStore
 {
 }

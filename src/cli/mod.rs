@@ -1,5 +1,5 @@
 //! The `swarmwise` command line: `serve`, `migrate`, `check-config`,
-//! `schedule`, `learn`, `alerts`, `init`. `main.rs` calls [`run`]; each
+//! `schedule`, `learn`, `alerts`, `retention`, `init`. `main.rs` calls [`run`]; each
 //! command with more than a few lines has its own module (`serve`,
 //! `check_config`, `schedule`, `learn`, `alerts`, `init`).
 
@@ -7,6 +7,7 @@ mod alerts;
 mod check_config;
 mod init;
 mod learn;
+mod retention;
 mod schedule;
 mod serve;
 
@@ -70,6 +71,14 @@ enum Command {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Remove (or archive, retention.mode) settled recommendations older than
+    /// retention.max_age_days in every workspace now, in batches, printing progress and
+    /// the counts per workspace; runs whether or not retention.enabled is set.
+    Retention {
+        /// Count what would go, per workspace, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -136,6 +145,9 @@ pub fn run() -> ExitCode {
                 json,
             },
         )),
+        Command::Retention { dry_run } => {
+            actix_web::rt::System::new().block_on(retention::retention(settings, dry_run))
+        }
         Command::Init { .. } => Ok(()),
     };
     match result {

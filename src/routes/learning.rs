@@ -55,9 +55,11 @@ pub struct Schedule {
 pub async fn schedule(_ws: Workspace, state: web::Data<AppState>) -> HttpResponse {
     let s = &state.settings;
     HttpResponse::Ok().json(Schedule {
-        jobs: s
-            .scheduler
-            .jobs(chrono::Utc::now(), s.learning.cycle_every_outcomes),
+        jobs: s.scheduler.jobs(
+            chrono::Utc::now(),
+            s.learning.cycle_every_outcomes,
+            &s.retention,
+        ),
     })
 }
 

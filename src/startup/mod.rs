@@ -49,6 +49,9 @@ pub struct Application {
     notifiers: crate::notify::Dispatcher,
     /// The alerter (`None` when `alerts.enabled = false`).
     alerter: Option<swarmwise_actors::alerts::Alerter>,
+    /// The scheduler (`None` when `scheduler.enabled = false`); its
+    /// leadership is released on a clean stop.
+    scheduler: Option<swarmwise_actors::scheduler::SchedulerHandle>,
     shutdown: tokio::sync::watch::Sender<bool>,
     /// `server.shutdown_timeout_secs`: the whole stop, flush included.
     shutdown_timeout_secs: u64,
@@ -115,15 +118,26 @@ impl Application {
                 swarmwise_actors::learner::agreement::restore(store.as_ref(), &engine).await;
             });
         }
-        if settings.scheduler.enabled {
-            swarmwise_actors::scheduler::Scheduler::start(
-                store.clone(),
-                engine.clone(),
-                learner.clone(),
-                &settings.scheduler,
+        let scheduler = if settings.scheduler.enabled {
+            use swarmwise_actors::scheduler::{RetentionJob, Scheduler, SchedulerParts};
+            let parts = SchedulerParts {
+                store: store.clone(),
+                engine: engine.clone(),
+                learner: learner.clone(),
+                node: node.clone(),
+                retention: Some(RetentionJob {
+                    config: settings.retention.clone(),
+                    decision_key: settings.learner.decision_key.clone(),
+                }),
+                clock_offset: chrono::TimeDelta::zero(),
+            };
+            Some(
+                Scheduler::start(parts, &settings.scheduler)
+                    .map_err(|e| anyhow::anyhow!("config key `{}`: {}", e.field, e.message))?,
             )
-            .map_err(|e| anyhow::anyhow!("scheduler.{e}"))?;
-        }
+        } else {
+            None
+        };
         let alerter = alerting::start_alerter(&settings, &store, &engine, &notifiers)?;
         // One counter for every path that evaluates outcomes: workflow runs,
         // REST outcomes and feedback all count towards cycle_every_outcomes.
@@ -240,6 +254,7 @@ impl Application {
             node,
             notifiers,
             alerter,
+            scheduler,
             shutdown,
             shutdown_timeout_secs: settings.server.shutdown_timeout_secs,
         })
@@ -258,6 +273,11 @@ impl Application {
     /// The demo workspace's API key for this run, when the demo is on.
     pub fn demo_key(&self) -> Option<&str> {
         self.demo_key.as_deref()
+    }
+
+    /// The scheduler, when `scheduler.enabled`.
+    pub fn scheduler(&self) -> Option<&swarmwise_actors::scheduler::SchedulerHandle> {
+        self.scheduler.as_ref()
     }
 
     /// The alerter, when `alerts.enabled`.
@@ -297,8 +317,10 @@ impl Application {
 }
 
 /// Marks what a dead process left `running` as `interrupted`, with the
-/// reason, in every workspace: learning cycles, and workflow runs without an
-/// owner (written before durable runs). Runs with an owner are never marked
+/// reason, in every workspace: learning cycles whose workspace's cycle lock
+/// no live node holds (`interrupt_orphaned_cycles`: a cycle another node is
+/// running now stays `running`), and workflow runs without an owner
+/// (written before durable runs). Runs with an owner are never marked
 /// here: they hold a lease, and the run sweeper (`background::spawn_run_sweeper`)
 /// takes them over when it expires, or at once when they were this node's.
 async fn interrupt_leftovers(store: &dyn AdminStore) -> anyhow::Result<()> {
@@ -306,9 +328,9 @@ async fn interrupt_leftovers(store: &dyn AdminStore) -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     let (mut runs, mut cycles) = (0, 0);
     for ws in store.workspace_ids().await? {
-        let (r, c) = store.interrupt_unfinished(ws, reason, now).await?;
+        let (r, _) = store.interrupt_unfinished(ws, reason, now).await?;
         runs += r;
-        cycles += c;
+        cycles += store.interrupt_orphaned_cycles(ws, reason, now).await?;
     }
     if runs + cycles > 0 {
         tracing::warn!(runs, cycles, "marked workflow runs and learning cycles left running by a stopped process as interrupted");

@@ -63,6 +63,11 @@ impl Application {
             });
         }
         self.server.await?;
+        // No scheduled job starts here any more, and another node takes the
+        // leadership at its next renewal instead of after the lease expiry.
+        if let Some(s) = &self.scheduler {
+            s.shutdown().await;
+        }
         // Runs still executing (`wait: false`, the demo) get what is left
         // but one second, then are handed over; the flush gets the rest.
         let spent = began.get().map_or(Duration::ZERO, Instant::elapsed);

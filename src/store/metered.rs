@@ -29,8 +29,9 @@ use swarmwise_actors::learner::patterns::OutcomeRecord;
 use swarmwise_actors::learner::CycleReport;
 use swarmwise_actors::ports::{
     AdmissionStore, AgentStore, AgentUsage, AlertFilter, AlertInsert, AlertScope, AlertStore,
-    CycleLock, DeadLetter, LearningStore, RecommendationStore, RunStore, StoreError,
-    TrustHistoryPoint, TrustRow, TrustStore, WorkspaceStore,
+    CycleLock, DeadLetter, LearningStore, Lease, OccurrenceClaim, RecommendationStore,
+    RetentionStore, RunStore, SchedulerStore, StoreError, TrustHistoryPoint, TrustRow, TrustStore,
+    WorkspaceStore,
 };
 use swarmwise_actors::workflow::WorkflowRun;
 use uuid::Uuid;
@@ -144,6 +145,22 @@ forward!(LearningStore {
     fn fail_cycle(&self, report: &CycleReport) -> ();
     fn cycles(&self, ws: WorkspaceId, limit: u32) -> Vec<CycleReport>;
     fn cycle_count(&self, ws: WorkspaceId) -> i64;
+    fn interrupt_orphaned_cycles(&self, ws: WorkspaceId, reason: &str, at: DateTime<Utc>) -> u64;
+});
+
+forward!(SchedulerStore {
+    fn acquire_lease(&self, name: &str, node: &str, ttl_secs: u32) -> Option<Lease>;
+    fn release_lease(&self, name: &str, node: &str) -> bool;
+    fn lease(&self, name: &str) -> Option<Lease>;
+    fn claim_occurrence(&self, lease: &str, job: &str, scheduled_at: DateTime<Utc>, node: &str, fencing_token: i64) -> bool;
+    fn occurrence_claims(&self, job: &str, since: DateTime<Utc>) -> Vec<OccurrenceClaim>;
+    fn prune_claims(&self, before: DateTime<Utc>) -> u64;
+});
+
+forward!(RetentionStore {
+    fn count_retirable(&self, ws: WorkspaceId, before: DateTime<Utc>) -> u64;
+    fn retire_recommendations(&self, ws: WorkspaceId, before: DateTime<Utc>, decision_key: &str, archive: bool, limit: u32, at: DateTime<Utc>) -> u64;
+    fn purge_dead_letters(&self, ws: WorkspaceId, before: DateTime<Utc>, delete: bool) -> u64;
 });
 
 forward!(RunStore {

@@ -18,6 +18,8 @@
 //! | `alerts/` | `AlertStore` | alerts (one firing per fingerprint) and silences |
 //! | `sessions/` | [`SessionStore`] | dashboard sign-in sessions (by the cookie's SHA-256), shared by every node |
 //! | `idempotency/` | [`IdempotencyStore`] | `Idempotency-Key` records: the claim, its lease, the stored answer |
+//! | `scheduling/` | `SchedulerStore` | the scheduler's leadership lease and the claims of scheduled occurrences |
+//! | `retention/` | `RetentionStore` | removing or archiving old recommendations, leaving outcome digests |
 //! | `series/` | [`SeriesStore`] | the dashboards' read models: an agent's time series and calibration bins, the run listing (no tables of its own) |
 //!
 //! Each folder is `mod.rs` (the rows and SQL both dialects share, e.g. column
@@ -53,7 +55,9 @@ mod learning;
 mod metered;
 mod postgres;
 mod recommendations;
+mod retention;
 mod runs;
+mod scheduling;
 mod series;
 mod sessions;
 mod sqlite;

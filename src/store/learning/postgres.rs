@@ -52,6 +52,20 @@ async fn write_cycle(
     Ok(())
 }
 
+/// The advisory lock key of a workspace's learning cycle (transaction-level,
+/// so it ends with its transaction or the connection: a crashed node's lock
+/// is gone as soon as PostgreSQL notices the closed connection).
+async fn try_cycle_lock(
+    tx: &mut Transaction<'static, Postgres>,
+    ws: WorkspaceId,
+) -> Result<bool, StoreError> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("swarmwise:learning_cycle:{ws}"))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(unexpected)
+}
+
 /// Holds the advisory lock's transaction open until released.
 struct PgCycleLock {
     tx: Transaction<'static, Postgres>,
@@ -79,7 +93,10 @@ impl LearningStore for PgStore {
             "SELECT id, workflow_id, agent_id, recommendation_type, confidence_score, outcome_status, \
              COALESCE(content ->> $2, content::text) AS decision, evaluated_at FROM agent_recommendations \
              WHERE workspace_id = $1 AND evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
-             AND ($3::timestamptz IS NULL OR evaluated_at >= $3) ORDER BY evaluated_at, id",
+             AND ($3::timestamptz IS NULL OR evaluated_at >= $3) \
+             UNION ALL SELECT id, workflow_id, agent_id, recommendation_type, confidence_score, outcome_status, decision, evaluated_at \
+             FROM outcome_digests WHERE workspace_id = $1 AND ($3::timestamptz IS NULL OR evaluated_at >= $3) \
+             ORDER BY evaluated_at, id",
         )
         .bind(ws.0)
         .bind(decision_key)
@@ -254,13 +271,7 @@ impl LearningStore for PgStore {
     ) -> Result<Option<Box<dyn CycleLock>>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         // A transaction-level advisory lock: released when the transaction ends.
-        let got: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(format!("swarmwise:learning_cycle:{ws}"))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(unexpected)?;
-        if !got {
+        if !try_cycle_lock(&mut tx, ws).await? {
             tx.rollback().await.map_err(unexpected)?;
             return Ok(None);
         }
@@ -314,6 +325,31 @@ impl LearningStore for PgStore {
                 get().map_err(StoreError::Unexpected)
             })
             .collect()
+    }
+
+    async fn interrupt_orphaned_cycles(
+        &self,
+        ws: WorkspaceId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        // A node running one of this workspace's cycles holds the lock for
+        // the whole cycle; taking it here proves no live process runs one.
+        if !try_cycle_lock(&mut tx, ws).await? {
+            tx.rollback().await.map_err(unexpected)?;
+            return Ok(0);
+        }
+        let n = sqlx::query("UPDATE meta_learner_cycles SET status = 'interrupted', error = $2, finished_at = $3 WHERE workspace_id = $1 AND status = 'running'")
+            .bind(ws.0)
+            .bind(reason)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?
+            .rows_affected();
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n)
     }
 
     async fn cycle_count(&self, ws: WorkspaceId) -> Result<i64, StoreError> {

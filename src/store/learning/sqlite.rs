@@ -64,7 +64,10 @@ impl LearningStore for SqliteStore {
             "SELECT id, workflow_id, agent_id, recommendation_type, confidence_score, outcome_status, \
              CAST(COALESCE(json_extract(content, '$.' || ?2), content) AS TEXT) AS decision, evaluated_at \
              FROM agent_recommendations WHERE workspace_id = ?1 AND evaluated_at IS NOT NULL \
-             AND outcome_status IN ('approved', 'partial', 'rejected') AND (?3 IS NULL OR evaluated_at >= ?3) ORDER BY evaluated_at, id",
+             AND outcome_status IN ('approved', 'partial', 'rejected') AND (?3 IS NULL OR evaluated_at >= ?3) \
+             UNION ALL SELECT id, workflow_id, agent_id, recommendation_type, confidence_score, outcome_status, decision, evaluated_at \
+             FROM outcome_digests WHERE workspace_id = ?1 AND (?3 IS NULL OR evaluated_at >= ?3) \
+             ORDER BY evaluated_at, id",
         )
         .bind(ws.0)
         .bind(decision_key)
@@ -288,6 +291,23 @@ impl LearningStore for SqliteStore {
                 get().map_err(StoreError::Unexpected)
             })
             .collect()
+    }
+
+    async fn interrupt_orphaned_cycles(
+        &self,
+        ws: WorkspaceId,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        // One SQLite file serves one node, and its cycles end with it.
+        Ok(sqlx::query("UPDATE meta_learner_cycles SET status = 'interrupted', error = ?, finished_at = ? WHERE workspace_id = ? AND status = 'running'")
+            .bind(reason)
+            .bind(micros(at))
+            .bind(ws.0)
+            .execute(&self.pool)
+            .await
+            .map_err(unexpected)?
+            .rows_affected())
     }
 
     async fn cycle_count(&self, ws: WorkspaceId) -> Result<i64, StoreError> {

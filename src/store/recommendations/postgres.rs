@@ -320,7 +320,10 @@ impl RecommendationStore for PgStore {
             "SELECT id, agent_id, agent_name, recommendation_type, confidence_score, outcome_status, outcome_quality, \
              latency_ms, deadline_ms, evaluated_at FROM agent_recommendations \
              WHERE workspace_id = $1 AND evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
-             AND ($2::text IS NULL OR agent_id = $2) ORDER BY evaluated_at, id",
+             AND ($2::text IS NULL OR agent_id = $2) \
+             UNION ALL SELECT id, agent_id, agent_name, recommendation_type, confidence_score, outcome_status, outcome_quality, \
+             latency_ms, deadline_ms, evaluated_at FROM outcome_digests \
+             WHERE workspace_id = $1 AND ($2::text IS NULL OR agent_id = $2) ORDER BY evaluated_at, id",
         )
         .bind(ws.0)
         .bind(agent.map(|a| a.as_str().to_owned()))

@@ -310,8 +310,11 @@ impl RecommendationStore for SqliteStore {
         let rows = sqlx::query(
             "SELECT id, agent_id, agent_name, recommendation_type, confidence_score, outcome_status, outcome_quality, \
              latency_ms, deadline_ms, evaluated_at FROM agent_recommendations \
-             WHERE workspace_id = ? AND evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
-             AND (?2 IS NULL OR agent_id = ?2) ORDER BY evaluated_at, id",
+             WHERE workspace_id = ?1 AND evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
+             AND (?2 IS NULL OR agent_id = ?2) \
+             UNION ALL SELECT id, agent_id, agent_name, recommendation_type, confidence_score, outcome_status, outcome_quality, \
+             latency_ms, deadline_ms, evaluated_at FROM outcome_digests \
+             WHERE workspace_id = ?1 AND (?2 IS NULL OR agent_id = ?2) ORDER BY evaluated_at, id",
         )
         .bind(ws.0)
         .bind(agent.map(|a| a.as_str().to_owned()))

@@ -136,16 +136,10 @@ impl RunStore for PgStore {
             .await
             .map_err(unexpected)?
             .rows_affected();
-        let cycles = sqlx::query("UPDATE meta_learner_cycles SET status = 'interrupted', error = $2, finished_at = $3 WHERE workspace_id = $1 AND status = 'running'")
-            .bind(ws.0)
-            .bind(reason)
-            .bind(at)
-            .execute(&mut *tx)
-            .await
-            .map_err(unexpected)?
-            .rows_affected();
         tx.commit().await.map_err(unexpected)?;
-        Ok((runs, cycles))
+        // Learning cycles: `LearningStore::interrupt_orphaned_cycles`, which
+        // leaves a cycle a live node runs alone.
+        Ok((runs, 0))
     }
 
     async fn save_progress(&self, run: &WorkflowRun) -> Result<bool, StoreError> {

@@ -131,16 +131,9 @@ impl RunStore for SqliteStore {
             .await
             .map_err(unexpected)?
             .rows_affected();
-        let cycles = sqlx::query("UPDATE meta_learner_cycles SET status = 'interrupted', error = ?, finished_at = ? WHERE workspace_id = ? AND status = 'running'")
-            .bind(reason)
-            .bind(micros(at))
-            .bind(ws.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(unexpected)?
-            .rows_affected();
         tx.commit().await.map_err(unexpected)?;
-        Ok((runs, cycles))
+        // Learning cycles: `LearningStore::interrupt_orphaned_cycles`.
+        Ok((runs, 0))
     }
 
     async fn save_progress(&self, run: &WorkflowRun) -> Result<bool, StoreError> {

@@ -1,0 +1,110 @@
+//! [`RetentionStore`] on PostgreSQL: one statement per batch (writable
+//! CTEs: the batch, materialised once, deleted, then digested and archived
+//! from what the delete returned), in a transaction scoped to the workspace
+//! (row-level security). The batch is a materialised CTE, not an
+//! `IN (SELECT ... LIMIT)`: the planner may rescan such a subquery and
+//! delete more than the batch.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use swarmwise_actors::domain::WorkspaceId;
+use swarmwise_actors::ports::{RetentionStore, StoreError};
+
+use super::{ARCHIVE_COLUMNS, DIGEST_COLUMNS};
+use crate::store::postgres::PgStore;
+use crate::store::unexpected;
+
+#[async_trait]
+impl RetentionStore for PgStore {
+    async fn count_retirable(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM agent_recommendations WHERE workspace_id = $1 AND outcome_status <> 'pending' AND created_at < $2",
+        )
+        .bind(ws.0)
+        .bind(before)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn retire_recommendations(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+        decision_key: &str,
+        archive: bool,
+        limit: u32,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let n: i64 = sqlx::query_scalar(&format!(
+            "WITH batch AS MATERIALIZED ( \
+               SELECT id FROM agent_recommendations \
+               WHERE workspace_id = $1 AND outcome_status <> 'pending' AND created_at < $2 \
+               ORDER BY created_at, id LIMIT $3 FOR UPDATE), \
+             gone AS ( \
+               DELETE FROM agent_recommendations r USING batch WHERE r.id = batch.id \
+               RETURNING r.*), \
+             digested AS ( \
+               INSERT INTO outcome_digests ({DIGEST_COLUMNS}, decision, evaluated_at, removed_at) \
+               SELECT {DIGEST_COLUMNS}, COALESCE(content ->> $4, content::text), evaluated_at, $5 FROM gone \
+               WHERE evaluated_at IS NOT NULL AND outcome_status IN ('approved', 'partial', 'rejected') \
+               ON CONFLICT (id) DO NOTHING), \
+             archived AS ( \
+               INSERT INTO agent_recommendations_archive ({ARCHIVE_COLUMNS}, archived_at) \
+               SELECT {ARCHIVE_COLUMNS}, $5 FROM gone WHERE $6 \
+               ON CONFLICT (id) DO NOTHING) \
+             SELECT count(*) FROM gone"
+        ))
+        .bind(ws.0)
+        .bind(before)
+        .bind(i64::from(limit))
+        .bind(decision_key)
+        .bind(at)
+        .bind(archive)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn purge_dead_letters(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+        delete: bool,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let n = if delete {
+            sqlx::query(
+                "DELETE FROM tracker_dead_letters WHERE workspace_id = $1 AND failed_at < $2",
+            )
+            .bind(ws.0)
+            .bind(before)
+            .execute(&mut *tx)
+            .await
+            .map_err(unexpected)?
+            .rows_affected()
+        } else {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM tracker_dead_letters WHERE workspace_id = $1 AND failed_at < $2",
+            )
+            .bind(ws.0)
+            .bind(before)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+            n.max(0) as u64
+        };
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n)
+    }
+}
