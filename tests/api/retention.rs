@@ -44,6 +44,7 @@ fn old_rec(
         feedback: None,
         created_at: at,
         evaluated_at: None,
+        usage: Default::default(),
     }
 }
 
