@@ -307,12 +307,31 @@ impl Default for EventSettings {
 
 /// `[cluster]`: how this node identifies itself among several sharing
 /// one database (docs/operations.md, "Several nodes").
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSettings {
     /// This node's id (`swarmwise_actors::cluster::NodeId`); empty =
     /// generated at every start.
     pub node_id: String,
+    /// Milliseconds between two reads of the change feed (`crate::sync`);
+    /// 0 = the feed is not read.
+    pub sync_poll_ms: u64,
+    /// Feed rows read per query, at most.
+    pub sync_batch: u32,
+    /// Seconds feed rows are kept; a node that could not read the feed for
+    /// longer rebuilds its derived state from the tables.
+    pub sync_retention_secs: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            node_id: String::new(),
+            sync_poll_ms: 250,
+            sync_batch: 1000,
+            sync_retention_secs: 600,
+        }
+    }
 }
 
 /// `[auth]`.
@@ -598,6 +617,28 @@ impl Settings {
                 format!(
                     "{} is too large; use 0 to 100000 events per workspace (each node keeps that many per active workspace in memory)",
                     self.events.replay_buffer
+                ),
+            ));
+        }
+        let c = &self.cluster;
+        if c.sync_poll_ms != 0 && !(10..=60_000).contains(&c.sync_poll_ms) {
+            return Err(err(
+                "cluster.sync_poll_ms",
+                format!("{} is out of range: use 10 to 60000 (milliseconds), or 0 to not follow other nodes", c.sync_poll_ms),
+            ));
+        }
+        if !(1..=10_000).contains(&c.sync_batch) {
+            return Err(err(
+                "cluster.sync_batch",
+                format!("{} is out of range: use 1 to 10000 rows", c.sync_batch),
+            ));
+        }
+        if !(60..=604_800).contains(&c.sync_retention_secs) {
+            return Err(err(
+                "cluster.sync_retention_secs",
+                format!(
+                    "{} is out of range: use 60 to 604800 seconds",
+                    c.sync_retention_secs
                 ),
             ));
         }

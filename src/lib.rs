@@ -17,6 +17,8 @@
 //!   the binary carries so that it runs from any folder; [`definitions`]:
 //!   workflow definitions read from disk or the built-in copies; [`demo`]: the
 //!   demo swarm, its key and its loop.
+//! - [`sync`]: the change-feed task: refreshes what this node derived from
+//!   the database when another process changes it.
 //! - [`cache`]: patterns by workspace (Redis or in process); [`ttl_cache`]: the
 //!   in-process cache with expiry behind the key and agent caches;
 //!   [`redis_link`]: the optional Redis, every call under a deadline with a
@@ -51,5 +53,6 @@ pub mod startup;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod ttl_cache;

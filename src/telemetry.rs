@@ -183,6 +183,17 @@ pub const METRICS: &[Metric] = &[
       "1 when the row-level security self-check passes, else 0 (PostgreSQL only; absent on SQLite)"),
     m("swarmwise_stats_refresh_failures_total", "counter", &[],
       "Refreshes of the database-derived gauges that failed (the previous values stay)"),
+    // The change feed (src/sync.rs): what other processes changed.
+    m("swarmwise_sync_changes_applied_total", "counter", &["kind"],
+      "Change-feed rows of other processes applied, by kind (outcomes, verdicts, failures, agents, admission, patterns, keys)"),
+    m("swarmwise_sync_delay_seconds", "histogram", &[],
+      "From a feed row's commit (database clock) to this node having applied it"),
+    m("swarmwise_sync_poll_failures_total", "counter", &[],
+      "Reads of the change feed that failed (retried at the next poll)"),
+    m("swarmwise_sync_full_refreshes_total", "counter", &[],
+      "Rebuilds of all derived state from the tables (at start, or after falling behind the retained feed)"),
+    m("swarmwise_sync_pruned_rows_total", "counter", &[],
+      "Change-feed rows older than cluster.sync_retention_secs deleted by this node"),
     // Alerts and the process.
     m("swarmwise_alerts_firing", "gauge", &["severity", "rule"],
       "Alerts currently firing by severity and rule"),

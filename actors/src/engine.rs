@@ -21,8 +21,8 @@ use crate::tracker::{
     TrackerConfig, WriterReport, WriterStatus,
 };
 use crate::trust::{
-    FailuresRecorded, Ping, Recompute, Restart, TrustParams, TrustScorer, TrustSnapshots,
-    WorkspaceSnapshot,
+    FailuresRecorded, Ping, Recompute, RefreshAgents, Restart, TrustParams, TrustScorer,
+    TrustSnapshots, WorkspaceSnapshot,
 };
 
 /// Restart policies per actor kind (config `[supervision.*]`).
@@ -249,6 +249,30 @@ impl Engine {
             .send(Recompute { workspace })
             .await
             .map_err(mailbox)?
+    }
+
+    /// Rebuilds the trust of `agents` of `ws` from the store and publishes
+    /// it, without persisting cards or publishing events: for changes
+    /// another process committed (the change feed). Replies once published.
+    pub async fn refresh_trust(
+        &self,
+        ws: WorkspaceId,
+        agents: Vec<AgentId>,
+    ) -> Result<(), EngineError> {
+        self.scorer
+            .send(RefreshAgents {
+                workspace: ws,
+                agents,
+            })
+            .await
+            .map_err(mailbox)?
+    }
+
+    /// Another process overrode an already evaluated verdict of `ws`:
+    /// moves [`Self::verdict_revision`], so readers that cache outcomes
+    /// (the learner) reload them.
+    pub fn note_verdicts_revised(&self, ws: WorkspaceId) {
+        *self.revisions.entry(ws).or_insert(0) += 1;
     }
 
     /// Stops the trust scorer so that its supervisor restarts it.

@@ -314,6 +314,16 @@ impl Swarm {
         self.agents.remove(&(ws, id.clone()));
     }
 
+    /// The ids of the agents of `ws` this process runs (the change feed's
+    /// full refresh compares them with the registrations).
+    pub fn running(&self, ws: WorkspaceId) -> Vec<AgentId> {
+        self.agents
+            .iter()
+            .filter(|e| e.key().0 == ws)
+            .map(|e| e.key().1.clone())
+            .collect()
+    }
+
     /// Operator re-enable: clears an unhealthy mark.
     pub fn reset_health(&self, ws: WorkspaceId, id: &AgentId) {
         if let Some(a) = self.get(ws, id) {

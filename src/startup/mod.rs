@@ -97,7 +97,10 @@ impl Application {
         redis.connect_now().await;
         redis.spawn_upkeep(shutdown_rx.clone());
         let patterns = crate::cache::PatternCache::new(&settings.redis, redis.clone());
-        let store = store::connect_for(&settings.database, settings.tracking.mode).await?;
+        let store = store::connect_as(&settings.database, settings.tracking.mode, &node).await?;
+        // Read before anything loads state from the tables: a change another
+        // process commits from here on is applied by the sync task.
+        let feed_start = store.feed_head().await?;
         interrupt_leftovers(store.as_ref()).await?;
         let engine = Engine::start(store.clone(), settings.engine());
         let agent_policy = Arc::clone(factory.policy());
@@ -231,6 +234,7 @@ impl Application {
         background::spawn_pattern_invalidation(state.clone(), engine.events().subscribe());
         background::spawn_redis_catch_up(state.clone());
         background::spawn_run_sweeper(&state);
+        crate::sync::spawn(state.clone(), feed_start);
         let workers = if settings.server.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {

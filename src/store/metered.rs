@@ -37,10 +37,10 @@ use swarmwise_actors::workflow::WorkflowRun;
 use uuid::Uuid;
 
 use super::{
-    AdminStore, ApiKeyInfo, AuditEntry, AuditFilter, Bucket, CalibrationBin, ClaimOutcome,
-    IdempotencyClaim, IdempotencyScope, IdempotencyStore, KeyChange, KeyStore, NewApiKey, RlsCheck,
-    RunSummary, SeriesPoint, SeriesStore, SessionStore, StoredResponse, StoredSession,
-    WorkspaceInfo,
+    AdminStore, ApiKeyInfo, AuditEntry, AuditFilter, Bucket, CalibrationBin, Change, ChangeFeed,
+    ClaimOutcome, FeedPosition, IdempotencyClaim, IdempotencyScope, IdempotencyStore, KeyChange,
+    KeyStore, NewApiKey, RlsCheck, RunSummary, SeriesPoint, SeriesStore, SessionStore,
+    StoredResponse, StoredSession, WorkspaceInfo,
 };
 
 /// Times and counts every call to the store it wraps.
@@ -237,5 +237,24 @@ impl AdminStore for MeteredStore {
 
     async fn rls_check(&self) -> Result<Option<RlsCheck>, StoreError> {
         metered("rls_check", self.inner.rls_check()).await
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for MeteredStore {
+    fn origin(&self) -> &str {
+        self.inner.origin()
+    }
+
+    async fn feed_head(&self) -> Result<FeedPosition, StoreError> {
+        metered("feed_head", self.inner.feed_head()).await
+    }
+
+    async fn feed_since(&self, after: FeedPosition, limit: u32) -> Result<Vec<Change>, StoreError> {
+        metered("feed_since", self.inner.feed_since(after, limit)).await
+    }
+
+    async fn prune_feed(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        metered("prune_feed", self.inner.prune_feed(before)).await
     }
 }

@@ -20,6 +20,7 @@
 //! | `idempotency/` | [`IdempotencyStore`] | `Idempotency-Key` records: the claim, its lease, the stored answer |
 //! | `scheduling/` | `SchedulerStore` | the scheduler's leadership lease and the claims of scheduled occurrences |
 //! | `retention/` | `RetentionStore` | removing or archiving old recommendations, leaving outcome digests |
+//! | `changes/` | [`ChangeFeed`] | the change feed other nodes tail (rows written by the other aggregates' calls, in their transactions) |
 //! | `series/` | [`SeriesStore`] | the dashboards' read models: an agent's time series and calibration bins, the run listing (no tables of its own) |
 //!
 //! Each folder is `mod.rs` (the rows and SQL both dialects share, e.g. column
@@ -49,6 +50,7 @@
 mod admission;
 mod agents;
 mod alerts;
+pub mod changes;
 mod idempotency;
 mod keys;
 mod learning;
@@ -70,6 +72,7 @@ use async_trait::async_trait;
 use swarmwise_actors::ports::{Store, StoreError};
 use swarmwise_actors::tracker::WriteMode;
 
+pub use changes::{Change, ChangeFeed, ChangeKind, FeedPosition};
 pub use idempotency::{
     ClaimOutcome, IdempotencyClaim, IdempotencyScope, IdempotencyStore, StoredResponse,
 };
@@ -99,7 +102,9 @@ pub struct NewApiKey {
 /// ([`SessionStore`]), `Idempotency-Key` records ([`IdempotencyStore`]), and
 /// the store's own health.
 #[async_trait]
-pub trait AdminStore: Store + KeyStore + SeriesStore + SessionStore + IdempotencyStore {
+pub trait AdminStore:
+    Store + KeyStore + SeriesStore + SessionStore + IdempotencyStore + ChangeFeed
+{
     /// Database reachable and the newest migration applied.
     async fn ready(&self) -> Result<(), StoreError>;
     /// Which backend, for logs and `/readyz`.
@@ -148,14 +153,27 @@ pub async fn connect_for(
     settings: &DatabaseSettings,
     mode: WriteMode,
 ) -> anyhow::Result<Arc<dyn AdminStore>> {
+    let origin = swarmwise_actors::cluster::NodeId::generate();
+    connect_as(settings, mode, &origin).await
+}
+
+/// [`connect_for`] stamping `origin` on the change-feed rows this store
+/// writes (a server passes its `NodeId`, so it can skip its own changes;
+/// other callers, such as `swarmwise learn`, get a generated one and their
+/// changes reach every server).
+pub async fn connect_as(
+    settings: &DatabaseSettings,
+    mode: WriteMode,
+    origin: &swarmwise_actors::cluster::NodeId,
+) -> anyhow::Result<Arc<dyn AdminStore>> {
     let url = settings.url.as_str();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = PgStore::connect(settings)
+        let store = PgStore::connect_as(settings, origin.as_str())
             .await
             .with_context(|| format!("could not open PostgreSQL at {}", redact(url)))?;
         Ok(Arc::new(MeteredStore::new(Arc::new(store))))
     } else if url.starts_with("sqlite:") {
-        let store = SqliteStore::connect_with(settings, mode == WriteMode::Durable)
+        let store = SqliteStore::connect_as(settings, mode == WriteMode::Durable, origin.as_str())
             .await
             .with_context(|| format!("could not open SQLite at {url}"))?;
         Ok(Arc::new(MeteredStore::new(Arc::new(store))))

@@ -34,11 +34,20 @@ pub const ADMIN_LEVEL_TABLES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(super) pool: PgPool,
+    /// Stamped on the change-feed rows this store writes (`changes/`).
+    pub(super) origin: std::sync::Arc<str>,
 }
 
 impl PgStore {
-    /// Connects (migrating first if configured).
+    /// Connects (migrating first if configured), with a generated origin.
     pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let origin = swarmwise_actors::cluster::NodeId::generate();
+        Self::connect_as(settings, origin.as_str()).await
+    }
+
+    /// Connects (migrating first if configured); `origin` is stamped on the
+    /// change-feed rows this store writes.
+    pub async fn connect_as(settings: &DatabaseSettings, origin: &str) -> anyhow::Result<Self> {
         let options = PgConnectOptions::from_str(&settings.url)?;
         if settings.migrate {
             let mut conn = sqlx::PgConnection::connect_with(&options).await?;
@@ -57,7 +66,10 @@ impl PgStore {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            origin: origin.into(),
+        })
     }
 
     /// The pool (tests use it to prove row-level security on its own).

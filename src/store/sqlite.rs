@@ -20,6 +20,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    /// Stamped on the change-feed rows this store writes (`changes/`).
+    pub(super) origin: std::sync::Arc<str>,
 }
 
 pub(super) fn micros(t: DateTime<Utc>) -> i64 {
@@ -42,6 +44,17 @@ impl SqliteStore {
     pub async fn connect_with(
         settings: &DatabaseSettings,
         full_sync: bool,
+    ) -> anyhow::Result<Self> {
+        let origin = swarmwise_actors::cluster::NodeId::generate();
+        Self::connect_as(settings, full_sync, origin.as_str()).await
+    }
+
+    /// [`SqliteStore::connect_with`]; `origin` is stamped on the change-feed
+    /// rows this store writes.
+    pub async fn connect_as(
+        settings: &DatabaseSettings,
+        full_sync: bool,
+        origin: &str,
     ) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(&settings.url)?
             .create_if_missing(true)
@@ -66,7 +79,10 @@ impl SqliteStore {
         if settings.migrate {
             MIGRATOR.run(&pool).await?;
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            origin: origin.into(),
+        })
     }
 
     /// The pool (tests read the file directly through it).

@@ -36,6 +36,7 @@ mod scheduling;
 mod standalone;
 mod start_keys;
 mod store;
+mod sync;
 mod traces;
 mod trust;
 mod validation;

@@ -177,6 +177,12 @@ impl AdmissionController {
         }
     }
 
+    /// Another process changed an admission row of `ws` (the change feed):
+    /// from now on this node checks `ws` on its trust updates too.
+    pub fn watch_workspace(&self, ws: WorkspaceId) {
+        self.inner.known.insert(ws);
+    }
+
     /// Checks every workspace that holds an admission row; returns the steps
     /// this call applied. The periodic task calls it.
     pub async fn check_all(&self) -> Result<usize, StoreError> {

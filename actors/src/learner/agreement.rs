@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::AgentId;
+use crate::domain::{AgentId, WorkspaceId};
 use crate::learner::patterns::OutcomeRecord;
 use crate::trust::consensus::{
     agreement_accuracy, argmax, choose_unlabeled_weight, class_posterior, semi_supervised,
@@ -531,25 +531,36 @@ pub async fn restore(store: &dyn crate::ports::Store, engine: &crate::engine::En
         }
     };
     for ws in workspaces {
-        let latest = match store.cycles(ws, 1).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(workspace = %ws, error = %e, "agreement estimate not restored");
-                continue;
-            }
-        };
-        let Some(report) = latest.into_iter().next() else {
-            continue;
-        };
-        if report.status != "succeeded" {
-            continue;
+        restore_workspace(store, engine, ws).await;
+    }
+}
+
+/// [`restore`] for one workspace (another process finished a cycle of `ws`:
+/// the change feed). Logs and keeps the current estimate when the latest
+/// report cannot be read.
+pub async fn restore_workspace(
+    store: &dyn crate::ports::Store,
+    engine: &crate::engine::Engine,
+    ws: WorkspaceId,
+) {
+    let latest = match store.cycles(ws, 1).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(workspace = %ws, error = %e, "agreement estimate not restored");
+            return;
         }
-        if let Some(raw) = report.insights.get("agreement") {
-            match serde_json::from_value::<AgreementEstimate>(raw.clone()) {
-                Ok(e) => engine.set_agreement(ws, std::sync::Arc::new(e)),
-                Err(e) => {
-                    tracing::warn!(workspace = %ws, cycle = %report.id, error = %e, "agreement estimate unreadable; the next cycle replaces it")
-                }
+    };
+    let Some(report) = latest.into_iter().next() else {
+        return;
+    };
+    if report.status != "succeeded" {
+        return;
+    }
+    if let Some(raw) = report.insights.get("agreement") {
+        match serde_json::from_value::<AgreementEstimate>(raw.clone()) {
+            Ok(e) => engine.set_agreement(ws, std::sync::Arc::new(e)),
+            Err(e) => {
+                tracing::warn!(workspace = %ws, cycle = %report.id, error = %e, "agreement estimate unreadable; the next cycle replaces it")
             }
         }
     }

@@ -20,8 +20,8 @@ pub mod select;
 pub mod state;
 
 pub use scorer::{
-    FailuresRecorded, OutcomesRecorded, Ping, Recompute, RecomputeAgent, Restart, TrustScorer,
-    TrustSnapshots,
+    FailuresRecorded, OutcomesRecorded, Ping, Recompute, RecomputeAgent, RefreshAgents, Restart,
+    TrustScorer, TrustSnapshots,
 };
 pub use state::{
     merge_observations, AgentCards, Folded, Observation, Strength, Trend, TrustCard, TrustParams,

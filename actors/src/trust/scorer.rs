@@ -106,6 +106,21 @@ pub struct RecomputeAgent {
     pub agent: AgentId,
 }
 
+/// Sent by the service's change-feed task (`src/sync.rs`) when another
+/// process committed outcomes, verdicts or failures of these agents: rebuild
+/// each from the store and publish. Unlike [`RecomputeAgent`] it neither
+/// persists cards nor publishes `TrustUpdated` (the origin process did
+/// both). Replies once the new snapshot is published. Cost: one read of
+/// each agent's evaluated recommendations and failures.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct RefreshAgents {
+    /// Workspace.
+    pub workspace: WorkspaceId,
+    /// Agents, each rebuilt once.
+    pub agents: Vec<AgentId>,
+}
+
 /// Full recompute from the store (scheduler, operators, tests). Replies when
 /// the new snapshots are published.
 #[derive(Message, Debug, Clone)]
@@ -378,6 +393,42 @@ impl Handler<RecomputeAgent> for TrustScorer {
                 }
             });
         ctx.wait(fut);
+    }
+}
+
+impl Handler<RefreshAgents> for TrustScorer {
+    // Atomic: an outcome folded while the agents are read would be lost
+    // when their state is replaced.
+    type Result = AtomicResponse<Self, Result<(), EngineError>>;
+
+    fn handle(&mut self, msg: RefreshAgents, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = Arc::clone(&self.store);
+        let ws = msg.workspace;
+        let agents = msg.agents;
+        let fut = async move {
+            let mut loaded = Vec::with_capacity(agents.len());
+            for agent in agents {
+                let samples = store.outcome_samples(ws, Some(&agent)).await?;
+                let failures = store.agent_failures(ws, Some(&agent)).await?;
+                loaded.push((agent, samples, failures));
+            }
+            Ok::<_, EngineError>(loaded)
+        }
+        .into_actor(self)
+        .map(move |res, act, _ctx| {
+            let loaded = res?;
+            if loaded.is_empty() {
+                return Ok(());
+            }
+            let params = Arc::clone(&act.params);
+            let state = act.states.entry(ws).or_default();
+            for (agent, samples, failures) in loaded {
+                state.replace_agent(&agent, samples, failures, &params);
+            }
+            act.publish(ws);
+            Ok(())
+        });
+        AtomicResponse::new(Box::pin(fut))
     }
 }
 

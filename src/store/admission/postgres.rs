@@ -196,6 +196,14 @@ impl AdmissionStore for PgStore {
             .await
             .map_err(unexpected)?;
         }
+        crate::store::changes::pg_append(
+            &mut tx,
+            &self.origin,
+            ws,
+            crate::store::ChangeKind::Admission,
+            &[agent.to_owned()],
+        )
+        .await?;
         tx.commit().await.map_err(unexpected)?;
         Ok(ChangeOutcome::Applied)
     }

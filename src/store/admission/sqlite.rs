@@ -208,6 +208,14 @@ impl AdmissionStore for SqliteStore {
             .await
             .map_err(unexpected)?;
         }
+        crate::store::changes::sqlite_append(
+            &mut tx,
+            &self.origin,
+            ws,
+            crate::store::ChangeKind::Admission,
+            &[agent.to_owned()],
+        )
+        .await?;
         tx.commit().await.map_err(unexpected)?;
         Ok(ChangeOutcome::Applied)
     }

@@ -50,6 +50,14 @@ impl AgentStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(unexpected)?;
+        crate::store::changes::pg_append(
+            &mut tx,
+            &self.origin,
+            ws,
+            crate::store::ChangeKind::Agents,
+            &[a.id.as_str().to_owned()],
+        )
+        .await?;
         tx.commit().await.map_err(unexpected)
     }
 
@@ -90,6 +98,16 @@ impl AgentStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(unexpected)?;
+        if done.rows_affected() > 0 {
+            crate::store::changes::pg_append(
+                &mut tx,
+                &self.origin,
+                ws,
+                crate::store::ChangeKind::Agents,
+                &[id.as_str().to_owned()],
+            )
+            .await?;
+        }
         tx.commit().await.map_err(unexpected)?;
         Ok(done.rows_affected() > 0)
     }
@@ -119,6 +137,16 @@ impl AgentStore for PgStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(unexpected)?;
+        if row.is_some() {
+            crate::store::changes::pg_append(
+                &mut tx,
+                &self.origin,
+                ws,
+                crate::store::ChangeKind::Agents,
+                &[id.as_str().to_owned()],
+            )
+            .await?;
+        }
         tx.commit().await.map_err(unexpected)?;
         row.as_ref().map(agent_from_row).transpose()
     }

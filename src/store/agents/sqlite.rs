@@ -37,6 +37,7 @@ fn agent_from_row(row: &SqliteRow) -> Result<Agent, StoreError> {
 #[async_trait]
 impl AgentStore for SqliteStore {
     async fn create_agent(&self, ws: WorkspaceId, a: &Agent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
         sqlx::query(
             "INSERT INTO agents (workspace_id, id, name, kind, config, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -48,10 +49,18 @@ impl AgentStore for SqliteStore {
         .bind(a.enabled)
         .bind(micros(a.created_at))
         .bind(micros(a.created_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(unexpected)?;
-        Ok(())
+        crate::store::changes::sqlite_append(
+            &mut tx,
+            &self.origin,
+            ws,
+            crate::store::ChangeKind::Agents,
+            &[a.id.as_str().to_owned()],
+        )
+        .await?;
+        tx.commit().await.map_err(unexpected)
     }
 
     async fn agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<Option<Agent>, StoreError> {
@@ -80,12 +89,24 @@ impl AgentStore for SqliteStore {
     }
 
     async fn delete_agent(&self, ws: WorkspaceId, id: &AgentId) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let done = sqlx::query("DELETE FROM agents WHERE workspace_id = ? AND id = ?")
             .bind(ws.0)
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(unexpected)?;
+        if done.rows_affected() > 0 {
+            crate::store::changes::sqlite_append(
+                &mut tx,
+                &self.origin,
+                ws,
+                crate::store::ChangeKind::Agents,
+                &[id.as_str().to_owned()],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(unexpected)?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -115,6 +136,16 @@ impl AgentStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(unexpected)?;
+        if row.is_some() {
+            crate::store::changes::sqlite_append(
+                &mut tx,
+                &self.origin,
+                ws,
+                crate::store::ChangeKind::Agents,
+                &[id.as_str().to_owned()],
+            )
+            .await?;
+        }
         tx.commit().await.map_err(unexpected)?;
         row.as_ref().map(agent_from_row).transpose()
     }

@@ -170,6 +170,16 @@ impl KeyStore for PgStore {
             Some(k) if k.revoked_at.is_some() => KeyChange::AlreadyRevoked(k),
             Some(k) => KeyChange::Done(mark_revoked(&mut tx, ws, k, at).await?),
         };
+        if matches!(change, KeyChange::Done(_)) {
+            crate::store::changes::pg_append(
+                &mut tx,
+                &self.origin,
+                ws,
+                crate::store::ChangeKind::Keys,
+                &[],
+            )
+            .await?;
+        }
         tx.commit().await.map_err(unexpected)?;
         Ok(change)
     }
@@ -191,6 +201,16 @@ impl KeyStore for PgStore {
                 KeyChange::Done(old)
             }
         };
+        if matches!(change, KeyChange::Done(_)) {
+            crate::store::changes::pg_append(
+                &mut tx,
+                &self.origin,
+                ws,
+                crate::store::ChangeKind::Keys,
+                &[],
+            )
+            .await?;
+        }
         tx.commit().await.map_err(unexpected)?;
         Ok(change)
     }

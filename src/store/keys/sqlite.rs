@@ -170,6 +170,16 @@ impl KeyStore for SqliteStore {
     ) -> Result<KeyChange, StoreError> {
         let mut tx = self.pool().begin().await.map_err(unexpected)?;
         let change = revoke_in(&mut tx, ws, key_id, at).await?;
+        if matches!(change, KeyChange::Done(_)) {
+            crate::store::changes::sqlite_append(
+                &mut tx,
+                &self.origin,
+                ws,
+                crate::store::ChangeKind::Keys,
+                &[],
+            )
+            .await?;
+        }
         tx.commit().await.map_err(unexpected)?;
         Ok(change)
     }
@@ -185,6 +195,16 @@ impl KeyStore for SqliteStore {
         let change = revoke_in(&mut tx, ws, key_id, at).await?;
         if matches!(change, KeyChange::Done(_)) {
             insert_key(&mut tx, ws, new, at).await?;
+        }
+        if matches!(change, KeyChange::Done(_)) {
+            crate::store::changes::sqlite_append(
+                &mut tx,
+                &self.origin,
+                ws,
+                crate::store::ChangeKind::Keys,
+                &[],
+            )
+            .await?;
         }
         tx.commit().await.map_err(unexpected)?;
         Ok(change)

@@ -262,6 +262,14 @@ impl LearningStore for PgStore {
                 .map_err(unexpected)?;
         }
         write_cycle(&mut tx, report).await?;
+        crate::store::changes::pg_append(
+            &mut tx,
+            &self.origin,
+            ws,
+            crate::store::ChangeKind::Patterns,
+            &[],
+        )
+        .await?;
         tx.commit().await.map_err(unexpected)
     }
 

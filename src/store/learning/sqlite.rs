@@ -233,6 +233,14 @@ impl LearningStore for SqliteStore {
                 .map_err(unexpected)?;
         }
         write_cycle(&mut tx, report).await?;
+        crate::store::changes::sqlite_append(
+            &mut tx,
+            &self.origin,
+            ws,
+            crate::store::ChangeKind::Patterns,
+            &[],
+        )
+        .await?;
         tx.commit().await.map_err(unexpected)
     }
 

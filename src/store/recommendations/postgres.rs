@@ -15,6 +15,7 @@ use swarmwise_actors::ports::{AgentUsage, DeadLetter, RecommendationStore, Store
 use uuid::Uuid;
 
 use super::REC_COLUMNS;
+use crate::store::changes::ChangeKind;
 use crate::store::postgres::{set_workspace, PgStore};
 use crate::store::unexpected;
 
@@ -291,12 +292,23 @@ impl RecommendationStore for PgStore {
         ws: WorkspaceId,
         updates: &[VerdictUpdate],
     ) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.scoped(ws).await?;
+        // One statement: the verdicts, and the change-feed row naming the
+        // agents whose trust changed ('verdicts' when a row was already
+        // evaluated: the self-join `o` sees the row as it was before).
         sqlx::query(
-            "UPDATE agent_recommendations AS r SET outcome_status = v.status, outcome_quality = v.quality, \
+            "WITH upd AS (UPDATE agent_recommendations AS r SET outcome_status = v.status, outcome_quality = v.quality, \
              feedback = COALESCE(v.feedback, r.feedback), evaluated_at = v.at \
-             FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::timestamptz[]) AS v(id, status, quality, feedback, at) \
-             WHERE r.id = v.id AND r.workspace_id = $6",
+             FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::timestamptz[]) AS v(id, status, quality, feedback, at), \
+             agent_recommendations AS o \
+             WHERE r.id = v.id AND r.workspace_id = $6 AND o.id = r.id \
+             RETURNING r.agent_id, o.evaluated_at IS NOT NULL AS revised) \
+             INSERT INTO change_feed (workspace_id, origin, kind, agents) \
+             SELECT $6, $7, CASE WHEN bool_or(revised) THEN 'verdicts' ELSE 'outcomes' END, \
+             array_agg(DISTINCT agent_id ORDER BY agent_id) FROM upd HAVING count(*) > 0",
         )
         .bind(updates.iter().map(|u| u.id).collect::<Vec<_>>())
         .bind(updates.iter().map(|u| u.verdict.status().as_str().to_owned()).collect::<Vec<_>>())
@@ -304,6 +316,7 @@ impl RecommendationStore for PgStore {
         .bind(updates.iter().map(|u| u.feedback.clone()).collect::<Vec<_>>())
         .bind(updates.iter().map(|u| u.evaluated_at).collect::<Vec<_>>())
         .bind(ws.0)
+        .bind(&*self.origin)
         .execute(&mut *tx)
         .await
         .map_err(unexpected)?;
@@ -361,6 +374,9 @@ impl RecommendationStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(unexpected)?;
+        let agents = crate::store::changes::agent_list(rows.iter().map(|r| &r.agent_id));
+        crate::store::changes::pg_append(&mut tx, &self.origin, ws, ChangeKind::Failures, &agents)
+            .await?;
         tx.commit().await.map_err(unexpected)
     }
 

@@ -13,6 +13,7 @@ use swarmwise_actors::ports::{AgentUsage, DeadLetter, RecommendationStore, Store
 use uuid::Uuid;
 
 use super::REC_COLUMNS;
+use crate::store::changes::ChangeKind;
 use crate::store::sqlite::{from_micros, micros, SqliteStore};
 use crate::store::unexpected;
 
@@ -283,7 +284,45 @@ impl RecommendationStore for SqliteStore {
         ws: WorkspaceId,
         updates: &[VerdictUpdate],
     ) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        // The feed row first: a write as the first statement takes the write
+        // lock at once (a deferred transaction that reads first may fail to
+        // upgrade under WAL); its kind and agents are filled in below.
+        let seq = crate::store::changes::sqlite_append(
+            &mut tx,
+            &self.origin,
+            ws,
+            ChangeKind::Outcomes,
+            &[],
+        )
+        .await?;
+        // Whose rows these are, and whether any was already evaluated (then
+        // this is a revision: feedback overriding a verdict).
+        let mut agents = std::collections::BTreeSet::new();
+        let mut revised = false;
+        for chunk in updates.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT agent_id, max(evaluated_at IS NOT NULL) FROM agent_recommendations WHERE workspace_id = ",
+            );
+            q.push_bind(ws.0).push(" AND id IN (");
+            let mut ids = q.separated(", ");
+            for u in chunk {
+                ids.push_bind(u.id);
+            }
+            q.push(") GROUP BY agent_id");
+            let found: Vec<(String, bool)> = q
+                .build_query_as()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unexpected)?;
+            for (agent, was_evaluated) in found {
+                agents.insert(agent);
+                revised |= was_evaluated;
+            }
+        }
         for u in updates {
             sqlx::query(
                 "UPDATE agent_recommendations SET outcome_status = ?, outcome_quality = ?, \
@@ -298,6 +337,27 @@ impl RecommendationStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(unexpected)?;
+        }
+        if agents.is_empty() {
+            sqlx::query("DELETE FROM change_feed WHERE seq = ?")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(unexpected)?;
+        } else {
+            let kind = if revised {
+                ChangeKind::Verdicts
+            } else {
+                ChangeKind::Outcomes
+            };
+            let agents: Vec<String> = agents.into_iter().collect();
+            sqlx::query("UPDATE change_feed SET kind = ?, agents = ? WHERE seq = ?")
+                .bind(kind.as_str())
+                .bind(serde_json::to_string(&agents).unwrap_or_else(|_| "[]".into()))
+                .bind(seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(unexpected)?;
         }
         tx.commit().await.map_err(unexpected)
     }
@@ -350,6 +410,15 @@ impl RecommendationStore for SqliteStore {
             });
             q.build().execute(&mut *tx).await.map_err(unexpected)?;
         }
+        let agents = crate::store::changes::agent_list(rows.iter().map(|r| &r.agent_id));
+        crate::store::changes::sqlite_append(
+            &mut tx,
+            &self.origin,
+            ws,
+            ChangeKind::Failures,
+            &agents,
+        )
+        .await?;
         tx.commit().await.map_err(unexpected)
     }
 
