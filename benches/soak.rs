@@ -27,13 +27,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sqlx::{Connection, Executor, PgConnection};
+
+mod process;
+use process::{binary, drop_pg_database, pg_database, Server};
 
 const ADMIN_KEY: &str = "soak-admin-key";
 
@@ -87,114 +89,6 @@ fn slope_per_min(points: &[(f64, f64)]) -> f64 {
     let cov: f64 = points.iter().map(|p| (p.0 - mt) * (p.1 - my)).sum();
     let var: f64 = points.iter().map(|p| (p.0 - mt).powi(2)).sum();
     cov / var * 60.0
-}
-
-async fn pg_database() -> Option<(String, String)> {
-    let base = std::env::var("SWARMWISE_BENCH_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut c = PgConnection::connect(&base).await.ok()?;
-    let name = format!("swarmwise_soak_{}", std::process::id());
-    c.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-        .await
-        .ok()?;
-    c.execute(format!("CREATE DATABASE \"{name}\"").as_str())
-        .await
-        .ok()?;
-    let i = base.rfind('/')?;
-    Some((format!("{}/{name}", &base[..i]), name))
-}
-
-async fn drop_pg_database(name: &str) {
-    let base = std::env::var("SWARMWISE_BENCH_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    if let Ok(mut c) = PgConnection::connect(&base).await {
-        let _ = c
-            .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-            .await;
-    }
-}
-
-/// The server binary: the one cargo built for this bench, or `SWARMWISE_SOAK_BIN`
-/// (to compare a build from another commit in the same conditions).
-fn binary() -> String {
-    std::env::var("SWARMWISE_SOAK_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_swarmwise").into())
-}
-
-/// The server process; killed when dropped (a panic must not leave it running).
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(database_url: &str, dir: &std::path::Path) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(binary())
-            .arg("serve")
-            .env("SWARMWISE__SERVER__BIND", format!("127.0.0.1:{port}"))
-            .env("SWARMWISE__DATABASE__URL", database_url)
-            .env("SWARMWISE__AUTH__ADMIN_KEY", ADMIN_KEY)
-            .env("SWARMWISE__DEMO__ENABLED", "false")
-            // One client key at 5k req/s: the per-key limit would measure itself.
-            .env("SWARMWISE__LIMITS__KEY_REQUESTS_PER_SECOND", "0")
-            .env(
-                "SWARMWISE__DEMO__KEY_FILE",
-                dir.join("demo.key").display().to_string(),
-            )
-            .env("SWARMWISE__TELEMETRY__LOG_LEVEL", "warn")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the swarmwise binary");
-        Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn wait_ready(&mut self, client: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the server exited before it was ready: {status}");
-            }
-            assert!(Instant::now() < deadline, "server not ready within 60 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// SIGTERM, then wait for the graceful drain (killed after 60 s).
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("server did not stop within 60 s of SIGTERM; killing it");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// What one client saw.
@@ -269,7 +163,7 @@ async fn client_loop(
 
 async fn soak(label: &str, database_url: &str, p: &Params) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(database_url, dir.path());
+    let mut server = Server::start(database_url, dir.path(), ADMIN_KEY, &[]);
     let pid = server.child.id();
     let setup = reqwest::Client::new();
     server.wait_ready(&setup).await;
@@ -424,7 +318,7 @@ fn main() {
                     let url = format!("sqlite://{}/soak.db", dir.path().display());
                     soak("sqlite", &url, &p).await;
                 }
-                "postgres" => match pg_database().await {
+                "postgres" => match pg_database("soak").await {
                     Some((url, name)) => {
                         soak("postgres", &url, &p).await;
                         drop_pg_database(&name).await;
