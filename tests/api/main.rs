@@ -12,6 +12,7 @@ mod approval;
 mod auth;
 mod backends;
 mod browser;
+mod cluster;
 mod costs;
 mod dashboard;
 mod durable_runs;

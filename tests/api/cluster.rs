@@ -1,0 +1,530 @@
+//! Several nodes, as an operator runs them: three `swarmwise serve`
+//! processes on loopback sharing one PostgreSQL database and one Redis
+//! (issue 13, item 5). Each test starts its own database and Redis key
+//! prefix, so the tests run in parallel without seeing each other.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{
+    fresh_database, poll_until, postgres_available, redis_available, redis_url, skipped,
+    spawn_server_in, Backend, ServerProcess,
+};
+
+const ADMIN: &str = "cluster-admin-key";
+
+/// Three (or more) nodes on one PostgreSQL database and one Redis.
+struct Cluster {
+    url: String,
+    prefix: String,
+    extra: Vec<(String, String)>,
+    args: Vec<String>,
+    nodes: Vec<Option<ServerProcess>>,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    /// Starts `n` nodes named `node-0` .. with the same database, Redis and
+    /// `extra` settings (`SWARMWISE__...` pairs); `None` (the test is
+    /// skipped, outside CI only) when PostgreSQL or Redis is unreachable.
+    async fn start(test: &str, n: usize, extra: &[(&str, &str)]) -> Option<Self> {
+        Self::start_with(test, n, &[], extra).await
+    }
+
+    /// [`Cluster::start`] with arguments after `serve` (e.g. `--config`).
+    async fn start_with(
+        test: &str,
+        n: usize,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Option<Self> {
+        if !postgres_available().await || !redis_available().await {
+            skipped(test);
+            return None;
+        }
+        let (url, _) = fresh_database(Backend::Postgres).await;
+        let mut cluster = Self {
+            url,
+            prefix: format!("swarmwise-test-{}:", uuid::Uuid::now_v7().simple()),
+            extra: extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            nodes: Vec::new(),
+            http: reqwest::Client::new(),
+        };
+        for i in 0..n {
+            let node = cluster.spawn(i);
+            cluster.nodes.push(Some(node));
+        }
+        Some(cluster)
+    }
+
+    fn spawn(&self, i: usize) -> ServerProcess {
+        let node_id = format!("node-{i}");
+        let redis = redis_url();
+        let mut envs: Vec<(&str, &str)> = vec![
+            ("SWARMWISE__DATABASE__URL", &self.url),
+            ("SWARMWISE__REDIS__URL", &redis),
+            ("SWARMWISE__REDIS__KEY_PREFIX", &self.prefix),
+            ("SWARMWISE__AUTH__ADMIN_KEY", ADMIN),
+            ("SWARMWISE__CLUSTER__NODE_ID", &node_id),
+        ];
+        envs.extend(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        spawn_server_in(None, &args, &envs)
+    }
+
+    /// The base URL of node `i`.
+    fn at(&self, i: usize) -> &str {
+        &self.nodes[i].as_ref().expect("node is running").address
+    }
+
+    /// SIGKILLs node `i` (no drain, no flush: a crash).
+    fn kill(&mut self, i: usize) {
+        drop(self.nodes[i].take().expect("node is running"));
+    }
+
+    /// Starts node `i` again (same node id, a new process).
+    fn restart(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "kill node {i} first");
+        self.nodes[i] = Some(self.spawn(i));
+    }
+
+    async fn post(&self, i: usize, key: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.at(i)))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, i: usize, key: &str, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.at(i)))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A new workspace (created through node `i`); its API key.
+    async fn workspace(&self, i: usize, name: &str) -> String {
+        let (status, ws) = self
+            .post(i, ADMIN, "/api/v1/workspaces", &json!({ "name": name }))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{ws}");
+        ws["api_key"].as_str().expect("api_key").to_owned()
+    }
+
+    /// Registers an `external` agent (tracked only) through node `i`.
+    async fn agent(&self, i: usize, key: &str, id: &str) {
+        let (status, body) = self
+            .post(
+                i,
+                key,
+                "/api/v1/agents",
+                &json!({ "id": id, "name": format!("Agent {id}"), "kind": "external" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Tracks one recommendation of `agent` in `workflow` through node `i`.
+    async fn track(&self, i: usize, key: &str, agent: &str, workflow: &str, confidence: f64) {
+        let (status, body) = self
+            .post(
+                i,
+                key,
+                "/api/v1/recommendations",
+                &json!({
+                    "agent_id": agent,
+                    "correlation_id": workflow,
+                    "workflow_id": workflow,
+                    "recommendation_type": "strategy",
+                    "content": {"pick": agent},
+                    "confidence": confidence,
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Evaluates `workflow` through node `i`.
+    async fn outcome(&self, i: usize, key: &str, workflow: &str, quality: f64) {
+        let (status, body) = self
+            .post(
+                i,
+                key,
+                &format!("/api/v1/workflows/{workflow}/outcome"),
+                &json!({ "overall_quality_score": quality }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// The trust card of `agent` as node `i` serves it (`None` before it has one).
+    async fn trust(&self, i: usize, key: &str, agent: &str) -> Option<Value> {
+        let (status, card) = self
+            .get(i, key, &format!("/api/v1/learning/trust-scores/{agent}"))
+            .await;
+        (status == StatusCode::OK).then_some(card)
+    }
+}
+
+/// Item 5: an evaluation committed through node A is folded into trust read
+/// from node C (and B), without waiting for the scheduled recompute; and a
+/// workspace key created through A works on C at once (keys live in the
+/// database, every node's key cache misses to it).
+#[tokio::test]
+async fn an_evaluation_on_one_node_is_visible_in_trust_read_from_another() {
+    let Some(cluster) = Cluster::start(
+        "cluster::an_evaluation_on_one_node_is_visible_in_trust_read_from_another",
+        3,
+        &[("SWARMWISE__SCHEDULER__ENABLED", "false")],
+    )
+    .await
+    else {
+        return;
+    };
+    let key = cluster.workspace(0, "shared").await;
+    // Node C knows nothing of a1 yet; warm its snapshot of the workspace so
+    // the test proves a refresh, not a first load.
+    assert!(cluster.trust(2, &key, "a1").await.is_none());
+    cluster.agent(0, &key, "a1").await;
+    for i in 0..4 {
+        let wf = format!("wf-{i}");
+        cluster.track(0, &key, "a1", &wf, 0.8).await;
+        cluster.outcome(0, &key, &wf, 90.0).await;
+    }
+    let card = cluster
+        .trust(0, &key, "a1")
+        .await
+        .expect("node A has a card");
+    assert_eq!(card["sample_count"], 4, "{card}");
+    for node in [1, 2] {
+        let seen = poll_until(&format!("node {node} folds node A's 4 outcomes"), || {
+            let cluster = &cluster;
+            let key = &key;
+            async move {
+                match cluster.trust(node, key, "a1").await {
+                    Some(card) if card["sample_count"] == 4 => Ok(card),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        })
+        .await;
+        assert_eq!(seen["overall_trust"], card["overall_trust"], "{seen}");
+    }
+    // Another workspace, through node B, sees none of it.
+    let other = cluster.workspace(1, "other").await;
+    assert!(cluster.trust(2, &other, "a1").await.is_none());
+}
+
+/// Reads an SSE response until a `data:` line satisfies `wanted`, failing
+/// after 30 s; returns that event's JSON.
+async fn next_sse(stream: &mut reqwest::Response, wanted: impl Fn(&Value) -> bool) -> Value {
+    next_sse_with_id(stream, wanted).await.1
+}
+
+/// [`next_sse`] with the frame's `id:` (empty when it has none).
+async fn next_sse_with_id(
+    stream: &mut reqwest::Response,
+    wanted: impl Fn(&Value) -> bool,
+) -> (String, Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut buffer = String::new();
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let mut id = String::new();
+            for line in frame.lines() {
+                if let Some(value) = line.strip_prefix("id:") {
+                    id = value.trim().to_owned();
+                }
+                if let Some(data) = line.strip_prefix("data: ") {
+                    let event: Value = serde_json::from_str(data).expect("event JSON");
+                    if wanted(&event) {
+                        return (id, event);
+                    }
+                }
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("the wanted event within 30 s")
+            .expect("read the stream")
+            .expect("the stream stays open");
+        buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+    }
+}
+
+/// Item 5: an SSE client on node B receives the events node A produces for
+/// its workspace, and a client of another workspace on node C receives none.
+#[tokio::test]
+async fn an_sse_client_on_one_node_receives_another_nodes_events() {
+    let Some(cluster) = Cluster::start(
+        "cluster::an_sse_client_on_one_node_receives_another_nodes_events",
+        3,
+        &[("SWARMWISE__SCHEDULER__ENABLED", "false")],
+    )
+    .await
+    else {
+        return;
+    };
+    let key = cluster.workspace(0, "events").await;
+    let other = cluster.workspace(0, "bystander").await;
+    let open = |node: usize, key: String| {
+        let request = cluster
+            .http
+            .get(format!("{}/api/v1/events", cluster.at(node)))
+            .bearer_auth(key);
+        async move {
+            let r = request.send().await.expect("open the stream");
+            assert_eq!(r.status(), StatusCode::OK);
+            r
+        }
+    };
+    cluster.agent(0, &key, "a1").await;
+    cluster.agent(2, &other, "b1").await;
+    let mut on_b = open(1, key.clone()).await;
+    let mut theirs = open(2, other.clone()).await;
+    cluster.track(0, &key, "a1", "wf-1", 0.7).await;
+    cluster.outcome(0, &key, "wf-1", 85.0).await;
+    let (id, event) = next_sse_with_id(&mut on_b, |e| e["type"] == "trust_updated").await;
+    assert_eq!(event["agents"], json!(["a1"]), "{event}");
+    assert!(
+        id.starts_with('r'),
+        "numbered in the shared (Redis) numbering: {id:?}"
+    );
+
+    // The balancer moves the client to node C: it resumes after the last id
+    // it saw and gets what node A produced meanwhile, replayed by C.
+    drop(on_b);
+    cluster.agent(0, &key, "a2").await;
+    cluster.track(0, &key, "a2", "wf-2", 0.7).await;
+    cluster.outcome(0, &key, "wf-2", 20.0).await;
+    let resume = |node: usize, key: String, last: String| {
+        let request = cluster
+            .http
+            .get(format!("{}/api/v1/events", cluster.at(node)))
+            .bearer_auth(key)
+            .header("Last-Event-ID", last);
+        async move { request.send().await.expect("reopen the stream") }
+    };
+    let mut on_c = resume(2, key.clone(), id.clone()).await;
+    let replayed = next_sse(&mut on_c, |e| {
+        assert_ne!(e["type"], "reset", "C could tell what was missed: {e}");
+        e["type"] == "trust_updated"
+    })
+    .await;
+    assert_eq!(replayed["agents"], json!(["a2"]), "{replayed}");
+    // The same id presented with another workspace's key replays nothing of
+    // this workspace (a reset or nothing at all, never a2's event).
+    let mut stolen = resume(2, other.clone(), id.clone()).await;
+    let first = next_sse(&mut stolen, |_| true);
+    cluster.agent(2, &other, "b0").await;
+    cluster.track(2, &other, "b0", "wf-b0", 0.6).await;
+    cluster.outcome(2, &other, "wf-b0", 40.0).await;
+    let first = first.await;
+    assert_ne!(first["agents"], json!(["a2"]), "{first}");
+    // The bystander's stream carries nothing of it: its own event, produced
+    // after, is the first data it sees.
+    cluster.track(2, &other, "b1", "wf-b", 0.6).await;
+    cluster.outcome(2, &other, "wf-b", 40.0).await;
+    next_sse(&mut theirs, |e| {
+        assert_ne!(
+            e["agents"],
+            json!(["a1"]),
+            "another workspace's event leaked: {e}"
+        );
+        e["type"] == "trust_updated" && e["agents"] == json!(["b1"])
+    })
+    .await;
+}
+
+/// A config file for nodes running the durable-run workflows of
+/// `durable_runs::workflows_dir` (loopback agents allowed, a one-second
+/// lease), written into that folder → its path.
+fn durable_config(dir: &tempfile::TempDir) -> String {
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        "[agents]\nallow_hosts = [\"127.0.0.1\"]\n[workflows]\ndir = \"workflows\"\nlease_secs = 1\n\
+         [scheduler]\nenabled = false\n",
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+async fn run_state(cluster: &Cluster, node: usize, key: &str, id: &str) -> Value {
+    let (status, run) = cluster
+        .get(node, key, &format!("/api/v1/workflows/runs/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    run
+}
+
+/// Item 5: node A runs a two-stage workflow and is SIGKILLed while the
+/// second stage waits on its agent; another node takes the run over after
+/// the lease and completes it, without asking the first stage's agent
+/// again, and exactly one node asks the second stage's agent again.
+#[actix_web::test]
+async fn a_killed_nodes_run_completes_on_another_node() {
+    let dir = crate::durable_runs::workflows_dir();
+    let config = durable_config(&dir);
+    let Some(mut cluster) = Cluster::start_with(
+        "cluster::a_killed_nodes_run_completes_on_another_node",
+        3,
+        &["--config", &config],
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    let agents = crate::durable_runs::Agents::start();
+    let key = cluster.workspace(0, "durable").await;
+    agents
+        .register(cluster.at(0), &key, &["fast", "held"])
+        .await;
+    let (status, started) = cluster
+        .post(
+            0,
+            &key,
+            "/api/v1/workflows/runs",
+            &json!({"workflow": "two_step", "wait": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let id = started["run_id"].as_str().unwrap().to_owned();
+    poll_until("first stage stored, second asked", || async {
+        let run = run_state(&cluster, 1, &key, &id).await;
+        let stages = run["progress"]["stages"].as_array().map_or(0, Vec::len);
+        if stages == 1 && agents.calls("held") == 1 {
+            Ok(())
+        } else {
+            Err(run)
+        }
+    })
+    .await;
+    cluster.kill(0);
+    poll_until(
+        "the second stage asked again by a surviving node",
+        || async {
+            match agents.calls("held") {
+                2 => Ok(()),
+                n => Err(n),
+            }
+        },
+    )
+    .await;
+    agents.gate.add_permits(10);
+    let run = poll_until("the run succeeded on a surviving node", || async {
+        let run = run_state(&cluster, 2, &key, &id).await;
+        if run["status"] == "succeeded" {
+            Ok(run)
+        } else {
+            Err(run)
+        }
+    })
+    .await;
+    assert_eq!(agents.calls("fast"), 1, "stage one not repeated: {run}");
+    assert_eq!(agents.calls("held"), 2, "one takeover, not two: {run}");
+    // Its recommendations are tracked once each: one per agent call that
+    // answered (the killed node's second-stage call never answered).
+    let (_, recs) = cluster
+        .get(
+            1,
+            &key,
+            &format!("/api/v1/recommendations?workflow_id={id}"),
+        )
+        .await;
+    assert_eq!(recs["items"].as_array().map(Vec::len), Some(2), "{recs}");
+    // The killed node comes back and finds nothing left to do.
+    cluster.restart(0);
+    let again = run_state(&cluster, 0, &key, &id).await;
+    assert_eq!(again["status"], "succeeded");
+    assert_eq!(agents.calls("held"), 2);
+}
+
+/// Item 5: a run paused for approval on node A survives A's SIGKILL and
+/// restart; it is approved through node B and completes, running the next
+/// stage once.
+#[actix_web::test]
+async fn an_approval_survives_a_killed_node() {
+    let dir = crate::durable_runs::workflows_dir();
+    let config = durable_config(&dir);
+    let Some(mut cluster) = Cluster::start_with(
+        "cluster::an_approval_survives_a_killed_node",
+        3,
+        &["--config", &config],
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    let agents = crate::durable_runs::Agents::start();
+    let key = cluster.workspace(0, "approvals").await;
+    agents
+        .register(cluster.at(0), &key, &["fast", "final"])
+        .await;
+    let (status, run) = cluster
+        .post(
+            0,
+            &key,
+            "/api/v1/workflows/runs",
+            &json!({"workflow": "gated", "wait": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["status"], "awaiting_approval", "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+    cluster.kill(0);
+    cluster.restart(0);
+    let paused = run_state(&cluster, 0, &key, &id).await;
+    assert_eq!(paused["status"], "awaiting_approval", "{paused}");
+    // Another workspace cannot approve it, through any node.
+    let other = cluster.workspace(2, "intruder").await;
+    let (status, _) = cluster
+        .post(
+            2,
+            &other,
+            &format!("/api/v1/workflows/runs/{id}/approve"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = cluster
+        .post(
+            1,
+            &key,
+            &format!("/api/v1/workflows/runs/{id}/approve"),
+            &json!({"comment": "ship it"}),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let done = poll_until("the approved run finishes", || async {
+        let run = run_state(&cluster, 2, &key, &id).await;
+        if run["status"] == "succeeded" {
+            Ok(run)
+        } else {
+            Err(run)
+        }
+    })
+    .await;
+    assert_eq!(agents.calls("final"), 1, "{done}");
+    assert_eq!(agents.calls("fast"), 1, "{done}");
+}
