@@ -528,3 +528,113 @@ async fn an_approval_survives_a_killed_node() {
     assert_eq!(agents.calls("final"), 1, "{done}");
     assert_eq!(agents.calls("fast"), 1, "{done}");
 }
+
+/// The value of counter `swarmwise_scheduled_jobs_total{job="learning_cycle"}`
+/// on node `i` (0 before it ran one).
+async fn cycle_jobs_run(cluster: &Cluster, i: usize) -> f64 {
+    let text = cluster
+        .http
+        .get(format!("{}/metrics", cluster.at(i)))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find(|l| l.starts_with("swarmwise_scheduled_jobs_total{job=\"learning_cycle\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().expect("a number"))
+}
+
+async fn claims(url: &str) -> (i64, i64) {
+    use sqlx::{Connection, Row};
+    let mut c = sqlx::PgConnection::connect(url).await.expect("connect");
+    let row = sqlx::query(
+        "SELECT count(*) AS n, count(DISTINCT node) AS nodes FROM scheduled_claims WHERE job = 'learning_cycle'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .expect("count claims");
+    (row.get("n"), row.get("nodes"))
+}
+
+/// Item 5: with a learning cycle scheduled every second on three nodes,
+/// each occurrence runs on exactly one node (the sum of the nodes' job
+/// counters never exceeds the occurrences claimed, and only the leader
+/// runs them); when the leader is killed another node takes over after the
+/// lease and the schedule goes on.
+#[tokio::test]
+async fn a_scheduled_job_runs_once_across_nodes() {
+    let Some(mut cluster) = Cluster::start(
+        "cluster::a_scheduled_job_runs_once_across_nodes",
+        3,
+        &[
+            ("SWARMWISE__SCHEDULER__LEARNING_CYCLE", "* * * * * *"),
+            ("SWARMWISE__SCHEDULER__LEADER_LEASE_SECS", "2"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    cluster.workspace(0, "scheduled").await;
+    poll_until("five occurrences claimed", || async {
+        match claims(&cluster.url).await {
+            (n, _) if n >= 5 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let mut runs = Vec::new();
+    for i in 0..3 {
+        runs.push(cycle_jobs_run(&cluster, i).await);
+    }
+    let (claimed, nodes) = claims(&cluster.url).await;
+    let total: f64 = runs.iter().sum();
+    assert!(total >= 4.0, "the job ran: {runs:?}");
+    assert!(
+        total <= claimed as f64,
+        "no occurrence ran twice: {runs:?} runs, {claimed} claims"
+    );
+    assert_eq!(nodes, 1, "one leader claimed them all");
+    let leader = runs.iter().position(|r| *r > 0.0).expect("a leader");
+    assert_eq!(
+        runs.iter().filter(|r| **r > 0.0).count(),
+        1,
+        "only the leader runs scheduled jobs: {runs:?}"
+    );
+
+    cluster.kill(leader);
+    poll_until("another node leads and claims", || async {
+        match claims(&cluster.url).await {
+            (_, 2) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let next = poll_until("the new leader runs the job", || async {
+        for &i in &survivors {
+            if cycle_jobs_run(&cluster, i).await > 0.0 {
+                return Ok(i);
+            }
+        }
+        Err("no survivor ran it yet")
+    })
+    .await;
+    let mut after = 0.0;
+    for &i in &survivors {
+        let r = cycle_jobs_run(&cluster, i).await;
+        assert!(
+            i == next || r == 0.0,
+            "one leader at a time: node {i} ran {r}"
+        );
+        after += r;
+    }
+    let (claimed_after, _) = claims(&cluster.url).await;
+    assert!(
+        total + after <= claimed_after as f64,
+        "still never twice: {total} + {after} runs, {claimed_after} claims"
+    );
+}
