@@ -475,6 +475,49 @@ pub struct TelemetrySettings {
     /// The per-workspace gauges carry workspace and agent ids, so set it
     /// wherever tenants can reach the port.
     pub metrics_token: String,
+    /// `[telemetry.otlp]`: OpenTelemetry trace export (off by default).
+    pub otlp: OtlpSettings,
+}
+
+/// `[telemetry.otlp]`: spans exported over OTLP/HTTP (protobuf) to a
+/// collector (docs/tracing.md). Off while `endpoint` is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpSettings {
+    /// Collector base URL (`http://127.0.0.1:4318`), `/v1/traces` appended
+    /// unless already there; empty: no export, no trace context.
+    pub endpoint: String,
+    /// `service.name` of the exported resource.
+    pub service_name: String,
+    /// Share of new traces sampled, 0.0–1.0 (an incoming `traceparent`
+    /// gives the trace id, not the decision).
+    pub sample_ratio: f64,
+    /// Deadline of one export request, in milliseconds.
+    pub timeout_ms: u64,
+    /// Extra request headers for the collector (auth); never logged.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Ended spans waiting for export at most; past it spans are dropped
+    /// and counted (`swarmwise_otlp_spans_dropped_total`).
+    pub max_queue_size: usize,
+    /// Spans per export request at most.
+    pub max_export_batch_size: usize,
+    /// Milliseconds between two exports of a partly filled batch.
+    pub scheduled_delay_ms: u64,
+}
+
+impl Default for OtlpSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            service_name: "swarmwise".into(),
+            sample_ratio: 1.0,
+            timeout_ms: 5_000,
+            headers: std::collections::BTreeMap::new(),
+            max_queue_size: 2_048,
+            max_export_batch_size: 512,
+            scheduled_delay_ms: 1_000,
+        }
+    }
 }
 
 impl Default for TelemetrySettings {
@@ -485,6 +528,7 @@ impl Default for TelemetrySettings {
             stats_refresh_secs: 60,
             max_agent_series: 200,
             metrics_token: String::new(),
+            otlp: OtlpSettings::default(),
         }
     }
 }
@@ -885,6 +929,7 @@ impl Settings {
                 "must be empty (open /metrics) or at least 16 printable ASCII characters without spaces; e.g. `openssl rand -hex 24`".into(),
             ));
         }
+        crate::otel::validate(&self.telemetry.otlp).map_err(|(key, message)| err(key, message))?;
         let l = &self.limits;
         if l.default_page_size == 0 || l.default_page_size > l.max_page_size {
             return Err(err(

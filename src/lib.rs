@@ -47,6 +47,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod limits;
 pub mod notify;
+pub mod otel;
 pub mod redis_link;
 pub mod routes;
 pub mod startup;

@@ -222,6 +222,13 @@ pub const METRICS: &[Metric] = &[
     m("swarmwise_event_resets_total", "counter", &["reason"],
       "Reset events sent to streams, by reason (unknown_last_event_id, expired, lagged, numbering_changed, relay_interrupted)"),
     m("swarmwise_actor_restarts_total", "counter", &["actor"], "Supervisor restarts by actor"),
+    // OpenTelemetry trace export (docs/tracing.md).
+    m("swarmwise_otlp_spans_exported_total", "counter", &[],
+      "Spans the OTLP collector accepted"),
+    m("swarmwise_otlp_spans_failed_total", "counter", &[],
+      "Spans in OTLP export requests that failed or timed out (lost)"),
+    m("swarmwise_otlp_spans_dropped_total", "counter", &[],
+      "Spans dropped because telemetry.otlp.max_queue_size spans were waiting for export"),
     m("swarmwise_panics_total", "counter", &[], "Panics caught by the panic hook"),
 ];
 
@@ -303,6 +310,8 @@ pub fn request_span(request_id: &str, method: &str, path: &str) -> tracing::Span
         method = %method,
         path = %path.get(..cut).unwrap_or_default(),
         workspace = tracing::field::Empty,
+        route = tracing::field::Empty,
+        status = tracing::field::Empty,
     )
 }
 
@@ -310,17 +319,75 @@ pub fn request_span(request_id: &str, method: &str, path: &str) -> tracing::Span
 /// Colours only on a terminal, so a log file or pipe can be filtered on
 /// `run_id=...` as printed.
 pub fn init_logging(default_level: &str) {
+    let _ = init_with(default_level, None);
+}
+
+/// Starts logging and, when `[telemetry.otlp] endpoint` is set, the
+/// OpenTelemetry trace export ([`crate::otel`]); the returned export is
+/// shut down (queued spans sent) when `serve` ends. A collector that is
+/// down or an exporter that cannot be built never stops the service: it
+/// is logged and the service runs without export.
+pub fn init(settings: &crate::config::TelemetrySettings) -> Option<crate::otel::Exporting> {
+    let otlp = &settings.otlp;
+    let exporting = if otlp.endpoint.is_empty() {
+        None
+    } else {
+        match crate::otel::Exporting::start(otlp) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("warning: OTLP trace export is off: {e:#}; check telemetry.otlp");
+                None
+            }
+        }
+    };
+    let installed = init_with(&settings.log_level, exporting.as_ref());
+    if installed && exporting.is_some() {
+        tracing::info!(
+            endpoint = %crate::otel::traces_url(&otlp.endpoint),
+            sample_ratio = otlp.sample_ratio,
+            "exporting traces over OTLP/HTTP"
+        );
+    }
+    exporting.filter(|_| installed)
+}
+
+/// Installs the subscriber once per process: the fmt logger filtered by
+/// `default_level` (or `RUST_LOG`), and the OpenTelemetry layer of
+/// `exporting` filtered to the exported spans (their own filter, so a
+/// quiet log level does not stop the traces). False when already done.
+fn init_with(default_level: &str, exporting: Option<&crate::otel::Exporting>) -> bool {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     static ONCE: OnceLock<()> = OnceLock::new();
+    let mut installed = false;
     ONCE.get_or_init(|| {
         let filter =
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
+        let fmt = tracing_subscriber::fmt::layer()
             .with_target(false)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .try_init();
+            .with_filter(filter);
+        let otel = exporting.map(|e| {
+            tracing_opentelemetry::layer()
+                .with_tracer(e.tracer())
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_level(false)
+                .with_tracked_inactivity(false)
+                .with_filter(tracing_subscriber::filter::filter_fn(
+                    crate::otel::export::exported,
+                ))
+        });
+        installed = tracing_subscriber::registry()
+            .with(fmt)
+            .with(otel)
+            .try_init()
+            .is_ok();
         install_panic_hook();
     });
+    installed
 }
 
 fn install_panic_hook() {

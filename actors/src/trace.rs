@@ -10,6 +10,12 @@
 //! path, so one filter on a run id follows the run from its request to the
 //! store (`docs/operations.md`, "Following one run").
 //!
+//! A run's stages open `stage` spans (the agent tasks of a stage are its
+//! children), the hand-over of a stage's recommendations to the tracker a
+//! `track` span and the run's evaluation an `evaluation` span. The
+//! OpenTelemetry export (`swarmwise::otel`) exports exactly these spans
+//! and the request span, renamed to the OpenTelemetry conventions.
+//!
 //! Ids are fields, never metric labels.
 
 use std::fmt::Display;
@@ -24,6 +30,27 @@ use crate::domain::WorkspaceId;
 /// The span of one workflow run (a child of the current span).
 pub fn run_span(run_id: Uuid, workflow: &str, workspace: WorkspaceId) -> tracing::Span {
     tracing::info_span!("run", run_id = %run_id, workflow = %workflow, workspace = %workspace)
+}
+
+/// The span of one stage of a run, with the number of agents it asks.
+pub fn stage_span(stage: &str, agents: usize) -> tracing::Span {
+    tracing::info_span!("stage", stage = %stage, agents)
+}
+
+/// The span of handing `recommendations` answers to the tracker.
+pub fn track_span(recommendations: usize) -> tracing::Span {
+    tracing::info_span!("track", recommendations)
+}
+
+/// The span of evaluating a workflow's recommendations (a run's, or an
+/// outcome posted over the API); `evaluated` is recorded at the end.
+pub fn evaluation_span(workspace: WorkspaceId, workflow_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "evaluation",
+        workspace = %workspace,
+        workflow_id = %workflow_id,
+        evaluated = tracing::field::Empty,
+    )
 }
 
 /// Runs one store call in a `store{op}` span, a child of the current one,

@@ -154,10 +154,13 @@ impl AgentBackend for HttpAgent {
     async fn execute(&self, task: &Task) -> Result<AgentAnswer, BackendError> {
         let mut attempt = 0u32;
         loop {
+            // The run's trace context replaces any configured one.
+            let mut headers = self.headers.clone();
+            crate::otel::propagation::inject(&mut headers);
             let res = self
                 .client
                 .post(&self.config.url)
-                .headers(self.headers.clone())
+                .headers(headers)
                 .timeout(Duration::from_millis(self.config.timeout_ms))
                 .json(task)
                 .send()

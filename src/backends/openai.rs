@@ -122,9 +122,15 @@ impl AgentBackend for OpenAi {
         if let (Some(t), Some(o)) = (self.config.temperature, body.as_object_mut()) {
             o.insert("temperature".into(), json!(t));
         }
+        let span = tracing::Span::current();
+        span.record("gen_ai.request.model", self.config.model.as_str());
+        span.record("gen_ai.system", "openai");
+        let mut trace = reqwest::header::HeaderMap::new();
+        crate::otel::propagation::inject(&mut trace);
         let mut req = self
             .client
             .post(&self.url)
+            .headers(trace)
             .timeout(Duration::from_millis(self.config.timeout_ms))
             .json(&body);
         if let Some(k) = &self.api_key {
@@ -162,6 +168,15 @@ impl AgentBackend for OpenAi {
             .usage(answering.as_deref(), requested, prompt, completion);
         // Counted before the content is checked: the tokens were spent.
         crate::costs::observe_call(&self.prices, &usage, requested);
+        // GenAI token counts on the agent span, where the provider reports them.
+        for (field, n) in [
+            ("gen_ai.usage.input_tokens", prompt),
+            ("gen_ai.usage.output_tokens", completion),
+        ] {
+            if let Some(n) = n {
+                span.record(field, n);
+            }
+        }
         let text = reply
             .pointer("/choices/0/message/content")
             .and_then(Value::as_str)

@@ -101,7 +101,7 @@ pub fn run() -> ExitCode {
     if matches!(cli.command, None | Some(Command::Serve)) {
         serve::limit_malloc_arenas(settings.server.malloc_arena_max);
     }
-    crate::telemetry::init_logging(&settings.telemetry.log_level);
+    let exporting = crate::telemetry::init(&settings.telemetry);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config::check_config(&settings),
         Command::Migrate => actix_web::rt::System::new().block_on(async {
@@ -150,6 +150,9 @@ pub fn run() -> ExitCode {
         }
         Command::Init { .. } => Ok(()),
     };
+    if let Some(exporting) = exporting {
+        exporting.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

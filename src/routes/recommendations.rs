@@ -518,16 +518,19 @@ pub async fn outcome(
     {
         return Err(ParseError::new("feedback", "longer than limits.max_text_bytes").into());
     }
-    let summary = state
-        .engine
-        .evaluate(Evaluate {
+    let span = swarmwise_actors::trace::evaluation_span(ws.0, &workflow_id);
+    let summary = tracing::Instrument::instrument(
+        state.engine.evaluate(Evaluate {
             workspace: ws.0,
             workflow_id,
             overall_quality: overall,
             verdicts,
             feedback: b.feedback,
-        })
-        .await?;
+        }),
+        span.clone(),
+    )
+    .await?;
+    span.record("evaluated", summary.evaluated);
     // Outcomes reported here count towards learning.cycle_every_outcomes
     // exactly like the ones a workflow run evaluates.
     state.cycles.outcomes_evaluated(ws.0, summary.evaluated);

@@ -39,6 +39,7 @@ pub(super) fn server(
                 let method = crate::telemetry::method_label(req.method());
                 let request_id = crate::telemetry::request_id(req.headers());
                 let span = crate::telemetry::request_span(&request_id, method, req.path());
+                crate::otel::propagation::adopt(&span, req.headers());
                 let fut = span.in_scope(|| srv.call(req));
                 async move {
                     let mut res = fut.await?;
@@ -54,6 +55,9 @@ pub(super) fn server(
                         .request()
                         .match_pattern()
                         .unwrap_or_else(|| "unmatched".into());
+                    let current = tracing::Span::current();
+                    current.record("route", route.as_str());
+                    current.record("status", res.status().as_u16());
                     metrics::histogram!(
                         "swarmwise_http_request_duration_seconds",
                         "method" => method,

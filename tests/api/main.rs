@@ -28,6 +28,7 @@ mod lifecycle;
 mod metrics;
 mod notify;
 mod openapi;
+mod otel;
 mod poison;
 mod recommendations;
 mod retention;

@@ -211,12 +211,20 @@ impl AgentActor {
                 reply,
                 span,
             } = p;
+            // The gen_ai.* fields are recorded by the backend when it knows
+            // them (an openai agent: model, provider, token counts); the
+            // OpenTelemetry export maps the rest (docs/tracing.md).
             let task_span = tracing::info_span!(
                 parent: &span,
                 "agent_task",
                 agent = %self.spec.id,
                 stage = %task.stage,
                 run_id = %task.workflow_id,
+                outcome = tracing::field::Empty,
+                gen_ai.request.model = tracing::field::Empty,
+                gen_ai.system = tracing::field::Empty,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
             );
             let work = async move {
                 let _permit = match pool {
@@ -235,6 +243,7 @@ impl AgentActor {
                     Ok(Err(_)) => "panic",
                     Err(_) => "timeout",
                 };
+                tracing::Span::current().record("outcome", outcome);
                 tracing::debug!(outcome, "agent task done");
                 res
             }

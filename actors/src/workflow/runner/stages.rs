@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{json, Value};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::durable::{ApprovalRecord, Progress};
@@ -254,6 +255,7 @@ impl Workflows {
             let timeout = self.stage_timeout(stage);
             let candidates = self.candidates(ws, stage, &registered);
             let base = self.base_task(def, stage, run, &correlation, &tally);
+            let stage_span = crate::trace::stage_span(&stage.name, candidates.len());
             let (completed_by, results) = match stage.mode {
                 StageMode::Parallel => {
                     self.ask(
@@ -265,6 +267,7 @@ impl Workflows {
                         run.priority,
                         timeout,
                     )
+                    .instrument(stage_span.clone())
                     .await
                 }
                 StageMode::Sequential => {
@@ -286,6 +289,7 @@ impl Workflows {
                                 run.priority,
                                 timeout,
                             )
+                            .instrument(stage_span.clone())
                             .await;
                         last = c;
                         for (x, _) in &r {
@@ -349,8 +353,10 @@ impl Workflows {
             progress.stages.push(report);
             self.checkpoint(run, &progress).await?;
             if learning && !track.is_empty() {
-                self.engine.track(track).await?;
+                let span = stage_span.in_scope(|| crate::trace::track_span(track.len()));
+                self.engine.track(track).instrument(span).await?;
             }
+            drop(stage_span);
             self.events.publish(Event::WorkflowProgress {
                 workspace_id: ws,
                 run_id: run.id.to_string(),
@@ -387,6 +393,7 @@ impl Workflows {
                         quality: None,
                     })
                     .collect();
+                let span = crate::trace::evaluation_span(ws, &run.id.to_string());
                 let evaluated = self
                     .engine
                     .evaluate(Evaluate {
@@ -396,7 +403,12 @@ impl Workflows {
                         verdicts,
                         feedback: None,
                     })
+                    .instrument(span.clone())
                     .await;
+                if let Ok(summary) = &evaluated {
+                    span.record("evaluated", summary.evaluated);
+                }
+                drop(span);
                 match evaluated {
                     Ok(summary) => {
                         self.cycles.outcomes_evaluated(ws, summary.evaluated);
