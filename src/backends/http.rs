@@ -172,6 +172,7 @@ impl AgentBackend for HttpAgent {
                         BackendError::InvalidAnswer(format!("body is not JSON: {e}"))
                     })?;
                     let (model, prompt, completion) = crate::costs::usage_of_answer(&body);
+                    crate::otel::record_tokens(prompt, completion);
                     let usage = self
                         .prices
                         .usage(model.as_deref(), None, prompt, completion);

@@ -168,15 +168,7 @@ impl AgentBackend for OpenAi {
             .usage(answering.as_deref(), requested, prompt, completion);
         // Counted before the content is checked: the tokens were spent.
         crate::costs::observe_call(&self.prices, &usage, requested);
-        // GenAI token counts on the agent span, where the provider reports them.
-        for (field, n) in [
-            ("gen_ai.usage.input_tokens", prompt),
-            ("gen_ai.usage.output_tokens", completion),
-        ] {
-            if let Some(n) = n {
-                span.record(field, n);
-            }
-        }
+        crate::otel::record_tokens(prompt, completion);
         let text = reply
             .pointer("/choices/0/message/content")
             .and_then(Value::as_str)

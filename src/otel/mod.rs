@@ -108,6 +108,21 @@ pub fn validate(s: &OtlpSettings) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+/// Records GenAI token counts on the current span (an agent task's) where
+/// an agent reported them; exported as `gen_ai.usage.input_tokens` and
+/// `gen_ai.usage.output_tokens`. A no-op outside an agent task.
+pub fn record_tokens(input: Option<u64>, output: Option<u64>) {
+    let span = tracing::Span::current();
+    for (field, n) in [
+        ("gen_ai.usage.input_tokens", input),
+        ("gen_ai.usage.output_tokens", output),
+    ] {
+        if let Some(n) = n {
+            span.record(field, n);
+        }
+    }
+}
+
 /// The collector URL of trace exports: `endpoint` with `/v1/traces`
 /// appended unless it already ends so (the OTLP/HTTP default path).
 pub fn traces_url(endpoint: &str) -> String {

@@ -87,7 +87,8 @@ fn agents() -> (std::net::SocketAddr, Seen) {
                     "content": {"quality": 80, "note": "SECRET-ANSWER-review"}, "confidence": 0.9
                 })),
                 _ => HttpResponse::Ok().json(json!({
-                    "content": {"decision": "SECRET-ANSWER-http"}, "confidence": 0.7
+                    "content": {"decision": "SECRET-ANSWER-http"}, "confidence": 0.7,
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 3}
                 })),
             }
         }
@@ -350,6 +351,8 @@ async fn a_traced_run_exports_request_run_stage_agent_track_and_evaluation_spans
     assert_eq!(str_attr(&o1, "gen_ai.system").as_deref(), Some("openai"));
     assert_eq!(int_attr(&o1, "gen_ai.usage.input_tokens"), Some(42));
     assert_eq!(int_attr(&o1, "gen_ai.usage.output_tokens"), Some(7));
+    assert_eq!(int_attr(&h1, "gen_ai.usage.input_tokens"), Some(5));
+    assert_eq!(int_attr(&h1, "gen_ai.usage.output_tokens"), Some(3));
     assert_eq!(int_attr(&track, "swarmwise.recommendations"), Some(2));
     assert_eq!(
         int_attr(&evaluation, "swarmwise.recommendations.evaluated"),
