@@ -109,12 +109,17 @@ impl Pending {
 }
 
 /// Starts the task (unless `cluster.sync_poll_ms` is 0) reading the feed
-/// after `start`; it ends at shutdown.
-pub(crate) fn spawn(state: web::Data<AppState>, start: FeedPosition) {
+/// after `start`; it ends at shutdown. The stop waits for the returned
+/// handle, so no store call of the task is still in flight when the
+/// runtime is dropped.
+pub(crate) fn spawn(
+    state: web::Data<AppState>,
+    start: FeedPosition,
+) -> Option<tokio::task::JoinHandle<()>> {
     let c = &state.settings.cluster;
     if c.sync_poll_ms == 0 {
         tracing::info!("cluster.sync_poll_ms = 0: this node does not follow changes other processes make to the database");
-        return;
+        return None;
     }
     let poll = Duration::from_millis(c.sync_poll_ms);
     let batch = c.sync_batch.max(1);
@@ -123,7 +128,7 @@ pub(crate) fn spawn(state: web::Data<AppState>, start: FeedPosition) {
     // Registered now, so `/metrics` lists it from the first scrape.
     metrics::counter!("swarmwise_sync_pruned_rows_total").increment(0);
     let mut shutdown = state.shutdown.clone();
-    actix::spawn(async move {
+    Some(actix::spawn(async move {
         let mut position = start;
         let mut last_read = Instant::now();
         let mut last_prune: Option<Instant> = None;
@@ -184,7 +189,7 @@ pub(crate) fn spawn(state: web::Data<AppState>, start: FeedPosition) {
                 }
             }
         }
-    });
+    }))
 }
 
 /// Applies a batch of feed rows (see the module's table).

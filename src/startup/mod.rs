@@ -45,6 +45,8 @@ pub struct Application {
     demo_key: Option<String>,
     /// This node's identity (`[cluster] node_id`, or generated).
     node: swarmwise_actors::cluster::NodeId,
+    /// The change-feed task (`crate::sync`), awaited at the stop.
+    sync_task: Option<tokio::task::JoinHandle<()>>,
     /// The alert notifiers, for the Alerter and for tests that send through them.
     notifiers: crate::notify::Dispatcher,
     /// The alerter (`None` when `alerts.enabled = false`).
@@ -234,7 +236,7 @@ impl Application {
         background::spawn_pattern_invalidation(state.clone(), engine.events().subscribe());
         background::spawn_redis_catch_up(state.clone());
         background::spawn_run_sweeper(&state);
-        crate::sync::spawn(state.clone(), feed_start);
+        let sync_task = crate::sync::spawn(state.clone(), feed_start);
         let workers = if settings.server.workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -256,6 +258,7 @@ impl Application {
             workflows,
             demo_key,
             node,
+            sync_task,
             notifiers,
             alerter,
             scheduler,

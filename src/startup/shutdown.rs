@@ -41,7 +41,7 @@ impl Application {
     }
 
     /// Serves until stopped, then drains acknowledged writes.
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(mut self) -> anyhow::Result<()> {
         let handle = self.handle();
         actix::spawn(async move {
             wait_for_signal().await;
@@ -103,6 +103,16 @@ impl Application {
         match self.engine.drain(left).await {
             Ok(()) => {
                 tracing::info!("all acknowledged recommendations are stored");
+                // The change-feed task ends at the shutdown signal; wait for
+                // it, then for the trust scorer to finish what it was given,
+                // so that no store call is in flight when the runtime is
+                // dropped (a pooled connection dropped outside the runtime
+                // panics, and the process would exit 101 after a clean stop).
+                if let Some(task) = self.sync_task.take() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+                }
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), self.engine.trust_settled()).await;
                 let spent = began.get().map_or(Duration::ZERO, Instant::elapsed);
                 let pending = self.notifiers.pending();
                 if pending > 0 {
