@@ -3,11 +3,10 @@
 //! (issue 13, item 5). Each test starts its own database and Redis key
 //! prefix, so the tests run in parallel without seeing each other.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::events::Sse;
 use crate::helpers::{
     fresh_database, poll_until, postgres_available, redis_available, redis_url, skipped,
     spawn_server_in, Backend, ServerProcess,
@@ -232,42 +231,34 @@ async fn an_evaluation_on_one_node_is_visible_in_trust_read_from_another() {
     assert!(cluster.trust(2, &other, "a1").await.is_none());
 }
 
-/// Reads an SSE response until a `data:` line satisfies `wanted`, failing
-/// after 30 s; returns that event's JSON.
-async fn next_sse(stream: &mut reqwest::Response, wanted: impl Fn(&Value) -> bool) -> Value {
+/// Reads `stream` until an event satisfies `wanted` (each frame within
+/// 30 s); that event's id (empty when it has none) and JSON.
+async fn next_sse_with_id(stream: &mut Sse, wanted: impl Fn(&Value) -> bool) -> (String, Value) {
+    loop {
+        let frame = stream.next().await;
+        let data = frame.data.expect("a data frame");
+        if wanted(&data) {
+            return (frame.id.unwrap_or_default(), data);
+        }
+    }
+}
+
+/// [`next_sse_with_id`] without the id.
+async fn next_sse(stream: &mut Sse, wanted: impl Fn(&Value) -> bool) -> Value {
     next_sse_with_id(stream, wanted).await.1
 }
 
-/// [`next_sse`] with the frame's `id:` (empty when it has none).
-async fn next_sse_with_id(
-    stream: &mut reqwest::Response,
-    wanted: impl Fn(&Value) -> bool,
-) -> (String, Value) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut buffer = String::new();
-    loop {
-        while let Some(end) = buffer.find("\n\n") {
-            let frame: String = buffer.drain(..end + 2).collect();
-            let mut id = String::new();
-            for line in frame.lines() {
-                if let Some(value) = line.strip_prefix("id:") {
-                    id = value.trim().to_owned();
-                }
-                if let Some(data) = line.strip_prefix("data: ") {
-                    let event: Value = serde_json::from_str(data).expect("event JSON");
-                    if wanted(&event) {
-                        return (id, event);
-                    }
-                }
-            }
-        }
-        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
-            .await
-            .expect("the wanted event within 30 s")
-            .expect("read the stream")
-            .expect("the stream stays open");
-        buffer.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+/// Opens `GET /api/v1/events` on node `node` with `key`, resuming after
+/// `last` when given.
+async fn open_stream(cluster: &Cluster, node: usize, key: &str, last: Option<&str>) -> Sse {
+    let mut request = cluster
+        .http
+        .get(format!("{}/api/v1/events", cluster.at(node)))
+        .bearer_auth(key);
+    if let Some(id) = last {
+        request = request.header("Last-Event-ID", id);
     }
+    Sse::from_response(request.send().await.expect("open the stream"))
 }
 
 /// Item 5: an SSE client on node B receives the events node A produces for
@@ -285,21 +276,10 @@ async fn an_sse_client_on_one_node_receives_another_nodes_events() {
     };
     let key = cluster.workspace(0, "events").await;
     let other = cluster.workspace(0, "bystander").await;
-    let open = |node: usize, key: String| {
-        let request = cluster
-            .http
-            .get(format!("{}/api/v1/events", cluster.at(node)))
-            .bearer_auth(key);
-        async move {
-            let r = request.send().await.expect("open the stream");
-            assert_eq!(r.status(), StatusCode::OK);
-            r
-        }
-    };
     cluster.agent(0, &key, "a1").await;
     cluster.agent(2, &other, "b1").await;
-    let mut on_b = open(1, key.clone()).await;
-    let mut theirs = open(2, other.clone()).await;
+    let mut on_b = open_stream(&cluster, 1, &key, None).await;
+    let mut theirs = open_stream(&cluster, 2, &other, None).await;
     cluster.track(0, &key, "a1", "wf-1", 0.7).await;
     cluster.outcome(0, &key, "wf-1", 85.0).await;
     let (id, event) = next_sse_with_id(&mut on_b, |e| e["type"] == "trust_updated").await;
@@ -315,15 +295,7 @@ async fn an_sse_client_on_one_node_receives_another_nodes_events() {
     cluster.agent(0, &key, "a2").await;
     cluster.track(0, &key, "a2", "wf-2", 0.7).await;
     cluster.outcome(0, &key, "wf-2", 20.0).await;
-    let resume = |node: usize, key: String, last: String| {
-        let request = cluster
-            .http
-            .get(format!("{}/api/v1/events", cluster.at(node)))
-            .bearer_auth(key)
-            .header("Last-Event-ID", last);
-        async move { request.send().await.expect("reopen the stream") }
-    };
-    let mut on_c = resume(2, key.clone(), id.clone()).await;
+    let mut on_c = open_stream(&cluster, 2, &key, Some(&id)).await;
     let replayed = next_sse(&mut on_c, |e| {
         assert_ne!(e["type"], "reset", "C could tell what was missed: {e}");
         e["type"] == "trust_updated"
@@ -332,7 +304,7 @@ async fn an_sse_client_on_one_node_receives_another_nodes_events() {
     assert_eq!(replayed["agents"], json!(["a2"]), "{replayed}");
     // The same id presented with another workspace's key replays nothing of
     // this workspace (a reset or nothing at all, never a2's event).
-    let mut stolen = resume(2, other.clone(), id.clone()).await;
+    let mut stolen = open_stream(&cluster, 2, &other, Some(&id)).await;
     let first = next_sse(&mut stolen, |_| true);
     cluster.agent(2, &other, "b0").await;
     cluster.track(2, &other, "b0", "wf-b0", 0.6).await;

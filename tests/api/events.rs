@@ -18,15 +18,15 @@ use crate::helpers::{
 /// parsed as JSON, whether it carried a `retry:`; comment-only frames have
 /// neither id nor data.
 #[derive(Debug)]
-struct Frame {
-    id: Option<String>,
-    data: Option<Value>,
+pub(crate) struct Frame {
+    pub(crate) id: Option<String>,
+    pub(crate) data: Option<Value>,
     retry: bool,
     text: String,
 }
 
 /// An open event stream, read frame by frame.
-struct Sse {
+pub(crate) struct Sse {
     res: reqwest::Response,
     buf: String,
 }
@@ -37,7 +37,11 @@ impl Sse {
         if let Some(id) = last {
             req = req.header("Last-Event-ID", id);
         }
-        let res = req.send().await.unwrap();
+        Sse::from_response(req.send().await.unwrap())
+    }
+
+    /// Reads the stream `res` answered (asserts it is 200).
+    pub(crate) fn from_response(res: reqwest::Response) -> Sse {
         assert_eq!(res.status(), StatusCode::OK);
         Sse {
             res,
@@ -80,7 +84,7 @@ impl Sse {
     }
 
     /// The next frame with data (skips `: ping` comments).
-    async fn next(&mut self) -> Frame {
+    pub(crate) async fn next(&mut self) -> Frame {
         loop {
             let frame = self.next_raw().await.expect("the stream ended");
             if frame.data.is_some() {
