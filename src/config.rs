@@ -706,6 +706,12 @@ impl Settings {
                 "must be at least tracking.batch_size".into(),
             ));
         }
+        if !(1..=10_000).contains(&self.tracking.evaluation_batch_size) {
+            return Err(err(
+                "tracking.evaluation_batch_size",
+                "must be between 1 and 10000".into(),
+            ));
+        }
         if self.tracking.read_flush_timeout_ms == 0 {
             return Err(err(
                 "tracking.read_flush_timeout_ms",
@@ -863,6 +869,12 @@ impl Settings {
             return Err(err(
                 "workflows.sweep_batch",
                 "must be between 1 and 1000".into(),
+            ));
+        }
+        if !(1..=10_000).contains(&w.write_batch_size) {
+            return Err(err(
+                "workflows.write_batch_size",
+                "must be between 1 and 10000".into(),
             ));
         }
         if self.demo.enabled

@@ -31,6 +31,8 @@
 //! - [`cluster`]: the identity of this node among several sharing one
 //!   database.
 //! - [`events`]: the live event bus relayed to SSE.
+//! - [`group_commit`]: many callers, one transaction (evaluations and run
+//!   writes are committed in batches).
 //! - [`supervisor`]: restart limits, backoff and health for supervised actors.
 //! - [`engine`]: `Engine`, the handle that starts the actors and hides actix
 //!   from the service.
@@ -38,8 +40,9 @@
 //!   to the store (run id, workspace, agent as fields).
 //!
 //! Data flow: `Engine::track` → tracker buffer → writer task → store.
-//! `Engine::evaluate` → tracker (after a flush barrier) → store verdicts →
-//! `OutcomesRecorded` → trust scorer → snapshot → readers.
+//! `Engine::evaluate` → tracker → evaluation batch (after a flush barrier;
+//! one transaction for every evaluation queued) → store verdicts →
+//! `OutcomesRecorded`, in commit order → trust scorer → snapshot → readers.
 
 pub mod admission;
 pub mod agent;
@@ -50,6 +53,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod group_commit;
 pub mod learner;
 pub mod ports;
 pub mod retention;

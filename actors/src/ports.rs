@@ -44,6 +44,19 @@ pub enum StoreError {
     Unexpected(#[from] anyhow::Error),
 }
 
+impl Clone for StoreError {
+    /// A copy for several callers of one failed batch (group commit); an
+    /// `Unexpected` copy keeps the whole message (`{:#}`), not the source chain.
+    fn clone(&self) -> Self {
+        match self {
+            Self::Conflict(m) => Self::Conflict(m.clone()),
+            Self::Unavailable(m) => Self::Unavailable(m.clone()),
+            Self::Rejected(m) => Self::Rejected(m.clone()),
+            Self::Unexpected(e) => Self::Unexpected(anyhow::anyhow!("{e:#}")),
+        }
+    }
+}
+
 /// One row of `agent_trust_scores` (an agent, or agent × type when
 /// `recommendation_type` is set).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -199,6 +212,27 @@ pub trait AdmissionStore: Send + Sync + 'static {
     ) -> Result<ChangeOutcome, StoreError>;
 }
 
+/// One workspace's verdicts in an evaluation batch
+/// ([`RecommendationStore::apply_verdict_groups`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerdictGroup {
+    /// Whose recommendations.
+    pub workspace: WorkspaceId,
+    /// The verdicts, as for [`RecommendationStore::apply_verdicts`].
+    pub updates: Vec<VerdictUpdate>,
+}
+
+/// One write of a run's life in a group commit ([`RunStore::run_writes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunWrite {
+    /// [`RunStore::insert_run`].
+    Insert(WorkflowRun),
+    /// [`RunStore::save_progress`].
+    Progress(WorkflowRun),
+    /// [`RunStore::finish_run`].
+    Finish(WorkflowRun),
+}
+
 /// Recommendations and their verdicts, the dead letters of refused ones, and agents' failed executions: the tracker's write path and what trust folds.
 #[async_trait]
 pub trait RecommendationStore: Send + Sync + 'static {
@@ -225,12 +259,23 @@ pub trait RecommendationStore: Send + Sync + 'static {
         ws: WorkspaceId,
         workflow_id: &str,
     ) -> Result<Vec<Recommendation>, StoreError>;
+    /// Every recommendation of several workflows of `ws`, in one query;
+    /// by workflow, then oldest first (the tracker's evaluation batches).
+    async fn workflows_recommendations(
+        &self,
+        ws: WorkspaceId,
+        workflow_ids: &[String],
+    ) -> Result<Vec<Recommendation>, StoreError>;
     /// Writes verdicts atomically.
     async fn apply_verdicts(
         &self,
         ws: WorkspaceId,
         updates: &[VerdictUpdate],
     ) -> Result<(), StoreError>;
+    /// Group commit of evaluations: writes every group's verdicts in one
+    /// transaction, all or none, each group as [`Self::apply_verdicts`]
+    /// would (its own change-feed row). Groups may name any workspaces.
+    async fn apply_verdict_groups(&self, groups: &[VerdictGroup]) -> Result<(), StoreError>;
     /// Evaluated outcomes in fold order, of one agent or all.
     async fn outcome_samples(
         &self,
@@ -479,6 +524,10 @@ pub trait RetentionStore: Send + Sync + 'static {
 pub trait RunStore: Send + Sync + 'static {
     /// Records a new (running) workflow run, with its lease.
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError>;
+    /// Group commit of runs' writes: every write in one transaction, in
+    /// order, all or none; answers one flag per write, as the single call
+    /// would (`Insert`: always `true`; the others `false` when fenced out).
+    async fn run_writes(&self, writes: &[RunWrite]) -> Result<Vec<bool>, StoreError>;
     /// Stores a run's final status, report and error; fenced by
     /// `run.lease` when it has one (`false`: the lease was lost, nothing
     /// written), else only while the run is `running`.

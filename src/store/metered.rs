@@ -30,8 +30,8 @@ use swarmwise_actors::learner::CycleReport;
 use swarmwise_actors::ports::{
     AdmissionStore, AgentStore, AgentUsage, AlertFilter, AlertInsert, AlertScope, AlertStore,
     CycleLock, DeadLetter, LearningStore, Lease, OccurrenceClaim, RecommendationStore,
-    RetentionStore, RunStore, SchedulerStore, StoreError, TrustHistoryPoint, TrustRow, TrustStore,
-    WorkspaceStore,
+    RetentionStore, RunStore, RunWrite, SchedulerStore, StoreError, TrustHistoryPoint, TrustRow,
+    TrustStore, VerdictGroup, WorkspaceStore,
 };
 use swarmwise_actors::workflow::WorkflowRun;
 use uuid::Uuid;
@@ -121,7 +121,9 @@ forward!(RecommendationStore {
     fn recommendation(&self, ws: WorkspaceId, id: Uuid) -> Option<Recommendation>;
     fn list_recommendations(&self, ws: WorkspaceId, filter: &RecommendationFilter) -> Vec<Recommendation>;
     fn workflow_recommendations(&self, ws: WorkspaceId, workflow_id: &str) -> Vec<Recommendation>;
+    fn workflows_recommendations(&self, ws: WorkspaceId, workflow_ids: &[String]) -> Vec<Recommendation>;
     fn apply_verdicts(&self, ws: WorkspaceId, updates: &[VerdictUpdate]) -> ();
+    fn apply_verdict_groups(&self, groups: &[VerdictGroup]) -> ();
     fn outcome_samples(&self, ws: WorkspaceId, agent: Option<&AgentId>) -> Vec<OutcomeSample>;
     fn insert_failures(&self, ws: WorkspaceId, rows: &[AgentFailure]) -> ();
     fn agent_failures(&self, ws: WorkspaceId, agent: Option<&AgentId>) -> Vec<AgentFailure>;
@@ -165,6 +167,7 @@ forward!(RetentionStore {
 
 forward!(RunStore {
     fn insert_run(&self, run: &WorkflowRun) -> ();
+    fn run_writes(&self, writes: &[RunWrite]) -> Vec<bool>;
     fn finish_run(&self, run: &WorkflowRun) -> bool;
     fn run(&self, ws: WorkspaceId, id: Uuid) -> Option<WorkflowRun>;
     fn interrupt_unfinished(&self, ws: WorkspaceId, reason: &str, at: DateTime<Utc>) -> (u64, u64);

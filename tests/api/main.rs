@@ -19,6 +19,7 @@ mod durable_runs;
 mod errors;
 mod events;
 mod fairness;
+mod group_commit;
 mod idempotency;
 mod key_store;
 mod keys;

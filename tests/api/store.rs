@@ -994,3 +994,131 @@ async fn run_lease_conformance(backend: Backend) {
     assert!(store.due_approvals(now, 10).await.unwrap().is_empty());
 }
 both_backends!(run_lease_conformance);
+
+/// Group commit: `run_writes` and `apply_verdict_groups` write many
+/// workspaces' rows in one transaction, answer per write as the single calls
+/// do (fenced writes `false`), are all-or-none, and a group never touches
+/// another workspace's rows even when it names their ids.
+async fn group_commit_conformance(backend: Backend) {
+    use swarmwise_actors::ports::{RunWrite, VerdictGroup};
+    use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
+    let (store, _dir, _) = open(backend).await;
+    let (a, _) = new_workspace(&store, "group-a").await;
+    let (b, _) = new_workspace(&store, "group-b").await;
+    for ws in [a, b] {
+        store.create_agent(ws, &agent("x")).await.unwrap();
+    }
+    let now = to_micros(Utc::now());
+    let run = |ws: WorkspaceId, fencing: i64| WorkflowRun {
+        id: Uuid::now_v7(),
+        workspace_id: ws,
+        workflow: "w".into(),
+        status: RunStatus::Running,
+        priority: swarmwise_actors::domain::Priority::Normal,
+        input: json!({"n": 1}),
+        result: None,
+        error: None,
+        created_at: now,
+        finished_at: None,
+        progress: None,
+        approval_deadline: None,
+        lease: Some(RunLease {
+            owner: "node-a".into(),
+            fencing,
+            until: now + TimeDelta::seconds(30),
+        }),
+    };
+    // Runs of two workspaces created, checkpointed and finished in one
+    // transaction; a write with a stale fencing token answers false.
+    let ra = run(a, 1);
+    let rb = run(b, 1);
+    let mut pa = ra.clone();
+    pa.progress = Some(json!({"stages": [], "evaluated": false}));
+    let mut stale = rb.clone();
+    stale.lease.as_mut().unwrap().fencing = 7;
+    stale.progress = Some(json!({"stages": ["zombie"]}));
+    let mut fb = rb.clone();
+    fb.status = RunStatus::Succeeded;
+    fb.finished_at = Some(now);
+    fb.result = Some(json!({"ok": true}));
+    let applied = store
+        .run_writes(&[
+            RunWrite::Insert(ra.clone()),
+            RunWrite::Insert(rb.clone()),
+            RunWrite::Progress(pa.clone()),
+            RunWrite::Progress(stale),
+            RunWrite::Finish(fb),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![true, true, true, false, true]);
+    let got_a = store.run(a, ra.id).await.unwrap().unwrap();
+    assert_eq!(got_a.progress, pa.progress);
+    assert_eq!(got_a.status, RunStatus::Running);
+    let got_b = store.run(b, rb.id).await.unwrap().unwrap();
+    assert_eq!(got_b.status, RunStatus::Succeeded);
+    assert_eq!(
+        got_b.progress, None,
+        "the fenced-out checkpoint wrote nothing"
+    );
+    assert!(store.run(b, ra.id).await.unwrap().is_none());
+    // All or none: a duplicate insert fails the whole batch, so the new run
+    // written before it in the same batch is not there either.
+    let rc = run(a, 1);
+    let err = store
+        .run_writes(&[RunWrite::Insert(rc.clone()), RunWrite::Insert(ra.clone())])
+        .await;
+    assert!(err.is_err(), "a duplicate run id is refused: {err:?}");
+    assert!(store.run(a, rc.id).await.unwrap().is_none(), "rolled back");
+
+    // Verdicts of two workspaces in one transaction.
+    let xa = rec(a, "x", "wf-a", "t", 0.9);
+    let xb = rec(b, "x", "wf-b", "t", 0.4);
+    store
+        .insert_recommendations(&[xa.clone(), xb.clone()])
+        .await
+        .unwrap();
+    let both = store
+        .workflows_recommendations(a, &["wf-a".into(), "wf-b".into(), "nope".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        both.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![xa.id],
+        "workspace a reads only its own workflow"
+    );
+    let update = |id: Uuid, verdict: Verdict| VerdictUpdate {
+        id,
+        verdict,
+        quality: 80.0,
+        feedback: None,
+        evaluated_at: now,
+    };
+    store
+        .apply_verdict_groups(&[
+            VerdictGroup {
+                workspace: a,
+                updates: vec![update(xa.id, Verdict::Approved)],
+            },
+            VerdictGroup {
+                workspace: b,
+                updates: vec![update(xb.id, Verdict::Rejected)],
+            },
+            // Workspace a naming b's row: nothing happens to it.
+            VerdictGroup {
+                workspace: a,
+                updates: vec![update(xb.id, Verdict::Approved)],
+            },
+        ])
+        .await
+        .unwrap();
+    let got = store.recommendation(a, xa.id).await.unwrap().unwrap();
+    assert_eq!(got.status, RecommendationStatus::Approved);
+    let got = store.recommendation(b, xb.id).await.unwrap().unwrap();
+    assert_eq!(
+        got.status,
+        RecommendationStatus::Rejected,
+        "b's row keeps b's verdict; a's group could not reach it"
+    );
+}
+both_backends!(group_commit_conformance);

@@ -1,12 +1,13 @@
 //! Buffering: `Track` fills the buffer, which is handed to the writer by
 //! size or time; `Flush` and `Drain` wait for what was handed off to commit.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::error::EngineError;
@@ -45,20 +46,55 @@ impl RecommendationTracker {
         &self,
         target: u64,
     ) -> impl std::future::Future<Output = Result<(), EngineError>> {
+        let barrier = self.barrier.clone();
+        async move { barrier.wait(target).await.map_err(BarrierError::to_engine) }
+    }
+}
+
+/// Waits until the writer committed (or dead-lettered) up to a sequence,
+/// at most `tracking.read_flush_timeout_ms`.
+#[derive(Clone)]
+pub(super) struct CommitBarrier {
+    pub(super) committed: watch::Receiver<u64>,
+    pub(super) timeout: Duration,
+    pub(super) pending: Arc<AtomicU64>,
+}
+
+/// Why a [`CommitBarrier`] gave up.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum BarrierError {
+    /// The writer is gone (shutting down).
+    Closed,
+    /// The timeout passed with `pending` rows still unwritten.
+    Timeout { waited_ms: u64, pending: u64 },
+}
+
+impl BarrierError {
+    pub(super) fn to_engine(self) -> EngineError {
+        match self {
+            Self::Closed => EngineError::ShuttingDown,
+            Self::Timeout { waited_ms, pending } => {
+                EngineError::FlushTimeout { waited_ms, pending }
+            }
+        }
+    }
+}
+
+impl CommitBarrier {
+    pub(super) async fn wait(&self, target: u64) -> Result<(), BarrierError> {
         let mut rx = self.committed.clone();
-        let timeout = Duration::from_millis(self.config.read_flush_timeout_ms);
-        let pending = Arc::clone(&self.pending);
-        async move {
-            match tokio::time::timeout(timeout, rx.wait_for(|c| *c >= target)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(_)) => Err(EngineError::ShuttingDown),
-                Err(_) => {
-                    metrics::counter!("swarmwise_tracker_read_timeouts_total").increment(1);
-                    Err(EngineError::FlushTimeout {
-                        waited_ms: timeout.as_millis() as u64,
-                        pending: pending.load(Ordering::Relaxed),
-                    })
-                }
+        let waited = tokio::time::timeout(self.timeout, rx.wait_for(|c| *c >= target))
+            .await
+            .map(|r| r.map(|_| ()));
+        match waited {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(BarrierError::Closed),
+            Err(_) => {
+                metrics::counter!("swarmwise_tracker_read_timeouts_total").increment(1);
+                Err(BarrierError::Timeout {
+                    waited_ms: self.timeout.as_millis() as u64,
+                    pending: self.pending.load(Ordering::Relaxed),
+                })
             }
         }
     }

@@ -5,9 +5,11 @@
 //!   the store in batches, by size or time), or after the batch holding them
 //!   committed in `durable` mode (group commit).
 //! - `Evaluate` and `Feedback` first wait until everything tracked before
-//!   them has committed, then run one at a time (so evaluation times are
-//!   monotonic and the trust fold order is the commit order), and tell the
-//!   `TrustScorer` after their own commit.
+//!   them has committed, then run one batch at a time (so evaluation times
+//!   are monotonic and the trust fold order is the commit order), and tell
+//!   the `TrustScorer` after their own commit. Evaluations are
+//!   group-committed: every evaluation queued while a batch commits joins
+//!   the next transaction, and each is answered only after that commit.
 //! - `Drain` (shutdown) refuses new work and returns once every acknowledged
 //!   recommendation is on disk, or at its deadline with how many are not.
 //!
@@ -47,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::domain::{to_micros, WorkspaceId};
+use crate::group_commit::{Batching, GroupCommit};
 use crate::ports::Store;
 use crate::supervisor::{ActorHealth, HealthRegistry, RestartPolicy, RestartTracker};
 use crate::trust::{Restart, TrustParams, TrustScorer};
@@ -56,6 +59,8 @@ mod evaluation;
 mod messages;
 mod writer;
 
+use buffer::CommitBarrier;
+use evaluation::Evaluator;
 use writer::{writer, Batch, Unit, Writer};
 pub use writer::{WriterReport, WriterStatus};
 
@@ -94,6 +99,13 @@ pub struct TrackerConfig {
     pub retry_backoff_initial_ms: u64,
     /// Longest wait between retries, in milliseconds.
     pub retry_backoff_max_ms: u64,
+    /// Group commit of evaluations: at most this many evaluations share a
+    /// transaction.
+    pub evaluation_batch_size: usize,
+    /// Group commit of evaluations: how long a batch waits for more
+    /// evaluations, in milliseconds; 0 takes what queued while the previous
+    /// batch was committing (no added latency).
+    pub evaluation_max_wait_ms: u64,
 }
 
 impl Default for TrackerConfig {
@@ -107,6 +119,8 @@ impl Default for TrackerConfig {
             stalled_after_ms: 10_000,
             retry_backoff_initial_ms: 50,
             retry_backoff_max_ms: 5_000,
+            evaluation_batch_size: 512,
+            evaluation_max_wait_ms: 0,
         }
     }
 }
@@ -115,7 +129,7 @@ pub use messages::{Drain, Evaluate, EvaluationSummary, ExplicitVerdict, Feedback
 
 /// State shared by evaluations: the lock that serialises them and the last
 /// evaluation time handed out (monotonic).
-struct EvalState {
+pub(super) struct EvalState {
     last_at: DateTime<Utc>,
 }
 
@@ -123,7 +137,6 @@ struct EvalState {
 pub struct RecommendationTracker {
     config: TrackerConfig,
     store: Arc<dyn Store>,
-    params: Arc<TrustParams>,
     scorer: Addr<TrustScorer>,
     /// Rows acknowledged (write_behind) or waiting (durable), not yet handed
     /// to the writer, with their durable callers.
@@ -136,6 +149,10 @@ pub struct RecommendationTracker {
     writer: mpsc::UnboundedSender<Batch>,
     /// Sequence number of the last committed (or, durable, refused) row.
     committed: watch::Receiver<u64>,
+    /// Waits on `committed`, bounded by `tracking.read_flush_timeout_ms`.
+    barrier: CommitBarrier,
+    /// Group commit of evaluations.
+    evaluator: GroupCommit<Evaluator>,
     /// Rows acknowledged but not yet committed (backpressure).
     pending: Arc<AtomicU64>,
     /// Serialises evaluations and feedback.
@@ -181,20 +198,41 @@ impl RecommendationTracker {
         ));
         health.set(NAME, ActorHealth::Running);
         let pending_out = Arc::clone(&pending);
+        let barrier = CommitBarrier {
+            committed: committed_rx.clone(),
+            timeout: Duration::from_millis(config.read_flush_timeout_ms),
+            pending: Arc::clone(&pending),
+        };
+        let eval = Arc::new(Mutex::new(EvalState {
+            last_at: to_micros(Utc::now()),
+        }));
+        let evaluator = GroupCommit::spawn(
+            "evaluations",
+            Batching {
+                max_batch: config.evaluation_batch_size.max(1),
+                max_wait: Duration::from_millis(config.evaluation_max_wait_ms),
+            },
+            Evaluator {
+                store: Arc::clone(&store),
+                params: Arc::clone(&params),
+                scorer: scorer.clone(),
+                eval: Arc::clone(&eval),
+                barrier: barrier.clone(),
+            },
+        );
         let addr = Supervisor::start(move |_| Self {
             config,
             store,
-            params,
             scorer,
             buffer: Vec::new(),
             buffered_rows: 0,
             handed: 0,
             writer: tx,
             committed: committed_rx,
+            barrier,
+            evaluator,
             pending,
-            eval: Arc::new(Mutex::new(EvalState {
-                last_at: to_micros(Utc::now()),
-            })),
+            eval,
             draining: false,
             revisions,
             restarts: RestartTracker::new(policy),

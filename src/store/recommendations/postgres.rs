@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use swarmwise_actors::domain::{
     AgentFailure, AgentId, FailureKind, OutcomeSample, Recommendation, RecommendationFilter,
     RecommendationStatus, TokenUsage, Verdict, VerdictUpdate, WorkspaceId,
 };
-use swarmwise_actors::ports::{AgentUsage, DeadLetter, RecommendationStore, StoreError};
+use swarmwise_actors::ports::{
+    AgentUsage, DeadLetter, RecommendationStore, StoreError, VerdictGroup,
+};
 use uuid::Uuid;
 
 use super::REC_COLUMNS;
@@ -287,6 +289,24 @@ impl RecommendationStore for PgStore {
         rows.iter().map(rec_from_row).collect()
     }
 
+    async fn workflows_recommendations(
+        &self,
+        ws: WorkspaceId,
+        workflow_ids: &[String],
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = $1 AND workflow_id = ANY($2) ORDER BY workflow_id, id"
+        ))
+        .bind(ws.0)
+        .bind(workflow_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        rows.iter().map(rec_from_row).collect()
+    }
+
     async fn apply_verdicts(
         &self,
         ws: WorkspaceId,
@@ -296,30 +316,19 @@ impl RecommendationStore for PgStore {
             return Ok(());
         }
         let mut tx = self.scoped(ws).await?;
-        // One statement: the verdicts, and the change-feed row naming the
-        // agents whose trust changed ('verdicts' when a row was already
-        // evaluated: the self-join `o` sees the row as it was before).
-        sqlx::query(
-            "WITH upd AS (UPDATE agent_recommendations AS r SET outcome_status = v.status, outcome_quality = v.quality, \
-             feedback = COALESCE(v.feedback, r.feedback), evaluated_at = v.at \
-             FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::timestamptz[]) AS v(id, status, quality, feedback, at), \
-             agent_recommendations AS o \
-             WHERE r.id = v.id AND r.workspace_id = $6 AND o.id = r.id \
-             RETURNING r.agent_id, o.evaluated_at IS NOT NULL AS revised) \
-             INSERT INTO change_feed (workspace_id, origin, kind, agents) \
-             SELECT $6, $7, CASE WHEN bool_or(revised) THEN 'verdicts' ELSE 'outcomes' END, \
-             array_agg(DISTINCT agent_id ORDER BY agent_id) FROM upd HAVING count(*) > 0",
-        )
-        .bind(updates.iter().map(|u| u.id).collect::<Vec<_>>())
-        .bind(updates.iter().map(|u| u.verdict.status().as_str().to_owned()).collect::<Vec<_>>())
-        .bind(updates.iter().map(|u| u.quality).collect::<Vec<_>>())
-        .bind(updates.iter().map(|u| u.feedback.clone()).collect::<Vec<_>>())
-        .bind(updates.iter().map(|u| u.evaluated_at).collect::<Vec<_>>())
-        .bind(ws.0)
-        .bind(&*self.origin)
-        .execute(&mut *tx)
-        .await
-        .map_err(unexpected)?;
+        apply_verdicts_in(&mut tx, &self.origin, ws, updates).await?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn apply_verdict_groups(&self, groups: &[VerdictGroup]) -> Result<(), StoreError> {
+        if groups.iter().all(|g| g.updates.is_empty()) {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for g in groups.iter().filter(|g| !g.updates.is_empty()) {
+            set_workspace(&mut tx, g.workspace).await?;
+            apply_verdicts_in(&mut tx, &self.origin, g.workspace, &g.updates).await?;
+        }
         tx.commit().await.map_err(unexpected)
     }
 
@@ -441,4 +450,38 @@ impl RecommendationStore for PgStore {
         tx.commit().await.map_err(unexpected)?;
         rows.iter().map(usage_from_row).collect()
     }
+}
+
+/// Writes `updates` of `ws` and the change-feed row naming the agents whose
+/// trust changed, in one statement inside the caller's transaction `tx`
+/// (scoped to `ws`). 'verdicts' when a row was already evaluated: the
+/// self-join `o` sees the row as it was before.
+async fn apply_verdicts_in(
+    tx: &mut Transaction<'static, Postgres>,
+    origin: &str,
+    ws: WorkspaceId,
+    updates: &[VerdictUpdate],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "WITH upd AS (UPDATE agent_recommendations AS r SET outcome_status = v.status, outcome_quality = v.quality, \
+         feedback = COALESCE(v.feedback, r.feedback), evaluated_at = v.at \
+         FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::timestamptz[]) AS v(id, status, quality, feedback, at), \
+         agent_recommendations AS o \
+         WHERE r.id = v.id AND r.workspace_id = $6 AND o.id = r.id \
+         RETURNING r.agent_id, o.evaluated_at IS NOT NULL AS revised) \
+         INSERT INTO change_feed (workspace_id, origin, kind, agents) \
+         SELECT $6, $7, CASE WHEN bool_or(revised) THEN 'verdicts' ELSE 'outcomes' END, \
+         array_agg(DISTINCT agent_id ORDER BY agent_id) FROM upd HAVING count(*) > 0",
+    )
+    .bind(updates.iter().map(|u| u.id).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.verdict.status().as_str().to_owned()).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.quality).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.feedback.clone()).collect::<Vec<_>>())
+    .bind(updates.iter().map(|u| u.evaluated_at).collect::<Vec<_>>())
+    .bind(ws.0)
+    .bind(origin)
+    .execute(&mut **tx)
+    .await
+    .map_err(unexpected)?;
+    Ok(())
 }

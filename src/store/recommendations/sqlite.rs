@@ -9,7 +9,9 @@ use swarmwise_actors::domain::{
     AgentFailure, AgentId, FailureKind, OutcomeSample, Recommendation, RecommendationFilter,
     RecommendationStatus, TokenUsage, Verdict, VerdictUpdate, WorkspaceId,
 };
-use swarmwise_actors::ports::{AgentUsage, DeadLetter, RecommendationStore, StoreError};
+use swarmwise_actors::ports::{
+    AgentUsage, DeadLetter, RecommendationStore, StoreError, VerdictGroup,
+};
 use uuid::Uuid;
 
 use super::REC_COLUMNS;
@@ -279,6 +281,30 @@ impl RecommendationStore for SqliteStore {
         rows.iter().map(rec_from_row).collect()
     }
 
+    async fn workflows_recommendations(
+        &self,
+        ws: WorkspaceId,
+        workflow_ids: &[String],
+    ) -> Result<Vec<Recommendation>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in workflow_ids.chunks(INSERT_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
+            ));
+            q.push_bind(ws.0).push(" AND workflow_id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(id);
+            }
+            q.push(") ORDER BY workflow_id, id");
+            let rows = q.build().fetch_all(&self.pool).await.map_err(unexpected)?;
+            for r in &rows {
+                out.push(rec_from_row(r)?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn apply_verdicts(
         &self,
         ws: WorkspaceId,
@@ -288,76 +314,17 @@ impl RecommendationStore for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        // The feed row first: a write as the first statement takes the write
-        // lock at once (a deferred transaction that reads first may fail to
-        // upgrade under WAL); its kind and agents are filled in below.
-        let seq = crate::store::changes::sqlite_append(
-            &mut tx,
-            &self.origin,
-            ws,
-            ChangeKind::Outcomes,
-            &[],
-        )
-        .await?;
-        // Whose rows these are, and whether any was already evaluated (then
-        // this is a revision: feedback overriding a verdict).
-        let mut agents = std::collections::BTreeSet::new();
-        let mut revised = false;
-        for chunk in updates.chunks(INSERT_CHUNK) {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT agent_id, max(evaluated_at IS NOT NULL) FROM agent_recommendations WHERE workspace_id = ",
-            );
-            q.push_bind(ws.0).push(" AND id IN (");
-            let mut ids = q.separated(", ");
-            for u in chunk {
-                ids.push_bind(u.id);
-            }
-            q.push(") GROUP BY agent_id");
-            let found: Vec<(String, bool)> = q
-                .build_query_as()
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unexpected)?;
-            for (agent, was_evaluated) in found {
-                agents.insert(agent);
-                revised |= was_evaluated;
-            }
+        apply_verdicts_on(&mut tx, &self.origin, ws, updates).await?;
+        tx.commit().await.map_err(unexpected)
+    }
+
+    async fn apply_verdict_groups(&self, groups: &[VerdictGroup]) -> Result<(), StoreError> {
+        if groups.iter().all(|g| g.updates.is_empty()) {
+            return Ok(());
         }
-        for u in updates {
-            sqlx::query(
-                "UPDATE agent_recommendations SET outcome_status = ?, outcome_quality = ?, \
-                 feedback = COALESCE(?, feedback), evaluated_at = ? WHERE id = ? AND workspace_id = ?",
-            )
-            .bind(u.verdict.status().as_str())
-            .bind(u.quality)
-            .bind(u.feedback.clone())
-            .bind(micros(u.evaluated_at))
-            .bind(u.id)
-            .bind(ws.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(unexpected)?;
-        }
-        if agents.is_empty() {
-            sqlx::query("DELETE FROM change_feed WHERE seq = ?")
-                .bind(seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(unexpected)?;
-        } else {
-            let kind = if revised {
-                ChangeKind::Verdicts
-            } else {
-                ChangeKind::Outcomes
-            };
-            let agents: Vec<String> = agents.into_iter().collect();
-            sqlx::query("UPDATE change_feed SET kind = ?, agents = ? WHERE seq = ?")
-                .bind(kind.as_str())
-                .bind(serde_json::to_string(&agents).unwrap_or_else(|_| "[]".into()))
-                .bind(seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(unexpected)?;
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        for g in groups.iter().filter(|g| !g.updates.is_empty()) {
+            apply_verdicts_on(&mut tx, &self.origin, g.workspace, &g.updates).await?;
         }
         tx.commit().await.map_err(unexpected)
     }
@@ -499,4 +466,80 @@ mod tests {
         }
         assert!(sizes.len() <= 10, "{sizes:?}");
     }
+}
+
+/// Writes `updates` of `ws` and their change-feed row inside the caller's
+/// transaction `tx`.
+async fn apply_verdicts_on(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    origin: &str,
+    ws: WorkspaceId,
+    updates: &[VerdictUpdate],
+) -> Result<(), StoreError> {
+    // The feed row first: a write as the first statement takes the write
+    // lock at once (a deferred transaction that reads first may fail to
+    // upgrade under WAL); its kind and agents are filled in below.
+    let seq =
+        crate::store::changes::sqlite_append(tx, origin, ws, ChangeKind::Outcomes, &[]).await?;
+    // Whose rows these are, and whether any was already evaluated (then
+    // this is a revision: feedback overriding a verdict).
+    let mut agents = std::collections::BTreeSet::new();
+    let mut revised = false;
+    for chunk in updates.chunks(INSERT_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+                "SELECT agent_id, max(evaluated_at IS NOT NULL) FROM agent_recommendations WHERE workspace_id = ",
+            );
+        q.push_bind(ws.0).push(" AND id IN (");
+        let mut ids = q.separated(", ");
+        for u in chunk {
+            ids.push_bind(u.id);
+        }
+        q.push(") GROUP BY agent_id");
+        let found: Vec<(String, bool)> = q
+            .build_query_as()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(unexpected)?;
+        for (agent, was_evaluated) in found {
+            agents.insert(agent);
+            revised |= was_evaluated;
+        }
+    }
+    for u in updates {
+        sqlx::query(
+                "UPDATE agent_recommendations SET outcome_status = ?, outcome_quality = ?, \
+                 feedback = COALESCE(?, feedback), evaluated_at = ? WHERE id = ? AND workspace_id = ?",
+            )
+            .bind(u.verdict.status().as_str())
+            .bind(u.quality)
+            .bind(u.feedback.clone())
+            .bind(micros(u.evaluated_at))
+            .bind(u.id)
+            .bind(ws.0)
+            .execute(&mut **tx)
+            .await
+            .map_err(unexpected)?;
+    }
+    if agents.is_empty() {
+        sqlx::query("DELETE FROM change_feed WHERE seq = ?")
+            .bind(seq)
+            .execute(&mut **tx)
+            .await
+            .map_err(unexpected)?;
+    } else {
+        let kind = if revised {
+            ChangeKind::Verdicts
+        } else {
+            ChangeKind::Outcomes
+        };
+        let agents: Vec<String> = agents.into_iter().collect();
+        sqlx::query("UPDATE change_feed SET kind = ?, agents = ? WHERE seq = ?")
+            .bind(kind.as_str())
+            .bind(serde_json::to_string(&agents).unwrap_or_else(|_| "[]".into()))
+            .bind(seq)
+            .execute(&mut **tx)
+            .await
+            .map_err(unexpected)?;
+    }
+    Ok(())
 }

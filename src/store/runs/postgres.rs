@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 use swarmwise_actors::domain::{Priority, WorkspaceId};
-use swarmwise_actors::ports::{RunStore, StoreError};
+use swarmwise_actors::ports::{RunStore, RunWrite, StoreError};
 use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
 use uuid::Uuid;
 
 use super::RUN_COLUMNS;
-use crate::store::postgres::PgStore;
+use crate::store::postgres::{set_workspace, PgStore};
 use crate::store::{priority_name, unexpected};
 
 impl PgStore {
@@ -66,45 +66,39 @@ fn run_row(row: &PgRow) -> Result<WorkflowRun, StoreError> {
 
 #[async_trait]
 impl RunStore for PgStore {
+    async fn run_writes(&self, writes: &[RunWrite]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut applied = Vec::with_capacity(writes.len());
+        let mut scope = None;
+        for w in writes {
+            let run = match w {
+                RunWrite::Insert(run) | RunWrite::Progress(run) | RunWrite::Finish(run) => run,
+            };
+            if scope != Some(run.workspace_id) {
+                set_workspace(&mut tx, run.workspace_id).await?;
+                scope = Some(run.workspace_id);
+            }
+            applied.push(match w {
+                RunWrite::Insert(run) => insert_run_in(&mut tx, run).await.map(|()| true)?,
+                RunWrite::Progress(run) => save_progress_in(&mut tx, run).await?,
+                RunWrite::Finish(run) => finish_run_in(&mut tx, run).await?,
+            });
+        }
+        tx.commit().await.map_err(unexpected)?;
+        Ok(applied)
+    }
+
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
         let mut tx = self.scoped(run.workspace_id).await?;
-        sqlx::query(
-            "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at, owner_node, lease_until, fencing, progress) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(run.id)
-        .bind(run.workspace_id.0)
-        .bind(&run.workflow)
-        .bind(run.status.as_str())
-        .bind(priority_name(run.priority))
-        .bind(&run.input)
-        .bind(run.created_at)
-        .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
-        .bind(run.lease.as_ref().map(|l| l.until))
-        .bind(run.lease.as_ref().map_or(0, |l| l.fencing))
-        .bind(&run.progress)
-        .execute(&mut *tx)
-        .await
-        .map_err(unexpected)?;
+        insert_run_in(&mut tx, run).await?;
         tx.commit().await.map_err(unexpected)
     }
 
     async fn finish_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
         let mut tx = self.scoped(run.workspace_id).await?;
-        let n = sqlx::query("UPDATE workflow_runs SET status = $3, result = $4, error = $5, finished_at = $6, progress = COALESCE($7, progress), owner_node = NULL, lease_until = NULL WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND ($8::bigint IS NULL OR fencing = $8)")
-            .bind(run.workspace_id.0)
-            .bind(run.id)
-            .bind(run.status.as_str())
-            .bind(&run.result)
-            .bind(&run.error)
-            .bind(run.finished_at)
-            .bind(&run.progress)
-            .bind(run.lease.as_ref().map(|l| l.fencing))
-            .execute(&mut *tx)
-            .await
-            .map_err(unexpected)?
-            .rows_affected();
+        let applied = finish_run_in(&mut tx, run).await?;
         tx.commit().await.map_err(unexpected)?;
-        Ok(n == 1)
+        Ok(applied)
     }
 
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError> {
@@ -143,22 +137,10 @@ impl RunStore for PgStore {
     }
 
     async fn save_progress(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        let Some(lease) = &run.lease else {
-            return Ok(false);
-        };
         let mut tx = self.scoped(run.workspace_id).await?;
-        let n = sqlx::query("UPDATE workflow_runs SET progress = $3, lease_until = $4 WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND fencing = $5")
-            .bind(run.workspace_id.0)
-            .bind(run.id)
-            .bind(&run.progress)
-            .bind(lease.until)
-            .bind(lease.fencing)
-            .execute(&mut *tx)
-            .await
-            .map_err(unexpected)?
-            .rows_affected();
+        let applied = save_progress_in(&mut tx, run).await?;
         tx.commit().await.map_err(unexpected)?;
-        Ok(n == 1)
+        Ok(applied)
     }
 
     async fn pause_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
@@ -284,4 +266,68 @@ impl RunStore for PgStore {
             })
             .collect()
     }
+}
+
+async fn insert_run_in(
+    tx: &mut Transaction<'static, Postgres>,
+    run: &WorkflowRun,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at, owner_node, lease_until, fencing, progress) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(run.id)
+    .bind(run.workspace_id.0)
+    .bind(&run.workflow)
+    .bind(run.status.as_str())
+    .bind(priority_name(run.priority))
+    .bind(&run.input)
+    .bind(run.created_at)
+    .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
+    .bind(run.lease.as_ref().map(|l| l.until))
+    .bind(run.lease.as_ref().map_or(0, |l| l.fencing))
+    .bind(&run.progress)
+    .execute(&mut **tx)
+    .await
+    .map_err(unexpected)?;
+    Ok(())
+}
+
+async fn finish_run_in(
+    tx: &mut Transaction<'static, Postgres>,
+    run: &WorkflowRun,
+) -> Result<bool, StoreError> {
+    let n = sqlx::query("UPDATE workflow_runs SET status = $3, result = $4, error = $5, finished_at = $6, progress = COALESCE($7, progress), owner_node = NULL, lease_until = NULL WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND ($8::bigint IS NULL OR fencing = $8)")
+        .bind(run.workspace_id.0)
+        .bind(run.id)
+        .bind(run.status.as_str())
+        .bind(&run.result)
+        .bind(&run.error)
+        .bind(run.finished_at)
+        .bind(&run.progress)
+        .bind(run.lease.as_ref().map(|l| l.fencing))
+        .execute(&mut **tx)
+        .await
+        .map_err(unexpected)?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+async fn save_progress_in(
+    tx: &mut Transaction<'static, Postgres>,
+    run: &WorkflowRun,
+) -> Result<bool, StoreError> {
+    let Some(lease) = &run.lease else {
+        return Ok(false);
+    };
+    let n = sqlx::query("UPDATE workflow_runs SET progress = $3, lease_until = $4 WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND fencing = $5")
+        .bind(run.workspace_id.0)
+        .bind(run.id)
+        .bind(&run.progress)
+        .bind(lease.until)
+        .bind(lease.fencing)
+        .execute(&mut **tx)
+        .await
+        .map_err(unexpected)?
+        .rows_affected();
+    Ok(n == 1)
 }

@@ -6,9 +6,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 use swarmwise_actors::domain::{Priority, WorkspaceId};
-use swarmwise_actors::ports::{RunStore, StoreError};
+use swarmwise_actors::ports::{RunStore, RunWrite, StoreError};
 use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
 use uuid::Uuid;
 
@@ -65,43 +65,28 @@ fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
 
 #[async_trait]
 impl RunStore for SqliteStore {
+    async fn run_writes(&self, writes: &[RunWrite]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut applied = Vec::with_capacity(writes.len());
+        for w in writes {
+            applied.push(match w {
+                RunWrite::Insert(run) => insert_run_on(&mut tx, run).await.map(|()| true)?,
+                RunWrite::Progress(run) => save_progress_on(&mut tx, run).await?,
+                RunWrite::Finish(run) => finish_run_on(&mut tx, run).await?,
+            });
+        }
+        tx.commit().await.map_err(unexpected)?;
+        Ok(applied)
+    }
+
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at, owner_node, lease_until, fencing, progress) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(run.id)
-        .bind(run.workspace_id.0)
-        .bind(&run.workflow)
-        .bind(run.status.as_str())
-        .bind(priority_name(run.priority))
-        .bind(run.input.to_string())
-        .bind(micros(run.created_at))
-        .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
-        .bind(run.lease.as_ref().map(|l| micros(l.until)))
-        .bind(run.lease.as_ref().map_or(0, |l| l.fencing))
-        .bind(json_text(run.progress.as_ref()))
-        .execute(&self.pool)
-        .await
-        .map_err(unexpected)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(unexpected)?;
+        insert_run_on(&mut conn, run).await
     }
 
     async fn finish_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        let n = sqlx::query("UPDATE workflow_runs SET status = ?, result = ?, error = ?, finished_at = ?, progress = COALESCE(?, progress), owner_node = NULL, lease_until = NULL WHERE workspace_id = ? AND id = ? AND status = 'running' AND (? IS NULL OR fencing = ?)")
-            .bind(run.status.as_str())
-            .bind(json_text(run.result.as_ref()))
-            .bind(&run.error)
-            .bind(run.finished_at.map(micros))
-            .bind(json_text(run.progress.as_ref()))
-            .bind(run.workspace_id.0)
-            .bind(run.id)
-            .bind(run.lease.as_ref().map(|l| l.fencing))
-            .bind(run.lease.as_ref().map(|l| l.fencing))
-            .execute(&self.pool)
-            .await
-            .map_err(unexpected)?
-            .rows_affected();
-        Ok(n == 1)
+        let mut conn = self.pool.acquire().await.map_err(unexpected)?;
+        finish_run_on(&mut conn, run).await
     }
 
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError> {
@@ -137,20 +122,8 @@ impl RunStore for SqliteStore {
     }
 
     async fn save_progress(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        let Some(lease) = &run.lease else {
-            return Ok(false);
-        };
-        let n = sqlx::query("UPDATE workflow_runs SET progress = ?, lease_until = ? WHERE workspace_id = ? AND id = ? AND status = 'running' AND fencing = ?")
-            .bind(json_text(run.progress.as_ref()))
-            .bind(micros(lease.until))
-            .bind(run.workspace_id.0)
-            .bind(run.id)
-            .bind(lease.fencing)
-            .execute(&self.pool)
-            .await
-            .map_err(unexpected)?
-            .rows_affected();
-        Ok(n == 1)
+        let mut conn = self.pool.acquire().await.map_err(unexpected)?;
+        save_progress_on(&mut conn, run).await
     }
 
     async fn pause_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
@@ -265,4 +238,63 @@ impl RunStore for SqliteStore {
             })
             .collect()
     }
+}
+
+async fn insert_run_on(conn: &mut SqliteConnection, run: &WorkflowRun) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at, owner_node, lease_until, fencing, progress) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(run.id)
+    .bind(run.workspace_id.0)
+    .bind(&run.workflow)
+    .bind(run.status.as_str())
+    .bind(priority_name(run.priority))
+    .bind(run.input.to_string())
+    .bind(micros(run.created_at))
+    .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
+    .bind(run.lease.as_ref().map(|l| micros(l.until)))
+    .bind(run.lease.as_ref().map_or(0, |l| l.fencing))
+    .bind(json_text(run.progress.as_ref()))
+    .execute(&mut *conn)
+    .await
+    .map_err(unexpected)?;
+    Ok(())
+}
+
+async fn finish_run_on(conn: &mut SqliteConnection, run: &WorkflowRun) -> Result<bool, StoreError> {
+    let n = sqlx::query("UPDATE workflow_runs SET status = ?, result = ?, error = ?, finished_at = ?, progress = COALESCE(?, progress), owner_node = NULL, lease_until = NULL WHERE workspace_id = ? AND id = ? AND status = 'running' AND (? IS NULL OR fencing = ?)")
+        .bind(run.status.as_str())
+        .bind(json_text(run.result.as_ref()))
+        .bind(&run.error)
+        .bind(run.finished_at.map(micros))
+        .bind(json_text(run.progress.as_ref()))
+        .bind(run.workspace_id.0)
+        .bind(run.id)
+        .bind(run.lease.as_ref().map(|l| l.fencing))
+        .bind(run.lease.as_ref().map(|l| l.fencing))
+        .execute(&mut *conn)
+        .await
+        .map_err(unexpected)?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+async fn save_progress_on(
+    conn: &mut SqliteConnection,
+    run: &WorkflowRun,
+) -> Result<bool, StoreError> {
+    let Some(lease) = &run.lease else {
+        return Ok(false);
+    };
+    let n = sqlx::query("UPDATE workflow_runs SET progress = ?, lease_until = ? WHERE workspace_id = ? AND id = ? AND status = 'running' AND fencing = ?")
+        .bind(json_text(run.progress.as_ref()))
+        .bind(micros(lease.until))
+        .bind(run.workspace_id.0)
+        .bind(run.id)
+        .bind(lease.fencing)
+        .execute(&mut *conn)
+        .await
+        .map_err(unexpected)?
+        .rows_affected();
+    Ok(n == 1)
 }

@@ -47,6 +47,7 @@ use crate::swarm::Swarm;
 use crate::tracker::EvaluationSummary;
 
 pub mod durable;
+mod journal;
 pub mod judging;
 pub mod records;
 pub mod selection;
@@ -54,6 +55,7 @@ mod stages;
 
 use super::trigger::CycleTrigger;
 pub use durable::{ApprovalRecord, Decision, Progress, SweepReport};
+use journal::RunJournal;
 use stages::{Halt, Step};
 
 /// Config section `[workflows]`.
@@ -78,6 +80,9 @@ pub struct WorkflowsConfig {
     /// Runs one sweep claims at most (expired leases, due approvals), so
     /// several nodes share a burst of takeovers.
     pub sweep_batch: u32,
+    /// Group commit of runs' writes (creation, stage checkpoints, end): at
+    /// most this many share a transaction.
+    pub write_batch_size: usize,
 }
 
 impl Default for WorkflowsConfig {
@@ -90,6 +95,7 @@ impl Default for WorkflowsConfig {
             approval_timeout_secs: 86_400,
             approval_default_action: ApprovalAction::Reject,
             sweep_batch: 16,
+            write_batch_size: 512,
         }
     }
 }
@@ -217,6 +223,8 @@ pub struct Workflows {
     /// Set by [`Self::hand_over_in_flight`]: the sweeper must not renew the
     /// leases this node just released.
     handed_over: Arc<std::sync::atomic::AtomicBool>,
+    /// Group commit of the hot path's run writes.
+    journal: RunJournal,
 }
 
 impl Workflows {
@@ -232,11 +240,13 @@ impl Workflows {
         config: WorkflowsConfig,
         node: NodeId,
     ) -> Self {
+        let journal = RunJournal::spawn(Arc::clone(&store), config.write_batch_size.max(1));
         Self {
             defs: Arc::new(defs.into_iter().map(|d| (d.name.clone(), d)).collect()),
             engine,
             swarm,
             store,
+            journal,
             events,
             cycles,
             config: Arc::new(config),
@@ -300,7 +310,7 @@ impl Workflows {
                 until: self.lease_until(),
             }),
         };
-        crate::trace::store_call("insert_run", self.store.insert_run(&run))
+        crate::trace::store_call("insert_run", self.journal.insert(&run))
             .instrument(crate::trace::run_span(run.id, &run.workflow, ws))
             .await?;
         Ok(run)
@@ -353,7 +363,7 @@ impl Workflows {
         done.result = serde_json::to_value(&report).ok();
         done.error.clone_from(&report.error);
         done.finished_at = Some(to_micros(Utc::now()));
-        let stored = crate::trace::store_call("finish_run", self.store.finish_run(&done)).await;
+        let stored = crate::trace::store_call("finish_run", self.journal.finish(&done)).await;
         self.leave(done.id);
         if !stored? {
             return Err(self.lease_lost(&done));

@@ -172,7 +172,7 @@ impl Workflows {
         if let Some(l) = run.lease.as_mut() {
             l.until = self.lease_until();
         }
-        if crate::trace::store_call("save_progress", self.store.save_progress(run)).await? {
+        if crate::trace::store_call("save_progress", self.journal.progress(run)).await? {
             Ok(())
         } else {
             Err(Halt::LeaseLost)
