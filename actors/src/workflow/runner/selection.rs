@@ -88,8 +88,20 @@ impl Workflows {
         {
             return Some(format!("quarantined: {}", q.reason));
         }
-        let Some(running) = self.swarm.get(ws, agent) else {
-            return Some(format!("kind {:?} is not run by the runtime", a.kind));
+        // Registered (the store says so) but not running here: another node
+        // registered it a moment ago and this node's change feed has not
+        // caught up yet; start it now rather than skip it.
+        let running = match self.swarm.get(ws, agent) {
+            Some(r) => r,
+            None => {
+                if let Err(e) = self.swarm.start_agent(ws, a) {
+                    return Some(format!("not startable on this node: {e}"));
+                }
+                match self.swarm.get(ws, agent) {
+                    Some(r) => r,
+                    None => return Some(format!("kind {:?} is not run by the runtime", a.kind)),
+                }
+            }
         };
         if running.health.is_unhealthy() {
             return Some(
