@@ -446,28 +446,6 @@ impl RecommendationStore for SqliteStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn insert_chunks_cover_every_batch_with_few_distinct_statements() {
-        let mut sizes = std::collections::BTreeSet::new();
-        for n in 1..=2_000 {
-            let (mut rest, mut covered) = (n, 0);
-            while rest > 0 {
-                let len = insert_chunk_len(rest);
-                assert!(len >= 1 && len <= rest && len <= INSERT_CHUNK);
-                sizes.insert(len);
-                covered += len;
-                rest -= len;
-            }
-            assert_eq!(covered, n);
-        }
-        assert!(sizes.len() <= 10, "{sizes:?}");
-    }
-}
-
 /// Writes `updates` of `ws` and their change-feed row inside the caller's
 /// transaction `tx`.
 async fn apply_verdicts_on(
@@ -542,4 +520,26 @@ async fn apply_verdicts_on(
             .map_err(unexpected)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_chunks_cover_every_batch_with_few_distinct_statements() {
+        let mut sizes = std::collections::BTreeSet::new();
+        for n in 1..=2_000 {
+            let (mut rest, mut covered) = (n, 0);
+            while rest > 0 {
+                let len = insert_chunk_len(rest);
+                assert!(len >= 1 && len <= rest && len <= INSERT_CHUNK);
+                sizes.insert(len);
+                covered += len;
+                rest -= len;
+            }
+            assert_eq!(covered, n);
+        }
+        assert!(sizes.len() <= 10, "{sizes:?}");
+    }
 }
