@@ -24,9 +24,9 @@
 //!   `write_behind` (the default) and `durable`;
 //! - LangGraph in memory, the same workload in Python
 //!   (`benches/peers/langgraph_fanout.py`), when `import langgraph` works;
-//! - tracing overhead: the HTTP rows on SQLite with OpenTelemetry export on
-//!   (OTLP/HTTP to a loopback sink in this process that accepts and
-//!   discards) against off, one after the other.
+//! - tracing overhead: in process and over HTTP on SQLite with
+//!   OpenTelemetry export on (OTLP/HTTP to a loopback sink in this process
+//!   that accepts and discards) against off, one after the other.
 //!
 //! Learning cycles (`learning.cycle_every_outcomes = 0`) and the scheduler
 //! are off in every configuration: they are not part of the peers'
@@ -375,7 +375,8 @@ fn check_report(r: &swarmwise_actors::workflow::RunReport, tracking: Tracking) {
     }
 }
 
-/// In process: `Workflows::run`, sequential then 64 in flight.
+/// In process: `Workflows::run`, sequential then 64 in flight, with a row
+/// each in the report.
 async fn in_process(
     report: &mut Report,
     db: Db,
@@ -389,7 +390,31 @@ async fn in_process(
         db.label().to_lowercase(),
         tracking_label(tracking).split(' ').next().unwrap_or("x")
     );
-    let fresh = fresh_db(db, &label).await;
+    for (in_flight, ours, reference) in
+        in_process_rows(db, tracking, budget, ref_budget, workflows, &label).await
+    {
+        report.push(Row {
+            path: "in process".into(),
+            database: db.label(),
+            tracking: tracking_label(tracking),
+            in_flight,
+            ours,
+            reference,
+        });
+    }
+}
+
+/// (in flight, figures, tokio reference) at 1 and 64 in flight, on a
+/// fresh application and database (`label` names a PostgreSQL database).
+async fn in_process_rows(
+    db: Db,
+    tracking: Tracking,
+    budget: Budget,
+    ref_budget: Budget,
+    workflows: &Path,
+    label: &str,
+) -> Vec<(usize, Measured, Measured)> {
+    let fresh = fresh_db(db, label).await;
     let app = Application::build(settings(&fresh, tracking, workflows))
         .await
         .unwrap();
@@ -427,23 +452,21 @@ async fn in_process(
     )
     .await;
     engine.flush().await.unwrap();
+    let mut rows = Vec::new();
     for in_flight in [1, 64] {
         let reference = tokio_reference(in_flight, ref_budget).await;
         let (lat, start) = closed_loop(in_flight, budget, one.clone()).await;
         engine.flush().await.unwrap();
-        let ours = Measured::new(lat, start.elapsed().as_secs_f64());
-        report.push(Row {
-            path: "in process".into(),
-            database: db.label(),
-            tracking: tracking_label(tracking),
+        rows.push((
             in_flight,
-            ours,
+            Measured::new(lat, start.elapsed().as_secs_f64()),
             reference,
-        });
+        ));
     }
     handle.stop().await;
     join.await.unwrap().unwrap();
     fresh.drop_db().await;
+    rows
 }
 
 /// A `swarmwise serve` process on a fresh database with the workspace and
@@ -640,8 +663,39 @@ fn counter(page: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Tracing overhead: the HTTP rows on SQLite (write_behind) with OTLP export
-/// off, then on, each on a fresh server and database.
+/// The subscriber `swarmwise serve` installs (`telemetry::init`): the log
+/// at `warn` (written to nowhere here), plus, with `exporting`, the
+/// OpenTelemetry layer filtered to the exported spans, built as there.
+fn subscriber(exporting: Option<&swarmwise::otel::Exporting>) -> tracing::Dispatch {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::Layer as _;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::sink)
+        .with_filter(tracing_subscriber::EnvFilter::new("warn"));
+    let otel = exporting.map(|e| {
+        tracing_opentelemetry::layer()
+            .with_tracer(e.tracer())
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_level(false)
+            .with_tracked_inactivity(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(
+                swarmwise::otel::export::exported,
+            ))
+    });
+    tracing::Dispatch::new(tracing_subscriber::registry().with(fmt).with(otel))
+}
+
+/// One figure of a pair: (path, export on, in flight, figures).
+type Pair = (&'static str, bool, usize, Measured);
+
+/// Tracing overhead, OpenTelemetry export off then on, each on a fresh
+/// application (or server) and SQLite database, `write_behind`: in process
+/// (the serve subscriber set on this thread, without and with the
+/// OpenTelemetry layer) and over HTTP (`swarmwise serve` without and with
+/// `telemetry.otlp.endpoint`); both export over OTLP/HTTP to the same
+/// loopback sink.
 async fn tracing_overhead(
     report: &mut Report,
     budget: Budget,
@@ -649,7 +703,53 @@ async fn tracing_overhead(
     workflows: &Path,
 ) {
     let sink = otlp_sink();
-    let mut figures = Vec::new();
+    let mut figures: Vec<Pair> = Vec::new();
+    let path = |p: &str, on: bool| {
+        format!(
+            "{p}, OpenTelemetry export {}",
+            if on { "on" } else { "off" }
+        )
+    };
+    for on in [false, true] {
+        let mut otlp = Settings::default().telemetry.otlp;
+        otlp.endpoint.clone_from(&sink.endpoint);
+        // Built off the runtime, as `swarmwise serve` does (the exporter's
+        // HTTP client is a blocking one).
+        let exporting = on.then(|| {
+            std::thread::spawn(move || swarmwise::otel::Exporting::start(&otlp).unwrap())
+                .join()
+                .unwrap()
+        });
+        let dispatch = subscriber(exporting.as_ref());
+        let rows = {
+            let _guard = tracing::dispatcher::set_default(&dispatch);
+            let label = if on { "in_otel_on" } else { "in_otel_off" };
+            let tracking = Some(WriteMode::WriteBehind);
+            in_process_rows(Db::Sqlite, tracking, budget, ref_budget, workflows, label).await
+        };
+        if let Some(e) = exporting {
+            // Blocks until the queued spans are sent.
+            e.shutdown();
+            let page = swarmwise::telemetry::prometheus().unwrap().render();
+            report.note(format!(
+                "OpenTelemetry export on, in process: {:.0} spans exported, {:.0} dropped (queue full), {:.0} failed",
+                counter(&page, "swarmwise_otlp_spans_exported_total"),
+                counter(&page, "swarmwise_otlp_spans_dropped_total"),
+                counter(&page, "swarmwise_otlp_spans_failed_total"),
+            ));
+        }
+        for (in_flight, ours, reference) in rows {
+            report.push(Row {
+                path: path("in process", on),
+                database: Db::Sqlite.label(),
+                tracking: "write_behind",
+                in_flight,
+                ours,
+                reference,
+            });
+            figures.push(("in process", on, in_flight, ours));
+        }
+    }
     for on in [false, true] {
         let endpoint = on.then_some(sink.endpoint.as_str());
         let label = if on { "otel_on" } else { "otel_off" };
@@ -674,47 +774,49 @@ async fn tracing_overhead(
         target.fresh.drop_db().await;
         for (in_flight, ours, reference) in rows {
             report.push(Row {
-                path: format!(
-                    "HTTP `wait: true`, OpenTelemetry export {}",
-                    if on { "on" } else { "off" }
-                ),
+                path: path("HTTP `wait: true`", on),
                 database: Db::Sqlite.label(),
                 tracking: "write_behind",
                 in_flight,
                 ours,
                 reference,
             });
-            figures.push((on, in_flight, ours));
+            figures.push(("HTTP", on, in_flight, ours));
         }
         if on {
             report.note(format!(
-                "OpenTelemetry export on: {:.0} spans exported, {:.0} dropped (queue full), {:.0} failed; the loopback sink took {} requests, {:.1} MB",
+                "OpenTelemetry export on, HTTP: {:.0} spans exported, {:.0} dropped (queue full), {:.0} failed",
                 counter(&page, "swarmwise_otlp_spans_exported_total"),
                 counter(&page, "swarmwise_otlp_spans_dropped_total"),
                 counter(&page, "swarmwise_otlp_spans_failed_total"),
-                sink.requests.load(Ordering::Relaxed),
-                sink.bytes.load(Ordering::Relaxed) as f64 / 1e6,
             ));
         }
     }
-    for in_flight in [1, 64] {
-        let pick = |on: bool| {
-            figures
-                .iter()
-                .find(|f| f.0 == on && f.1 == in_flight)
-                .map(|f| f.2)
-                .unwrap()
-        };
-        let (off, on) = (pick(false), pick(true));
-        report.note(format!(
-            "tracing overhead, HTTP, SQLite, {in_flight} in flight: export on {:.0} workflows/s vs off {:.0} (ratio {:.2}×), p50 {} vs {} (ratio {:.2}×)",
-            on.rate(),
-            off.rate(),
-            on.rate() / off.rate(),
-            common::us(on.p50),
-            common::us(off.p50),
-            on.p50 / off.p50,
-        ));
+    report.note(format!(
+        "the loopback OTLP sink took {} export requests, {:.1} MB",
+        sink.requests.load(Ordering::Relaxed),
+        sink.bytes.load(Ordering::Relaxed) as f64 / 1e6,
+    ));
+    for p in ["in process", "HTTP"] {
+        for in_flight in [1, 64] {
+            let pick = |on: bool| {
+                figures
+                    .iter()
+                    .find(|f| f.0 == p && f.1 == on && f.2 == in_flight)
+                    .map(|f| f.3)
+                    .unwrap()
+            };
+            let (off, on) = (pick(false), pick(true));
+            report.note(format!(
+                "tracing overhead, {p}, SQLite, {in_flight} in flight: export on {:.0} workflows/s vs off {:.0} (ratio {:.2}×), p50 {} vs {} (ratio {:.2}×)",
+                on.rate(),
+                off.rate(),
+                on.rate() / off.rate(),
+                common::us(on.p50),
+                common::us(off.p50),
+                on.p50 / off.p50,
+            ));
+        }
     }
     sink.handle.stop(true).await;
 }
