@@ -11,7 +11,7 @@
 //!   workload when it is installed; OpenTelemetry export on vs off.
 //!
 //! Run: `cargo bench --bench runtime` (about 8 minutes; `-- --quick` for a
-//! short run of about 2). Environment: `SWARMWISE_BENCH_PG_URL` (default
+//! short run of about 2; words after `--` pick sections, see [`Only`]). Environment: `SWARMWISE_BENCH_PG_URL` (default
 //! postgres://postgres@127.0.0.1:5432/postgres; a fresh database per
 //! configuration is created and dropped; the PostgreSQL rows are skipped
 //! when it is unreachable). Progress on stderr; prints figures, asserts only
@@ -218,15 +218,48 @@ async fn mailbox_bench(n: usize) {
     );
 }
 
+/// Sections the command line selects: every word that is not a flag is a
+/// filter, and a section runs when no filter is given or one is part of its
+/// name (`fan-out`, `mailbox`, `in-process`, `http`, `langgraph`, `tracing`,
+/// and `sqlite` to skip PostgreSQL), e.g. `-- --quick in-process`.
+pub struct Only(Vec<String>);
+
+impl Only {
+    fn from_args() -> Self {
+        Self(
+            std::env::args()
+                .skip(1)
+                .filter(|a| !a.starts_with("--"))
+                .collect(),
+        )
+    }
+
+    /// Whether the section `name` runs.
+    pub fn runs(&self, name: &str) -> bool {
+        let mut sections = self.0.iter().filter(|f| *f != "sqlite").peekable();
+        sections.peek().is_none() || sections.any(|f| name.contains(f.as_str()))
+    }
+
+    /// Whether `word` was given.
+    pub fn has(&self, word: &str) -> bool {
+        self.0.iter().any(|f| f == word)
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let only = Only::from_args();
     actix_web::rt::System::new().block_on(async move {
         println!(
             "swarmwise runtime benchmark ({})",
             if quick { "quick" } else { "full" }
         );
-        fan_out_bench(if quick { 2_000 } else { 20_000 }).await;
-        mailbox_bench(if quick { 20_000 } else { 100_000 }).await;
-        fanout::bench(quick).await;
+        if only.runs("fan-out") {
+            fan_out_bench(if quick { 2_000 } else { 20_000 }).await;
+        }
+        if only.runs("mailbox") {
+            mailbox_bench(if quick { 20_000 } else { 100_000 }).await;
+        }
+        fanout::bench(quick, &only).await;
     });
 }

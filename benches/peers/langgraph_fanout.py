@@ -11,7 +11,7 @@ Measured closed loop like the Rust rows: `--in-flight N` coroutines under
 `asyncio.gather`, each starting its next `ainvoke` when the last returned,
 until `--runs` were started or `--seconds` passed. Progress on stderr; one
 JSON line on stdout: langgraph and Python versions, runs, seconds, p50 and
-p99 latency in seconds.
+p99 latency in seconds, and the CPU seconds the process used meanwhile.
 
 Run alone: `python3 benches/peers/langgraph_fanout.py --in-flight 64`.
 Needs `pip install langgraph`.
@@ -111,7 +111,9 @@ async def main():
     # Warm-up: the graph's first runs build caches.
     await closed_loop(app, min(a.in_flight, 8), 64, 10.0)
     print(f"  langgraph, {a.in_flight} in flight: measuring", file=sys.stderr)
+    cpu = time.process_time()
     latencies, secs = await closed_loop(app, a.in_flight, a.runs, a.seconds)
+    cpu = time.process_time() - cpu
     latencies.sort()
     print(
         json.dumps(
@@ -124,6 +126,7 @@ async def main():
                 "seconds": secs,
                 "p50": pct(latencies, 0.5),
                 "p99": pct(latencies, 0.99),
+                "cpu_seconds": cpu,
             }
         )
     )

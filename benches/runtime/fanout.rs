@@ -74,6 +74,9 @@ pub struct Measured {
     pub secs: f64,
     pub p50: f64,
     pub p99: f64,
+    /// CPU seconds the processes doing the work used meanwhile (this one,
+    /// and the server's over HTTP, or the Python process's), when measured.
+    pub cpu: Option<f64>,
 }
 
 impl Measured {
@@ -89,8 +92,48 @@ impl Measured {
             secs,
             p50,
             p99,
+            cpu: None,
         }
     }
+
+    fn with_cpu(self, cpu: f64) -> Self {
+        Self {
+            cpu: Some(cpu),
+            ..self
+        }
+    }
+
+    /// "CPU per run (cores busy)", or a dash.
+    fn cpu_cell(&self) -> String {
+        match self.cpu {
+            Some(cpu) => format!(
+                "{} ({:.2})",
+                common::us(cpu / self.runs as f64),
+                cpu / self.secs
+            ),
+            None => "—".into(),
+        }
+    }
+}
+
+/// CPU seconds (user + system) process `pid` (this one when `None`) has
+/// used so far, from `/proc/<pid>/stat` (utime and stime, fields 14 and 15,
+/// in clock ticks of 1/100 s, Linux's USER_HZ); 0 where there is no /proc.
+fn cpu_secs(pid: Option<u32>) -> f64 {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".into(),
+    };
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = stat.rsplit_once(')').map(|r| r.1).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
 /// Which database a configuration runs on.
@@ -285,12 +328,12 @@ struct Row {
     reference: Measured,
 }
 
-const HEADER: &str = "| path | database | tracking | in flight | runs | workflows/s | p50 | p99 | tokio spawn+join workflows/s | tokio p50 | p50 ÷ tokio p50 |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|";
+const HEADER: &str = "| path | database | tracking | in flight | runs | workflows/s | p50 | p99 | CPU per run (cores busy) | tokio spawn+join workflows/s | tokio p50 | p50 ÷ tokio p50 |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
 impl Row {
     fn line(&self) -> String {
         format!(
-            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {:.0} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.0} | {} | {} |",
             self.path,
             self.database,
             self.tracking,
@@ -299,6 +342,7 @@ impl Row {
             self.ours.rate(),
             common::us(self.ours.p50),
             common::us(self.ours.p99),
+            self.ours.cpu_cell(),
             self.reference.rate(),
             common::us(self.reference.p50),
             ratio(self.ours.p50 / self.reference.p50),
@@ -455,11 +499,12 @@ async fn in_process_rows(
     let mut rows = Vec::new();
     for in_flight in [1, 64] {
         let reference = tokio_reference(in_flight, ref_budget).await;
+        let cpu = cpu_secs(None);
         let (lat, start) = closed_loop(in_flight, budget, one.clone()).await;
         engine.flush().await.unwrap();
         rows.push((
             in_flight,
-            Measured::new(lat, start.elapsed().as_secs_f64()),
+            Measured::new(lat, start.elapsed().as_secs_f64()).with_cpu(cpu_secs(None) - cpu),
             reference,
         ));
     }
@@ -515,6 +560,7 @@ async fn http_rows(
     ref_budget: Budget,
 ) -> Vec<(usize, Measured, Measured)> {
     let url = format!("{}/api/v1/workflows/runs", target.server.base);
+    let server = target.server.child.id();
     let clients: Rc<Vec<reqwest::Client>> = Rc::new(
         (0..64)
             .map(|_| {
@@ -576,10 +622,12 @@ async fn http_rows(
     let mut rows = Vec::new();
     for &in_flight in in_flights {
         let reference = tokio_reference(in_flight, ref_budget).await;
+        let cpu = || cpu_secs(None) + cpu_secs(Some(server));
+        let before = cpu();
         let (lat, start) = closed_loop(in_flight, budget, one.clone()).await;
         rows.push((
             in_flight,
-            Measured::new(lat, start.elapsed().as_secs_f64()),
+            Measured::new(lat, start.elapsed().as_secs_f64()).with_cpu(cpu() - before),
             reference,
         ));
     }
@@ -858,6 +906,7 @@ async fn langgraph(report: &mut Report, budget: Budget, ref_budget: Budget) {
             secs: v["seconds"].as_f64().unwrap(),
             p50: v["p50"].as_f64().unwrap(),
             p99: v["p99"].as_f64().unwrap(),
+            cpu: v["cpu_seconds"].as_f64(),
         };
         if in_flight == 1 {
             report.note(format!(
@@ -881,8 +930,8 @@ async fn langgraph(report: &mut Report, budget: Budget, ref_budget: Budget) {
     }
 }
 
-/// Every row of the workload; prints the table.
-pub async fn bench(quick: bool) {
+/// The rows `only` selects (every row by default); prints the table.
+pub async fn bench(quick: bool, only: &crate::Only) {
     let budget = if quick {
         Budget {
             runs: 2_000,
@@ -898,13 +947,14 @@ pub async fn bench(quick: bool) {
         runs: if quick { 20_000 } else { 200_000 },
         secs: if quick { 0.3 } else { 1.0 },
     };
-    let postgres = match pg_database("rt_probe").await {
-        Some((_, name)) => {
-            drop_pg_database(&name).await;
-            true
-        }
-        None => false,
-    };
+    let postgres = !only.has("sqlite")
+        && match pg_database("rt_probe").await {
+            Some((_, name)) => {
+                drop_pg_database(&name).await;
+                true
+            }
+            None => false,
+        };
     let mut report = Report {
         rows: Vec::new(),
         notes: Vec::new(),
@@ -913,7 +963,7 @@ pub async fn bench(quick: bool) {
         "workload: one stage fanning out to {AGENTS} `simulated` agents with latency 0 (no sleep), a barrier, the {AGENTS} answers tracked, the outcome evaluated with their ground truth; closed loop, each row stops after {} runs or {} s; learning cycles and the scheduler off",
         budget.runs, budget.secs
     ));
-    if !postgres {
+    if !postgres && !only.has("sqlite") {
         report.note("PostgreSQL: not reachable (SWARMWISE_BENCH_PG_URL, default postgres://postgres@127.0.0.1:5432/postgres); its rows are skipped".into());
     }
     let workflows = workflow_dir();
@@ -922,47 +972,41 @@ pub async fn bench(quick: bool) {
     } else {
         &[Db::Sqlite]
     };
-    for &db in dbs {
-        for mode in [WriteMode::WriteBehind, WriteMode::Durable] {
-            eprintln!(
-                "fanout8 in process, {}, {}",
-                db.label(),
-                tracking_label(Some(mode))
-            );
-            in_process(
-                &mut report,
-                db,
-                Some(mode),
-                budget,
-                ref_budget,
-                workflows.path(),
-            )
-            .await;
+    if only.runs("in-process") {
+        for &db in dbs {
+            for mode in [WriteMode::WriteBehind, WriteMode::Durable] {
+                eprintln!(
+                    "fanout8 in process, {}, {}",
+                    db.label(),
+                    tracking_label(Some(mode))
+                );
+                let path = workflows.path();
+                in_process(&mut report, db, Some(mode), budget, ref_budget, path).await;
+            }
+        }
+        eprintln!("fanout8 in process, SQLite, tracking off");
+        let path = workflows.path();
+        in_process(&mut report, Db::Sqlite, None, budget, ref_budget, path).await;
+    }
+    if only.runs("http") {
+        for &db in dbs {
+            for mode in [WriteMode::WriteBehind, WriteMode::Durable] {
+                eprintln!(
+                    "fanout8 over HTTP, {}, {}",
+                    db.label(),
+                    tracking_label(Some(mode))
+                );
+                over_http(&mut report, db, mode, budget, ref_budget, workflows.path()).await;
+            }
         }
     }
-    eprintln!("fanout8 in process, SQLite, tracking off");
-    in_process(
-        &mut report,
-        Db::Sqlite,
-        None,
-        budget,
-        ref_budget,
-        workflows.path(),
-    )
-    .await;
-    for &db in dbs {
-        for mode in [WriteMode::WriteBehind, WriteMode::Durable] {
-            eprintln!(
-                "fanout8 over HTTP, {}, {}",
-                db.label(),
-                tracking_label(Some(mode))
-            );
-            over_http(&mut report, db, mode, budget, ref_budget, workflows.path()).await;
-        }
+    if only.runs("langgraph") {
+        eprintln!("LangGraph, the same workload in memory");
+        langgraph(&mut report, budget, ref_budget).await;
     }
-    eprintln!("LangGraph, the same workload in memory");
-    langgraph(&mut report, budget, ref_budget).await;
-    eprintln!("tracing overhead: OpenTelemetry export off, then on");
-    tracing_overhead(&mut report, budget, ref_budget, workflows.path()).await;
+    if only.runs("tracing") {
+        eprintln!("tracing overhead: OpenTelemetry export off, then on");
+        tracing_overhead(&mut report, budget, ref_budget, workflows.path()).await;
+    }
     report.print();
 }
