@@ -84,6 +84,8 @@ pub const METRICS: &[Metric] = &[
       "Recommendations refused because too many writes were pending"),
     m("swarmwise_tracker_flush_seconds", "histogram", &[],
       "Time to commit one batch of recommendations"),
+    m("swarmwise_group_commit_batch_size", "histogram", &["queue"],
+      "Items per group-committed transaction (queue: evaluations, run_writes)"),
     m("swarmwise_tracker_flush_failures_total", "counter", &[],
       "Batch commits that failed transiently (database unavailable) and were retried"),
     m("swarmwise_tracker_dead_letters_total", "counter", &[],

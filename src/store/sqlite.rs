@@ -20,6 +20,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    /// This process's write gate (see [`SqliteStore::write_turn`]).
+    writes: std::sync::Arc<tokio::sync::Semaphore>,
     /// Stamped on the change-feed rows this store writes (`changes/`).
     pub(super) origin: std::sync::Arc<str>,
 }
@@ -81,8 +83,25 @@ impl SqliteStore {
         }
         Ok(Self {
             pool,
+            writes: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             origin: origin.into(),
         })
+    }
+
+    /// Waits for this process's turn to write. SQLite has one writer at a
+    /// time; two of our connections writing at once meet `SQLITE_BUSY`, and
+    /// SQLite's busy handler then sleeps 1, 2, 5, 10, … ms between tries, so
+    /// under load most of a commit's time is spent asleep. The hot write
+    /// paths (tracking, evaluations, runs' writes, trust cards) take this
+    /// gate around their transaction instead, so they queue in memory, in
+    /// order, without sleeping. Hold the permit until the commit. Other
+    /// processes on the same file (the CLI) still meet the busy handler
+    /// (`busy_timeout`, 10 s).
+    pub(super) async fn write_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        std::sync::Arc::clone(&self.writes)
+            .acquire_owned()
+            .await
+            .ok()
     }
 
     /// The pool (tests read the file directly through it).

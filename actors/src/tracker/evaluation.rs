@@ -135,14 +135,18 @@ impl BatchProcess for Evaluator {
             }
             judged.push(result);
         }
-        let groups: Vec<VerdictGroup> = judged
-            .iter()
-            .filter_map(|j| j.as_ref().ok())
-            .map(|j| VerdictGroup {
-                workspace: j.workspace,
-                updates: j.updates.clone(),
-            })
-            .collect();
+        // One group per workspace: one change-feed row and one statement
+        // per workspace in the batch.
+        let mut groups: Vec<VerdictGroup> = Vec::new();
+        for j in judged.iter().filter_map(|j| j.as_ref().ok()) {
+            match groups.iter_mut().find(|g| g.workspace == j.workspace) {
+                Some(g) => g.updates.extend(j.updates.iter().cloned()),
+                None => groups.push(VerdictGroup {
+                    workspace: j.workspace,
+                    updates: j.updates.clone(),
+                }),
+            }
+        }
         let written: Vec<Result<(), StoreError>> = if groups.is_empty() {
             Vec::new()
         } else {
@@ -194,7 +198,6 @@ impl BatchProcess for Evaluator {
                 },
             });
         }
-        metrics::histogram!("swarmwise_evaluation_batch_size").record(n as f64);
         drop(state);
         answers
     }

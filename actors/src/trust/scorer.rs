@@ -10,7 +10,7 @@
 //! outcomes in key order; a restart reloads from the store, and messages
 //! already reflected in the reload are skipped by the per-agent watermark.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -141,7 +141,8 @@ pub struct Restart {
 }
 
 /// Replies once every message sent before it has been handled (and, after a
-/// restart, once the state is reloaded): a barrier for callers and tests.
+/// restart, once the state is reloaded) and the cards they changed are
+/// persisted: a barrier for callers and tests.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Ping;
@@ -164,6 +165,12 @@ pub struct TrustScorer {
     backoff: std::time::Duration,
     /// Where `TrustUpdated` goes.
     events: EventBus,
+    /// Cards changed since the last persist began, per workspace.
+    dirty: HashMap<WorkspaceId, BTreeSet<AgentId>>,
+    /// A persist is running (at most one at a time, in order).
+    persisting: bool,
+    /// `Ping`s waiting for the persists to catch up.
+    settled: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl TrustScorer {
@@ -186,6 +193,9 @@ impl TrustScorer {
             health,
             backoff: std::time::Duration::ZERO,
             events,
+            dirty: HashMap::new(),
+            persisting: false,
+            settled: Vec::new(),
         })
     }
 
@@ -195,38 +205,70 @@ impl TrustScorer {
         }
     }
 
-    /// Persists the cards of `agents` (a materialised view for SQL readers and history).
-    fn persist(&self, ws: WorkspaceId, agents: &[AgentId], ctx: &mut Context<Self>) {
-        let snap = self.snapshots.get(ws);
-        let mut rows = Vec::new();
-        for a in agents {
-            if let Some(cards) = snap.agents.get(a) {
-                rows.push(TrustRow {
-                    agent_id: a.clone(),
-                    recommendation_type: None,
-                    card: cards.overall.clone(),
-                });
-                for (t, c) in &cards.per_type {
-                    rows.push(TrustRow {
-                        agent_id: a.clone(),
-                        recommendation_type: Some(t.clone()),
-                        card: c.clone(),
-                    });
-                }
-            }
-        }
-        if rows.is_empty() {
+    /// Marks the cards of `agents` for persisting (a materialised view for
+    /// SQL readers and history) and starts a persist unless one is running.
+    /// Persists are coalesced: while one runs, changed cards accumulate and
+    /// the next persist writes each card once, as it is then; the mailbox is
+    /// never blocked by the store. Cards are derived state (rebuilt from
+    /// outcomes at start), so a persist that fails loses nothing.
+    fn persist(&mut self, ws: WorkspaceId, agents: &[AgentId], ctx: &mut Context<Self>) {
+        self.dirty
+            .entry(ws)
+            .or_default()
+            .extend(agents.iter().cloned());
+        self.persist_dirty(ctx);
+    }
+
+    fn persist_dirty(&mut self, ctx: &mut Context<Self>) {
+        if self.persisting {
             return;
         }
-        let store = Arc::clone(&self.store);
-        ctx.wait(
-            async move {
-                if let Err(e) = store.save_trust(ws, &rows, Utc::now()).await {
-                    metrics::counter!("swarmwise_trust_persist_failures_total").increment(1);
-                    tracing::warn!(error = %e, workspace = %ws, "could not persist trust cards; they are recomputed from outcomes on restart");
+        if self.dirty.is_empty() {
+            for w in self.settled.drain(..) {
+                let _ = w.send(());
+            }
+            return;
+        }
+        let mut batches = Vec::new();
+        for (ws, agents) in std::mem::take(&mut self.dirty) {
+            let snap = self.snapshots.get(ws);
+            let mut rows = Vec::new();
+            for a in &agents {
+                if let Some(cards) = snap.agents.get(a) {
+                    rows.push(TrustRow {
+                        agent_id: a.clone(),
+                        recommendation_type: None,
+                        card: cards.overall.clone(),
+                    });
+                    for (t, c) in &cards.per_type {
+                        rows.push(TrustRow {
+                            agent_id: a.clone(),
+                            recommendation_type: Some(t.clone()),
+                            card: c.clone(),
+                        });
+                    }
                 }
             }
-            .into_actor(self),
+            if !rows.is_empty() {
+                batches.push((ws, rows));
+            }
+        }
+        self.persisting = true;
+        let store = Arc::clone(&self.store);
+        ctx.spawn(
+            async move {
+                for (ws, rows) in batches {
+                    if let Err(e) = store.save_trust(ws, &rows, Utc::now()).await {
+                        metrics::counter!("swarmwise_trust_persist_failures_total").increment(1);
+                        tracing::warn!(error = %e, workspace = %ws, "could not persist trust cards; they are recomputed from outcomes on restart");
+                    }
+                }
+            }
+            .into_actor(self)
+            .map(|(), act, ctx| {
+                act.persisting = false;
+                act.persist_dirty(ctx);
+            }),
         );
     }
 
@@ -300,6 +342,13 @@ impl Actor for TrustScorer {
 impl Supervised for TrustScorer {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.states.clear();
+        // A persist cut short by the stop is not running any more; the
+        // reload rebuilds (and the next changes persist) every card.
+        self.persisting = false;
+        self.dirty.clear();
+        for w in self.settled.drain(..) {
+            let _ = w.send(());
+        }
         self.health.restarted(NAME);
         let (backoff, exceeded) = self.restarts.on_restart(Instant::now());
         self.backoff = backoff;
@@ -460,7 +509,16 @@ impl Handler<Restart> for TrustScorer {
 }
 
 impl Handler<Ping> for TrustScorer {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _msg: Ping, _ctx: &mut Context<Self>) {}
+    fn handle(&mut self, _msg: Ping, _ctx: &mut Context<Self>) -> Self::Result {
+        if !self.persisting && self.dirty.is_empty() {
+            return Box::pin(async {});
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.settled.push(tx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
 }

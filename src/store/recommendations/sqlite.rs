@@ -161,6 +161,7 @@ impl RecommendationStore for SqliteStore {
         if recs.is_empty() {
             return Ok(());
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let mut rest = recs;
         while !rest.is_empty() {
@@ -200,6 +201,7 @@ impl RecommendationStore for SqliteStore {
         if rows.is_empty() {
             return Ok(());
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -313,6 +315,7 @@ impl RecommendationStore for SqliteStore {
         if updates.is_empty() {
             return Ok(());
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         apply_verdicts_on(&mut tx, &self.origin, ws, updates).await?;
         tx.commit().await.map_err(unexpected)
@@ -322,6 +325,7 @@ impl RecommendationStore for SqliteStore {
         if groups.iter().all(|g| g.updates.is_empty()) {
             return Ok(());
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         for g in groups.iter().filter(|g| !g.updates.is_empty()) {
             apply_verdicts_on(&mut tx, &self.origin, g.workspace, &g.updates).await?;
@@ -359,6 +363,7 @@ impl RecommendationStore for SqliteStore {
         if rows.is_empty() {
             return Ok(());
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -483,20 +488,22 @@ async fn apply_verdicts_on(
             revised |= was_evaluated;
         }
     }
-    for u in updates {
-        sqlx::query(
-                "UPDATE agent_recommendations SET outcome_status = ?, outcome_quality = ?, \
-                 feedback = COALESCE(?, feedback), evaluated_at = ? WHERE id = ? AND workspace_id = ?",
-            )
-            .bind(u.verdict.status().as_str())
-            .bind(u.quality)
-            .bind(u.feedback.clone())
-            .bind(micros(u.evaluated_at))
-            .bind(u.id)
-            .bind(ws.0)
-            .execute(&mut **tx)
-            .await
-            .map_err(unexpected)?;
+    // One statement per chunk: UPDATE … FROM VALUES (SQLite 3.33 and later).
+    for chunk in updates.chunks(INSERT_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "UPDATE agent_recommendations SET outcome_status = v.column2, outcome_quality = v.column3, \
+             feedback = COALESCE(v.column4, feedback), evaluated_at = v.column5 FROM (",
+        );
+        q.push_values(chunk, |mut b, u| {
+            b.push_bind(u.id)
+                .push_bind(u.verdict.status().as_str())
+                .push_bind(u.quality)
+                .push_bind(u.feedback.clone())
+                .push_bind(micros(u.evaluated_at));
+        });
+        q.push(") AS v WHERE agent_recommendations.id = v.column1 AND agent_recommendations.workspace_id = ")
+            .push_bind(ws.0);
+        q.build().execute(&mut **tx).await.map_err(unexpected)?;
     }
     if agents.is_empty() {
         sqlx::query("DELETE FROM change_feed WHERE seq = ?")

@@ -66,6 +66,7 @@ fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn run_writes(&self, writes: &[RunWrite]) -> Result<Vec<bool>, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let mut applied = Vec::with_capacity(writes.len());
         for w in writes {
@@ -80,11 +81,13 @@ impl RunStore for SqliteStore {
     }
 
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut conn = self.pool.acquire().await.map_err(unexpected)?;
         insert_run_on(&mut conn, run).await
     }
 
     async fn finish_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let mut conn = self.pool.acquire().await.map_err(unexpected)?;
         finish_run_on(&mut conn, run).await
     }
@@ -107,6 +110,7 @@ impl RunStore for SqliteStore {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let runs = sqlx::query("UPDATE workflow_runs SET status = 'interrupted', error = ?, finished_at = ? WHERE workspace_id = ? AND status = 'running' AND owner_node IS NULL")
             .bind(reason)
@@ -122,11 +126,13 @@ impl RunStore for SqliteStore {
     }
 
     async fn save_progress(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let mut conn = self.pool.acquire().await.map_err(unexpected)?;
         save_progress_on(&mut conn, run).await
     }
 
     async fn pause_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let Some(lease) = &run.lease else {
             return Ok(false);
         };
@@ -148,6 +154,7 @@ impl RunStore for SqliteStore {
         run: &WorkflowRun,
         expected_fencing: i64,
     ) -> Result<bool, StoreError> {
+        let _turn = self.write_turn().await;
         let n = sqlx::query("UPDATE workflow_runs SET status = ?, progress = ?, result = ?, error = ?, finished_at = ?, owner_node = ?, lease_until = ?, approval_deadline = NULL, fencing = fencing + 1 WHERE workspace_id = ? AND id = ? AND status = 'awaiting_approval' AND fencing = ?")
             .bind(run.status.as_str())
             .bind(json_text(run.progress.as_ref()))
@@ -167,6 +174,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let n = sqlx::query(
             "UPDATE workflow_runs SET lease_until = ? WHERE status = 'running' AND owner_node = ?",
         )
@@ -180,6 +188,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let n = sqlx::query(
             "UPDATE workflow_runs SET lease_until = ? WHERE status = 'running' AND owner_node = ?",
         )

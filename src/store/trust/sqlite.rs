@@ -66,6 +66,7 @@ impl TrustStore for SqliteStore {
         rows: &[TrustRow],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         upsert_trust(&mut tx, ws, rows, at, true).await?;
         for r in rows.iter().filter(|r| r.recommendation_type.is_none()) {
@@ -92,6 +93,7 @@ impl TrustStore for SqliteStore {
         rows: &[TrustRow],
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let n = upsert_trust(&mut tx, ws, rows, at, false).await?;
         tx.commit().await.map_err(unexpected)?;
