@@ -68,8 +68,9 @@ impl<P: BatchProcess> Clone for GroupCommit<P> {
 
 impl<P: BatchProcess> GroupCommit<P> {
     /// Spawns the task on the current tokio runtime. `name` labels the
-    /// metrics `swarmwise_group_commit_batch_size{queue}` (items per batch)
-    /// and the log line of a panicking batch.
+    /// counters `swarmwise_group_commit_batches_total{queue}` and
+    /// `swarmwise_group_commit_items_total{queue}` (their ratio is the mean
+    /// batch size) and the log line of a panicking batch.
     pub fn spawn(name: &'static str, batching: Batching, processor: P) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(name, batching, processor, rx));
@@ -120,8 +121,9 @@ async fn run<P: BatchProcess>(
                 }
             }
         }
-        metrics::histogram!("swarmwise_group_commit_batch_size", "queue" => name)
-            .record(batch.len() as f64);
+        metrics::counter!("swarmwise_group_commit_batches_total", "queue" => name).increment(1);
+        metrics::counter!("swarmwise_group_commit_items_total", "queue" => name)
+            .increment(batch.len() as u64);
         let (items, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let n = items.len();
         match std::panic::AssertUnwindSafe(processor.process(items))
