@@ -470,7 +470,10 @@ async fn apply_verdicts_on(
     let mut revised = false;
     for chunk in updates.chunks(INSERT_CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
-                "SELECT agent_id, max(evaluated_at IS NOT NULL) FROM agent_recommendations WHERE workspace_id = ",
+                // `+workspace_id`: look the rows up by primary key; without the
+            // unary plus SQLite (no statistics) plans this on
+            // idx_recommendations_agent and scans the whole workspace.
+            "SELECT agent_id, max(evaluated_at IS NOT NULL) FROM agent_recommendations WHERE +workspace_id = ",
             );
         q.push_bind(ws.0).push(" AND id IN (");
         let mut ids = q.separated(", ");
@@ -501,7 +504,8 @@ async fn apply_verdicts_on(
                 .push_bind(u.feedback.clone())
                 .push_bind(micros(u.evaluated_at));
         });
-        q.push(") AS v WHERE agent_recommendations.id = v.column1 AND agent_recommendations.workspace_id = ")
+        // `+`: by primary key (see above), never a scan of the workspace.
+        q.push(") AS v WHERE agent_recommendations.id = v.column1 AND +agent_recommendations.workspace_id = ")
             .push_bind(ws.0);
         q.build().execute(&mut **tx).await.map_err(unexpected)?;
     }
