@@ -905,23 +905,21 @@ async fn admission_conformance(backend: Backend) {
 
 both_backends!(admission_conformance);
 
-/// Durable runs' leases: a claim after expiry bumps the fencing token, and
-/// the old owner's writes (progress, pause, end) are refused from then on;
-/// two claimers never get the same run; a paused run takes exactly one
-/// decision; another workspace never sees the run.
-async fn run_lease_conformance(backend: Backend) {
+/// A running run of `ws` leased to "node-a" with `fencing` until `until`.
+fn leased_run(
+    ws: WorkspaceId,
+    fencing: i64,
+    until: chrono::DateTime<Utc>,
+) -> swarmwise_actors::workflow::WorkflowRun {
     use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
-    let (store, _dir, _) = open(backend).await;
-    let (ws, _) = new_workspace(&store, "leases").await;
-    let (other, _) = new_workspace(&store, "other").await;
     let now = to_micros(Utc::now());
-    let run = WorkflowRun {
+    WorkflowRun {
         id: Uuid::now_v7(),
         workspace_id: ws,
         workflow: "w".into(),
         status: RunStatus::Running,
         priority: swarmwise_actors::domain::Priority::Normal,
-        input: json!({}),
+        input: json!({"n": 1}),
         result: None,
         error: None,
         created_at: now,
@@ -930,10 +928,23 @@ async fn run_lease_conformance(backend: Backend) {
         approval_deadline: None,
         lease: Some(RunLease {
             owner: "node-a".into(),
-            fencing: 1,
-            until: now - TimeDelta::seconds(1),
+            fencing,
+            until,
         }),
-    };
+    }
+}
+
+/// Durable runs' leases: a claim after expiry bumps the fencing token, and
+/// the old owner's writes (progress, pause, end) are refused from then on;
+/// two claimers never get the same run; a paused run takes exactly one
+/// decision; another workspace never sees the run.
+async fn run_lease_conformance(backend: Backend) {
+    use swarmwise_actors::workflow::RunStatus;
+    let (store, _dir, _) = open(backend).await;
+    let (ws, _) = new_workspace(&store, "leases").await;
+    let (other, _) = new_workspace(&store, "other").await;
+    let now = to_micros(Utc::now());
+    let run = leased_run(ws, 1, now - TimeDelta::seconds(1));
     store.insert_run(&run).await.unwrap();
     assert!(
         store.run(other, run.id).await.unwrap().is_none(),
@@ -1001,7 +1012,7 @@ both_backends!(run_lease_conformance);
 /// another workspace's rows even when it names their ids.
 async fn group_commit_conformance(backend: Backend) {
     use swarmwise_actors::ports::{RunWrite, VerdictGroup};
-    use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
+    use swarmwise_actors::workflow::RunStatus;
     let (store, _dir, _) = open(backend).await;
     let (a, _) = new_workspace(&store, "group-a").await;
     let (b, _) = new_workspace(&store, "group-b").await;
@@ -1009,25 +1020,7 @@ async fn group_commit_conformance(backend: Backend) {
         store.create_agent(ws, &agent("x")).await.unwrap();
     }
     let now = to_micros(Utc::now());
-    let run = |ws: WorkspaceId, fencing: i64| WorkflowRun {
-        id: Uuid::now_v7(),
-        workspace_id: ws,
-        workflow: "w".into(),
-        status: RunStatus::Running,
-        priority: swarmwise_actors::domain::Priority::Normal,
-        input: json!({"n": 1}),
-        result: None,
-        error: None,
-        created_at: now,
-        finished_at: None,
-        progress: None,
-        approval_deadline: None,
-        lease: Some(RunLease {
-            owner: "node-a".into(),
-            fencing,
-            until: now + TimeDelta::seconds(30),
-        }),
-    };
+    let run = |ws: WorkspaceId, fencing: i64| leased_run(ws, fencing, now + TimeDelta::seconds(30));
     // Runs of two workspaces created, checkpointed and finished in one
     // transaction; a write with a stale fencing token answers false.
     let ra = run(a, 1);
