@@ -706,6 +706,12 @@ impl Settings {
                 "must be at least tracking.batch_size".into(),
             ));
         }
+        if self.tracking.max_pending_wait_ms > 60_000 {
+            return Err(err(
+                "tracking.max_pending_wait_ms",
+                "must be at most 60000 (a request waits for buffer room at most a minute)".into(),
+            ));
+        }
         if !(1..=10_000).contains(&self.tracking.evaluation_batch_size) {
             return Err(err(
                 "tracking.evaluation_batch_size",

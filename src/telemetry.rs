@@ -82,6 +82,8 @@ pub const METRICS: &[Metric] = &[
       "Expired Idempotency-Key records deleted (idempotency.ttl_secs)"),
     m("swarmwise_tracker_rejected_total", "counter", &[],
       "Recommendations refused because too many writes were pending"),
+    m("swarmwise_tracker_backpressure_waits_total", "counter", &[],
+      "Tracking requests that waited for room in the write buffer (tracking.max_pending_wait_ms) before being taken or shed"),
     m("swarmwise_tracker_flush_seconds", "histogram", &[],
       "Time to commit one batch of recommendations"),
     m("swarmwise_group_commit_batches_total", "counter", &["queue"],

@@ -17,8 +17,8 @@ use crate::learner::agreement::AgreementEstimate;
 use crate::ports::Store;
 use crate::supervisor::{HealthRegistry, RestartPolicy};
 use crate::tracker::{
-    Drain, Evaluate, EvaluationSummary, Feedback, Flush, RecommendationTracker, Track,
-    TrackerConfig, WriterReport, WriterStatus,
+    Drain, Evaluate, EvaluationSummary, Feedback, Flush, FlushWorkspace, RecommendationTracker,
+    Track, TrackRefusal, TrackerConfig, TryTrack, WorkspaceWrites, WriterReport, WriterStatus,
 };
 use crate::trust::{
     FailuresRecorded, Ping, Recompute, RefreshAgents, Restart, TrustParams, TrustScorer,
@@ -71,6 +71,8 @@ pub struct Engine {
     events: EventBus,
     revisions: Arc<dashmap::DashMap<WorkspaceId, u64>>,
     writer: Arc<WriterStatus>,
+    /// Read-your-writes per workspace (`flush_workspace`).
+    writes: WorkspaceWrites,
     stalled_after_ms: u64,
     agreement: Arc<dashmap::DashMap<WorkspaceId, Arc<AgreementEstimate>>>,
     admission: AdmissionController,
@@ -103,7 +105,7 @@ impl Engine {
             health.clone(),
             events.clone(),
         );
-        let (tracker, pending, writer) = RecommendationTracker::start_supervised(
+        let (tracker, pending, writer, writes) = RecommendationTracker::start_supervised(
             config.tracking,
             Arc::clone(&store),
             Arc::clone(&params),
@@ -131,6 +133,7 @@ impl Engine {
             events,
             revisions,
             writer,
+            writes,
             stalled_after_ms,
             agreement: Arc::default(),
             admission,
@@ -185,6 +188,47 @@ impl Engine {
         self.tracker.send(Track(recs)).await.map_err(mailbox)?
     }
 
+    /// Tracks like [`Engine::track`], with backpressure: while
+    /// `tracking.max_pending` rows wait for the store, waits for commits to
+    /// make room, at most `wait`, then sheds with `Overloaded` (503 +
+    /// `Retry-After`). All or none: a shed request left nothing behind.
+    pub async fn track_waiting(
+        &self,
+        mut recs: Vec<Recommendation>,
+        wait: std::time::Duration,
+    ) -> Result<Vec<Uuid>, EngineError> {
+        self.check_enabled()?;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut commits = self.writes.commits();
+        let mut waited = false;
+        loop {
+            // A commit after this point wakes the wait below.
+            commits.borrow_and_update();
+            match self.tracker.send(TryTrack(recs)).await.map_err(mailbox)? {
+                Ok(ids) => return Ok(ids),
+                Err(TrackRefusal::Failed(e)) => return Err(e),
+                Err(TrackRefusal::Full {
+                    recs: back,
+                    pending,
+                    max_pending,
+                }) => {
+                    if !waited {
+                        waited = true;
+                        metrics::counter!("swarmwise_tracker_backpressure_waits_total")
+                            .increment(1);
+                    }
+                    let woke = tokio::time::timeout_at(deadline, commits.changed()).await;
+                    if !matches!(woke, Ok(Ok(()))) {
+                        metrics::counter!("swarmwise_tracker_rejected_total")
+                            .increment(back.len() as u64);
+                        return Err(crate::tracker::overloaded(pending, max_pending));
+                    }
+                    recs = back;
+                }
+            }
+        }
+    }
+
     /// Evaluates a workflow; see [`Evaluate`].
     pub async fn evaluate(&self, msg: Evaluate) -> Result<EvaluationSummary, EngineError> {
         self.check_enabled()?;
@@ -226,6 +270,20 @@ impl Engine {
     /// Waits until everything tracked so far is committed.
     pub async fn flush(&self) -> Result<(), EngineError> {
         self.tracker.send(Flush).await.map_err(mailbox)?
+    }
+
+    /// Waits until everything `ws` tracked so far is committed; rows of
+    /// other workspaces still in flight are not waited for. Reads of a
+    /// workspace with nothing in flight return at once, without a message
+    /// to the tracker. Bounded by `tracking.read_flush_timeout_ms`.
+    pub async fn flush_workspace(&self, ws: WorkspaceId) -> Result<(), EngineError> {
+        if self.writes.settled(ws) {
+            return Ok(());
+        }
+        self.tracker
+            .send(FlushWorkspace(ws))
+            .await
+            .map_err(mailbox)?
     }
 
     /// Shutdown: refuse new tracking, wait until everything acknowledged is

@@ -119,7 +119,7 @@ pub async fn totals(
             })
         })
         .transpose()?;
-    state.engine.flush().await?;
+    state.engine.flush_workspace(ws.0).await?;
     let rows = state.store.usage_totals(ws.0, since, until).await?;
     let names: std::collections::BTreeMap<AgentId, String> = state
         .store

@@ -247,7 +247,10 @@ pub async fn track(
 ) -> Result<HttpResponse, ApiError> {
     state.engine_enabled()?;
     let rec = validate(&state, ws.0, body.0, to_micros(Utc::now())).await?;
-    let ids = state.engine.track(vec![rec]).await?;
+    let ids = state
+        .engine
+        .track_waiting(vec![rec], ingest_wait(&state))
+        .await?;
     let id = ids.first().copied().unwrap_or_default();
     Ok(HttpResponse::Created().json(Tracked { id }))
 }
@@ -297,8 +300,17 @@ pub async fn track_batch(
         })?;
         recs.push(rec);
     }
-    let ids = state.engine.track(recs).await?;
+    let ids = state
+        .engine
+        .track_waiting(recs, ingest_wait(&state))
+        .await?;
     Ok(HttpResponse::Created().json(TrackedBatch { ids }))
+}
+
+/// How long an ingest request waits for room in the tracker's buffer
+/// before it sheds (`tracking.max_pending_wait_ms`).
+fn ingest_wait(state: &AppState) -> std::time::Duration {
+    std::time::Duration::from_millis(state.settings.tracking.max_pending_wait_ms)
 }
 
 /// Query of `GET /recommendations`.
@@ -334,8 +346,8 @@ pub async fn list(
     let before = q
         .cursor
         .map(|c| {
-            Uuid::parse_str(&c)
-                .map_err(|_| ParseError::new("cursor", "not a cursor returned by this endpoint"))
+            cursor_id(ws.0, &c)
+                .ok_or_else(|| ParseError::new("cursor", "not a cursor returned by this endpoint"))
         })
         .transpose()?;
     let filter = RecommendationFilter {
@@ -351,15 +363,52 @@ pub async fn list(
         limit: limit + 1,
     };
     // Read-your-writes: what was acknowledged before this request is listed.
-    state.engine.flush().await?;
+    state.engine.flush_workspace(ws.0).await?;
     let mut items = state.store.list_recommendations(ws.0, &filter).await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
-        items.last().map(|r| r.id.to_string())
+        items.last().map(|r| cursor_of(ws.0, r.id))
     } else {
         None
     };
     Ok(HttpResponse::Ok().json(RecommendationPage { items, next_cursor }))
+}
+
+/// The opaque `next_cursor` of a page ending at `id`: the id and a tag that
+/// binds it to the workspace (the first 8 bytes of SHA-256 over both), in
+/// hex. The list is keyset-paginated (`id < cursor`, newest first), so a
+/// page costs the same however deep it is.
+fn cursor_of(ws: WorkspaceId, id: Uuid) -> String {
+    let mut out = hex::encode(id.as_bytes());
+    out.push_str(&hex::encode(cursor_tag(ws, id)));
+    out
+}
+
+fn cursor_tag(ws: WorkspaceId, id: Uuid) -> [u8; 8] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"swarmwise recommendations cursor v1")
+        .chain_update(ws.0.as_bytes())
+        .chain_update(id.as_bytes())
+        .finalize();
+    let mut tag = [0u8; 8];
+    for (t, d) in tag.iter_mut().zip(digest.iter()) {
+        *t = *d;
+    }
+    tag
+}
+
+/// The id a cursor of `ws` stands for; `None` for anything else: a
+/// tampered cursor, or one another workspace was given (its tag does not
+/// match), is refused rather than paged from.
+fn cursor_id(ws: WorkspaceId, raw: &str) -> Option<Uuid> {
+    let bytes = hex::decode(raw).ok()?;
+    if bytes.len() != 24 {
+        return None;
+    }
+    let (id, tag) = bytes.split_at(16);
+    let id = Uuid::from_slice(id).ok()?;
+    (cursor_tag(ws, id) == tag).then_some(id)
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -382,7 +431,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_id(&path.into_inner())?;
-    state.engine.flush().await?;
+    state.engine.flush_workspace(ws.0).await?;
     let rec = state.store.recommendation(ws.0, id).await?.ok_or_else(|| {
         ApiError::new(
             ErrorCode::RecommendationNotFound,

@@ -90,7 +90,7 @@ pub async fn agent_series(
     if state.agent_name(ws.0, &id).await?.is_none() {
         return Err(agent_not_found(&id));
     }
-    state.engine.flush().await?;
+    state.engine.flush_workspace(ws.0).await?;
     let items = state
         .store
         .agent_series(ws.0, &id, bucket, before, limit)

@@ -358,7 +358,7 @@ pub async fn agent_metrics(
         .agent_name(ws.0, &id)
         .await?
         .ok_or_else(|| agent_not_found(&id))?;
-    state.engine.flush().await?;
+    state.engine.flush_workspace(ws.0).await?;
     let all = counts(&state, ws.0).await?;
     let snap = state.engine.trust(ws.0);
     let c = all.get(&id).copied().unwrap_or_default();
@@ -411,7 +411,7 @@ pub(crate) async fn metrics_csv_text(
     state: &AppState,
     ws: WorkspaceId,
 ) -> Result<String, ApiError> {
-    state.engine.flush().await?;
+    state.engine.flush_workspace(ws).await?;
     let all = counts(state, ws).await?;
     let snap = state.engine.trust(ws);
     let agents = state.store.agents(ws).await?;
@@ -495,7 +495,7 @@ pub async fn recompute(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.engine_enabled()?;
-    state.engine.flush().await?;
+    state.engine.flush_workspace(ws.0).await?;
     state.engine.recompute_trust(Some(ws.0)).await?;
     let snap = state.engine.trust(ws.0);
     Ok(HttpResponse::Ok().json(Recomputed {

@@ -31,6 +31,7 @@ mod notify;
 mod openapi;
 mod otel;
 mod poison;
+mod reads;
 mod recommendations;
 mod retention;
 mod review;

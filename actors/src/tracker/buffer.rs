@@ -1,5 +1,6 @@
 //! Buffering: `Track` fills the buffer, which is handed to the writer by
-//! size or time; `Flush` and `Drain` wait for what was handed off to commit.
+//! size or time; `Flush` and `Drain` wait for what was handed off to commit,
+//! `FlushWorkspace` for one workspace's rows only ([`WorkspaceWrites`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
@@ -10,11 +11,12 @@ use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use crate::domain::{Recommendation, WorkspaceId};
 use crate::error::EngineError;
 use crate::ports::StoreError;
 
 use super::writer::{Batch, RowError, Unit};
-use super::{Drain, Flush, RecommendationTracker, Track, WriteMode};
+use super::{Drain, Flush, FlushWorkspace, RecommendationTracker, Track, TryTrack, WriteMode};
 
 impl RecommendationTracker {
     /// Hands the buffer to the writer; returns the sequence to wait for.
@@ -100,49 +102,147 @@ impl CommitBarrier {
     }
 }
 
-impl Handler<Track> for RecommendationTracker {
-    type Result = ResponseFuture<Result<Vec<Uuid>, EngineError>>;
+/// Read-your-writes per workspace. Every acknowledged row gets a sequence
+/// number (its place in the order rows reach the writer: rows handed off so
+/// far plus its place in the buffer); this keeps, per workspace, the number
+/// of its last row. A read of a workspace is consistent once the writer's
+/// committed sequence reaches that number, whatever other tenants still have
+/// in flight. Cloned into the engine: a read of a workspace with nothing in
+/// flight checks two numbers and sends no message.
+#[derive(Clone)]
+pub struct WorkspaceWrites {
+    /// Sequence of each workspace's last acknowledged row. One entry per
+    /// workspace that tracked since start (bounded by the workspaces).
+    last: Arc<dashmap::DashMap<WorkspaceId, u64>>,
+    /// The writer's committed sequence, with the read timeout.
+    barrier: CommitBarrier,
+}
 
-    fn handle(&mut self, msg: Track, _ctx: &mut Context<Self>) -> Self::Result {
-        if self.draining {
-            return Box::pin(async { Err(EngineError::ShuttingDown) });
+impl WorkspaceWrites {
+    pub(super) fn new(barrier: CommitBarrier) -> Self {
+        Self {
+            last: Arc::default(),
+            barrier,
         }
-        let n = msg.0.len() as u64;
+    }
+
+    /// The sequence `ws` must see committed (0: it never tracked).
+    fn target(&self, ws: WorkspaceId) -> u64 {
+        self.last.get(&ws).map_or(0, |s| *s)
+    }
+
+    /// Whether everything `ws` had acknowledged is committed: then a read
+    /// of `ws` needs no flush.
+    pub fn settled(&self, ws: WorkspaceId) -> bool {
+        *self.barrier.committed.borrow() >= self.target(ws)
+    }
+
+    /// The writer's committed sequence: it moves whenever a batch commits
+    /// (and rows waiting for the store went down).
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.barrier.committed.clone()
+    }
+
+    /// Records the sequence of the last row of each workspace in `recs`,
+    /// whose first row gets sequence `first`.
+    fn record(&self, first: u64, recs: &[Recommendation]) {
+        let mut current: Option<(WorkspaceId, u64)> = None;
+        for (i, r) in recs.iter().enumerate() {
+            let seq = first + i as u64;
+            match current {
+                Some((ws, _)) if ws == r.workspace_id => current = Some((ws, seq)),
+                _ => {
+                    if let Some((ws, s)) = current {
+                        self.last.insert(ws, s);
+                    }
+                    current = Some((r.workspace_id, seq));
+                }
+            }
+        }
+        if let Some((ws, s)) = current {
+            self.last.insert(ws, s);
+        }
+    }
+}
+
+/// What [`RecommendationTracker::accept`] says when the buffer has no room.
+pub(super) struct Full {
+    /// The rows, handed back untouched.
+    recs: Vec<Recommendation>,
+    /// Rows waiting for the store when they were refused.
+    pending: u64,
+}
+
+/// Why a [`TryTrack`] was not taken.
+#[derive(Debug)]
+pub enum TrackRefusal {
+    /// `tracking.max_pending` rows already wait for the store: the rows
+    /// come back untouched, nothing of them was taken. Wait for a commit
+    /// and try again, or shed.
+    Full {
+        /// The rows sent.
+        recs: Vec<Recommendation>,
+        /// Rows waiting for the store at the refusal.
+        pending: u64,
+        /// `tracking.max_pending`.
+        max_pending: u64,
+    },
+    /// Taken, or never taken, and failed as `Track` would (durable write
+    /// refused, shutting down, a batch larger than `max_pending`).
+    Failed(EngineError),
+}
+
+/// The 503 `overloaded` a shed request answers with.
+pub(crate) fn overloaded(pending: u64, max: u64) -> EngineError {
+    EngineError::Overloaded(format!(
+        "{pending} recommendations are waiting for the store (limit tracking.max_pending = {max}); retry after the Retry-After delay"
+    ))
+}
+
+impl RecommendationTracker {
+    /// Takes `recs` into the buffer, or hands them back when it has no
+    /// room for all of them (all or none).
+    fn accept(
+        &mut self,
+        recs: Vec<Recommendation>,
+    ) -> Result<ResponseFuture<Result<Vec<Uuid>, EngineError>>, Full> {
+        if self.draining {
+            return Ok(Box::pin(async { Err(EngineError::ShuttingDown) }));
+        }
+        let n = recs.len() as u64;
         let pending = self.pending.load(Ordering::Relaxed);
         if pending + n > self.config.max_pending {
-            metrics::counter!("swarmwise_tracker_rejected_total").increment(n);
-            let max = self.config.max_pending;
-            return Box::pin(async move {
-                Err(EngineError::Overloaded(format!(
-                    "{pending} recommendations are waiting for the store (limit tracking.max_pending = {max}); retry shortly"
-                )))
-            });
+            return Err(Full { recs, pending });
         }
         self.pending.fetch_add(n, Ordering::Relaxed);
-        let ids: Vec<Uuid> = msg.0.iter().map(|r| r.id).collect();
-        self.buffered_rows += msg.0.len();
+        // Rows reach the writer in buffer order: the first of these is
+        // number handed + buffered + 1.
+        self.writes
+            .record(self.handed + self.buffered_rows as u64 + 1, &recs);
+        let ids: Vec<Uuid> = recs.iter().map(|r| r.id).collect();
+        self.buffered_rows += recs.len();
         metrics::counter!("swarmwise_recommendations_tracked_total").increment(n);
         match self.config.mode {
             WriteMode::WriteBehind => {
                 // Each row stands alone: a bad one is isolated by itself.
-                self.buffer.extend(msg.0.into_iter().map(|r| Unit {
+                self.buffer.extend(recs.into_iter().map(|r| Unit {
                     recs: vec![r],
                     waiter: None,
                 }));
                 if self.buffered_rows >= self.config.batch_size {
                     self.hand_off();
                 }
-                Box::pin(async move { Ok(ids) })
+                Ok(Box::pin(async move { Ok(ids) }))
             }
             WriteMode::Durable => {
                 // All or none of one caller's rows.
                 let (tx, rx) = oneshot::channel();
                 self.buffer.push(Unit {
-                    recs: msg.0,
+                    recs,
                     waiter: Some(tx),
                 });
                 self.hand_off();
-                Box::pin(async move {
+                Ok(Box::pin(async move {
                     match rx.await {
                         Ok(Ok(())) => Ok(ids),
                         Ok(Err(RowError::Refused { message, data })) => {
@@ -153,8 +253,49 @@ impl Handler<Track> for RecommendationTracker {
                         }
                         Err(_) => Err(EngineError::ShuttingDown),
                     }
-                })
+                }))
             }
+        }
+    }
+}
+
+impl Handler<Track> for RecommendationTracker {
+    type Result = ResponseFuture<Result<Vec<Uuid>, EngineError>>;
+
+    fn handle(&mut self, msg: Track, _ctx: &mut Context<Self>) -> Self::Result {
+        match self.accept(msg.0) {
+            Ok(answer) => answer,
+            Err(Full { recs, pending }) => {
+                metrics::counter!("swarmwise_tracker_rejected_total").increment(recs.len() as u64);
+                let max = self.config.max_pending;
+                Box::pin(async move { Err(overloaded(pending, max)) })
+            }
+        }
+    }
+}
+
+impl Handler<TryTrack> for RecommendationTracker {
+    type Result = ResponseFuture<Result<Vec<Uuid>, TrackRefusal>>;
+
+    fn handle(&mut self, msg: TryTrack, _ctx: &mut Context<Self>) -> Self::Result {
+        let max_pending = self.config.max_pending;
+        if msg.0.len() as u64 > max_pending {
+            // Never fits: waiting would not help.
+            metrics::counter!("swarmwise_tracker_rejected_total").increment(msg.0.len() as u64);
+            let pending = self.pending.load(Ordering::Relaxed);
+            return Box::pin(
+                async move { Err(TrackRefusal::Failed(overloaded(pending, max_pending))) },
+            );
+        }
+        match self.accept(msg.0) {
+            Ok(answer) => Box::pin(async move { answer.await.map_err(TrackRefusal::Failed) }),
+            Err(Full { recs, pending }) => Box::pin(async move {
+                Err(TrackRefusal::Full {
+                    recs,
+                    pending,
+                    max_pending,
+                })
+            }),
         }
     }
 }
@@ -164,6 +305,20 @@ impl Handler<Flush> for RecommendationTracker {
 
     fn handle(&mut self, _msg: Flush, _ctx: &mut Context<Self>) -> Self::Result {
         let target = self.hand_off();
+        Box::pin(self.committed_up_to(target))
+    }
+}
+
+impl Handler<FlushWorkspace> for RecommendationTracker {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+
+    fn handle(&mut self, msg: FlushWorkspace, _ctx: &mut Context<Self>) -> Self::Result {
+        let target = self.writes.target(msg.0);
+        if target > self.handed {
+            // Some of its rows are still buffered: hand them over now
+            // rather than at the next tick.
+            self.hand_off();
+        }
         Box::pin(self.committed_up_to(target))
     }
 }

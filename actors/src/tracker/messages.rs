@@ -16,6 +16,14 @@ use crate::error::EngineError;
 #[rtype(result = "Result<Vec<Uuid>, EngineError>")]
 pub struct Track(pub Vec<Recommendation>);
 
+/// Track unless `tracking.max_pending` rows already wait for the store;
+/// then the rows come back untouched ([`super::TrackRefusal::Full`]) so the
+/// caller may wait for a commit and try again (backpressure) before it
+/// sheds. Sent by `Engine::track_waiting` for the HTTP ingest endpoints.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<Vec<Uuid>, super::TrackRefusal>")]
+pub struct TryTrack(pub Vec<Recommendation>);
+
 /// An explicit verdict in an evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExplicitVerdict {
@@ -79,6 +87,13 @@ pub struct Feedback {
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), EngineError>")]
 pub struct Flush;
+
+/// Replies once every row of one workspace tracked before it has committed
+/// (read-your-writes for that workspace only; other tenants' rows in flight
+/// are not waited for).
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct FlushWorkspace(pub WorkspaceId);
 
 /// Shutdown: refuse new tracking, reply once everything acknowledged is on
 /// disk, or with `DrainIncomplete` (how many rows are not) at the deadline.

@@ -29,6 +29,13 @@
 //! `write_behind` mode and one `Track` message (all or none) in `durable`
 //! mode.
 //!
+//! Reads wait only for their own workspace: [`WorkspaceWrites`] keeps, per
+//! workspace, the sequence number of its last acknowledged row, so a read
+//! whose workspace has nothing in flight answers without a message to the
+//! actor, and one that has waits for its own rows, not for every tenant's
+//! (`FlushWorkspace`). `Flush` (every workspace) remains for the learner,
+//! benches and shutdown paths.
+//!
 //! Waits on the writer are bounded: reads that flush first give up after
 //! `tracking.read_flush_timeout_ms` (`FlushTimeout`, a 503 with
 //! `Retry-After`), `Drain` takes a deadline, and [`WriterStatus`] tells
@@ -88,6 +95,11 @@ pub struct TrackerConfig {
     pub flush_interval_ms: u64,
     /// Refuse tracking (503) while this many rows wait for the store.
     pub max_pending: u64,
+    /// Backpressure: a tracking request over HTTP that finds
+    /// `max_pending` rows waiting first waits up to this many milliseconds
+    /// for room (commits), then sheds with 503 `overloaded` + `Retry-After`.
+    /// 0 sheds at once.
+    pub max_pending_wait_ms: u64,
     /// Reads that first wait for pending writes (list, evaluate, feedback,
     /// trust) give up after this many milliseconds with 503 + `Retry-After`.
     pub read_flush_timeout_ms: u64,
@@ -115,6 +127,7 @@ impl Default for TrackerConfig {
             batch_size: 1000,
             flush_interval_ms: 50,
             max_pending: 100_000,
+            max_pending_wait_ms: 1_000,
             read_flush_timeout_ms: 5_000,
             stalled_after_ms: 10_000,
             retry_backoff_initial_ms: 50,
@@ -125,7 +138,12 @@ impl Default for TrackerConfig {
     }
 }
 
-pub use messages::{Drain, Evaluate, EvaluationSummary, ExplicitVerdict, Feedback, Flush, Track};
+pub(crate) use buffer::overloaded;
+pub use buffer::{TrackRefusal, WorkspaceWrites};
+pub use messages::{
+    Drain, Evaluate, EvaluationSummary, ExplicitVerdict, Feedback, Flush, FlushWorkspace, Track,
+    TryTrack,
+};
 
 /// State shared by evaluations: the lock that serialises them and the last
 /// evaluation time handed out (monotonic).
@@ -151,6 +169,9 @@ pub struct RecommendationTracker {
     committed: watch::Receiver<u64>,
     /// Waits on `committed`, bounded by `tracking.read_flush_timeout_ms`.
     barrier: CommitBarrier,
+    /// Per workspace, the sequence of its last acknowledged row (shared with
+    /// the engine, which answers reads of idle workspaces without a message).
+    writes: WorkspaceWrites,
     /// Group commit of evaluations.
     evaluator: GroupCommit<Evaluator>,
     /// Rows acknowledged but not yet committed (backpressure).
@@ -169,7 +190,8 @@ pub struct RecommendationTracker {
 impl RecommendationTracker {
     /// Starts the writer task and the actor under an actix supervisor.
     /// Must run inside an actix system. Returns the address, the count of
-    /// rows waiting for the store, and the writer's status.
+    /// rows waiting for the store, the writer's status and the per-workspace
+    /// read barrier.
     pub fn start_supervised(
         config: TrackerConfig,
         store: Arc<dyn Store>,
@@ -178,7 +200,12 @@ impl RecommendationTracker {
         policy: RestartPolicy,
         health: HealthRegistry,
         revisions: Arc<dashmap::DashMap<WorkspaceId, u64>>,
-    ) -> (Addr<Self>, Arc<AtomicU64>, Arc<WriterStatus>) {
+    ) -> (
+        Addr<Self>,
+        Arc<AtomicU64>,
+        Arc<WriterStatus>,
+        WorkspaceWrites,
+    ) {
         let status: Arc<WriterStatus> = Arc::default();
         let status_out = Arc::clone(&status);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -203,6 +230,8 @@ impl RecommendationTracker {
             timeout: Duration::from_millis(config.read_flush_timeout_ms),
             pending: Arc::clone(&pending),
         };
+        let writes = WorkspaceWrites::new(barrier.clone());
+        let writes_out = writes.clone();
         let eval = Arc::new(Mutex::new(EvalState {
             last_at: to_micros(Utc::now()),
         }));
@@ -230,6 +259,7 @@ impl RecommendationTracker {
             writer: tx,
             committed: committed_rx,
             barrier,
+            writes,
             evaluator,
             pending,
             eval,
@@ -238,7 +268,7 @@ impl RecommendationTracker {
             restarts: RestartTracker::new(policy),
             health,
         });
-        (addr, pending_out, status_out)
+        (addr, pending_out, status_out, writes_out)
     }
 }
 

@@ -71,7 +71,7 @@ pub async fn agent(
     let bucket = bucket_of(q.bucket.as_deref())?;
     let t = crate::routes::trust::agent_trust(&state, ws, &id).await?;
     let registered = state.store.agent(ws, &id).await?;
-    state.engine.flush().await?;
+    state.engine.flush_workspace(ws).await?;
     let mut series = state
         .store
         .agent_series(ws, &id, bucket, None, PAGE_BUCKETS)
@@ -249,7 +249,7 @@ pub async fn recommendations_csv(
     if state.agent_name(ws, &id).await?.is_none() {
         return Err(crate::routes::agents::agent_not_found(&id).into());
     }
-    state.engine.flush().await?;
+    state.engine.flush_workspace(ws).await?;
     let mut out = String::from(
         "id,created_at,recommendation_type,workflow_id,correlation_id,confidence,latency_ms,status,outcome_quality,evaluated_at\n",
     );
@@ -315,7 +315,7 @@ pub async fn series_csv(
     if state.agent_name(ws, &id).await?.is_none() {
         return Err(crate::routes::agents::agent_not_found(&id).into());
     }
-    state.engine.flush().await?;
+    state.engine.flush_workspace(ws).await?;
     let points = state
         .store
         .agent_series(ws, &id, bucket, None, 10_000)
