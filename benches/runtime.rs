@@ -10,7 +10,8 @@
 //!   beside bare tokio spawn + join; LangGraph's figures for the same
 //!   workload when it is installed; OpenTelemetry export on vs off.
 //!
-//! Run: `cargo bench --bench runtime` (about 8 minutes; `-- --quick` for a
+//! Run: `cargo bench --bench runtime` (about 8 minutes; `-- --breakdown` adds
+//! store calls per run and group-commit batch sizes per in-process row; `-- --quick` for a
 //! short run of about 2; words after `--` pick sections, see [`Only`]). Environment: `SWARMWISE_BENCH_PG_URL` (default
 //! postgres://postgres@127.0.0.1:5432/postgres; a fresh database per
 //! configuration is created and dropped; the PostgreSQL rows are skipped

@@ -233,6 +233,15 @@ pub enum RunWrite {
     Finish(WorkflowRun),
 }
 
+impl RunWrite {
+    /// The run written.
+    pub fn run(&self) -> &WorkflowRun {
+        match self {
+            Self::Insert(run) | Self::Progress(run) | Self::Finish(run) => run,
+        }
+    }
+}
+
 /// Recommendations and their verdicts, the dead letters of refused ones, and agents' failed executions: the tracker's write path and what trust folds.
 #[async_trait]
 pub trait RecommendationStore: Send + Sync + 'static {

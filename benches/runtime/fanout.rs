@@ -497,11 +497,20 @@ async fn in_process_rows(
     .await;
     engine.flush().await.unwrap();
     let mut rows = Vec::new();
+    let breakdown = std::env::args().any(|a| a == "--breakdown");
     for in_flight in [1, 64] {
         let reference = tokio_reference(in_flight, ref_budget).await;
+        let before = if breakdown {
+            scrape(&base).await
+        } else {
+            Vec::new()
+        };
         let cpu = cpu_secs(None);
         let (lat, start) = closed_loop(in_flight, budget, one.clone()).await;
         engine.flush().await.unwrap();
+        if breakdown {
+            print_breakdown(&before, &scrape(&base).await, lat.len(), in_flight);
+        }
         rows.push((
             in_flight,
             Measured::new(lat, start.elapsed().as_secs_f64()).with_cpu(cpu_secs(None) - cpu),
@@ -512,6 +521,61 @@ async fn in_process_rows(
     join.await.unwrap().unwrap();
     fresh.drop_db().await;
     rows
+}
+
+/// `--breakdown`: the counters of the application's own `/metrics` that
+/// say where a run's time goes: store calls per operation
+/// (`swarmwise_store_query_duration_seconds_count`) and group-commit
+/// batches and items per queue. (series, value) pairs.
+async fn scrape(base: &str) -> Vec<(String, f64)> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .and_then(|r| r.error_for_status())
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("the /metrics body");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("swarmwise_store_query_duration_seconds_count")
+                || l.starts_with("swarmwise_group_commit_")
+        })
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Prints, per run, the store calls of each operation and each group-commit
+/// queue's mean batch size between two scrapes.
+fn print_breakdown(
+    before: &[(String, f64)],
+    after: &[(String, f64)],
+    runs: usize,
+    in_flight: usize,
+) {
+    let delta = |k: &str| {
+        let was = before.iter().find(|(b, _)| b == k).map_or(0.0, |b| b.1);
+        after.iter().find(|(a, _)| a == k).map_or(0.0, |a| a.1) - was
+    };
+    eprintln!("  breakdown at {in_flight} in flight over {runs} runs:");
+    for (k, _) in after {
+        let d = delta(k);
+        if d <= 0.0 {
+            continue;
+        }
+        if let Some(op) = k.strip_prefix("swarmwise_store_query_duration_seconds_count") {
+            eprintln!("    store {op}: {:.2} calls per run", d / runs as f64);
+        } else if k.starts_with("swarmwise_group_commit_batches_total") {
+            let items = delta(&k.replace("batches_total", "items_total"));
+            let queue = k.trim_start_matches("swarmwise_group_commit_batches_total");
+            eprintln!(
+                "    group commit {queue}: {d} batches, {:.1} items per batch",
+                items / d
+            );
+        }
+    }
 }
 
 /// A `swarmwise serve` process on a fresh database with the workspace and

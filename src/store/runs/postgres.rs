@@ -68,21 +68,39 @@ fn run_row(row: &PgRow) -> Result<WorkflowRun, StoreError> {
 impl RunStore for PgStore {
     async fn run_writes(&self, writes: &[RunWrite]) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        let mut applied = Vec::with_capacity(writes.len());
-        let mut scope = None;
-        for w in writes {
-            let run = match w {
-                RunWrite::Insert(run) | RunWrite::Progress(run) | RunWrite::Finish(run) => run,
-            };
-            if scope != Some(run.workspace_id) {
-                set_workspace(&mut tx, run.workspace_id).await?;
-                scope = Some(run.workspace_id);
+        let mut applied = vec![false; writes.len()];
+        let mut seen = std::collections::HashSet::with_capacity(writes.len());
+        if writes.iter().all(|w| seen.insert(w.run().id)) {
+            // One group per workspace (row-level security scopes the
+            // transaction to one at a time), each as at most three
+            // statements over UNNEST arrays.
+            let mut groups: Vec<(WorkspaceId, Vec<usize>)> = Vec::new();
+            for (i, w) in writes.iter().enumerate() {
+                let ws = w.run().workspace_id;
+                match groups.iter_mut().find(|g| g.0 == ws) {
+                    Some(g) => g.1.push(i),
+                    None => groups.push((ws, vec![i])),
+                }
             }
-            applied.push(match w {
-                RunWrite::Insert(run) => insert_run_in(&mut tx, run).await.map(|()| true)?,
-                RunWrite::Progress(run) => save_progress_in(&mut tx, run).await?,
-                RunWrite::Finish(run) => finish_run_in(&mut tx, run).await?,
-            });
+            for (ws, indices) in groups {
+                set_workspace(&mut tx, ws).await?;
+                run_writes_grouped(&mut tx, ws, writes, &indices, &mut applied).await?;
+            }
+        } else {
+            // Never from the runner (a run awaits each write); kept exact.
+            let mut scope = None;
+            for (i, w) in writes.iter().enumerate() {
+                let run = w.run();
+                if scope != Some(run.workspace_id) {
+                    set_workspace(&mut tx, run.workspace_id).await?;
+                    scope = Some(run.workspace_id);
+                }
+                applied[i] = match w {
+                    RunWrite::Insert(run) => insert_run_in(&mut tx, run).await.map(|()| true)?,
+                    RunWrite::Progress(run) => save_progress_in(&mut tx, run).await?,
+                    RunWrite::Finish(run) => finish_run_in(&mut tx, run).await?,
+                };
+            }
         }
         tx.commit().await.map_err(unexpected)?;
         Ok(applied)
@@ -266,6 +284,104 @@ impl RunStore for PgStore {
             })
             .collect()
     }
+}
+
+/// One workspace's writes of a group commit (`indices` into `writes`, no
+/// run twice): the inserts, then the checkpoints, then the ends, each one
+/// statement over UNNEST arrays; the `RETURNING id` of the updates says
+/// which writes the fencing token let through. Grouping by kind keeps each
+/// run's order (insert, checkpoint, end).
+async fn run_writes_grouped(
+    tx: &mut Transaction<'static, Postgres>,
+    ws: WorkspaceId,
+    writes: &[RunWrite],
+    indices: &[usize],
+    applied: &mut [bool],
+) -> Result<(), StoreError> {
+    let pick = |want: fn(&RunWrite) -> bool| -> Vec<(usize, &WorkflowRun)> {
+        indices
+            .iter()
+            .filter(|i| want(&writes[**i]))
+            .map(|i| (*i, writes[*i].run()))
+            .collect()
+    };
+    let inserts = pick(|w| matches!(w, RunWrite::Insert(_)));
+    if !inserts.is_empty() {
+        let runs = || inserts.iter().map(|(_, r)| *r);
+        sqlx::query(
+            "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at, owner_node, lease_until, fencing, progress) \
+             SELECT t.id, $1, t.workflow, t.status, t.priority, t.input, t.created_at, t.owner, t.until, t.fencing, t.progress \
+             FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::timestamptz[], $8::text[], $9::timestamptz[], $10::int8[], $11::jsonb[]) \
+             AS t(id, workflow, status, priority, input, created_at, owner, until, fencing, progress)",
+        )
+        .bind(ws.0)
+        .bind(runs().map(|r| r.id).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.workflow.clone()).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(runs().map(|r| priority_name(r.priority)).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.input.clone()).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.created_at).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.lease.as_ref().map(|l| l.owner.clone())).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.lease.as_ref().map(|l| l.until)).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.lease.as_ref().map_or(0, |l| l.fencing)).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.progress.clone()).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await
+        .map_err(unexpected)?;
+        for (i, _) in &inserts {
+            applied[*i] = true;
+        }
+    }
+    // A checkpoint without a lease is refused, as in `save_progress_in`.
+    let progress: Vec<(usize, &WorkflowRun)> = pick(|w| matches!(w, RunWrite::Progress(_)))
+        .into_iter()
+        .filter(|(_, r)| r.lease.is_some())
+        .collect();
+    if !progress.is_empty() {
+        let runs = || progress.iter().map(|(_, r)| *r);
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE workflow_runs w SET progress = t.progress, lease_until = t.until \
+             FROM UNNEST($2::uuid[], $3::jsonb[], $4::timestamptz[], $5::int8[]) AS t(id, progress, until, fencing) \
+             WHERE w.workspace_id = $1 AND w.id = t.id AND w.status = 'running' AND w.fencing = t.fencing RETURNING w.id",
+        )
+        .bind(ws.0)
+        .bind(runs().map(|r| r.id).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.progress.clone()).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.lease.as_ref().map(|l| l.until)).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.lease.as_ref().map_or(0, |l| l.fencing)).collect::<Vec<_>>())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(unexpected)?;
+        for (i, r) in &progress {
+            applied[*i] = ids.contains(&r.id);
+        }
+    }
+    let finishes = pick(|w| matches!(w, RunWrite::Finish(_)));
+    if !finishes.is_empty() {
+        let runs = || finishes.iter().map(|(_, r)| *r);
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE workflow_runs w SET status = t.status, result = t.result, error = t.error, finished_at = t.finished_at, \
+             progress = COALESCE(t.progress, w.progress), owner_node = NULL, lease_until = NULL \
+             FROM UNNEST($2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::timestamptz[], $7::jsonb[], $8::int8[]) \
+             AS t(id, status, result, error, finished_at, progress, fencing) \
+             WHERE w.workspace_id = $1 AND w.id = t.id AND w.status = 'running' AND (t.fencing IS NULL OR w.fencing = t.fencing) RETURNING w.id",
+        )
+        .bind(ws.0)
+        .bind(runs().map(|r| r.id).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.status.as_str()).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.result.clone()).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.error.clone()).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.finished_at).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.progress.clone()).collect::<Vec<_>>())
+        .bind(runs().map(|r| r.lease.as_ref().map(|l| l.fencing)).collect::<Vec<_>>())
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(unexpected)?;
+        for (i, r) in &finishes {
+            applied[*i] = ids.contains(&r.id);
+        }
+    }
+    Ok(())
 }
 
 async fn insert_run_in(

@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use swarmwise_actors::domain::{Priority, WorkspaceId};
 use swarmwise_actors::ports::{RunStore, RunWrite, StoreError};
 use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
@@ -68,14 +68,20 @@ impl RunStore for SqliteStore {
     async fn run_writes(&self, writes: &[RunWrite]) -> Result<Vec<bool>, StoreError> {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        let mut applied = Vec::with_capacity(writes.len());
-        for w in writes {
-            applied.push(match w {
-                RunWrite::Insert(run) => insert_run_on(&mut tx, run).await.map(|()| true)?,
-                RunWrite::Progress(run) => save_progress_on(&mut tx, run).await?,
-                RunWrite::Finish(run) => finish_run_on(&mut tx, run).await?,
-            });
-        }
+        let applied = if has_repeated_run(writes) {
+            // Never from the runner (a run awaits each write); kept exact.
+            let mut applied = Vec::with_capacity(writes.len());
+            for w in writes {
+                applied.push(match w {
+                    RunWrite::Insert(run) => insert_run_on(&mut tx, run).await.map(|()| true)?,
+                    RunWrite::Progress(run) => save_progress_on(&mut tx, run).await?,
+                    RunWrite::Finish(run) => finish_run_on(&mut tx, run).await?,
+                });
+            }
+            applied
+        } else {
+            run_writes_grouped(&mut tx, writes).await?
+        };
         tx.commit().await.map_err(unexpected)?;
         Ok(applied)
     }
@@ -247,6 +253,129 @@ impl RunStore for SqliteStore {
             })
             .collect()
     }
+}
+
+/// Rows per multi-row statement of [`run_writes_grouped`]: 11 parameters
+/// each, well under SQLite's 32,766.
+const WRITE_CHUNK: usize = 256;
+
+/// Whether a run appears twice in `writes` (then they are applied one by
+/// one, in order, instead of grouped by kind).
+fn has_repeated_run(writes: &[RunWrite]) -> bool {
+    let mut seen = std::collections::HashSet::with_capacity(writes.len());
+    !writes.iter().all(|w| seen.insert(w.run().id))
+}
+
+/// A group commit's writes as a few multi-row statements instead of one per
+/// write (each statement is a hand-off to sqlx's connection thread): the
+/// inserts as `INSERT … VALUES (…), (…)`, then the checkpoints and the ends
+/// each as `UPDATE … FROM (VALUES …) RETURNING id`, whose returned ids say
+/// which writes the fencing token let through. Grouping by kind keeps each
+/// run's order (insert, checkpoint, end) because no run appears twice.
+async fn run_writes_grouped(
+    conn: &mut SqliteConnection,
+    writes: &[RunWrite],
+) -> Result<Vec<bool>, StoreError> {
+    let mut applied = vec![false; writes.len()];
+    let pick = |want: fn(&RunWrite) -> bool| -> Vec<(usize, &WorkflowRun)> {
+        writes
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| want(w))
+            .map(|(i, w)| (i, w.run()))
+            .collect()
+    };
+    let inserts = pick(|w| matches!(w, RunWrite::Insert(_)));
+    for chunk in inserts.chunks(WRITE_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at, owner_node, lease_until, fencing, progress) ",
+        );
+        q.push_values(chunk, |mut b, (_, run)| {
+            b.push_bind(run.id)
+                .push_bind(run.workspace_id.0)
+                .push_bind(&run.workflow)
+                .push_bind(run.status.as_str())
+                .push_bind(priority_name(run.priority))
+                .push_bind(run.input.to_string())
+                .push_bind(micros(run.created_at))
+                .push_bind(run.lease.as_ref().map(|l| l.owner.as_str()))
+                .push_bind(run.lease.as_ref().map(|l| micros(l.until)))
+                .push_bind(run.lease.as_ref().map_or(0, |l| l.fencing))
+                .push_bind(json_text(run.progress.as_ref()));
+        });
+        q.build().execute(&mut *conn).await.map_err(unexpected)?;
+        for (i, _) in chunk {
+            applied[*i] = true;
+        }
+    }
+    // A checkpoint without a lease is refused, as in `save_progress_on`.
+    let progress: Vec<(usize, &WorkflowRun)> = pick(|w| matches!(w, RunWrite::Progress(_)))
+        .into_iter()
+        .filter(|(_, r)| r.lease.is_some())
+        .collect();
+    for chunk in progress.chunks(WRITE_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "UPDATE workflow_runs SET progress = v.column2, lease_until = v.column3 FROM (",
+        );
+        q.push_values(chunk, |mut b, (_, run)| {
+            let lease = run.lease.as_ref();
+            b.push_bind(run.id)
+                .push_bind(json_text(run.progress.as_ref()))
+                .push_bind(lease.map(|l| micros(l.until)))
+                .push_bind(run.workspace_id.0)
+                .push_bind(lease.map_or(0, |l| l.fencing));
+        });
+        // `+workspace_id`: by primary key, never a scan of a workspace's runs.
+        q.push(
+            ") AS v WHERE workflow_runs.id = v.column1 AND +workflow_runs.workspace_id = v.column4 \
+             AND workflow_runs.status = 'running' AND workflow_runs.fencing = v.column5 RETURNING workflow_runs.id",
+        );
+        mark_returned(conn, q, chunk, &mut applied).await?;
+    }
+    let finishes = pick(|w| matches!(w, RunWrite::Finish(_)));
+    for chunk in finishes.chunks(WRITE_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "UPDATE workflow_runs SET status = v.column2, result = v.column3, error = v.column4, finished_at = v.column5, \
+             progress = COALESCE(v.column6, workflow_runs.progress), owner_node = NULL, lease_until = NULL FROM (",
+        );
+        q.push_values(chunk, |mut b, (_, run)| {
+            b.push_bind(run.id)
+                .push_bind(run.status.as_str())
+                .push_bind(json_text(run.result.as_ref()))
+                .push_bind(&run.error)
+                .push_bind(run.finished_at.map(micros))
+                .push_bind(json_text(run.progress.as_ref()))
+                .push_bind(run.workspace_id.0)
+                .push_bind(run.lease.as_ref().map(|l| l.fencing));
+        });
+        q.push(
+            ") AS v WHERE workflow_runs.id = v.column1 AND +workflow_runs.workspace_id = v.column7 \
+             AND workflow_runs.status = 'running' AND (v.column8 IS NULL OR workflow_runs.fencing = v.column8) RETURNING workflow_runs.id",
+        );
+        mark_returned(conn, q, chunk, &mut applied).await?;
+    }
+    Ok(applied)
+}
+
+/// Runs an `UPDATE … RETURNING id` over `chunk` and marks the writes whose
+/// run it returned as applied.
+async fn mark_returned(
+    conn: &mut SqliteConnection,
+    mut q: QueryBuilder<'_, Sqlite>,
+    chunk: &[(usize, &WorkflowRun)],
+    applied: &mut [bool],
+) -> Result<(), StoreError> {
+    let ids: std::collections::HashSet<Uuid> = q
+        .build_query_scalar::<Uuid>()
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(unexpected)?
+        .into_iter()
+        .collect();
+    for (i, run) in chunk {
+        applied[*i] = ids.contains(&run.id);
+    }
+    Ok(())
 }
 
 async fn insert_run_on(conn: &mut SqliteConnection, run: &WorkflowRun) -> Result<(), StoreError> {
