@@ -54,6 +54,80 @@ fn rec_from_row(row: &SqliteRow) -> Result<Recommendation, StoreError> {
     get().map_err(StoreError::Unexpected)
 }
 
+/// The JSON object SQLite builds for one row of a page ([`PageRow`]):
+/// blobs as hex, reals as text with 17 significant digits (a JSON number
+/// from SQLite may round; the text round-trips exactly), the content as
+/// the stored JSON text.
+const PAGE_OBJECT: &str = "'id', hex(id), 'workspace_id', hex(workspace_id), 'agent_id', agent_id, \
+     'agent_name', agent_name, 'correlation_id', correlation_id, 'workflow_id', workflow_id, \
+     'recommendation_type', recommendation_type, 'content', content, \
+     'confidence_score', printf('%!.17g', confidence_score), 'reasoning', reasoning, \
+     'latency_ms', latency_ms, 'deadline_ms', deadline_ms, 'outcome_status', outcome_status, \
+     'outcome_quality', CASE WHEN outcome_quality IS NULL THEN NULL ELSE printf('%!.17g', outcome_quality) END, \
+     'feedback', feedback, 'created_at', created_at, 'evaluated_at', evaluated_at, 'model', model, \
+     'prompt_tokens', prompt_tokens, 'completion_tokens', completion_tokens, \
+     'cost_usd', CASE WHEN cost_usd IS NULL THEN NULL ELSE printf('%!.17g', cost_usd) END";
+
+/// One row of a page as [`PAGE_OBJECT`] renders it.
+#[derive(serde::Deserialize)]
+struct PageRow {
+    id: String,
+    workspace_id: String,
+    agent_id: String,
+    agent_name: String,
+    correlation_id: String,
+    workflow_id: String,
+    recommendation_type: String,
+    content: String,
+    confidence_score: String,
+    reasoning: Option<String>,
+    latency_ms: Option<i64>,
+    deadline_ms: Option<i64>,
+    outcome_status: String,
+    outcome_quality: Option<String>,
+    feedback: Option<String>,
+    created_at: i64,
+    evaluated_at: Option<i64>,
+    model: Option<String>,
+    prompt_tokens: Option<i64>,
+    completion_tokens: Option<i64>,
+    cost_usd: Option<String>,
+}
+
+impl PageRow {
+    fn into_recommendation(self) -> Result<Recommendation, StoreError> {
+        let real = |v: &str| v.parse::<f64>();
+        let get = || -> Result<Recommendation, anyhow::Error> {
+            Ok(Recommendation {
+                id: Uuid::parse_str(&self.id)?,
+                workspace_id: WorkspaceId(Uuid::parse_str(&self.workspace_id)?),
+                agent_id: AgentId::parse("agent_id", &self.agent_id)?,
+                content: serde_json::from_str(&self.content)?,
+                confidence: real(&self.confidence_score)?,
+                status: RecommendationStatus::parse("outcome_status", &self.outcome_status)?,
+                outcome_quality: self.outcome_quality.as_deref().map(real).transpose()?,
+                created_at: from_micros(self.created_at)?,
+                evaluated_at: self.evaluated_at.map(from_micros).transpose()?,
+                usage: TokenUsage {
+                    prompt_tokens: tokens(self.prompt_tokens),
+                    completion_tokens: tokens(self.completion_tokens),
+                    cost_usd: self.cost_usd.as_deref().map(real).transpose()?,
+                    model: self.model.clone(),
+                },
+                agent_name: self.agent_name.clone(),
+                correlation_id: self.correlation_id.clone(),
+                workflow_id: self.workflow_id.clone(),
+                recommendation_type: self.recommendation_type.clone(),
+                reasoning: self.reasoning.clone(),
+                latency_ms: self.latency_ms,
+                deadline_ms: self.deadline_ms,
+                feedback: self.feedback.clone(),
+            })
+        };
+        get().map_err(StoreError::Unexpected)
+    }
+}
+
 /// A stored token count (the schema keeps it in 0..=10^9).
 fn tokens(n: Option<i64>) -> Option<u64> {
     n.and_then(|n| u64::try_from(n).ok())
@@ -242,8 +316,15 @@ impl RecommendationStore for SqliteStore {
         ws: WorkspaceId,
         f: &RecommendationFilter,
     ) -> Result<Vec<Recommendation>, StoreError> {
+        // The page comes back as one row holding a JSON array built by
+        // SQLite: sqlx-sqlite hands every row (and column) from its worker
+        // thread to the caller one by one, which cost more than the query
+        // itself for a page of 50. The filters walk the indexes of
+        // migration 20261201000008 in id order (tests/api/reads.rs checks
+        // the plans).
         let mut q = QueryBuilder::<Sqlite>::new(format!(
-            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
+            "SELECT json_group_array(json_object({PAGE_OBJECT}) ORDER BY id DESC) FROM \
+             (SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
         ));
         q.push_bind(ws.0);
         if let Some(a) = &f.agent_id {
@@ -262,9 +343,16 @@ impl RecommendationStore for SqliteStore {
             q.push(" AND id < ").push_bind(c);
         }
         q.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(f.limit));
-        let rows = q.build().fetch_all(&self.pool).await.map_err(unexpected)?;
-        rows.iter().map(rec_from_row).collect()
+            .push_bind(i64::from(f.limit))
+            .push(")");
+        let page: String = q
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        let rows: Vec<PageRow> = serde_json::from_str(&page)
+            .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("page JSON: {e}")))?;
+        rows.into_iter().map(PageRow::into_recommendation).collect()
     }
 
     async fn workflow_recommendations(
