@@ -60,7 +60,7 @@ fn run_row(row: &SqliteRow) -> Result<WorkflowRun, StoreError> {
 }
 
 fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
-    v.map(ToString::to_string)
+    v.map(|v| serde_json::to_string(v).unwrap_or_else(|_| "null".into()))
 }
 
 #[async_trait]

@@ -3,12 +3,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use swarmwise_actors::domain::{AgentId, WorkspaceId};
 use swarmwise_actors::ports::{StoreError, TrustHistoryPoint, TrustRow, TrustStore};
 
 use crate::store::sqlite::{from_micros, micros, SqliteStore};
 use crate::store::unexpected;
+
+/// Rows per multi-row statement of the trust tables.
+const TRUST_CHUNK: usize = 500;
 
 async fn upsert_trust(
     tx: &mut Transaction<'static, Sqlite>,
@@ -24,35 +27,36 @@ async fn upsert_trust(
     };
     let label = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     let mut written = 0;
-    for r in rows {
-        let c = &r.card;
-        let res = sqlx::query(&format!(
+    // One statement per chunk (18 parameters a row, under SQLite's 32,766):
+    // each statement is a hand-off to sqlx's connection thread.
+    for chunk in rows.chunks(TRUST_CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
             "{verb} INTO agent_trust_scores (workspace_id, agent_id, recommendation_type, overall_trust_score, accuracy_score, \
              consistency_score, timeliness_score, reliability_score, calibration_score, trend, trend_delta, approval_rate, \
-             avg_quality, sample_count, effective_samples, strength, boost, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(ws.0)
-        .bind(r.agent_id.as_str())
-        .bind(r.recommendation_type.clone().unwrap_or_default())
-        .bind(c.overall_trust)
-        .bind(c.accuracy_score)
-        .bind(c.consistency_score)
-        .bind(c.timeliness)
-        .bind(c.reliability)
-        .bind(c.calibration)
-        .bind(label(serde_json::to_value(c.trend).unwrap_or_default()))
-        .bind(c.trend_delta)
-        .bind(c.approval_rate)
-        .bind(c.avg_quality)
-        .bind(c.sample_count as i64)
-        .bind(c.effective_samples)
-        .bind(label(serde_json::to_value(c.strength).unwrap_or_default()))
-        .bind(c.boost)
-        .bind(micros(at))
-        .execute(&mut **tx)
-        .await
-        .map_err(unexpected)?;
+             avg_quality, sample_count, effective_samples, strength, boost, updated_at) "
+        ));
+        q.push_values(chunk, |mut b, r| {
+            let c = &r.card;
+            b.push_bind(ws.0)
+                .push_bind(r.agent_id.as_str())
+                .push_bind(r.recommendation_type.clone().unwrap_or_default())
+                .push_bind(c.overall_trust)
+                .push_bind(c.accuracy_score)
+                .push_bind(c.consistency_score)
+                .push_bind(c.timeliness)
+                .push_bind(c.reliability)
+                .push_bind(c.calibration)
+                .push_bind(label(serde_json::to_value(c.trend).unwrap_or_default()))
+                .push_bind(c.trend_delta)
+                .push_bind(c.approval_rate)
+                .push_bind(c.avg_quality)
+                .push_bind(c.sample_count as i64)
+                .push_bind(c.effective_samples)
+                .push_bind(label(serde_json::to_value(c.strength).unwrap_or_default()))
+                .push_bind(c.boost)
+                .push_bind(micros(at));
+        });
+        let res = q.build().execute(&mut **tx).await.map_err(unexpected)?;
         written += res.rows_affected();
     }
     Ok(written)
@@ -69,20 +73,23 @@ impl TrustStore for SqliteStore {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         upsert_trust(&mut tx, ws, rows, at, true).await?;
-        for r in rows.iter().filter(|r| r.recommendation_type.is_none()) {
-            sqlx::query(
-                "INSERT INTO agent_trust_score_history (workspace_id, agent_id, overall_trust_score, accuracy_score, sample_count, recorded_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(ws.0)
-            .bind(r.agent_id.as_str())
-            .bind(r.card.overall_trust)
-            .bind(r.card.accuracy_score)
-            .bind(r.card.sample_count as i64)
-            .bind(micros(at))
-            .execute(&mut *tx)
-            .await
-            .map_err(unexpected)?;
+        let overall: Vec<&TrustRow> = rows
+            .iter()
+            .filter(|r| r.recommendation_type.is_none())
+            .collect();
+        for chunk in overall.chunks(TRUST_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO agent_trust_score_history (workspace_id, agent_id, overall_trust_score, accuracy_score, sample_count, recorded_at) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(ws.0)
+                    .push_bind(r.agent_id.as_str())
+                    .push_bind(r.card.overall_trust)
+                    .push_bind(r.card.accuracy_score)
+                    .push_bind(r.card.sample_count as i64)
+                    .push_bind(micros(at));
+            });
+            q.build().execute(&mut *tx).await.map_err(unexpected)?;
         }
         tx.commit().await.map_err(unexpected)
     }
