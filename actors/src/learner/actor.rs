@@ -219,7 +219,7 @@ async fn locked_cycle(
     };
     store.insert_cycle(&report).await?;
     let result: Result<_, EngineError> = async {
-        engine.flush().await?;
+        engine.flush_workspace(ws).await?;
         let revision = engine.verdict_revision(ws);
         let mut cached = cache
             .lock()

@@ -41,6 +41,19 @@ impl RecommendationTracker {
         self.handed
     }
 
+    /// The writer sequence a read or evaluation of `ws` must see committed:
+    /// the sequence of `ws`'s last acknowledged row, whatever other
+    /// workspaces have in flight (0 when it never tracked). Hands the buffer
+    /// to the writer now when some of those rows are still in it, rather
+    /// than at the next tick.
+    pub(super) fn workspace_target(&mut self, ws: WorkspaceId) -> u64 {
+        let target = self.writes.target(ws);
+        if target > self.handed {
+            self.hand_off();
+        }
+        target
+    }
+
     /// A future that resolves once the writer committed (or dead-lettered)
     /// up to `target`, or fails with `FlushTimeout` after
     /// `tracking.read_flush_timeout_ms`.
@@ -313,12 +326,7 @@ impl Handler<FlushWorkspace> for RecommendationTracker {
     type Result = ResponseFuture<Result<(), EngineError>>;
 
     fn handle(&mut self, msg: FlushWorkspace, _ctx: &mut Context<Self>) -> Self::Result {
-        let target = self.writes.target(msg.0);
-        if target > self.handed {
-            // Some of its rows are still buffered: hand them over now
-            // rather than at the next tick.
-            self.hand_off();
-        }
+        let target = self.workspace_target(msg.0);
         Box::pin(self.committed_up_to(target))
     }
 }

@@ -32,9 +32,10 @@ impl Handler<Evaluate> for RecommendationTracker {
     type Result = ResponseFuture<Result<EvaluationSummary, EngineError>>;
 
     fn handle(&mut self, msg: Evaluate, _ctx: &mut Context<Self>) -> Self::Result {
-        // Everything tracked before this evaluation is handed to the writer
-        // now; the batch waits for it to commit before reading.
-        let target = self.hand_off();
+        // The workspace's rows tracked before this evaluation are handed to
+        // the writer now; the batch waits for them to commit before reading
+        // (not for other workspaces' rows behind them).
+        let target = self.workspace_target(msg.workspace);
         let evaluator = self.evaluator.clone();
         // Not the sender's span (a handler runs in the actor's task): the
         // run's fields instead; a run's workflow_id is its run id.
@@ -294,7 +295,7 @@ impl Handler<Feedback> for RecommendationTracker {
     type Result = ResponseFuture<Result<Recommendation, EngineError>>;
 
     fn handle(&mut self, msg: Feedback, _ctx: &mut Context<Self>) -> Self::Result {
-        let target = self.hand_off();
+        let target = self.workspace_target(msg.workspace);
         let flushed = self.committed_up_to(target);
         let store = Arc::clone(&self.store);
         let scorer = self.scorer.clone();
