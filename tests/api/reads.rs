@@ -405,3 +405,57 @@ async fn cursors_are_bound_to_their_workspace(backend: Backend) {
     }
 }
 crate::both_backends!(cursors_are_bound_to_their_workspace);
+
+/// SQLite: the per-agent counts by status and the usage totals read only
+/// an index, in group order (no table rows, no temporary b-tree).
+#[actix_web::test]
+async fn sqlite_status_counts_read_only_an_index() {
+    use sqlx::sqlite::SqliteConnection;
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let mut c = SqliteConnection::connect(&app.database_url).await.unwrap();
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT agent_id, outcome_status, count(*) AS n FROM agent_recommendations \
+         WHERE workspace_id = ? GROUP BY agent_id, outcome_status",
+    )
+    .bind(uuid::Uuid::nil())
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let text = rows
+        .iter()
+        .map(|r| r.3.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    assert!(
+        text.contains("COVERING INDEX idx_recommendations_agent_status"),
+        "{text}"
+    );
+    assert!(!text.contains("TEMP B-TREE"), "{text}");
+    // The token and cost totals, the same way (the SQL of usage_totals).
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT agent_id, count(*) AS n, \
+         COALESCE(SUM(prompt_tokens), 0) AS prompt, COALESCE(SUM(completion_tokens), 0) AS completion, \
+         COALESCE(SUM(cost_usd), 0.0) AS cost, \
+         SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) AS unpriced \
+         FROM agent_recommendations WHERE workspace_id = ?1 \
+         AND (?2 IS NULL OR created_at >= ?2) AND (?3 IS NULL OR created_at < ?3) \
+         AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL) \
+         GROUP BY agent_id ORDER BY agent_id",
+    )
+    .bind(uuid::Uuid::nil())
+    .bind(None::<i64>)
+    .bind(None::<i64>)
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let text = rows
+        .iter()
+        .map(|r| r.3.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    assert!(
+        text.contains("COVERING INDEX idx_recommendations_usage"),
+        "{text}"
+    );
+    assert!(!text.contains("TEMP B-TREE"), "{text}");
+}
