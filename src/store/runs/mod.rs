@@ -14,3 +14,11 @@ mod sqlite;
 
 /// Columns read into a `WorkflowRun`, in this order.
 pub(super) const RUN_COLUMNS: &str = "id, workspace_id, workflow, status, priority, input, result, error, created_at, finished_at, owner_node, lease_until, fencing, progress, approval_deadline";
+
+/// Sets whether write `i` of a group commit was applied (an index past the
+/// answers is ignored: it cannot happen, the answers are sized to the writes).
+fn mark(applied: &mut [bool], i: usize, done: bool) {
+    if let Some(a) = applied.get_mut(i) {
+        *a = done;
+    }
+}

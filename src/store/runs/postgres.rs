@@ -13,7 +13,7 @@ use swarmwise_actors::ports::{RunStore, RunWrite, StoreError};
 use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
 use uuid::Uuid;
 
-use super::RUN_COLUMNS;
+use super::{mark, RUN_COLUMNS};
 use crate::store::postgres::{set_workspace, PgStore};
 use crate::store::{priority_name, unexpected};
 
@@ -95,11 +95,12 @@ impl RunStore for PgStore {
                     set_workspace(&mut tx, run.workspace_id).await?;
                     scope = Some(run.workspace_id);
                 }
-                applied[i] = match w {
+                let done = match w {
                     RunWrite::Insert(run) => insert_run_in(&mut tx, run).await.map(|()| true)?,
                     RunWrite::Progress(run) => save_progress_in(&mut tx, run).await?,
                     RunWrite::Finish(run) => finish_run_in(&mut tx, run).await?,
                 };
+                mark(&mut applied, i, done);
             }
         }
         tx.commit().await.map_err(unexpected)?;
@@ -301,8 +302,7 @@ async fn run_writes_grouped(
     let pick = |want: fn(&RunWrite) -> bool| -> Vec<(usize, &WorkflowRun)> {
         indices
             .iter()
-            .filter(|i| want(&writes[**i]))
-            .map(|i| (*i, writes[*i].run()))
+            .filter_map(|&i| writes.get(i).filter(|w| want(w)).map(|w| (i, w.run())))
             .collect()
     };
     let inserts = pick(|w| matches!(w, RunWrite::Insert(_)));
@@ -329,7 +329,7 @@ async fn run_writes_grouped(
         .await
         .map_err(unexpected)?;
         for (i, _) in &inserts {
-            applied[*i] = true;
+            mark(applied, *i, true);
         }
     }
     // A checkpoint without a lease is refused, as in `save_progress_in`.
@@ -353,7 +353,7 @@ async fn run_writes_grouped(
         .await
         .map_err(unexpected)?;
         for (i, r) in &progress {
-            applied[*i] = ids.contains(&r.id);
+            mark(applied, *i, ids.contains(&r.id));
         }
     }
     let finishes = pick(|w| matches!(w, RunWrite::Finish(_)));
@@ -378,7 +378,7 @@ async fn run_writes_grouped(
         .await
         .map_err(unexpected)?;
         for (i, r) in &finishes {
-            applied[*i] = ids.contains(&r.id);
+            mark(applied, *i, ids.contains(&r.id));
         }
     }
     Ok(())

@@ -12,7 +12,7 @@ use swarmwise_actors::ports::{RunStore, RunWrite, StoreError};
 use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
 use uuid::Uuid;
 
-use super::RUN_COLUMNS;
+use super::{mark, RUN_COLUMNS};
 use crate::store::sqlite::{from_micros, micros, SqliteStore};
 use crate::store::{priority_name, unexpected};
 
@@ -305,7 +305,7 @@ async fn run_writes_grouped(
         });
         q.build().execute(&mut *conn).await.map_err(unexpected)?;
         for (i, _) in chunk {
-            applied[*i] = true;
+            mark(&mut applied, *i, true);
         }
     }
     // A checkpoint without a lease is refused, as in `save_progress_on`.
@@ -373,7 +373,7 @@ async fn mark_returned(
         .into_iter()
         .collect();
     for (i, run) in chunk {
-        applied[*i] = ids.contains(&run.id);
+        mark(applied, *i, ids.contains(&run.id));
     }
     Ok(())
 }
