@@ -706,6 +706,16 @@ impl Settings {
                 "must be at least tracking.batch_size".into(),
             ));
         }
+        let per_workspace = self.tracking.max_pending_per_workspace;
+        if per_workspace < self.limits.max_batch_items as u64 {
+            return Err(err(
+                "tracking.max_pending_per_workspace",
+                format!(
+                    "must be at least limits.max_batch_items ({}), or the largest batch could never be taken",
+                    self.limits.max_batch_items
+                ),
+            ));
+        }
         if self.tracking.max_pending_wait_ms > 60_000 {
             return Err(err(
                 "tracking.max_pending_wait_ms",
@@ -1056,6 +1066,18 @@ mod tests {
             "alerts.quarantine.readmit_above"
         );
         s.agents.disable_below_trust = 0.2;
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn a_workspace_share_of_the_write_buffer_takes_the_largest_batch() {
+        let mut s = Settings::default();
+        s.tracking.max_pending_per_workspace = s.limits.max_batch_items as u64 - 1;
+        assert_eq!(
+            s.validate().unwrap_err().key,
+            "tracking.max_pending_per_workspace"
+        );
+        s.limits.max_batch_items -= 1;
         assert!(s.validate().is_ok());
     }
 

@@ -189,7 +189,7 @@ error_codes! {
         "The workspace already has `limits.max_event_streams_per_workspace` event streams open.",
         "Close a stream (another tab or client) first; retry after `Retry-After` seconds.";
     Overloaded = "overloaded", SERVICE_UNAVAILABLE,
-        "The engine's queue for this work is full (tracking: `tracking.max_pending` rows still awaited the database after the request waited `tracking.max_pending_wait_ms`; nothing of it was stored).",
+        "The engine's queue for this work is full (tracking: `tracking.max_pending` rows of all workspaces, or `tracking.max_pending_per_workspace` of this one, still awaited the database after the request waited `tracking.max_pending_wait_ms`; nothing of it was stored).",
         "Retry after `Retry-After` seconds, with backoff.";
     LearningDisabled = "learning_disabled", SERVICE_UNAVAILABLE,
         "Learning is turned off on this server (`learning.enabled = false`).",

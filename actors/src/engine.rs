@@ -207,11 +207,7 @@ impl Engine {
             match self.tracker.send(TryTrack(recs)).await.map_err(mailbox)? {
                 Ok(ids) => return Ok(ids),
                 Err(TrackRefusal::Failed(e)) => return Err(e),
-                Err(TrackRefusal::Full {
-                    recs: back,
-                    pending,
-                    max_pending,
-                }) => {
+                Err(TrackRefusal::Full { recs: back, limit }) => {
                     if !waited {
                         waited = true;
                         metrics::counter!("swarmwise_tracker_backpressure_waits_total")
@@ -221,7 +217,7 @@ impl Engine {
                     if !matches!(woke, Ok(Ok(()))) {
                         metrics::counter!("swarmwise_tracker_rejected_total")
                             .increment(back.len() as u64);
-                        return Err(crate::tracker::overloaded(pending, max_pending));
+                        return Err(crate::tracker::overloaded(limit));
                     }
                     recs = back;
                 }

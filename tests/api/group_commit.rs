@@ -303,3 +303,100 @@ async fn postgres_a_stuck_tenant_does_not_stall_another_tenants_evaluations() {
         .await;
     }
 }
+
+/// One tenant cannot fill the write buffer every tenant shares: past
+/// `tracking.max_pending_per_workspace` of its own rows awaiting the
+/// database, its tracking is shed (503 `overloaded`, its own count in the
+/// message) while another workspace's is still taken; when the whole
+/// buffer is full, the message tells no other tenant's numbers. Nothing
+/// acknowledged is lost once the database takes writes again.
+#[actix_web::test]
+async fn postgres_one_tenant_cannot_fill_the_shared_write_buffer() {
+    use sqlx::{Connection, Executor, PgConnection};
+    if !crate::helpers::postgres_available().await {
+        crate::helpers::skipped(module_path!());
+        return;
+    }
+    let app = spawn_app_with(Backend::Postgres, |s| {
+        s.tracking.batch_size = 1;
+        s.tracking.max_pending = 6;
+        s.tracking.max_pending_per_workspace = 4;
+        s.tracking.max_pending_wait_ms = 100;
+        s.tracking.read_flush_timeout_ms = 30_000;
+        s.limits.max_batch_items = 4;
+    })
+    .await;
+    let (_, key_a) = app.workspace("A").await;
+    let (_, key_b) = app.workspace("B").await;
+    app.agent(&key_a, "a1").await;
+    app.agent(&key_b, "b1").await;
+    // Inserts wait while this transaction holds the table in SHARE mode.
+    let mut lock = PgConnection::connect(&app.database_url).await.unwrap();
+    lock.execute("BEGIN").await.unwrap();
+    lock.execute("LOCK TABLE agent_recommendations IN SHARE MODE")
+        .await
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for i in 0..4 {
+        let id = app
+            .track(&key_b, "b1", &format!("wf-b{i}"), "strategy", 0.5)
+            .await;
+        acknowledged.push((key_b.clone(), id));
+    }
+    let one = |agent: &str, wf: &str| {
+        json!({"agent_id": agent, "correlation_id": "c", "workflow_id": wf,
+               "recommendation_type": "strategy", "content": {"decision": "go"}, "confidence": 0.5})
+    };
+    // B is at its share: shed, with B's own count.
+    let res = app
+        .post(&key_b, "/api/v1/recommendations", &one("b1", "wf-b4"))
+        .await;
+    assert!(res.headers().get("retry-after").is_some());
+    let body =
+        crate::helpers::assert_error(res, StatusCode::SERVICE_UNAVAILABLE, "overloaded", None)
+            .await;
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("4 recommendations of this workspace"),
+        "{message}"
+    );
+    // A is still taken: the buffer has room beyond B's share.
+    for i in 0..2 {
+        let id = app
+            .track(&key_a, "a1", &format!("wf-a{i}"), "strategy", 0.5)
+            .await;
+        acknowledged.push((key_a.clone(), id));
+    }
+    // Now the whole buffer is full: A is shed, told nothing of B's rows.
+    let res = app
+        .post(&key_a, "/api/v1/recommendations", &one("a1", "wf-a2"))
+        .await;
+    let body =
+        crate::helpers::assert_error(res, StatusCode::SERVICE_UNAVAILABLE, "overloaded", None)
+            .await;
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        !message.chars().any(|c| c.is_ascii_digit()) && message.contains("all workspaces"),
+        "the node-wide refusal leaks counts: {message}"
+    );
+
+    lock.execute("ROLLBACK").await.unwrap();
+    for (key, id) in &acknowledged {
+        poll_until("every acknowledged row stored", || async {
+            let res = app.get(key, &format!("/api/v1/recommendations/{id}")).await;
+            if res.status() == StatusCode::OK {
+                Ok(())
+            } else {
+                Err(res.status())
+            }
+        })
+        .await;
+    }
+    // The shed ones were never stored.
+    for (key, wf) in [(&key_b, "wf-b4"), (&key_a, "wf-a2")] {
+        let page = app
+            .json(key, &format!("/api/v1/recommendations?workflow_id={wf}"))
+            .await;
+        assert_eq!(page["items"].as_array().unwrap().len(), 0, "{page}");
+    }
+}

@@ -15,7 +15,7 @@ use crate::domain::{Recommendation, WorkspaceId};
 use crate::error::EngineError;
 use crate::ports::StoreError;
 
-use super::writer::{Batch, RowError, Unit};
+use super::writer::{Batch, PendingByWorkspace, RowError, Unit};
 use super::{Drain, Flush, FlushWorkspace, RecommendationTracker, Track, TryTrack, WriteMode};
 
 impl RecommendationTracker {
@@ -182,8 +182,24 @@ impl WorkspaceWrites {
 pub(super) struct Full {
     /// The rows, handed back untouched.
     recs: Vec<Recommendation>,
-    /// Rows waiting for the store when they were refused.
-    pending: u64,
+    /// Which limit refused them.
+    limit: BufferLimit,
+}
+
+/// The limit a tracking request met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BufferLimit {
+    /// The node's buffer, shared by every workspace, is full
+    /// (`tracking.max_pending`). How full is not told: other tenants' rows.
+    Node,
+    /// The workspace's own share (`tracking.max_pending_per_workspace`):
+    /// `pending` of its rows wait for the store.
+    Workspace {
+        /// Rows of the workspace waiting for the store.
+        pending: u64,
+        /// `tracking.max_pending_per_workspace`.
+        max: u64,
+    },
 }
 
 /// Why a [`TryTrack`] was not taken.
@@ -195,21 +211,23 @@ pub enum TrackRefusal {
     Full {
         /// The rows sent.
         recs: Vec<Recommendation>,
-        /// Rows waiting for the store at the refusal.
-        pending: u64,
-        /// `tracking.max_pending`.
-        max_pending: u64,
+        /// Which limit refused them.
+        limit: BufferLimit,
     },
     /// Taken, or never taken, and failed as `Track` would (durable write
     /// refused, shutting down, a batch larger than `max_pending`).
     Failed(EngineError),
 }
 
-/// The 503 `overloaded` a shed request answers with.
-pub(crate) fn overloaded(pending: u64, max: u64) -> EngineError {
-    EngineError::Overloaded(format!(
-        "{pending} recommendations are waiting for the store (limit tracking.max_pending = {max}); retry after the Retry-After delay"
-    ))
+/// The 503 `overloaded` a shed request answers with. It never tells how
+/// many rows other workspaces have in flight.
+pub(crate) fn overloaded(limit: BufferLimit) -> EngineError {
+    EngineError::Overloaded(match limit {
+        BufferLimit::Node => "this node's write buffer is full (tracking.max_pending rows, all workspaces together, wait for the database); retry after the Retry-After delay".into(),
+        BufferLimit::Workspace { pending, max } => format!(
+            "{pending} recommendations of this workspace are waiting for the database (its share, tracking.max_pending_per_workspace = {max}); retry after the Retry-After delay"
+        ),
+    })
 }
 
 impl RecommendationTracker {
@@ -225,8 +243,28 @@ impl RecommendationTracker {
         let n = recs.len() as u64;
         let pending = self.pending.load(Ordering::Relaxed);
         if pending + n > self.config.max_pending {
-            return Err(Full { recs, pending });
+            return Err(Full {
+                recs,
+                limit: BufferLimit::Node,
+            });
         }
+        let by_workspace = PendingByWorkspace::count(&recs);
+        // A share above the whole buffer is the whole buffer.
+        let cap = self
+            .config
+            .max_pending_per_workspace
+            .min(self.config.max_pending);
+        if let Some(&(ws, _)) = by_workspace
+            .iter()
+            .find(|(ws, k)| self.pending_by_workspace.get(*ws) + k > cap)
+        {
+            let pending = self.pending_by_workspace.get(ws);
+            return Err(Full {
+                recs,
+                limit: BufferLimit::Workspace { pending, max: cap },
+            });
+        }
+        self.pending_by_workspace.add(&by_workspace);
         self.pending.fetch_add(n, Ordering::Relaxed);
         // Rows reach the writer in buffer order: the first of these is
         // number handed + buffered + 1.
@@ -278,10 +316,9 @@ impl Handler<Track> for RecommendationTracker {
     fn handle(&mut self, msg: Track, _ctx: &mut Context<Self>) -> Self::Result {
         match self.accept(msg.0) {
             Ok(answer) => answer,
-            Err(Full { recs, pending }) => {
+            Err(Full { recs, limit }) => {
                 metrics::counter!("swarmwise_tracker_rejected_total").increment(recs.len() as u64);
-                let max = self.config.max_pending;
-                Box::pin(async move { Err(overloaded(pending, max)) })
+                Box::pin(async move { Err(overloaded(limit)) })
             }
         }
     }
@@ -291,24 +328,25 @@ impl Handler<TryTrack> for RecommendationTracker {
     type Result = ResponseFuture<Result<Vec<Uuid>, TrackRefusal>>;
 
     fn handle(&mut self, msg: TryTrack, _ctx: &mut Context<Self>) -> Self::Result {
-        let max_pending = self.config.max_pending;
-        if msg.0.len() as u64 > max_pending {
-            // Never fits: waiting would not help.
+        let fits = self
+            .config
+            .max_pending
+            .min(self.config.max_pending_per_workspace);
+        if msg.0.len() as u64 > fits {
+            // Never fits: waiting would not help. (Configuration keeps the
+            // limits at least `limits.max_batch_items`.)
             metrics::counter!("swarmwise_tracker_rejected_total").increment(msg.0.len() as u64);
-            let pending = self.pending.load(Ordering::Relaxed);
-            return Box::pin(
-                async move { Err(TrackRefusal::Failed(overloaded(pending, max_pending))) },
-            );
+            let limit = BufferLimit::Workspace {
+                pending: 0,
+                max: fits,
+            };
+            return Box::pin(async move { Err(TrackRefusal::Failed(overloaded(limit))) });
         }
         match self.accept(msg.0) {
             Ok(answer) => Box::pin(async move { answer.await.map_err(TrackRefusal::Failed) }),
-            Err(Full { recs, pending }) => Box::pin(async move {
-                Err(TrackRefusal::Full {
-                    recs,
-                    pending,
-                    max_pending,
-                })
-            }),
+            Err(Full { recs, limit }) => {
+                Box::pin(async move { Err(TrackRefusal::Full { recs, limit }) })
+            }
         }
     }
 }

@@ -68,7 +68,7 @@ mod writer;
 
 use buffer::CommitBarrier;
 use evaluation::Evaluator;
-use writer::{writer, Batch, Unit, Writer};
+use writer::{writer, Batch, PendingByWorkspace, Unit, Writer};
 pub use writer::{WriterReport, WriterStatus};
 
 const NAME: &str = "recommendation_tracker";
@@ -95,6 +95,11 @@ pub struct TrackerConfig {
     pub flush_interval_ms: u64,
     /// Refuse tracking (503) while this many rows wait for the store.
     pub max_pending: u64,
+    /// One workspace's share of `max_pending`: its rows waiting for the
+    /// store beyond this are refused (after `max_pending_wait_ms`) even
+    /// when the buffer has room, so one tenant cannot fill the buffer that
+    /// every tenant's tracking shares.
+    pub max_pending_per_workspace: u64,
     /// Backpressure: a tracking request over HTTP that finds
     /// `max_pending` rows waiting first waits up to this many milliseconds
     /// for room (commits), then sheds with 503 `overloaded` + `Retry-After`.
@@ -127,6 +132,7 @@ impl Default for TrackerConfig {
             batch_size: 1000,
             flush_interval_ms: 50,
             max_pending: 100_000,
+            max_pending_per_workspace: 25_000,
             max_pending_wait_ms: 1_000,
             read_flush_timeout_ms: 5_000,
             stalled_after_ms: 10_000,
@@ -139,7 +145,7 @@ impl Default for TrackerConfig {
 }
 
 pub(crate) use buffer::overloaded;
-pub use buffer::{TrackRefusal, WorkspaceWrites};
+pub use buffer::{BufferLimit, TrackRefusal, WorkspaceWrites};
 pub use messages::{
     Drain, Evaluate, EvaluationSummary, ExplicitVerdict, Feedback, Flush, FlushWorkspace, Track,
     TryTrack,
@@ -176,6 +182,10 @@ pub struct RecommendationTracker {
     evaluator: GroupCommit<Evaluator>,
     /// Rows acknowledged but not yet committed (backpressure).
     pending: Arc<AtomicU64>,
+    /// The same, per workspace (`tracking.max_pending_per_workspace`);
+    /// shared with the writer, which takes committed rows off. Entries at
+    /// zero are removed.
+    pending_by_workspace: PendingByWorkspace,
     /// Serialises evaluations and feedback.
     eval: Arc<Mutex<EvalState>>,
     /// Set by `Drain`.
@@ -211,10 +221,12 @@ impl RecommendationTracker {
         let (tx, rx) = mpsc::unbounded_channel();
         let (committed_tx, committed_rx) = watch::channel(0u64);
         let pending = Arc::new(AtomicU64::new(0));
+        let pending_by_workspace = PendingByWorkspace::default();
         tokio::spawn(writer(
             Writer {
                 store: Arc::clone(&store),
                 pending: Arc::clone(&pending),
+                pending_by_workspace: pending_by_workspace.clone(),
                 status,
                 backoff_initial: Duration::from_millis(config.retry_backoff_initial_ms.max(1)),
                 backoff_max: Duration::from_millis(config.retry_backoff_max_ms.max(1)),
@@ -262,6 +274,7 @@ impl RecommendationTracker {
             writes,
             evaluator,
             pending,
+            pending_by_workspace,
             eval,
             draining: false,
             revisions,

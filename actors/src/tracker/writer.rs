@@ -18,7 +18,7 @@ use chrono::Utc;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::domain::Recommendation;
+use crate::domain::{Recommendation, WorkspaceId};
 use crate::ports::{DeadLetter, Store, StoreError};
 
 /// Why the writer did not store a durable caller's rows.
@@ -96,11 +96,59 @@ impl WriterStatus {
     }
 }
 
+/// Rows acknowledged but not yet committed, per workspace
+/// (`tracking.max_pending_per_workspace`): the actor adds what it takes, the
+/// writer takes off what it committed or dead-lettered.
+#[derive(Debug, Clone, Default)]
+pub(super) struct PendingByWorkspace(Arc<dashmap::DashMap<WorkspaceId, u64>>);
+
+impl PendingByWorkspace {
+    /// Rows of `ws` waiting for the store.
+    pub(super) fn get(&self, ws: WorkspaceId) -> u64 {
+        self.0.get(&ws).map_or(0, |n| *n)
+    }
+
+    /// Rows per workspace in `recs`, in first-seen order.
+    pub(super) fn count<'a>(
+        recs: impl IntoIterator<Item = &'a Recommendation>,
+    ) -> Vec<(WorkspaceId, u64)> {
+        let mut out: Vec<(WorkspaceId, u64)> = Vec::new();
+        for r in recs {
+            match out.iter_mut().find(|(ws, _)| *ws == r.workspace_id) {
+                Some((_, n)) => *n += 1,
+                None => out.push((r.workspace_id, 1)),
+            }
+        }
+        out
+    }
+
+    pub(super) fn add(&self, counts: &[(WorkspaceId, u64)]) {
+        for (ws, n) in counts {
+            *self.0.entry(*ws).or_insert(0) += n;
+        }
+    }
+
+    fn sub(&self, counts: &[(WorkspaceId, u64)]) {
+        for (ws, n) in counts {
+            let mut gone = false;
+            if let Some(mut left) = self.0.get_mut(ws) {
+                *left = left.saturating_sub(*n);
+                gone = *left == 0;
+            }
+            if gone {
+                self.0.remove_if(ws, |_, left| *left == 0);
+            }
+        }
+    }
+}
+
 /// The writer task's fixed parts.
 pub(super) struct Writer {
     pub(super) store: Arc<dyn Store>,
     /// Rows acknowledged but not yet committed (shared with the actor).
     pub(super) pending: Arc<AtomicU64>,
+    /// The same per workspace (shared with the actor).
+    pub(super) pending_by_workspace: PendingByWorkspace,
     pub(super) status: Arc<WriterStatus>,
     pub(super) backoff_initial: Duration,
     pub(super) backoff_max: Duration,
@@ -247,9 +295,11 @@ pub(super) async fn writer(
                 Err(_) => break,
             }
         }
+        let by_workspace = PendingByWorkspace::count(units.iter().flat_map(|u| &u.recs));
         w.write(units).await;
         w.status.set_error(None);
         w.status.busy_since_ms.store(0, Ordering::Relaxed);
+        w.pending_by_workspace.sub(&by_workspace);
         w.pending.fetch_sub(rows as u64, Ordering::Relaxed);
         let _ = committed.send(seq_end);
     }
