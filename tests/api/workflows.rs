@@ -541,10 +541,24 @@ async fn bad_agent_is_quarantined_within_sixty_outcomes(backend: Backend) {
     )
     .await;
     let mut events = app.engine.events().subscribe();
+    // Drained after every run, so 150 runs' events never overflow the
+    // broadcast buffer (a lagged receiver loses the oldest events).
+    let (mut saw_alert, mut saw_admission) = (false, false);
+    let mut drain = |events: &mut tokio::sync::broadcast::Receiver<Event>| loop {
+        match events.try_recv() {
+            Ok(Event::Alert { alert, .. }) if alert.subject == "broken" => saw_alert = true,
+            Ok(Event::AgentAdmission { agent_id, .. }) if agent_id.to_string() == "broken" => {
+                saw_admission = true
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    };
     let (mut outcomes, mut failures) = (0, 0);
     let mut quarantined = None;
     for _ in 0..150 {
         let r = run(&app, &k, "duo").await;
+        drain(&mut events);
         let broken = &r["result"]["stages"][0]["agents"][1];
         match broken["status"].as_str().unwrap() {
             "ok" => outcomes += 1,
@@ -573,16 +587,7 @@ async fn bad_agent_is_quarantined_within_sixty_outcomes(backend: Backend) {
     assert_eq!(alert["action"], "quarantine", "{alert}");
     assert_eq!(alerts["items"].as_array().unwrap().len(), 1, "{alerts}");
     // The events: the alert and the admission change.
-    let (mut saw_alert, mut saw_admission) = (false, false);
-    while let Ok(e) = events.try_recv() {
-        match e {
-            Event::Alert { alert, .. } if alert.subject == "broken" => saw_alert = true,
-            Event::AgentAdmission { agent_id, .. } if agent_id.to_string() == "broken" => {
-                saw_admission = true
-            }
-            _ => {}
-        }
-    }
+    drain(&mut events);
     assert!(
         saw_alert && saw_admission,
         "alert {saw_alert}, admission {saw_admission}"
