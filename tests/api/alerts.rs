@@ -669,16 +669,7 @@ async fn silenced_alert_fires_but_is_not_notified(backend: Backend) {
             .and_then(|l| l.split_whitespace().last())
             .map_or(0.0, |v| v.parse().unwrap())
     };
-    let metrics = || async {
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || async { app.metrics_text().await };
     let before = silenced_count(&metrics().await);
     let mut events = app.engine.events().subscribe();
     for i in 0..40 {

@@ -218,15 +218,7 @@ async fn usage_is_recorded_priced_and_totalled(backend: Backend) {
     // Prometheus: per-agent series from the stored rows, and the node's
     // per-model counter labelled only with price-table keys.
     let text = poll_until("the per-agent token series", || async {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = app.metrics_text().await;
         if text.contains("swarmwise_agent_tokens_total{")
             && text.contains("agent=\"trend_scout\",kind=\"prompt\"} 2000")
         {

@@ -52,15 +52,7 @@ async fn a_flooding_key_is_limited_and_another_workspace_is_served() {
             StatusCode::UNAUTHORIZED
         );
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics
             .lines()
@@ -176,15 +168,7 @@ async fn invented_methods_and_paths_do_not_become_metric_labels() {
             .await
             .unwrap();
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     for needle in ["FCX", "nope-", "rec-", "10.0.0."] {
         assert!(!metrics.contains(needle), "{needle} became a label value");
     }

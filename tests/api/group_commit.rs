@@ -292,15 +292,7 @@ async fn postgres_a_stuck_tenant_does_not_stall_another_tenants_evaluations() {
     // Nothing acknowledged was lost: B's row and A's row queued behind it
     // are stored once the lock is gone.
     for (key, id) in [(&key_b, &stuck), (&key_a, &mine_after)] {
-        poll_until("the rows behind the stuck one are stored", || async {
-            let res = app.get(key, &format!("/api/v1/recommendations/{id}")).await;
-            if res.status() == StatusCode::OK {
-                Ok(())
-            } else {
-                Err(res.status())
-            }
-        })
-        .await;
+        app.wait_stored(key, id).await;
     }
 }
 
@@ -312,7 +304,6 @@ async fn postgres_a_stuck_tenant_does_not_stall_another_tenants_evaluations() {
 /// acknowledged is lost once the database takes writes again.
 #[actix_web::test]
 async fn postgres_one_tenant_cannot_fill_the_shared_write_buffer() {
-    use sqlx::{Connection, Executor, PgConnection};
     if !crate::helpers::postgres_available().await {
         crate::helpers::skipped(module_path!());
         return;
@@ -331,11 +322,7 @@ async fn postgres_one_tenant_cannot_fill_the_shared_write_buffer() {
     app.agent(&key_a, "a1").await;
     app.agent(&key_b, "b1").await;
     // Inserts wait while this transaction holds the table in SHARE mode.
-    let mut lock = PgConnection::connect(&app.database_url).await.unwrap();
-    lock.execute("BEGIN").await.unwrap();
-    lock.execute("LOCK TABLE agent_recommendations IN SHARE MODE")
-        .await
-        .unwrap();
+    let lock = crate::reads::block_inserts(&app).await;
     let mut acknowledged = Vec::new();
     for i in 0..4 {
         let id = app
@@ -380,17 +367,9 @@ async fn postgres_one_tenant_cannot_fill_the_shared_write_buffer() {
         "the node-wide refusal leaks counts: {message}"
     );
 
-    lock.execute("ROLLBACK").await.unwrap();
+    drop(lock);
     for (key, id) in &acknowledged {
-        poll_until("every acknowledged row stored", || async {
-            let res = app.get(key, &format!("/api/v1/recommendations/{id}")).await;
-            if res.status() == StatusCode::OK {
-                Ok(())
-            } else {
-                Err(res.status())
-            }
-        })
-        .await;
+        app.wait_stored(key, id).await;
     }
     // The shed ones were never stored.
     for (key, wf) in [(&key_b, "wf-b4"), (&key_a, "wf-a2")] {

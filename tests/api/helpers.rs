@@ -363,6 +363,34 @@ impl TestApp {
         assert_eq!(res.status(), StatusCode::OK, "GET {path}");
         res.json().await.expect("json")
     }
+
+    /// The `/metrics` text (Prometheus exposition; no token configured).
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits (bounded, failing) until `GET /recommendations/{id}` with
+    /// `key` answers 200: the acknowledged row is stored.
+    pub async fn wait_stored(&self, key: &str, id: &str) {
+        poll_until("the acknowledged recommendation stored", || async {
+            let res = self
+                .get(key, &format!("/api/v1/recommendations/{id}"))
+                .await;
+            if res.status() == StatusCode::OK {
+                Ok(())
+            } else {
+                Err(res.status())
+            }
+        })
+        .await;
+    }
 }
 
 /// Asserts an error response: status, code and (if given) field.

@@ -190,15 +190,7 @@ async fn a_failed_trust_recompute_keeps_the_last_good_state() {
     let after = app.json(&k, "/api/v1/learning/trust-scores").await;
     assert_eq!(after["agents"].as_array().unwrap().len(), 1, "{after}");
     assert_eq!(after["agents"][0]["overall_trust"].as_f64().unwrap(), trust);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(metrics.contains("swarmwise_trust_recompute_failures_total"));
     app.stop().await.unwrap();
 }

@@ -558,15 +558,7 @@ async fn dead_receiver_marks_the_notifier_down(backend: Backend) {
             .starts_with("no answer"),
         "{item}"
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(&format!("swarmwise_notifier_up{{notifier=\"{name}\"}} 0")),
         "{metrics}"

@@ -18,7 +18,7 @@ use crate::helpers::{
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Holds `SHARE` on agent_recommendations until the connection is dropped.
-async fn block_inserts(app: &TestApp) -> PgConnection {
+pub(crate) async fn block_inserts(app: &TestApp) -> PgConnection {
     let mut c = PgConnection::connect(&app.database_url).await.unwrap();
     c.execute("BEGIN").await.unwrap();
     c.execute("LOCK TABLE agent_recommendations IN SHARE MODE")
@@ -39,15 +39,7 @@ fn batch(workflow: &str, n: usize) -> Value {
 
 /// The value of a counter without labels in the /metrics text (0 if absent).
 async fn counter(app: &TestApp, name: &str) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     text.lines()
         .find_map(|l| {
             l.strip_prefix(name)?
