@@ -419,6 +419,11 @@ pub struct LimitSettings {
     pub default_page_size: u32,
     /// Largest `limit`.
     pub max_page_size: u32,
+    /// Rows a page of `GET /recommendations` with combined filters (two or
+    /// more of agent, status and type, no workflow) examines at most: its
+    /// scan window. The page may then hold fewer than `limit` items with a
+    /// `next_cursor` that continues below the window.
+    pub list_scan_rows: u32,
     /// Requests per second each workspace API key may send (0 = unlimited).
     pub key_requests_per_second: u32,
     /// Requests a key may send at once above its rate (token bucket size).
@@ -443,6 +448,7 @@ impl Default for LimitSettings {
             max_batch_items: 1000,
             default_page_size: 50,
             max_page_size: 500,
+            list_scan_rows: 10_000,
             key_requests_per_second: 1000,
             key_burst: 2000,
             max_runs_in_flight: 64,
@@ -959,6 +965,12 @@ impl Settings {
         }
         crate::otel::validate(&self.telemetry.otlp).map_err(|(key, message)| err(key, message))?;
         let l = &self.limits;
+        if l.list_scan_rows == 0 || l.list_scan_rows > 10_000_000 {
+            return Err(err(
+                "limits.list_scan_rows",
+                "must be between 1 and 10000000 rows".into(),
+            ));
+        }
         if l.default_page_size == 0 || l.default_page_size > l.max_page_size {
             return Err(err(
                 "limits.default_page_size",

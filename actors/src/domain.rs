@@ -439,8 +439,31 @@ pub struct RecommendationFilter {
     pub recommendation_type: Option<String>,
     /// Only ids strictly older than this (the cursor).
     pub before: Option<Uuid>,
+    /// Only ids at or above this: the lower end of a page's scan window
+    /// (`RecommendationStore::recommendation_scan_floor`), so a page of
+    /// combined filters examines a bounded number of rows.
+    pub not_before: Option<Uuid>,
     /// At most this many.
     pub limit: u32,
+}
+
+impl RecommendationFilter {
+    /// Whether the filters combine two or more of agent, status and type
+    /// without a workflow: then no index serves all of them, and a page
+    /// walks one index and discards what the others reject, possibly the
+    /// whole workspace. Such pages get a scan window.
+    pub fn combines_filters(&self) -> bool {
+        self.workflow_id.is_none()
+            && [
+                self.agent_id.is_some(),
+                self.status.is_some(),
+                self.recommendation_type.is_some(),
+            ]
+            .iter()
+            .filter(|x| **x)
+            .count()
+                >= 2
+    }
 }
 
 /// A verdict written to one recommendation.

@@ -262,6 +262,18 @@ pub trait RecommendationStore: Send + Sync + 'static {
         ws: WorkspaceId,
         filter: &RecommendationFilter,
     ) -> Result<Vec<Recommendation>, StoreError>;
+    /// The lower end of a page's scan window: the id of the `rows`-th
+    /// recommendation (newest first, below `filter.before`) matching only
+    /// the filter the store leads with (agent, else type, else status),
+    /// read from that filter's index alone. `None` when fewer rows match:
+    /// the window is then the rest of the workspace. Used for pages of
+    /// combined filters ([`RecommendationFilter::combines_filters`]).
+    async fn recommendation_scan_floor(
+        &self,
+        ws: WorkspaceId,
+        filter: &RecommendationFilter,
+        rows: u32,
+    ) -> Result<Option<Uuid>, StoreError>;
     /// Every recommendation of a workflow, oldest first.
     async fn workflow_recommendations(
         &self,

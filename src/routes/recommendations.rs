@@ -88,7 +88,10 @@ pub struct TrackedBatch {
 pub struct RecommendationPage {
     /// Newest first.
     pub items: Vec<Recommendation>,
-    /// Pass as `cursor` for the next page; null on the last.
+    /// Pass as `cursor` for the next page; null on the last. A page that
+    /// combines two or more of agent, status and type examines at most
+    /// `limits.list_scan_rows` rows, so it may hold fewer than `limit` items
+    /// (even none) and still carry a cursor: follow it until it is null.
     pub next_cursor: Option<String>,
 }
 
@@ -350,7 +353,7 @@ pub async fn list(
                 .ok_or_else(|| ParseError::new("cursor", "not a cursor returned by this endpoint"))
         })
         .transpose()?;
-    let filter = RecommendationFilter {
+    let mut filter = RecommendationFilter {
         agent_id: filter_text("agent_id", q.agent_id)?
             .map(|a| AgentId::parse("agent_id", &a))
             .transpose()?,
@@ -360,16 +363,26 @@ pub async fn list(
             .transpose()?,
         recommendation_type: filter_text("recommendation_type", q.recommendation_type)?,
         before,
+        not_before: None,
         limit: limit + 1,
     };
     // Read-your-writes: what was acknowledged before this request is listed.
     state.engine.flush_workspace(ws.0).await?;
+    // Combined filters: the page examines at most `limits.list_scan_rows`
+    // rows (its window), however few of them match.
+    if filter.combines_filters() {
+        filter.not_before = state
+            .store
+            .recommendation_scan_floor(ws.0, &filter, limits.list_scan_rows)
+            .await?;
+    }
     let mut items = state.store.list_recommendations(ws.0, &filter).await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|r| cursor_of(ws.0, r.id))
     } else {
-        None
+        // A short page of a window continues below the window.
+        filter.not_before.map(|floor| cursor_of(ws.0, floor))
     };
     Ok(HttpResponse::Ok().json(RecommendationPage { items, next_cursor }))
 }

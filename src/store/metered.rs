@@ -120,6 +120,7 @@ forward!(RecommendationStore {
     fn insert_dead_letters(&self, rows: &[DeadLetter]) -> ();
     fn recommendation(&self, ws: WorkspaceId, id: Uuid) -> Option<Recommendation>;
     fn list_recommendations(&self, ws: WorkspaceId, filter: &RecommendationFilter) -> Vec<Recommendation>;
+    fn recommendation_scan_floor(&self, ws: WorkspaceId, filter: &RecommendationFilter, rows: u32) -> Option<Uuid>;
     fn workflow_recommendations(&self, ws: WorkspaceId, workflow_id: &str) -> Vec<Recommendation>;
     fn workflows_recommendations(&self, ws: WorkspaceId, workflow_ids: &[String]) -> Vec<Recommendation>;
     fn apply_verdicts(&self, ws: WorkspaceId, updates: &[VerdictUpdate]) -> ();

@@ -462,3 +462,73 @@ async fn sqlite_status_counts_read_only_an_index() {
     );
     assert!(!text.contains("TEMP B-TREE"), "{text}");
 }
+
+/// A page of combined filters examines a bounded window of rows
+/// (`limits.list_scan_rows`), so a tenant cannot make one request walk the
+/// whole workspace with two filters that rarely match together: a short
+/// page (even an empty one) carries a cursor that continues below the
+/// window, and following the cursors until null lists exactly the matches.
+/// Another workspace's rows never show, and its key cannot follow A's
+/// cursor.
+async fn combined_filters_page_through_bounded_windows(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.limits.list_scan_rows = 10).await;
+    let (_, key_a) = app.workspace("A").await;
+    let (_, key_b) = app.workspace("B").await;
+    app.agent(&key_a, "a1").await;
+    app.agent(&key_b, "a1").await;
+    // The one `risk` row is A's oldest; 30 `strategy` rows are newer, with
+    // B's rows of the same agent and type interleaved.
+    let risk = app.track(&key_a, "a1", "wf-r", "risk", 0.5).await;
+    for i in 0..30 {
+        app.track(&key_a, "a1", &format!("wf-{i}"), "strategy", 0.5)
+            .await;
+        if i % 10 == 0 {
+            app.track(&key_b, "a1", &format!("wf-b{i}"), "risk", 0.5)
+                .await;
+        }
+    }
+    let query = "agent_id=a1&recommendation_type=risk&limit=5";
+    let first = app
+        .json(&key_a, &format!("/api/v1/recommendations?{query}"))
+        .await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 0, "{first}");
+    let mut cursor = first["next_cursor"]
+        .as_str()
+        .expect("an empty window page still continues")
+        .to_owned();
+    // B cannot follow A's cursor.
+    let res = app
+        .get(
+            &key_b,
+            &format!("/api/v1/recommendations?{query}&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let mut found = Vec::new();
+    let mut pages = 1;
+    loop {
+        let page = app
+            .json(
+                &key_a,
+                &format!("/api/v1/recommendations?{query}&cursor={cursor}"),
+            )
+            .await;
+        pages += 1;
+        assert!(pages <= 10, "the cursors do not end: {page}");
+        for item in page["items"].as_array().unwrap() {
+            found.push(item["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(found, [risk], "exactly A's one match, once");
+    // A single filter is one index walk: full pages, as before.
+    let page = app
+        .json(&key_a, "/api/v1/recommendations?agent_id=a1&limit=5")
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 5, "{page}");
+}
+
+crate::both_backends!(combined_filters_page_through_bounded_windows);

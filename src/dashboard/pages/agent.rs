@@ -266,6 +266,7 @@ pub async fn recommendations_csv(
                     status: None,
                     recommendation_type: None,
                     before,
+                    not_before: None,
                     limit: 500,
                 },
             )

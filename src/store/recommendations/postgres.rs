@@ -249,6 +249,11 @@ impl RecommendationStore for PgStore {
             "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
         ));
         q.push_bind(ws.0);
+        // Combined filters walk the leading filter's index, the one the
+        // scan window was measured on (agent, else type, else status);
+        // `(col || '')` keeps the planner off another filter's index over
+        // the same id range, which the window does not bound.
+        let windowed = f.combines_filters();
         if let Some(a) = &f.agent_id {
             q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
         }
@@ -256,19 +261,67 @@ impl RecommendationStore for PgStore {
             q.push(" AND workflow_id = ").push_bind(w.clone());
         }
         if let Some(s) = f.status {
-            q.push(" AND outcome_status = ").push_bind(s.as_str());
+            let leads = f.agent_id.is_none() && f.recommendation_type.is_none();
+            q.push(if windowed && !leads {
+                " AND (outcome_status || '') = "
+            } else {
+                " AND outcome_status = "
+            })
+            .push_bind(s.as_str());
         }
         if let Some(t) = &f.recommendation_type {
-            q.push(" AND recommendation_type = ").push_bind(t.clone());
+            let leads = f.agent_id.is_none();
+            q.push(if windowed && !leads {
+                " AND (recommendation_type || '') = "
+            } else {
+                " AND recommendation_type = "
+            })
+            .push_bind(t.clone());
         }
         if let Some(c) = f.before {
             q.push(" AND id < ").push_bind(c);
+        }
+        if let Some(c) = f.not_before {
+            q.push(" AND id >= ").push_bind(c);
         }
         q.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(f.limit));
         let rows = q.build().fetch_all(&mut *tx).await.map_err(unexpected)?;
         tx.commit().await.map_err(unexpected)?;
         rows.iter().map(rec_from_row).collect()
+    }
+
+    async fn recommendation_scan_floor(
+        &self,
+        ws: WorkspaceId,
+        f: &RecommendationFilter,
+        rows: u32,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT id FROM agent_recommendations WHERE workspace_id = ",
+        );
+        q.push_bind(ws.0);
+        // The leading filter: agent, else type, else status (see SQLite).
+        if let Some(a) = &f.agent_id {
+            q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
+        } else if let Some(t) = &f.recommendation_type {
+            q.push(" AND recommendation_type = ").push_bind(t.clone());
+        } else if let Some(s) = f.status {
+            q.push(" AND outcome_status = ").push_bind(s.as_str());
+        }
+        if let Some(c) = f.before {
+            q.push(" AND id < ").push_bind(c);
+        }
+        q.push(" ORDER BY id DESC LIMIT 1 OFFSET ")
+            .push_bind(i64::from(rows.max(1)) - 1);
+        let floor = q
+            .build_query_scalar()
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        Ok(floor)
     }
 
     async fn workflow_recommendations(

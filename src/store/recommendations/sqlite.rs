@@ -211,6 +211,18 @@ fn count_from_row(row: &SqliteRow) -> Result<(AgentId, RecommendationStatus, u64
     get().map_err(StoreError::Unexpected)
 }
 
+/// The one filter a scan window is measured on: agent, else type, else
+/// status, as an equality that filter's own index answers.
+fn push_leading_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecommendationFilter) {
+    if let Some(a) = &f.agent_id {
+        q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
+    } else if let Some(t) = &f.recommendation_type {
+        q.push(" AND recommendation_type = ").push_bind(t.clone());
+    } else if let Some(s) = f.status {
+        q.push(" AND outcome_status = ").push_bind(s.as_str());
+    }
+}
+
 /// Rows per multi-row INSERT (18 parameters each: 9,000 per statement,
 /// well under SQLite's limit of 32,766).
 const INSERT_CHUNK: usize = 500;
@@ -327,6 +339,11 @@ impl RecommendationStore for SqliteStore {
              (SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
         ));
         q.push_bind(ws.0);
+        // Combined filters walk the leading filter's index, the one the
+        // scan window was measured on (`push_leading_filter`); `+` keeps
+        // SQLite from walking another filter's index over the same id range,
+        // which the window does not bound.
+        let windowed = f.combines_filters();
         if let Some(a) = &f.agent_id {
             q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
         }
@@ -334,13 +351,28 @@ impl RecommendationStore for SqliteStore {
             q.push(" AND workflow_id = ").push_bind(w.clone());
         }
         if let Some(s) = f.status {
-            q.push(" AND outcome_status = ").push_bind(s.as_str());
+            let leads = f.agent_id.is_none() && f.recommendation_type.is_none();
+            q.push(if windowed && !leads {
+                " AND +outcome_status = "
+            } else {
+                " AND outcome_status = "
+            })
+            .push_bind(s.as_str());
         }
         if let Some(t) = &f.recommendation_type {
-            q.push(" AND recommendation_type = ").push_bind(t.clone());
+            let leads = f.agent_id.is_none();
+            q.push(if windowed && !leads {
+                " AND +recommendation_type = "
+            } else {
+                " AND recommendation_type = "
+            })
+            .push_bind(t.clone());
         }
         if let Some(c) = f.before {
             q.push(" AND id < ").push_bind(c);
+        }
+        if let Some(c) = f.not_before {
+            q.push(" AND id >= ").push_bind(c);
         }
         q.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(f.limit))
@@ -353,6 +385,28 @@ impl RecommendationStore for SqliteStore {
         let rows: Vec<PageRow> = serde_json::from_str(&page)
             .map_err(|e| StoreError::Unexpected(anyhow::anyhow!("page JSON: {e}")))?;
         rows.into_iter().map(PageRow::into_recommendation).collect()
+    }
+
+    async fn recommendation_scan_floor(
+        &self,
+        ws: WorkspaceId,
+        f: &RecommendationFilter,
+        rows: u32,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT id FROM agent_recommendations WHERE workspace_id = ",
+        );
+        q.push_bind(ws.0);
+        push_leading_filter(&mut q, f);
+        if let Some(c) = f.before {
+            q.push(" AND id < ").push_bind(c);
+        }
+        q.push(" ORDER BY id DESC LIMIT 1 OFFSET ")
+            .push_bind(i64::from(rows.max(1)) - 1);
+        q.build_query_scalar()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unexpected)
     }
 
     async fn workflow_recommendations(
