@@ -413,7 +413,7 @@ impl From<EngineError> for ApiError {
 
 fn e_message(waited_ms: u64, pending: u64) -> String {
     format!(
-        "this read waits for {pending} pending recommendations to be written, and they were not within {waited_ms} ms \
+        "this request waits for its workspace's acknowledged recommendations to be written ({pending} still waiting), and they were not within {waited_ms} ms \
          (tracking.read_flush_timeout_ms): the database is slow or unreachable. Retry after the Retry-After delay, and check /readyz"
     )
 }

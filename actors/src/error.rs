@@ -31,11 +31,12 @@ pub enum EngineError {
     ShuttingDown,
     /// A read waited for pending writes longer than
     /// `tracking.read_flush_timeout_ms` (the writer is slow or stuck).
-    #[error("waited {waited_ms} ms for {pending} pending recommendations to be written (tracking.read_flush_timeout_ms); the database is slow or unreachable, retry shortly and check /readyz")]
+    #[error("waited {waited_ms} ms for acknowledged recommendations to be written ({pending} still waiting) (tracking.read_flush_timeout_ms); the database is slow or unreachable, retry shortly and check /readyz")]
     FlushTimeout {
         /// How long the read waited.
         waited_ms: u64,
-        /// Rows still waiting for the store.
+        /// Rows still waiting for the store: the caller's workspace's (all
+        /// workspaces' for a node-wide flush), never other tenants' alone.
         pending: u64,
     },
     /// The store refused these recommendations for a permanent reason; they

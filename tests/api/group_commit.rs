@@ -242,6 +242,13 @@ async fn postgres_a_stuck_tenant_does_not_stall_another_tenants_evaluations() {
     .await
     .unwrap();
     let stuck = app.track(&key_b, "b1", "wf-b", "strategy", 0.5).await;
+    // C's rows queue behind B's in the one writer.
+    let (_, key_c) = app.workspace("C").await;
+    app.agent(&key_c, "c1").await;
+    for i in 0..3 {
+        app.track(&key_c, "c1", &format!("wf-c{i}"), "strategy", 0.5)
+            .await;
+    }
 
     // A's evaluation of its stored workflow answers, and so does its
     // feedback, while B's row is still waiting.
@@ -280,8 +287,12 @@ async fn postgres_a_stuck_tenant_does_not_stall_another_tenants_evaluations() {
             &json!({"overall_quality_score": 85}),
         )
         .await;
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.headers().get("retry-after").is_some());
+    let body =
+        crate::helpers::assert_error(res, StatusCode::SERVICE_UNAVAILABLE, "writes_pending", None)
+            .await;
+    // B hears of its own waiting row, not of C's three.
+    assert_eq!(body["details"]["pending_writes"], 1, "{body}");
 
     // (A row A tracks now queues behind B's in the one writer: a known
     // limit, docs/operations.md.)

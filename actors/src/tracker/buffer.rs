@@ -57,12 +57,20 @@ impl RecommendationTracker {
     /// A future that resolves once the writer committed (or dead-lettered)
     /// up to `target`, or fails with `FlushTimeout` after
     /// `tracking.read_flush_timeout_ms`.
+    /// On a timeout the error counts the rows of `scope` still waiting
+    /// (all workspaces' when `None`: an operator's flush).
     pub(super) fn committed_up_to(
         &self,
         target: u64,
+        scope: Option<WorkspaceId>,
     ) -> impl std::future::Future<Output = Result<(), EngineError>> {
         let barrier = self.barrier.clone();
-        async move { barrier.wait(target).await.map_err(BarrierError::to_engine) }
+        async move {
+            barrier
+                .wait(target, scope)
+                .await
+                .map_err(BarrierError::to_engine)
+        }
     }
 }
 
@@ -73,6 +81,9 @@ pub(super) struct CommitBarrier {
     pub(super) committed: watch::Receiver<u64>,
     pub(super) timeout: Duration,
     pub(super) pending: Arc<AtomicU64>,
+    /// Rows waiting per workspace: what a workspace's timed-out wait
+    /// reports (never the other tenants' volume).
+    pub(super) by_workspace: PendingByWorkspace,
 }
 
 /// Why a [`CommitBarrier`] gave up.
@@ -96,7 +107,13 @@ impl BarrierError {
 }
 
 impl CommitBarrier {
-    pub(super) async fn wait(&self, target: u64) -> Result<(), BarrierError> {
+    /// Waits for `target`; a timeout reports the rows of `scope` still
+    /// waiting (every workspace's when `None`).
+    pub(super) async fn wait(
+        &self,
+        target: u64,
+        scope: Option<WorkspaceId>,
+    ) -> Result<(), BarrierError> {
         let mut rx = self.committed.clone();
         let waited = tokio::time::timeout(self.timeout, rx.wait_for(|c| *c >= target))
             .await
@@ -108,7 +125,10 @@ impl CommitBarrier {
                 metrics::counter!("swarmwise_tracker_read_timeouts_total").increment(1);
                 Err(BarrierError::Timeout {
                     waited_ms: self.timeout.as_millis() as u64,
-                    pending: self.pending.load(Ordering::Relaxed),
+                    pending: match scope {
+                        Some(ws) => self.by_workspace.get(ws),
+                        None => self.pending.load(Ordering::Relaxed),
+                    },
                 })
             }
         }
@@ -335,12 +355,13 @@ impl Handler<TryTrack> for RecommendationTracker {
         if msg.0.len() as u64 > fits {
             // Never fits: waiting would not help. (Configuration keeps the
             // limits at least `limits.max_batch_items`.)
-            metrics::counter!("swarmwise_tracker_rejected_total").increment(msg.0.len() as u64);
-            let limit = BufferLimit::Workspace {
-                pending: 0,
-                max: fits,
-            };
-            return Box::pin(async move { Err(TrackRefusal::Failed(overloaded(limit))) });
+            let n = msg.0.len();
+            metrics::counter!("swarmwise_tracker_rejected_total").increment(n as u64);
+            let e = EngineError::Overloaded(format!(
+                "a batch of {n} recommendations can never be taken: the write buffer holds at most {fits} \
+                 (tracking.max_pending, tracking.max_pending_per_workspace); send smaller batches"
+            ));
+            return Box::pin(async move { Err(TrackRefusal::Failed(e)) });
         }
         match self.accept(msg.0) {
             Ok(answer) => Box::pin(async move { answer.await.map_err(TrackRefusal::Failed) }),
@@ -356,7 +377,7 @@ impl Handler<Flush> for RecommendationTracker {
 
     fn handle(&mut self, _msg: Flush, _ctx: &mut Context<Self>) -> Self::Result {
         let target = self.hand_off();
-        Box::pin(self.committed_up_to(target))
+        Box::pin(self.committed_up_to(target, None))
     }
 }
 
@@ -365,7 +386,7 @@ impl Handler<FlushWorkspace> for RecommendationTracker {
 
     fn handle(&mut self, msg: FlushWorkspace, _ctx: &mut Context<Self>) -> Self::Result {
         let target = self.workspace_target(msg.0);
-        Box::pin(self.committed_up_to(target))
+        Box::pin(self.committed_up_to(target, Some(msg.0)))
     }
 }
 

@@ -23,6 +23,7 @@ use crate::group_commit::BatchProcess;
 use crate::ports::{Store, StoreError, VerdictGroup};
 use crate::trust::{OutcomesRecorded, RecomputeAgent, TrustParams, TrustScorer};
 
+use super::buffer::BarrierError;
 use super::{
     CommitBarrier, EvalState, Evaluate, EvaluationSummary, ExplicitVerdict, Feedback,
     RecommendationTracker,
@@ -91,8 +92,20 @@ impl BatchProcess for Evaluator {
     async fn process(&mut self, items: Vec<Pending>) -> Vec<Self::Answer> {
         let n = items.len();
         let target = items.iter().map(|p| p.target).max().unwrap_or(0);
-        if let Err(e) = self.barrier.wait(target).await {
-            return (0..n).map(|_| Err(e.to_engine())).collect();
+        if let Err(e) = self.barrier.wait(target, None).await {
+            // Each caller hears of its own workspace's rows only.
+            return items
+                .iter()
+                .map(|p| {
+                    Err(match e {
+                        BarrierError::Timeout { waited_ms, .. } => EngineError::FlushTimeout {
+                            waited_ms,
+                            pending: self.barrier.by_workspace.get(p.msg.workspace),
+                        },
+                        BarrierError::Closed => EngineError::ShuttingDown,
+                    })
+                })
+                .collect();
         }
         let mut state = self.eval.lock().await;
         // One read per workspace of every workflow in the batch.
@@ -296,7 +309,7 @@ impl Handler<Feedback> for RecommendationTracker {
 
     fn handle(&mut self, msg: Feedback, _ctx: &mut Context<Self>) -> Self::Result {
         let target = self.workspace_target(msg.workspace);
-        let flushed = self.committed_up_to(target);
+        let flushed = self.committed_up_to(target, Some(msg.workspace));
         let store = Arc::clone(&self.store);
         let scorer = self.scorer.clone();
         let eval = Arc::clone(&self.eval);

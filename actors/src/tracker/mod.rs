@@ -241,6 +241,7 @@ impl RecommendationTracker {
             committed: committed_rx.clone(),
             timeout: Duration::from_millis(config.read_flush_timeout_ms),
             pending: Arc::clone(&pending),
+            by_workspace: pending_by_workspace.clone(),
         };
         let writes = WorkspaceWrites::new(barrier.clone());
         let writes_out = writes.clone();
