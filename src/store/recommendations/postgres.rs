@@ -249,34 +249,15 @@ impl RecommendationStore for PgStore {
             "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
         ));
         q.push_bind(ws.0);
-        // Combined filters walk the leading filter's index, the one the
-        // scan window was measured on (agent, else type, else status);
-        // `(col || '')` keeps the planner off another filter's index over
-        // the same id range, which the window does not bound.
-        let windowed = f.combines_filters();
-        if let Some(a) = &f.agent_id {
-            q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
-        }
-        if let Some(w) = &f.workflow_id {
-            q.push(" AND workflow_id = ").push_bind(w.clone());
-        }
-        if let Some(s) = f.status {
-            let leads = f.agent_id.is_none() && f.recommendation_type.is_none();
-            q.push(if windowed && !leads {
-                " AND (outcome_status || '') = "
+        // `(col || '')`: the planner cannot use that column's index
+        // (`equalities`).
+        for e in super::equalities(f) {
+            if e.indexed {
+                q.push(format!(" AND {} = ", e.column));
             } else {
-                " AND outcome_status = "
-            })
-            .push_bind(s.as_str());
-        }
-        if let Some(t) = &f.recommendation_type {
-            let leads = f.agent_id.is_none();
-            q.push(if windowed && !leads {
-                " AND (recommendation_type || '') = "
-            } else {
-                " AND recommendation_type = "
-            })
-            .push_bind(t.clone());
+                q.push(format!(" AND ({} || '') = ", e.column));
+            }
+            q.push_bind(e.value);
         }
         if let Some(c) = f.before {
             q.push(" AND id < ").push_bind(c);
@@ -302,13 +283,9 @@ impl RecommendationStore for PgStore {
             "SELECT id FROM agent_recommendations WHERE workspace_id = ",
         );
         q.push_bind(ws.0);
-        // The leading filter: agent, else type, else status (see SQLite).
-        if let Some(a) = &f.agent_id {
-            q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
-        } else if let Some(t) = &f.recommendation_type {
-            q.push(" AND recommendation_type = ").push_bind(t.clone());
-        } else if let Some(s) = f.status {
-            q.push(" AND outcome_status = ").push_bind(s.as_str());
+        // The leading filter only (the first of `equalities`).
+        if let Some(e) = super::equalities(f).into_iter().next() {
+            q.push(format!(" AND {} = ", e.column)).push_bind(e.value);
         }
         if let Some(c) = f.before {
             q.push(" AND id < ").push_bind(c);

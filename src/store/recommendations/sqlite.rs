@@ -211,18 +211,6 @@ fn count_from_row(row: &SqliteRow) -> Result<(AgentId, RecommendationStatus, u64
     get().map_err(StoreError::Unexpected)
 }
 
-/// The one filter a scan window is measured on: agent, else type, else
-/// status, as an equality that filter's own index answers.
-fn push_leading_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecommendationFilter) {
-    if let Some(a) = &f.agent_id {
-        q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
-    } else if let Some(t) = &f.recommendation_type {
-        q.push(" AND recommendation_type = ").push_bind(t.clone());
-    } else if let Some(s) = f.status {
-        q.push(" AND outcome_status = ").push_bind(s.as_str());
-    }
-}
-
 /// Rows per multi-row INSERT (18 parameters each: 9,000 per statement,
 /// well under SQLite's limit of 32,766).
 const INSERT_CHUNK: usize = 500;
@@ -339,34 +327,11 @@ impl RecommendationStore for SqliteStore {
              (SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
         ));
         q.push_bind(ws.0);
-        // Combined filters walk the leading filter's index, the one the
-        // scan window was measured on (`push_leading_filter`); `+` keeps
-        // SQLite from walking another filter's index over the same id range,
-        // which the window does not bound.
-        let windowed = f.combines_filters();
-        if let Some(a) = &f.agent_id {
-            q.push(" AND agent_id = ").push_bind(a.as_str().to_owned());
-        }
-        if let Some(w) = &f.workflow_id {
-            q.push(" AND workflow_id = ").push_bind(w.clone());
-        }
-        if let Some(s) = f.status {
-            let leads = f.agent_id.is_none() && f.recommendation_type.is_none();
-            q.push(if windowed && !leads {
-                " AND +outcome_status = "
-            } else {
-                " AND outcome_status = "
-            })
-            .push_bind(s.as_str());
-        }
-        if let Some(t) = &f.recommendation_type {
-            let leads = f.agent_id.is_none();
-            q.push(if windowed && !leads {
-                " AND +recommendation_type = "
-            } else {
-                " AND recommendation_type = "
-            })
-            .push_bind(t.clone());
+        // `+col`: SQLite may not use that column's index (`equalities`).
+        for e in super::equalities(f) {
+            let plus = if e.indexed { "" } else { "+" };
+            q.push(format!(" AND {plus}{} = ", e.column))
+                .push_bind(e.value);
         }
         if let Some(c) = f.before {
             q.push(" AND id < ").push_bind(c);
@@ -397,7 +362,10 @@ impl RecommendationStore for SqliteStore {
             "SELECT id FROM agent_recommendations WHERE workspace_id = ",
         );
         q.push_bind(ws.0);
-        push_leading_filter(&mut q, f);
+        // The leading filter only (the first of `equalities`).
+        if let Some(e) = super::equalities(f).into_iter().next() {
+            q.push(format!(" AND {} = ", e.column)).push_bind(e.value);
+        }
         if let Some(c) = f.before {
             q.push(" AND id < ").push_bind(c);
         }
