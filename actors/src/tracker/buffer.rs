@@ -56,8 +56,7 @@ impl RecommendationTracker {
 
     /// A future that resolves once the writer committed (or dead-lettered)
     /// up to `target`, or fails with `FlushTimeout` after
-    /// `tracking.read_flush_timeout_ms`.
-    /// On a timeout the error counts the rows of `scope` still waiting
+    /// `tracking.read_flush_timeout_ms`. On a timeout the error counts the rows of `scope` still waiting
     /// (all workspaces' when `None`: an operator's flush).
     pub(super) fn committed_up_to(
         &self,
@@ -96,6 +95,14 @@ pub(super) enum BarrierError {
 }
 
 impl BarrierError {
+    /// The same, counting `pending` rows still waiting (a workspace's own).
+    pub(super) fn with_pending(self, pending: u64) -> Self {
+        match self {
+            Self::Timeout { waited_ms, .. } => Self::Timeout { waited_ms, pending },
+            Self::Closed => Self::Closed,
+        }
+    }
+
     pub(super) fn to_engine(self) -> EngineError {
         match self {
             Self::Closed => EngineError::ShuttingDown,
@@ -269,11 +276,7 @@ impl RecommendationTracker {
             });
         }
         let by_workspace = PendingByWorkspace::count(&recs);
-        // A share above the whole buffer is the whole buffer.
-        let cap = self
-            .config
-            .max_pending_per_workspace
-            .min(self.config.max_pending);
+        let cap = self.config.workspace_share();
         if let Some(&(ws, _)) = by_workspace
             .iter()
             .find(|(ws, k)| self.pending_by_workspace.get(*ws) + k > cap)
@@ -348,10 +351,7 @@ impl Handler<TryTrack> for RecommendationTracker {
     type Result = ResponseFuture<Result<Vec<Uuid>, TrackRefusal>>;
 
     fn handle(&mut self, msg: TryTrack, _ctx: &mut Context<Self>) -> Self::Result {
-        let fits = self
-            .config
-            .max_pending
-            .min(self.config.max_pending_per_workspace);
+        let fits = self.config.workspace_share();
         if msg.0.len() as u64 > fits {
             // Never fits: waiting would not help. (Configuration keeps the
             // limits at least `limits.max_batch_items`.)

@@ -23,7 +23,6 @@ use crate::group_commit::BatchProcess;
 use crate::ports::{Store, StoreError, VerdictGroup};
 use crate::trust::{OutcomesRecorded, RecomputeAgent, TrustParams, TrustScorer};
 
-use super::buffer::BarrierError;
 use super::{
     CommitBarrier, EvalState, Evaluate, EvaluationSummary, ExplicitVerdict, Feedback,
     RecommendationTracker,
@@ -97,13 +96,8 @@ impl BatchProcess for Evaluator {
             return items
                 .iter()
                 .map(|p| {
-                    Err(match e {
-                        BarrierError::Timeout { waited_ms, .. } => EngineError::FlushTimeout {
-                            waited_ms,
-                            pending: self.barrier.by_workspace.get(p.msg.workspace),
-                        },
-                        BarrierError::Closed => EngineError::ShuttingDown,
-                    })
+                    let own = self.barrier.by_workspace.get(p.msg.workspace);
+                    Err(e.with_pending(own).to_engine())
                 })
                 .collect();
         }

@@ -125,6 +125,14 @@ pub struct TrackerConfig {
     pub evaluation_max_wait_ms: u64,
 }
 
+impl TrackerConfig {
+    /// One workspace's share of the buffer: `max_pending_per_workspace`,
+    /// and never more than the whole buffer.
+    pub fn workspace_share(&self) -> u64 {
+        self.max_pending_per_workspace.min(self.max_pending)
+    }
+}
+
 impl Default for TrackerConfig {
     fn default() -> Self {
         Self {

@@ -96,35 +96,37 @@ struct PageRow {
 
 impl PageRow {
     fn into_recommendation(self) -> Result<Recommendation, StoreError> {
+        self.parse().map_err(StoreError::Unexpected)
+    }
+
+    /// Moves the strings into the recommendation (no copies per row).
+    fn parse(self) -> Result<Recommendation, anyhow::Error> {
         let real = |v: &str| v.parse::<f64>();
-        let get = || -> Result<Recommendation, anyhow::Error> {
-            Ok(Recommendation {
-                id: Uuid::parse_str(&self.id)?,
-                workspace_id: WorkspaceId(Uuid::parse_str(&self.workspace_id)?),
-                agent_id: AgentId::parse("agent_id", &self.agent_id)?,
-                content: serde_json::from_str(&self.content)?,
-                confidence: real(&self.confidence_score)?,
-                status: RecommendationStatus::parse("outcome_status", &self.outcome_status)?,
-                outcome_quality: self.outcome_quality.as_deref().map(real).transpose()?,
-                created_at: from_micros(self.created_at)?,
-                evaluated_at: self.evaluated_at.map(from_micros).transpose()?,
-                usage: TokenUsage {
-                    prompt_tokens: tokens(self.prompt_tokens),
-                    completion_tokens: tokens(self.completion_tokens),
-                    cost_usd: self.cost_usd.as_deref().map(real).transpose()?,
-                    model: self.model.clone(),
-                },
-                agent_name: self.agent_name.clone(),
-                correlation_id: self.correlation_id.clone(),
-                workflow_id: self.workflow_id.clone(),
-                recommendation_type: self.recommendation_type.clone(),
-                reasoning: self.reasoning.clone(),
-                latency_ms: self.latency_ms,
-                deadline_ms: self.deadline_ms,
-                feedback: self.feedback.clone(),
-            })
-        };
-        get().map_err(StoreError::Unexpected)
+        Ok(Recommendation {
+            id: Uuid::parse_str(&self.id)?,
+            workspace_id: WorkspaceId(Uuid::parse_str(&self.workspace_id)?),
+            agent_id: AgentId::parse("agent_id", &self.agent_id)?,
+            content: serde_json::from_str(&self.content)?,
+            confidence: real(&self.confidence_score)?,
+            status: RecommendationStatus::parse("outcome_status", &self.outcome_status)?,
+            outcome_quality: self.outcome_quality.as_deref().map(real).transpose()?,
+            created_at: from_micros(self.created_at)?,
+            evaluated_at: self.evaluated_at.map(from_micros).transpose()?,
+            usage: TokenUsage {
+                prompt_tokens: tokens(self.prompt_tokens),
+                completion_tokens: tokens(self.completion_tokens),
+                cost_usd: self.cost_usd.as_deref().map(real).transpose()?,
+                model: self.model,
+            },
+            agent_name: self.agent_name,
+            correlation_id: self.correlation_id,
+            workflow_id: self.workflow_id,
+            recommendation_type: self.recommendation_type,
+            reasoning: self.reasoning,
+            latency_ms: self.latency_ms,
+            deadline_ms: self.deadline_ms,
+            feedback: self.feedback,
+        })
     }
 }
 

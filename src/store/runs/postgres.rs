@@ -13,7 +13,7 @@ use swarmwise_actors::ports::{RunStore, RunWrite, StoreError};
 use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
 use uuid::Uuid;
 
-use super::{mark, RUN_COLUMNS};
+use super::{has_repeated_run, mark, one_write, RUN_COLUMNS};
 use crate::store::postgres::{set_workspace, PgStore};
 use crate::store::{priority_name, unexpected};
 
@@ -69,8 +69,7 @@ impl RunStore for PgStore {
     async fn run_writes(&self, writes: &[RunWrite]) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let mut applied = vec![false; writes.len()];
-        let mut seen = std::collections::HashSet::with_capacity(writes.len());
-        if writes.iter().all(|w| seen.insert(w.run().id)) {
+        if !has_repeated_run(writes) {
             // One group per workspace (row-level security scopes the
             // transaction to one at a time), each as at most three
             // statements over UNNEST arrays.
@@ -87,20 +86,16 @@ impl RunStore for PgStore {
                 run_writes_grouped(&mut tx, ws, writes, &indices, &mut applied).await?;
             }
         } else {
-            // Never from the runner (a run awaits each write); kept exact.
+            // Never from the runner (a run awaits each write); kept exact:
+            // one write at a time, in order.
             let mut scope = None;
             for (i, w) in writes.iter().enumerate() {
-                let run = w.run();
-                if scope != Some(run.workspace_id) {
-                    set_workspace(&mut tx, run.workspace_id).await?;
-                    scope = Some(run.workspace_id);
+                let ws = w.run().workspace_id;
+                if scope != Some(ws) {
+                    set_workspace(&mut tx, ws).await?;
+                    scope = Some(ws);
                 }
-                let done = match w {
-                    RunWrite::Insert(run) => insert_run_in(&mut tx, run).await.map(|()| true)?,
-                    RunWrite::Progress(run) => save_progress_in(&mut tx, run).await?,
-                    RunWrite::Finish(run) => finish_run_in(&mut tx, run).await?,
-                };
-                mark(&mut applied, i, done);
+                run_writes_grouped(&mut tx, ws, writes, &[i], &mut applied).await?;
             }
         }
         tx.commit().await.map_err(unexpected)?;
@@ -108,16 +103,13 @@ impl RunStore for PgStore {
     }
 
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
-        let mut tx = self.scoped(run.workspace_id).await?;
-        insert_run_in(&mut tx, run).await?;
-        tx.commit().await.map_err(unexpected)
+        self.run_writes(&[RunWrite::Insert(run.clone())])
+            .await
+            .map(drop)
     }
 
     async fn finish_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        let mut tx = self.scoped(run.workspace_id).await?;
-        let applied = finish_run_in(&mut tx, run).await?;
-        tx.commit().await.map_err(unexpected)?;
-        Ok(applied)
+        one_write(self, RunWrite::Finish(run.clone())).await
     }
 
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError> {
@@ -156,10 +148,7 @@ impl RunStore for PgStore {
     }
 
     async fn save_progress(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        let mut tx = self.scoped(run.workspace_id).await?;
-        let applied = save_progress_in(&mut tx, run).await?;
-        tx.commit().await.map_err(unexpected)?;
-        Ok(applied)
+        one_write(self, RunWrite::Progress(run.clone())).await
     }
 
     async fn pause_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
@@ -332,7 +321,7 @@ async fn run_writes_grouped(
             mark(applied, *i, true);
         }
     }
-    // A checkpoint without a lease is refused, as in `save_progress_in`.
+    // A checkpoint without a lease is refused (it holds no fencing token).
     let progress: Vec<(usize, &WorkflowRun)> = pick(|w| matches!(w, RunWrite::Progress(_)))
         .into_iter()
         .filter(|(_, r)| r.lease.is_some())
@@ -382,68 +371,4 @@ async fn run_writes_grouped(
         }
     }
     Ok(())
-}
-
-async fn insert_run_in(
-    tx: &mut Transaction<'static, Postgres>,
-    run: &WorkflowRun,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at, owner_node, lease_until, fencing, progress) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(run.id)
-    .bind(run.workspace_id.0)
-    .bind(&run.workflow)
-    .bind(run.status.as_str())
-    .bind(priority_name(run.priority))
-    .bind(&run.input)
-    .bind(run.created_at)
-    .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
-    .bind(run.lease.as_ref().map(|l| l.until))
-    .bind(run.lease.as_ref().map_or(0, |l| l.fencing))
-    .bind(&run.progress)
-    .execute(&mut **tx)
-    .await
-    .map_err(unexpected)?;
-    Ok(())
-}
-
-async fn finish_run_in(
-    tx: &mut Transaction<'static, Postgres>,
-    run: &WorkflowRun,
-) -> Result<bool, StoreError> {
-    let n = sqlx::query("UPDATE workflow_runs SET status = $3, result = $4, error = $5, finished_at = $6, progress = COALESCE($7, progress), owner_node = NULL, lease_until = NULL WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND ($8::bigint IS NULL OR fencing = $8)")
-        .bind(run.workspace_id.0)
-        .bind(run.id)
-        .bind(run.status.as_str())
-        .bind(&run.result)
-        .bind(&run.error)
-        .bind(run.finished_at)
-        .bind(&run.progress)
-        .bind(run.lease.as_ref().map(|l| l.fencing))
-        .execute(&mut **tx)
-        .await
-        .map_err(unexpected)?
-        .rows_affected();
-    Ok(n == 1)
-}
-
-async fn save_progress_in(
-    tx: &mut Transaction<'static, Postgres>,
-    run: &WorkflowRun,
-) -> Result<bool, StoreError> {
-    let Some(lease) = &run.lease else {
-        return Ok(false);
-    };
-    let n = sqlx::query("UPDATE workflow_runs SET progress = $3, lease_until = $4 WHERE workspace_id = $1 AND id = $2 AND status = 'running' AND fencing = $5")
-        .bind(run.workspace_id.0)
-        .bind(run.id)
-        .bind(&run.progress)
-        .bind(lease.until)
-        .bind(lease.fencing)
-        .execute(&mut **tx)
-        .await
-        .map_err(unexpected)?
-        .rows_affected();
-    Ok(n == 1)
 }

@@ -12,7 +12,7 @@ use swarmwise_actors::ports::{RunStore, RunWrite, StoreError};
 use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
 use uuid::Uuid;
 
-use super::{mark, RUN_COLUMNS};
+use super::{has_repeated_run, mark, one_write, RUN_COLUMNS};
 use crate::store::sqlite::{from_micros, micros, SqliteStore};
 use crate::store::{priority_name, unexpected};
 
@@ -69,14 +69,11 @@ impl RunStore for SqliteStore {
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let applied = if has_repeated_run(writes) {
-            // Never from the runner (a run awaits each write); kept exact.
+            // Never from the runner (a run awaits each write); kept exact:
+            // one write at a time, in order.
             let mut applied = Vec::with_capacity(writes.len());
             for w in writes {
-                applied.push(match w {
-                    RunWrite::Insert(run) => insert_run_on(&mut tx, run).await.map(|()| true)?,
-                    RunWrite::Progress(run) => save_progress_on(&mut tx, run).await?,
-                    RunWrite::Finish(run) => finish_run_on(&mut tx, run).await?,
-                });
+                applied.extend(run_writes_grouped(&mut tx, std::slice::from_ref(w)).await?);
             }
             applied
         } else {
@@ -87,15 +84,13 @@ impl RunStore for SqliteStore {
     }
 
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
-        let mut conn = self.pool.acquire().await.map_err(unexpected)?;
-        insert_run_on(&mut conn, run).await
+        self.run_writes(&[RunWrite::Insert(run.clone())])
+            .await
+            .map(drop)
     }
 
     async fn finish_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let mut conn = self.pool.acquire().await.map_err(unexpected)?;
-        finish_run_on(&mut conn, run).await
+        one_write(self, RunWrite::Finish(run.clone())).await
     }
 
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError> {
@@ -132,9 +127,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn save_progress(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
-        let mut conn = self.pool.acquire().await.map_err(unexpected)?;
-        save_progress_on(&mut conn, run).await
+        one_write(self, RunWrite::Progress(run.clone())).await
     }
 
     async fn pause_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
@@ -259,13 +252,6 @@ impl RunStore for SqliteStore {
 /// each, well under SQLite's 32,766.
 const WRITE_CHUNK: usize = 256;
 
-/// Whether a run appears twice in `writes` (then they are applied one by
-/// one, in order, instead of grouped by kind).
-fn has_repeated_run(writes: &[RunWrite]) -> bool {
-    let mut seen = std::collections::HashSet::with_capacity(writes.len());
-    !writes.iter().all(|w| seen.insert(w.run().id))
-}
-
 /// A group commit's writes as a few multi-row statements instead of one per
 /// write (each statement is a hand-off to sqlx's connection thread): the
 /// inserts as `INSERT … VALUES (…), (…)`, then the checkpoints and the ends
@@ -308,7 +294,7 @@ async fn run_writes_grouped(
             mark(&mut applied, *i, true);
         }
     }
-    // A checkpoint without a lease is refused, as in `save_progress_on`.
+    // A checkpoint without a lease is refused (it holds no fencing token).
     let progress: Vec<(usize, &WorkflowRun)> = pick(|w| matches!(w, RunWrite::Progress(_)))
         .into_iter()
         .filter(|(_, r)| r.lease.is_some())
@@ -376,63 +362,4 @@ async fn mark_returned(
         mark(applied, *i, ids.contains(&run.id));
     }
     Ok(())
-}
-
-async fn insert_run_on(conn: &mut SqliteConnection, run: &WorkflowRun) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at, owner_node, lease_until, fencing, progress) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(run.id)
-    .bind(run.workspace_id.0)
-    .bind(&run.workflow)
-    .bind(run.status.as_str())
-    .bind(priority_name(run.priority))
-    .bind(run.input.to_string())
-    .bind(micros(run.created_at))
-    .bind(run.lease.as_ref().map(|l| l.owner.as_str()))
-    .bind(run.lease.as_ref().map(|l| micros(l.until)))
-    .bind(run.lease.as_ref().map_or(0, |l| l.fencing))
-    .bind(json_text(run.progress.as_ref()))
-    .execute(&mut *conn)
-    .await
-    .map_err(unexpected)?;
-    Ok(())
-}
-
-async fn finish_run_on(conn: &mut SqliteConnection, run: &WorkflowRun) -> Result<bool, StoreError> {
-    let n = sqlx::query("UPDATE workflow_runs SET status = ?, result = ?, error = ?, finished_at = ?, progress = COALESCE(?, progress), owner_node = NULL, lease_until = NULL WHERE workspace_id = ? AND id = ? AND status = 'running' AND (? IS NULL OR fencing = ?)")
-        .bind(run.status.as_str())
-        .bind(json_text(run.result.as_ref()))
-        .bind(&run.error)
-        .bind(run.finished_at.map(micros))
-        .bind(json_text(run.progress.as_ref()))
-        .bind(run.workspace_id.0)
-        .bind(run.id)
-        .bind(run.lease.as_ref().map(|l| l.fencing))
-        .bind(run.lease.as_ref().map(|l| l.fencing))
-        .execute(&mut *conn)
-        .await
-        .map_err(unexpected)?
-        .rows_affected();
-    Ok(n == 1)
-}
-
-async fn save_progress_on(
-    conn: &mut SqliteConnection,
-    run: &WorkflowRun,
-) -> Result<bool, StoreError> {
-    let Some(lease) = &run.lease else {
-        return Ok(false);
-    };
-    let n = sqlx::query("UPDATE workflow_runs SET progress = ?, lease_until = ? WHERE workspace_id = ? AND id = ? AND status = 'running' AND fencing = ?")
-        .bind(json_text(run.progress.as_ref()))
-        .bind(micros(lease.until))
-        .bind(run.workspace_id.0)
-        .bind(run.id)
-        .bind(lease.fencing)
-        .execute(&mut *conn)
-        .await
-        .map_err(unexpected)?
-        .rows_affected();
-    Ok(n == 1)
 }
