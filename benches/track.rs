@@ -111,6 +111,8 @@ async fn in_process(label: &str, url: &str, n: usize) -> (Engine, WorkspaceId, V
     };
     cfg.tracking.mode = WriteMode::WriteBehind;
     cfg.tracking.max_pending = 10_000_000;
+    // One workspace takes every call: its share is the whole buffer.
+    cfg.tracking.max_pending_per_workspace = 10_000_000;
     cfg.tracking.batch_size = 5_000;
     // The bench flushes millions of rows at once; let it wait for them.
     cfg.tracking.read_flush_timeout_ms = 600_000;

@@ -724,3 +724,123 @@ pub fn skipped_because(test: &str, reason: &str) {
         Err(_) => eprint!("{line}"),
     }
 }
+
+/// One workspace's figures per agent as the rollup and as a fresh count
+/// agree they must be: `(workspace, agent, status) → rows` and
+/// `(workspace, agent) → (rows with usage, prompt, completion, cost, unpriced)`.
+type CountMap = std::collections::BTreeMap<(uuid::Uuid, String, String), i64>;
+type UsageMap = std::collections::BTreeMap<(uuid::Uuid, String), (i64, i64, i64, f64, i64)>;
+
+/// Asserts the rollup invariant on the database at `url` (every workspace):
+/// `recommendation_rollup` and `recommendation_usage_rollup` equal a fresh
+/// `GROUP BY` over `agent_recommendations`, groups whose count is 0 hold
+/// nothing, and costs agree to rounding. Reads as the connecting user
+/// (on PostgreSQL the test superuser, which row-level security does not
+/// restrict).
+pub async fn assert_rollup_matches(url: &str) {
+    const FRESH_COUNTS: &str = "SELECT workspace_id, agent_id, outcome_status, count(*) \
+         FROM agent_recommendations GROUP BY workspace_id, agent_id, outcome_status";
+    const ROLLUP_COUNTS: &str =
+        "SELECT workspace_id, agent_id, outcome_status, n FROM recommendation_rollup";
+    const ROLLUP_USAGE: &str =
+        "SELECT workspace_id, agent_id, n, prompt_tokens, completion_tokens, cost_usd, unpriced \
+         FROM recommendation_usage_rollup";
+    type CountRow = (uuid::Uuid, String, String, i64);
+    type UsageRow = (uuid::Uuid, String, i64, i64, i64, f64, i64);
+    let (fresh, rolled, fresh_usage, rolled_usage): (
+        Vec<CountRow>,
+        Vec<CountRow>,
+        Vec<UsageRow>,
+        Vec<UsageRow>,
+    ) =
+        if url.starts_with("sqlite:") {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            (
+                sqlx::query_as(FRESH_COUNTS)
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap(),
+                sqlx::query_as(ROLLUP_COUNTS)
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap(),
+                sqlx::query_as(
+                    "SELECT workspace_id, agent_id, count(*), COALESCE(SUM(prompt_tokens), 0), \
+                 COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0.0), \
+                 SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) FROM agent_recommendations \
+                 WHERE prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL \
+                 GROUP BY workspace_id, agent_id",
+                )
+                .fetch_all(&mut c)
+                .await
+                .unwrap(),
+                sqlx::query_as(ROLLUP_USAGE)
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            let mut c = PgConnection::connect(url).await.unwrap();
+            (
+            sqlx::query_as(FRESH_COUNTS).fetch_all(&mut c).await.unwrap(),
+            sqlx::query_as(ROLLUP_COUNTS).fetch_all(&mut c).await.unwrap(),
+            sqlx::query_as(
+                "SELECT workspace_id, agent_id, count(*), COALESCE(SUM(prompt_tokens), 0)::int8, \
+                 COALESCE(SUM(completion_tokens), 0)::int8, COALESCE(SUM(cost_usd), 0)::float8, \
+                 count(*) FILTER (WHERE cost_usd IS NULL) FROM agent_recommendations \
+                 WHERE prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL \
+                 GROUP BY workspace_id, agent_id",
+            )
+            .fetch_all(&mut c)
+            .await
+            .unwrap(),
+            sqlx::query_as(ROLLUP_USAGE).fetch_all(&mut c).await.unwrap(),
+        )
+        };
+    let counts = |rows: Vec<CountRow>| -> CountMap {
+        rows.into_iter()
+            .filter(|r| r.3 != 0)
+            .map(|(w, a, s, n)| ((w, a, s), n))
+            .collect()
+    };
+    assert_eq!(
+        counts(rolled),
+        counts(fresh),
+        "recommendation_rollup differs from a fresh count"
+    );
+    for r in &rolled_usage {
+        if r.2 == 0 {
+            assert_eq!(
+                (r.3, r.4, r.5, r.6),
+                (0, 0, 0.0, 0),
+                "an empty usage group holds nothing: {r:?}"
+            );
+        }
+    }
+    let usage = |rows: Vec<UsageRow>| -> UsageMap {
+        rows.into_iter()
+            .filter(|r| r.2 != 0)
+            .map(|(w, a, n, p, c, cost, u)| ((w, a), (n, p, c, cost, u)))
+            .collect()
+    };
+    let (rolled_usage, fresh_usage) = (usage(rolled_usage), usage(fresh_usage));
+    assert_eq!(
+        rolled_usage.keys().collect::<Vec<_>>(),
+        fresh_usage.keys().collect::<Vec<_>>(),
+        "recommendation_usage_rollup has other groups than a fresh sum"
+    );
+    for (key, r) in &rolled_usage {
+        let f = &fresh_usage[key];
+        assert_eq!(
+            (r.0, r.1, r.2, r.4),
+            (f.0, f.1, f.2, f.4),
+            "usage of {key:?} differs from a fresh sum"
+        );
+        assert!(
+            (r.3 - f.3).abs() <= 1e-9 * f.3.abs().max(1.0),
+            "cost of {key:?}: rollup {} vs fresh {}",
+            r.3,
+            f.3
+        );
+    }
+}

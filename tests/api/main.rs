@@ -36,6 +36,7 @@ mod recommendations;
 mod retention;
 mod review;
 mod review_dashboard;
+mod rollup;
 mod scheduling;
 mod standalone;
 mod start_keys;

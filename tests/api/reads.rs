@@ -409,32 +409,47 @@ async fn cursors_are_bound_to_their_workspace(backend: Backend) {
 }
 crate::both_backends!(cursors_are_bound_to_their_workspace);
 
-/// SQLite: the per-agent counts by status and the usage totals read only
-/// an index, in group order (no table rows, no temporary b-tree).
+/// SQLite: the per-agent counts by status and the all-time usage totals
+/// read the rollup by its primary key (a few rows per agent, never the
+/// recommendations); usage over a time range reads only an index, in group
+/// order (no table rows, no temporary b-tree).
 #[actix_web::test]
-async fn sqlite_status_counts_read_only_an_index() {
+async fn sqlite_aggregates_read_the_rollup_or_an_index() {
     use sqlx::sqlite::SqliteConnection;
     let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
     let mut c = SqliteConnection::connect(&app.database_url).await.unwrap();
-    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
-        "EXPLAIN QUERY PLAN SELECT agent_id, outcome_status, count(*) AS n FROM agent_recommendations \
-         WHERE workspace_id = ? GROUP BY agent_id, outcome_status",
-    )
-    .bind(uuid::Uuid::nil())
-    .fetch_all(&mut c)
-    .await
-    .unwrap();
-    let text = rows
-        .iter()
-        .map(|r| r.3.as_str())
-        .collect::<Vec<_>>()
-        .join(" | ");
-    assert!(
-        text.contains("COVERING INDEX idx_recommendations_agent_status"),
-        "{text}"
-    );
-    assert!(!text.contains("TEMP B-TREE"), "{text}");
-    // The token and cost totals, the same way (the SQL of usage_totals).
+    for (table, sql) in [
+        (
+            "recommendation_rollup",
+            "EXPLAIN QUERY PLAN SELECT agent_id, outcome_status, n FROM recommendation_rollup \
+             WHERE workspace_id = ? AND n > 0",
+        ),
+        (
+            "recommendation_usage_rollup",
+            "EXPLAIN QUERY PLAN SELECT agent_id, n, prompt_tokens AS prompt, completion_tokens AS completion, \
+             max(cost_usd, 0.0) AS cost, unpriced FROM recommendation_usage_rollup \
+             WHERE workspace_id = ? AND n > 0 ORDER BY agent_id",
+        ),
+    ] {
+        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sql)
+            .bind(uuid::Uuid::nil())
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+        let text = rows
+            .iter()
+            .map(|r| r.3.as_str())
+            .collect::<Vec<_>>()
+            .join(" | ");
+        assert!(
+            text.contains(&format!("SEARCH {table} USING PRIMARY KEY (workspace_id=?)")),
+            "{text}"
+        );
+        assert!(!text.contains("agent_recommendations"), "{text}");
+        assert!(!text.contains("TEMP B-TREE"), "{text}");
+    }
+    // Token and cost totals over a time range (the SQL of usage_totals
+    // with a range): an index-only scan.
     let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
         "EXPLAIN QUERY PLAN SELECT agent_id, count(*) AS n, \
          COALESCE(SUM(prompt_tokens), 0) AS prompt, COALESCE(SUM(completion_tokens), 0) AS completion, \

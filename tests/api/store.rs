@@ -378,6 +378,10 @@ async fn postgres_rls_hides_other_workspaces() {
         0,
         "no workspace set: nothing visible"
     );
+    // The rollup (one row per agent and status) is held to the same policy.
+    assert_eq!(count_as(pool, Some(a), "recommendation_rollup").await, 1);
+    assert_eq!(count_as(pool, Some(b), "recommendation_rollup").await, 1);
+    assert_eq!(count_as(pool, None, "recommendation_rollup").await, 0);
     assert_eq!(count_as(pool, Some(a), "workspaces").await, 1);
     assert_eq!(count_as(pool, Some(a), "api_keys").await, 1);
 

@@ -16,7 +16,7 @@ use swarmwise_actors::ports::{
 };
 use uuid::Uuid;
 
-use super::REC_COLUMNS;
+use super::{REC_COLUMNS, ROLLUP_UPSERT, USAGE_ROLLUP_COLUMNS, USAGE_UPSERT};
 use crate::store::changes::ChangeKind;
 use crate::store::postgres::{set_workspace, PgStore};
 use crate::store::unexpected;
@@ -158,8 +158,10 @@ impl RecommendationStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         for (ws, rows) in by_workspace(recs, |r| r.workspace_id) {
             set_workspace(&mut tx, ws).await?;
-            sqlx::query(
-                "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
+            // The rows, then the rollup's delta from what was inserted, in
+            // one statement (see the parent module).
+            sqlx::query(&format!(
+                "WITH ins AS (INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
                  recommendation_type, content, confidence_score, reasoning, latency_ms, created_at, deadline_ms, \
                  model, prompt_tokens, completion_tokens, cost_usd) \
                  SELECT t.id, $2, t.agent_id, t.agent_name, t.correlation_id, t.workflow_id, t.rtype, t.content::jsonb, \
@@ -168,8 +170,18 @@ impl RecommendationStore for PgStore {
                  $9::float8[], $10::text[], $11::int8[], $12::timestamptz[], $13::int8[], \
                  $14::text[], $15::int8[], $16::int8[], $17::float8[]) \
                  AS t(id, agent_id, agent_name, correlation_id, workflow_id, rtype, content, confidence, reasoning, latency, created_at, deadline, \
-                 model, prompt, completion, cost)",
-            )
+                 model, prompt, completion, cost) \
+                 RETURNING agent_id, outcome_status, prompt_tokens, completion_tokens, cost_usd), \
+                 counted AS (INSERT INTO recommendation_rollup (workspace_id, agent_id, outcome_status, n) \
+                 SELECT $2::uuid, agent_id, outcome_status, count(*) FROM ins \
+                 GROUP BY agent_id, outcome_status ORDER BY agent_id, outcome_status{ROLLUP_UPSERT}) \
+                 INSERT INTO recommendation_usage_rollup ({USAGE_ROLLUP_COLUMNS}) \
+                 SELECT $2::uuid, agent_id, count(*), COALESCE(sum(prompt_tokens), 0)::int8, \
+                 COALESCE(sum(completion_tokens), 0)::int8, COALESCE(sum(cost_usd), 0)::float8, \
+                 count(*) FILTER (WHERE cost_usd IS NULL) FROM ins \
+                 WHERE prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL \
+                 GROUP BY agent_id ORDER BY agent_id{USAGE_UPSERT}",
+            ))
             .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
             .bind(ws.0)
             .bind(rows.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
@@ -354,8 +366,13 @@ impl RecommendationStore for PgStore {
         if groups.iter().all(|g| g.updates.is_empty()) {
             return Ok(());
         }
+        // In workspace order (stable: a workspace's groups keep theirs), as
+        // the inserts, so two transactions take rollup rows in one order.
+        let mut ordered: Vec<&VerdictGroup> =
+            groups.iter().filter(|g| !g.updates.is_empty()).collect();
+        ordered.sort_by_key(|g| g.workspace);
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        for g in groups.iter().filter(|g| !g.updates.is_empty()) {
+        for g in ordered {
             set_workspace(&mut tx, g.workspace).await?;
             apply_verdicts_in(&mut tx, &self.origin, g.workspace, &g.updates).await?;
         }
@@ -443,8 +460,9 @@ impl RecommendationStore for PgStore {
         ws: WorkspaceId,
     ) -> Result<Vec<(AgentId, RecommendationStatus, u64)>, StoreError> {
         let mut tx = self.scoped(ws).await?;
+        // The rollup (see the parent module), not a count of the rows.
         let rows = sqlx::query(
-            "SELECT agent_id, outcome_status, count(*) AS n FROM agent_recommendations WHERE workspace_id = $1 GROUP BY agent_id, outcome_status",
+            "SELECT agent_id, outcome_status, n FROM recommendation_rollup WHERE workspace_id = $1 AND n > 0",
         )
         .bind(ws.0)
         .fetch_all(&mut *tx)
@@ -461,6 +479,20 @@ impl RecommendationStore for PgStore {
         until: Option<DateTime<Utc>>,
     ) -> Result<Vec<AgentUsage>, StoreError> {
         let mut tx = self.scoped(ws).await?;
+        if since.is_none() && until.is_none() {
+            // All time: the rollup (see the parent module).
+            let rows = sqlx::query(
+                "SELECT agent_id, n, prompt_tokens AS prompt, completion_tokens AS completion, \
+                 GREATEST(cost_usd, 0) AS cost, unpriced FROM recommendation_usage_rollup \
+                 WHERE workspace_id = $1 AND n > 0 ORDER BY agent_id",
+            )
+            .bind(ws.0)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+            tx.commit().await.map_err(unexpected)?;
+            return rows.iter().map(usage_from_row).collect();
+        }
         let rows = sqlx::query(
             "SELECT agent_id, count(*)::int8 AS n, \
              COALESCE(SUM(prompt_tokens), 0)::int8 AS prompt, COALESCE(SUM(completion_tokens), 0)::int8 AS completion, \
@@ -482,27 +514,37 @@ impl RecommendationStore for PgStore {
     }
 }
 
-/// Writes `updates` of `ws` and the change-feed row naming the agents whose
-/// trust changed, in one statement inside the caller's transaction `tx`
-/// (scoped to `ws`). 'verdicts' when a row was already evaluated: the
-/// self-join `o` sees the row as it was before.
+/// Writes `updates` of `ws`, the change-feed row naming the agents whose
+/// trust changed and the rollup's delta, in one statement inside the
+/// caller's transaction `tx` (scoped to `ws`). `o` locks the rows first and
+/// reads them as they are (a `FOR UPDATE` read sees a concurrent verdict
+/// that committed meanwhile; a plain self-join would see the statement's
+/// snapshot and count a move from a status the row no longer had): each
+/// row's status before ('verdicts' when one was already evaluated) and
+/// `RETURNING` its status after.
 async fn apply_verdicts_in(
     tx: &mut Transaction<'static, Postgres>,
     origin: &str,
     ws: WorkspaceId,
     updates: &[VerdictUpdate],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "WITH upd AS (UPDATE agent_recommendations AS r SET outcome_status = v.status, outcome_quality = v.quality, \
+    sqlx::query(&format!(
+        "WITH o AS MATERIALIZED (SELECT id, outcome_status, evaluated_at FROM agent_recommendations \
+         WHERE workspace_id = $6 AND id = ANY($1) ORDER BY id FOR UPDATE), \
+         upd AS (UPDATE agent_recommendations AS r SET outcome_status = v.status, outcome_quality = v.quality, \
          feedback = COALESCE(v.feedback, r.feedback), evaluated_at = v.at \
-         FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::timestamptz[]) AS v(id, status, quality, feedback, at), \
-         agent_recommendations AS o \
+         FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::text[], $5::timestamptz[]) AS v(id, status, quality, feedback, at), o \
          WHERE r.id = v.id AND r.workspace_id = $6 AND o.id = r.id \
-         RETURNING r.agent_id, o.evaluated_at IS NOT NULL AS revised) \
+         RETURNING r.agent_id, o.outcome_status AS was, r.outcome_status AS became, o.evaluated_at IS NOT NULL AS revised), \
+         moved AS (INSERT INTO recommendation_rollup (workspace_id, agent_id, outcome_status, n) \
+         SELECT $6, agent_id, status, sum(d) FROM ( \
+         SELECT agent_id, was AS status, -1 AS d FROM upd WHERE was <> became \
+         UNION ALL SELECT agent_id, became, 1 FROM upd WHERE was <> became) m \
+         GROUP BY agent_id, status HAVING sum(d) <> 0 ORDER BY agent_id, status{ROLLUP_UPSERT}) \
          INSERT INTO change_feed (workspace_id, origin, kind, agents) \
          SELECT $6, $7, CASE WHEN bool_or(revised) THEN 'verdicts' ELSE 'outcomes' END, \
          array_agg(DISTINCT agent_id ORDER BY agent_id) FROM upd HAVING count(*) > 0",
-    )
+    ))
     .bind(updates.iter().map(|u| u.id).collect::<Vec<_>>())
     .bind(updates.iter().map(|u| u.verdict.status().as_str().to_owned()).collect::<Vec<_>>())
     .bind(updates.iter().map(|u| u.quality).collect::<Vec<_>>())

@@ -14,6 +14,7 @@ use swarmwise_actors::ports::{
 };
 use uuid::Uuid;
 
+use super::rollup::RollupDelta;
 use super::REC_COLUMNS;
 use crate::store::changes::ChangeKind;
 use crate::store::sqlite::{from_micros, micros, SqliteStore};
@@ -223,7 +224,7 @@ const INSERT_CHUNK: usize = 500;
 /// multi-row INSERT takes about 1 kB per row, so one statement per batch size
 /// (1 to 500) cached hundreds of MB under a steady load. With this ladder a
 /// connection holds at most 10 insert statements.
-fn insert_chunk_len(remaining: usize) -> usize {
+pub(super) fn insert_chunk_len(remaining: usize) -> usize {
     if remaining >= INSERT_CHUNK {
         INSERT_CHUNK
     } else {
@@ -270,6 +271,9 @@ impl RecommendationStore for SqliteStore {
             });
             q.build().execute(&mut *tx).await.map_err(unexpected)?;
         }
+        RollupDelta::of_inserts(recs, stored_tokens)
+            .write_sqlite(&mut tx)
+            .await?;
         tx.commit().await.map_err(unexpected)
     }
 
@@ -527,8 +531,9 @@ impl RecommendationStore for SqliteStore {
         &self,
         ws: WorkspaceId,
     ) -> Result<Vec<(AgentId, RecommendationStatus, u64)>, StoreError> {
+        // The rollup (see the parent module), not a count of the rows.
         let rows = sqlx::query(
-            "SELECT agent_id, outcome_status, count(*) AS n FROM agent_recommendations WHERE workspace_id = ? GROUP BY agent_id, outcome_status",
+            "SELECT agent_id, outcome_status, n FROM recommendation_rollup WHERE workspace_id = ? AND n > 0",
         )
         .bind(ws.0)
         .fetch_all(&self.pool)
@@ -543,6 +548,19 @@ impl RecommendationStore for SqliteStore {
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
     ) -> Result<Vec<AgentUsage>, StoreError> {
+        if since.is_none() && until.is_none() {
+            // All time: the rollup (see the parent module).
+            let rows = sqlx::query(
+                "SELECT agent_id, n, prompt_tokens AS prompt, completion_tokens AS completion, \
+                 max(cost_usd, 0.0) AS cost, unpriced FROM recommendation_usage_rollup \
+                 WHERE workspace_id = ? AND n > 0 ORDER BY agent_id",
+            )
+            .bind(ws.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unexpected)?;
+            return rows.iter().map(usage_from_row).collect();
+        }
         let rows = sqlx::query(
             "SELECT agent_id, count(*) AS n, \
              COALESCE(SUM(prompt_tokens), 0) AS prompt, COALESCE(SUM(completion_tokens), 0) AS completion, \
@@ -563,45 +581,50 @@ impl RecommendationStore for SqliteStore {
     }
 }
 
-/// Writes `updates` of `ws` and their change-feed row inside the caller's
-/// transaction `tx`.
+/// Writes `updates` of `ws`, their change-feed row and their rollup delta
+/// inside the caller's transaction `tx`.
 async fn apply_verdicts_on(
     tx: &mut sqlx::Transaction<'static, Sqlite>,
     origin: &str,
     ws: WorkspaceId,
     updates: &[VerdictUpdate],
 ) -> Result<(), StoreError> {
+    // One update per row, the last one given: `UPDATE … FROM` with two
+    // source rows for one target applies either, and the rollup must know
+    // which status the row ends with.
+    let updates = last_per_id(updates);
     // The feed row first: a write as the first statement takes the write
     // lock at once (a deferred transaction that reads first may fail to
     // upgrade under WAL); its kind and agents are filled in below.
     let seq =
         crate::store::changes::sqlite_append(tx, origin, ws, ChangeKind::Outcomes, &[]).await?;
-    // Whose rows these are, and whether any was already evaluated (then
-    // this is a revision: feedback overriding a verdict).
-    let mut agents = std::collections::BTreeSet::new();
-    let mut revised = false;
+    // Each row's move, grouped: (agent, status before, status after,
+    // rows, any already evaluated). Whose rows these are, and whether any
+    // was already evaluated (then this is a revision: feedback overriding
+    // a verdict), for the feed; the moves, for the rollup.
+    let mut moves: Vec<(String, String, String, i64, bool)> = Vec::new();
     for chunk in updates.chunks(INSERT_CHUNK) {
+        // `CROSS JOIN`: SQLite keeps the VALUES as the outer loop and looks
+        // each row up by primary key; `+workspace_id`: without the unary
+        // plus SQLite (no statistics) may plan this on
+        // idx_recommendations_agent and scan the whole workspace.
         let mut q = QueryBuilder::<Sqlite>::new(
-                // `+workspace_id`: look the rows up by primary key; without the
-            // unary plus SQLite (no statistics) plans this on
-            // idx_recommendations_agent and scans the whole workspace.
-            "SELECT agent_id, max(evaluated_at IS NOT NULL) FROM agent_recommendations WHERE +workspace_id = ",
-            );
-        q.push_bind(ws.0).push(" AND id IN (");
-        let mut ids = q.separated(", ");
-        for u in chunk {
-            ids.push_bind(u.id);
-        }
-        q.push(") GROUP BY agent_id");
-        let found: Vec<(String, bool)> = q
-            .build_query_as()
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(unexpected)?;
-        for (agent, was_evaluated) in found {
-            agents.insert(agent);
-            revised |= was_evaluated;
-        }
+            "SELECT r.agent_id, r.outcome_status, v.column2, count(*), max(r.evaluated_at IS NOT NULL) FROM (",
+        );
+        q.push_values(chunk, |mut b, u| {
+            b.push_bind(u.id).push_bind(u.verdict.status().as_str());
+        });
+        q.push(
+            ") AS v CROSS JOIN agent_recommendations AS r ON r.id = v.column1 AND +r.workspace_id = ",
+        )
+        .push_bind(ws.0)
+        .push(" GROUP BY r.agent_id, r.outcome_status, v.column2");
+        moves.extend(
+            q.build_query_as::<(String, String, String, i64, bool)>()
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(unexpected)?,
+        );
     }
     // One statement per chunk: UPDATE … FROM VALUES (SQLite 3.33 and later).
     for chunk in updates.chunks(INSERT_CHUNK) {
@@ -621,6 +644,22 @@ async fn apply_verdicts_on(
             .push_bind(ws.0);
         q.build().execute(&mut **tx).await.map_err(unexpected)?;
     }
+    let mut delta = RollupDelta::default();
+    let mut agents = std::collections::BTreeSet::new();
+    let mut revised = false;
+    for (agent, before, after, n, was_evaluated) in &moves {
+        agents.insert(agent.as_str());
+        revised |= was_evaluated;
+        if before != after {
+            let status = |s: &str| {
+                RecommendationStatus::parse("outcome_status", s)
+                    .map_err(|e| StoreError::Unexpected(e.into()))
+            };
+            delta.add_count(ws, agent, status(before)?, -n);
+            delta.add_count(ws, agent, status(after)?, *n);
+        }
+    }
+    delta.write_sqlite(tx).await?;
     if agents.is_empty() {
         sqlx::query("DELETE FROM change_feed WHERE seq = ?")
             .bind(seq)
@@ -633,7 +672,7 @@ async fn apply_verdicts_on(
         } else {
             ChangeKind::Outcomes
         };
-        let agents: Vec<String> = agents.into_iter().collect();
+        let agents: Vec<&str> = agents.into_iter().collect();
         sqlx::query("UPDATE change_feed SET kind = ?, agents = ? WHERE seq = ?")
             .bind(kind.as_str())
             .bind(serde_json::to_string(&agents).unwrap_or_else(|_| "[]".into()))
@@ -643,6 +682,24 @@ async fn apply_verdicts_on(
             .map_err(unexpected)?;
     }
     Ok(())
+}
+
+/// `updates` with only the last update of each id, in their order; borrowed
+/// when no id repeats (the usual case).
+fn last_per_id(updates: &[VerdictUpdate]) -> std::borrow::Cow<'_, [VerdictUpdate]> {
+    let mut seen = std::collections::HashSet::with_capacity(updates.len());
+    if updates.iter().all(|u| seen.insert(u.id)) {
+        return std::borrow::Cow::Borrowed(updates);
+    }
+    seen.clear();
+    let mut kept: Vec<VerdictUpdate> = updates
+        .iter()
+        .rev()
+        .filter(|u| seen.insert(u.id))
+        .cloned()
+        .collect();
+    kept.reverse();
+    std::borrow::Cow::Owned(kept)
 }
 
 #[cfg(test)]
@@ -664,5 +721,29 @@ mod tests {
             assert_eq!(covered, n);
         }
         assert!(sizes.len() <= 10, "{sizes:?}");
+    }
+
+    #[test]
+    fn a_repeated_id_keeps_its_last_update_in_order() {
+        let (x, y) = (Uuid::now_v7(), Uuid::now_v7());
+        let u = |id, verdict| VerdictUpdate {
+            id,
+            verdict,
+            quality: 50.0,
+            feedback: None,
+            evaluated_at: chrono::Utc::now(),
+        };
+        let once = [u(x, Verdict::Approved), u(y, Verdict::Rejected)];
+        assert!(matches!(last_per_id(&once), std::borrow::Cow::Borrowed(_)));
+        let twice = [
+            u(x, Verdict::Approved),
+            u(y, Verdict::Rejected),
+            u(x, Verdict::Partial),
+        ];
+        let kept = last_per_id(&twice);
+        assert_eq!(
+            kept.iter().map(|u| (u.id, u.verdict)).collect::<Vec<_>>(),
+            [(y, Verdict::Rejected), (x, Verdict::Partial)]
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! [`RetentionStore`] on PostgreSQL: one statement per batch (writable
 //! CTEs: the batch, materialised once, deleted, then digested and archived
 //! from what the delete returned), in a transaction scoped to the workspace
-//! (row-level security). The batch is a materialised CTE, not an
+//! (row-level security), which also takes the removed rows off the rollup
+//! (`store/recommendations`). The batch is a materialised CTE, not an
 //! `IN (SELECT ... LIMIT)`: the planner may rescan such a subquery and
 //! delete more than the batch.
 
@@ -12,6 +13,7 @@ use swarmwise_actors::ports::{RetentionStore, StoreError};
 
 use super::{ARCHIVE_COLUMNS, DIGEST_COLUMNS};
 use crate::store::postgres::PgStore;
+use crate::store::recommendations::{ROLLUP_UPSERT, USAGE_ROLLUP_COLUMNS, USAGE_UPSERT};
 use crate::store::unexpected;
 
 #[async_trait]
@@ -60,7 +62,18 @@ impl RetentionStore for PgStore {
              archived AS ( \
                INSERT INTO agent_recommendations_archive ({ARCHIVE_COLUMNS}, archived_at) \
                SELECT {ARCHIVE_COLUMNS}, $5 FROM gone WHERE $6 \
-               ON CONFLICT (id) DO NOTHING) \
+               ON CONFLICT (id) DO NOTHING), \
+             counted AS ( \
+               INSERT INTO recommendation_rollup (workspace_id, agent_id, outcome_status, n) \
+               SELECT $1, agent_id, outcome_status, -count(*) FROM gone \
+               GROUP BY agent_id, outcome_status ORDER BY agent_id, outcome_status{ROLLUP_UPSERT}), \
+             used AS ( \
+               INSERT INTO recommendation_usage_rollup ({USAGE_ROLLUP_COLUMNS}) \
+               SELECT $1, agent_id, -count(*), -COALESCE(sum(prompt_tokens), 0)::int8, \
+               -COALESCE(sum(completion_tokens), 0)::int8, -COALESCE(sum(cost_usd), 0)::float8, \
+               -count(*) FILTER (WHERE cost_usd IS NULL) FROM gone \
+               WHERE prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL \
+               GROUP BY agent_id ORDER BY agent_id{USAGE_UPSERT}) \
              SELECT count(*) FROM gone"
         ))
         .bind(ws.0)

@@ -1,7 +1,7 @@
-//! [`RetentionStore`] on SQLite: per batch, one write transaction of three
-//! statements over the same selection (digest, archive, delete); the first
-//! write takes the file's write lock, so the selection cannot change in
-//! between.
+//! [`RetentionStore`] on SQLite: per batch, one write transaction of
+//! statements over the same selection (digest, archive, the rollup's
+//! delta, delete); the first write takes the file's write lock, so the
+//! selection cannot change in between.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -9,6 +9,7 @@ use swarmwise_actors::domain::WorkspaceId;
 use swarmwise_actors::ports::{RetentionStore, StoreError};
 
 use super::{ARCHIVE_COLUMNS, DIGEST_COLUMNS};
+use crate::store::recommendations::{ROLLUP_UPSERT, USAGE_ROLLUP_COLUMNS, USAGE_UPSERT};
 use crate::store::sqlite::{micros, SqliteStore};
 use crate::store::unexpected;
 
@@ -72,6 +73,32 @@ impl RetentionStore for SqliteStore {
             .await
             .map_err(unexpected)?;
         }
+        // The rows leave the rollup (`store/recommendations`).
+        sqlx::query(&format!(
+            "INSERT INTO recommendation_rollup (workspace_id, agent_id, outcome_status, n) \
+             SELECT workspace_id, agent_id, outcome_status, -count(*) FROM agent_recommendations \
+             WHERE id IN ({BATCH}) GROUP BY workspace_id, agent_id, outcome_status{ROLLUP_UPSERT}"
+        ))
+        .bind(ws.0)
+        .bind(micros(before))
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        sqlx::query(&format!(
+            "INSERT INTO recommendation_usage_rollup ({USAGE_ROLLUP_COLUMNS}) \
+             SELECT workspace_id, agent_id, -count(*), -COALESCE(sum(prompt_tokens), 0), \
+             -COALESCE(sum(completion_tokens), 0), -COALESCE(sum(cost_usd), 0.0), \
+             -sum(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END) FROM agent_recommendations \
+             WHERE id IN ({BATCH}) AND (prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL) \
+             GROUP BY workspace_id, agent_id{USAGE_UPSERT}"
+        ))
+        .bind(ws.0)
+        .bind(micros(before))
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?;
         let n = sqlx::query(&format!(
             "DELETE FROM agent_recommendations WHERE id IN ({BATCH})"
         ))
