@@ -175,6 +175,7 @@ async fn populate_trust(engine: &Engine, ws: WorkspaceId, agent1: &[Uuid]) {
                     quality: Some(QualityScore::parse("q", 95.0).unwrap()),
                 }],
                 feedback: None,
+                fresh: Vec::new(),
             })
             .await
             .unwrap();

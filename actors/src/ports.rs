@@ -220,6 +220,29 @@ pub struct VerdictGroup {
     pub workspace: WorkspaceId,
     /// The verdicts, as for [`RecommendationStore::apply_verdicts`].
     pub updates: Vec<VerdictUpdate>,
+    /// Recommendations of this workspace that were never tracked, inserted
+    /// in the same transaction already judged (status, quality, feedback
+    /// and evaluation time set): a workflow run's answers evaluated at once
+    /// ([`crate::tracker::Evaluate::fresh`]), written once instead of
+    /// inserted and then updated.
+    pub inserts: Vec<Recommendation>,
+}
+
+impl VerdictGroup {
+    /// `Rejected` when a group would insert a row of another workspace
+    /// (each backend checks before writing anything).
+    pub fn check_inserts(groups: &[Self]) -> Result<(), StoreError> {
+        match groups
+            .iter()
+            .find_map(|g| g.inserts.iter().find(|r| r.workspace_id != g.workspace))
+        {
+            Some(r) => Err(StoreError::Rejected(format!(
+                "recommendation {} is not of the workspace whose verdicts insert it",
+                r.id
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// One write of a run's life in a group commit ([`RunStore::run_writes`]).
@@ -295,7 +318,10 @@ pub trait RecommendationStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Group commit of evaluations: writes every group's verdicts in one
     /// transaction, all or none, each group as [`Self::apply_verdicts`]
-    /// would (its own change-feed row). Groups may name any workspaces.
+    /// would (its own change-feed row, which also names the agents of its
+    /// `inserts`), after inserting the group's `inserts` as
+    /// [`Self::insert_recommendations`] would but with their verdicts. Groups
+    /// may name any workspaces.
     async fn apply_verdict_groups(&self, groups: &[VerdictGroup]) -> Result<(), StoreError>;
     /// Evaluated outcomes in fold order, of one agent or all.
     async fn outcome_samples(

@@ -588,6 +588,7 @@ pub async fn outcome(
             overall_quality: overall,
             verdicts,
             feedback: b.feedback,
+            fresh: Vec::new(),
         }),
         span.clone(),
     )

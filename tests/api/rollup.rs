@@ -154,15 +154,43 @@ async fn rollup_follows_every_write(backend: Backend) {
                 if rng.gen_bool(0.5) {
                     store.apply_verdicts(ws, &updates).await.unwrap();
                 } else {
+                    // Group commit, the second group also inserting rows
+                    // already judged (a workflow run's last stage).
                     let half = updates.len() / 2;
+                    let judged: Vec<_> = (0..rng.gen_range(1..6))
+                        .map(|_| {
+                            let agent = format!("agent-{}", rng.gen_range(0..4));
+                            let mut r =
+                                rec(ws, &agent, rng.gen_range(0..20), rng.gen_range(0..3), 0.5);
+                            r.status = verdicts[rng.gen_range(0..3)].status();
+                            r.outcome_quality = Some(rng.gen_range(0.0..100.0));
+                            r.evaluated_at = Some(Utc::now());
+                            r
+                        })
+                        .collect();
+                    // A group inserting a row of another workspace is
+                    // refused whole: nothing of the batch is written.
+                    let foreign = [VerdictGroup {
+                        workspace: other,
+                        updates: Vec::new(),
+                        inserts: judged.clone(),
+                    }];
+                    assert!(store.apply_verdict_groups(&foreign).await.is_err());
+                    assert_eq!(figures(&store, other).await, others_before, "step {step}");
+                    assert_eq!(figures(&store, ws).await, mine_before, "step {step}");
+                    ids.entry(ws)
+                        .or_default()
+                        .extend(judged.iter().map(|r| r.id));
                     let groups = [
                         VerdictGroup {
                             workspace: ws,
                             updates: updates.get(..half).unwrap().to_vec(),
+                            inserts: Vec::new(),
                         },
                         VerdictGroup {
                             workspace: ws,
                             updates: updates.get(half..).unwrap().to_vec(),
+                            inserts: judged,
                         },
                     ];
                     store.apply_verdict_groups(&groups).await.unwrap();
@@ -209,6 +237,7 @@ async fn rollup_follows_every_write(backend: Backend) {
                 let groups = [VerdictGroup {
                     workspace: ws,
                     updates,
+                    inserts: Vec::new(),
                 }];
                 assert!(store.apply_verdict_groups(&groups).await.is_err());
                 assert_eq!(figures(&store, ws).await, stored, "step {step}");

@@ -1096,15 +1096,18 @@ async fn group_commit_conformance(backend: Backend) {
             VerdictGroup {
                 workspace: a,
                 updates: vec![update(xa.id, Verdict::Approved)],
+                inserts: Vec::new(),
             },
             VerdictGroup {
                 workspace: b,
                 updates: vec![update(xb.id, Verdict::Rejected)],
+                inserts: Vec::new(),
             },
             // Workspace a naming b's row: nothing happens to it.
             VerdictGroup {
                 workspace: a,
                 updates: vec![update(xb.id, Verdict::Approved)],
+                inserts: Vec::new(),
             },
         ])
         .await

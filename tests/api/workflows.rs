@@ -172,6 +172,19 @@ async fn workflows_track_evaluate_and_learn(backend: Backend) {
         "rejected"
     };
     assert_eq!(rec["status"], expected);
+    // The last stage's answers are recorded judged by the evaluation itself
+    // (never tracked pending first): stored, judged by ground truth, with
+    // their evaluation time.
+    for a in report["stages"][1]["agents"].as_array().unwrap() {
+        let id = a["recommendation_id"].as_str().unwrap();
+        let rec = app.json(&k, &format!("/api/v1/recommendations/{id}")).await;
+        assert_eq!(rec["workflow_id"], first["id"]);
+        assert_eq!(rec["agent_id"], a["agent_id"]);
+        let good = a["ground_truth"].as_bool().unwrap();
+        assert_eq!(rec["status"], if good { "approved" } else { "rejected" });
+        assert!(rec["evaluated_at"].is_string(), "{rec}");
+        assert!(rec["outcome_quality"].is_number(), "{rec}");
+    }
     let got = app
         .json(
             &k,

@@ -78,9 +78,74 @@ pub(super) struct Evaluator {
 /// One evaluation after validation: what it writes and what trust folds.
 struct Judged {
     workspace: WorkspaceId,
+    /// Verdicts of stored rows.
     updates: Vec<VerdictUpdate>,
+    /// Rows never tracked, with their verdicts applied.
+    inserts: Vec<Recommendation>,
     samples: Vec<OutcomeSample>,
     summary: EvaluationSummary,
+}
+
+impl Judged {
+    /// Moves the verdicts of `fresh` rows from `updates` onto the rows
+    /// themselves, to be inserted judged.
+    fn inserting(mut self, mut fresh: HashMap<Uuid, Recommendation>) -> Self {
+        if fresh.is_empty() {
+            return self;
+        }
+        let mut updates = Vec::with_capacity(self.updates.len());
+        for u in self.updates {
+            match fresh.remove(&u.id) {
+                Some(mut r) => {
+                    r.status = u.verdict.status();
+                    r.outcome_quality = Some(u.quality);
+                    r.feedback = u.feedback;
+                    r.evaluated_at = Some(u.evaluated_at);
+                    self.inserts.push(r);
+                }
+                None => updates.push(u),
+            }
+        }
+        self.updates = updates;
+        self
+    }
+
+    /// What it writes, as its own group.
+    fn group(&self) -> VerdictGroup {
+        VerdictGroup {
+            workspace: self.workspace,
+            updates: self.updates.clone(),
+            inserts: self.inserts.clone(),
+        }
+    }
+}
+
+/// Checks an evaluation's never-tracked rows (each pending, of its
+/// workspace and workflow) and adds copies of those the store does not hold
+/// to `stored`, its workflow's rows; returns them by id.
+fn admit_fresh(
+    msg: &Evaluate,
+    rows: Vec<Recommendation>,
+    stored: &mut Vec<Recommendation>,
+) -> Result<HashMap<Uuid, Recommendation>, EngineError> {
+    let mut out = HashMap::with_capacity(rows.len());
+    for r in rows {
+        if r.workspace_id != msg.workspace
+            || r.workflow_id != msg.workflow_id
+            || r.status != RecommendationStatus::Pending
+        {
+            return Err(EngineError::Conflict(format!(
+                "recommendation {} passed with the evaluation of workflow {:?} is not a pending recommendation of it",
+                r.id, msg.workflow_id
+            )));
+        }
+        if stored.iter().any(|s| s.id == r.id) || out.contains_key(&r.id) {
+            continue;
+        }
+        stored.push(r.clone());
+        out.insert(r.id, r);
+    }
+    Ok(out)
 }
 
 #[async_trait::async_trait]
@@ -88,7 +153,7 @@ impl BatchProcess for Evaluator {
     type Item = Pending;
     type Answer = Result<EvaluationSummary, EngineError>;
 
-    async fn process(&mut self, items: Vec<Pending>) -> Vec<Self::Answer> {
+    async fn process(&mut self, mut items: Vec<Pending>) -> Vec<Self::Answer> {
         let n = items.len();
         let target = items.iter().map(|p| p.target).max().unwrap_or(0);
         if let Err(e) = self.barrier.wait(target, None).await {
@@ -124,19 +189,34 @@ impl BatchProcess for Evaluator {
                 }
             }
         }
+        // Rows that were never tracked join their workflow's stored ones
+        // (a row the store already holds keeps its stored copy).
+        let mut fresh: Vec<Result<HashMap<Uuid, Recommendation>, EngineError>> =
+            Vec::with_capacity(n);
+        for p in &mut items {
+            let rows = std::mem::take(&mut p.msg.fresh);
+            let stored = recs
+                .entry((p.msg.workspace, p.msg.workflow_id.clone()))
+                .or_default();
+            fresh.push(admit_fresh(&p.msg, rows, stored));
+        }
         // Judge each in order; a workflow judged earlier in the batch has
         // nothing pending left for a second evaluation of it.
         let mut judged: Vec<Result<Judged, EngineError>> = Vec::with_capacity(n);
         let mut taken: HashSet<(WorkspaceId, String)> = HashSet::new();
-        for p in &items {
+        for (p, fresh) in items.iter().zip(fresh) {
             let key = (p.msg.workspace, p.msg.workflow_id.clone());
             let result = if let Some(e) = unreadable.get(&p.msg.workspace) {
                 Err(EngineError::Store(e.clone()))
             } else {
-                let rows = recs.get(&key).map_or(&[][..], Vec::as_slice);
-                let already = taken.contains(&key);
-                p.span
-                    .in_scope(|| judge(&p.msg, rows, already, &self.params, &mut state))
+                fresh.and_then(|fresh| {
+                    let rows = recs.get(&key).map_or(&[][..], Vec::as_slice);
+                    let already = taken.contains(&key);
+                    p.span.in_scope(|| {
+                        judge(&p.msg, rows, already, &self.params, &mut state)
+                            .map(|j| j.inserting(fresh))
+                    })
+                })
             };
             if result.is_ok() {
                 taken.insert(key);
@@ -148,11 +228,11 @@ impl BatchProcess for Evaluator {
         let mut groups: Vec<VerdictGroup> = Vec::new();
         for j in judged.iter().filter_map(|j| j.as_ref().ok()) {
             match groups.iter_mut().find(|g| g.workspace == j.workspace) {
-                Some(g) => g.updates.extend(j.updates.iter().cloned()),
-                None => groups.push(VerdictGroup {
-                    workspace: j.workspace,
-                    updates: j.updates.clone(),
-                }),
+                Some(g) => {
+                    g.updates.extend(j.updates.iter().cloned());
+                    g.inserts.extend(j.inserts.iter().cloned());
+                }
+                None => groups.push(j.group()),
             }
         }
         let written: Vec<Result<(), StoreError>> = if groups.is_empty() {
@@ -178,7 +258,7 @@ impl BatchProcess for Evaluator {
                     tracing::debug!(error = %e, "an evaluation batch was refused; writing its evaluations one by one");
                     let mut each = Vec::new();
                     for j in judged.iter().filter_map(|j| j.as_ref().ok()) {
-                        each.push(self.store.apply_verdicts(j.workspace, &j.updates).await);
+                        each.push(self.store.apply_verdict_groups(&[j.group()]).await);
                     }
                     each
                 }
@@ -193,6 +273,13 @@ impl BatchProcess for Evaluator {
                     Some(Ok(())) => {
                         metrics::counter!("swarmwise_recommendations_evaluated_total")
                             .increment(j.summary.evaluated);
+                        if !j.inserts.is_empty() {
+                            let rows = j.inserts.len() as u64;
+                            metrics::counter!("swarmwise_recommendations_tracked_total")
+                                .increment(rows);
+                            metrics::counter!("swarmwise_recommendations_persisted_total")
+                                .increment(rows);
+                        }
                         // Sent while holding the lock: the scorer sees
                         // evaluations in commit order.
                         self.scorer.do_send(OutcomesRecorded {
@@ -293,6 +380,7 @@ fn judge(
     Ok(Judged {
         workspace: msg.workspace,
         updates,
+        inserts: Vec::new(),
         samples,
         summary,
     })
@@ -387,5 +475,97 @@ fn sample_of(r: &Recommendation, u: &VerdictUpdate) -> OutcomeSample {
         latency_ms: r.latency_ms,
         deadline_ms: r.deadline_ms,
         evaluated_at: u.evaluated_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::AgentId;
+
+    fn rec(ws: WorkspaceId, workflow: &str) -> Recommendation {
+        Recommendation {
+            id: Uuid::now_v7(),
+            workspace_id: ws,
+            agent_id: AgentId::parse("agent_id", "a1").unwrap_or_else(|e| panic!("{e}")),
+            agent_name: "A1".into(),
+            correlation_id: "c".into(),
+            workflow_id: workflow.into(),
+            recommendation_type: "t".into(),
+            content: serde_json::Value::Null,
+            confidence: 0.5,
+            reasoning: None,
+            latency_ms: None,
+            deadline_ms: None,
+            status: RecommendationStatus::Pending,
+            outcome_quality: None,
+            feedback: None,
+            created_at: to_micros(Utc::now()),
+            evaluated_at: None,
+            usage: Default::default(),
+        }
+    }
+
+    fn evaluate(ws: WorkspaceId, fresh: Vec<Recommendation>) -> Evaluate {
+        Evaluate {
+            workspace: ws,
+            workflow_id: "wf".into(),
+            overall_quality: QualityScore::parse("q", 90.0).unwrap_or_else(|e| panic!("{e}")),
+            verdicts: Vec::new(),
+            feedback: Some("fine".into()),
+            fresh,
+        }
+    }
+
+    #[test]
+    fn fresh_rows_of_another_workspace_workflow_or_status_are_refused() {
+        let ws = WorkspaceId(Uuid::now_v7());
+        let other = WorkspaceId(Uuid::now_v7());
+        let mut judged = rec(ws, "wf");
+        judged.status = RecommendationStatus::Approved;
+        for bad in [rec(other, "wf"), rec(ws, "another"), judged] {
+            let msg = evaluate(ws, Vec::new());
+            let mut stored = Vec::new();
+            let got = admit_fresh(&msg, vec![rec(ws, "wf"), bad], &mut stored);
+            assert!(matches!(got, Err(EngineError::Conflict(_))), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn fresh_rows_are_judged_with_the_stored_ones_and_inserted_judged() {
+        let ws = WorkspaceId(Uuid::now_v7());
+        let stored_row = rec(ws, "wf");
+        let fresh_row = rec(ws, "wf");
+        let mut stored = vec![stored_row.clone()];
+        // A fresh copy of a stored row keeps the stored one.
+        let msg = evaluate(ws, Vec::new());
+        let fresh = admit_fresh(
+            &msg,
+            vec![fresh_row.clone(), stored_row.clone()],
+            &mut stored,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(stored.len(), 2);
+        let mut state = EvalState {
+            last_at: DateTime::<Utc>::MIN_UTC,
+        };
+        let j = judge(&msg, &stored, false, &TrustParams::default(), &mut state)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .inserting(fresh);
+        assert_eq!(j.summary.evaluated, 2);
+        assert_eq!(j.samples.len(), 2);
+        let ids: Vec<Uuid> = j.updates.iter().map(|u| u.id).collect();
+        assert_eq!(ids, [stored_row.id], "only the stored row is updated");
+        let [inserted] = j.inserts.as_slice() else {
+            panic!("one insert, got {:?}", j.inserts);
+        };
+        assert_eq!(inserted.id, fresh_row.id);
+        assert_eq!(inserted.status, RecommendationStatus::Approved);
+        assert_eq!(inserted.outcome_quality, Some(90.0));
+        assert_eq!(inserted.feedback.as_deref(), Some("fine"));
+        assert!(inserted.evaluated_at.is_some());
+        let group = j.group();
+        assert_eq!((group.updates.len(), group.inserts.len()), (1, 1));
     }
 }

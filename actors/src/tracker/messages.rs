@@ -49,6 +49,13 @@ pub struct Evaluate {
     pub verdicts: Vec<ExplicitVerdict>,
     /// Feedback text stored on every evaluated recommendation.
     pub feedback: Option<String>,
+    /// The workflow's recommendations that were never tracked: judged with
+    /// the stored ones and inserted, already judged, in the evaluation's own
+    /// transaction (one write per row instead of a tracked insert, a read
+    /// back and an update). A workflow run passes its last stage's answers
+    /// here; each must be pending and of this workspace and workflow. Empty
+    /// for `POST /workflows/{id}/outcome`.
+    pub fresh: Vec<Recommendation>,
 }
 
 /// Counts per status after an evaluation.

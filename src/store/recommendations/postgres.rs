@@ -158,50 +158,7 @@ impl RecommendationStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         for (ws, rows) in by_workspace(recs, |r| r.workspace_id) {
             set_workspace(&mut tx, ws).await?;
-            // The rows, then the rollup's delta from what was inserted, in
-            // one statement (see the parent module).
-            sqlx::query(&format!(
-                "WITH ins AS (INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
-                 recommendation_type, content, confidence_score, reasoning, latency_ms, created_at, deadline_ms, \
-                 model, prompt_tokens, completion_tokens, cost_usd) \
-                 SELECT t.id, $2, t.agent_id, t.agent_name, t.correlation_id, t.workflow_id, t.rtype, t.content::jsonb, \
-                 t.confidence, t.reasoning, t.latency, t.created_at, t.deadline, t.model, t.prompt, t.completion, t.cost \
-                 FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
-                 $9::float8[], $10::text[], $11::int8[], $12::timestamptz[], $13::int8[], \
-                 $14::text[], $15::int8[], $16::int8[], $17::float8[]) \
-                 AS t(id, agent_id, agent_name, correlation_id, workflow_id, rtype, content, confidence, reasoning, latency, created_at, deadline, \
-                 model, prompt, completion, cost) \
-                 RETURNING agent_id, outcome_status, prompt_tokens, completion_tokens, cost_usd), \
-                 counted AS (INSERT INTO recommendation_rollup (workspace_id, agent_id, outcome_status, n) \
-                 SELECT $2::uuid, agent_id, outcome_status, count(*) FROM ins \
-                 GROUP BY agent_id, outcome_status ORDER BY agent_id, outcome_status{ROLLUP_UPSERT}) \
-                 INSERT INTO recommendation_usage_rollup ({USAGE_ROLLUP_COLUMNS}) \
-                 SELECT $2::uuid, agent_id, count(*), COALESCE(sum(prompt_tokens), 0)::int8, \
-                 COALESCE(sum(completion_tokens), 0)::int8, COALESCE(sum(cost_usd), 0)::float8, \
-                 count(*) FILTER (WHERE cost_usd IS NULL) FROM ins \
-                 WHERE prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL \
-                 GROUP BY agent_id ORDER BY agent_id{USAGE_UPSERT}",
-            ))
-            .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-            .bind(ws.0)
-            .bind(rows.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.agent_name.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.correlation_id.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.workflow_id.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.recommendation_type.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.content.to_string()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.confidence).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.reasoning.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.deadline_ms).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.usage.model.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.usage.prompt_tokens.map(stored_tokens)).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.usage.completion_tokens.map(stored_tokens)).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.usage.cost_usd).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await
-            .map_err(unexpected)?;
+            insert_rows_in(&mut tx, ws, &rows).await?;
         }
         tx.commit().await.map_err(unexpected)
     }
@@ -358,23 +315,33 @@ impl RecommendationStore for PgStore {
             return Ok(());
         }
         let mut tx = self.scoped(ws).await?;
-        apply_verdicts_in(&mut tx, &self.origin, ws, updates).await?;
+        apply_verdicts_in(&mut tx, &self.origin, ws, updates, &[]).await?;
         tx.commit().await.map_err(unexpected)
     }
 
     async fn apply_verdict_groups(&self, groups: &[VerdictGroup]) -> Result<(), StoreError> {
-        if groups.iter().all(|g| g.updates.is_empty()) {
+        if groups
+            .iter()
+            .all(|g| g.updates.is_empty() && g.inserts.is_empty())
+        {
             return Ok(());
         }
+        VerdictGroup::check_inserts(groups)?;
         // In workspace order (stable: a workspace's groups keep theirs), as
         // the inserts, so two transactions take rollup rows in one order.
-        let mut ordered: Vec<&VerdictGroup> =
-            groups.iter().filter(|g| !g.updates.is_empty()).collect();
+        let mut ordered: Vec<&VerdictGroup> = groups
+            .iter()
+            .filter(|g| !g.updates.is_empty() || !g.inserts.is_empty())
+            .collect();
         ordered.sort_by_key(|g| g.workspace);
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         for g in ordered {
             set_workspace(&mut tx, g.workspace).await?;
-            apply_verdicts_in(&mut tx, &self.origin, g.workspace, &g.updates).await?;
+            if !g.inserts.is_empty() {
+                let rows: Vec<&Recommendation> = g.inserts.iter().collect();
+                insert_rows_in(&mut tx, g.workspace, &rows).await?;
+            }
+            apply_verdicts_in(&mut tx, &self.origin, g.workspace, &g.updates, &g.inserts).await?;
         }
         tx.commit().await.map_err(unexpected)
     }
@@ -522,11 +489,14 @@ impl RecommendationStore for PgStore {
 /// snapshot and count a move from a status the row no longer had): each
 /// row's status before ('verdicts' when one was already evaluated) and
 /// `RETURNING` its status after.
+/// The feed row also names the agents of `inserted` (rows just inserted
+/// judged, [`insert_rows_in`], which counted them in the rollup).
 async fn apply_verdicts_in(
     tx: &mut Transaction<'static, Postgres>,
     origin: &str,
     ws: WorkspaceId,
     updates: &[VerdictUpdate],
+    inserted: &[Recommendation],
 ) -> Result<(), StoreError> {
     sqlx::query(&format!(
         "WITH o AS MATERIALIZED (SELECT id, outcome_status, evaluated_at FROM agent_recommendations \
@@ -543,7 +513,9 @@ async fn apply_verdicts_in(
          GROUP BY agent_id, status HAVING sum(d) <> 0 ORDER BY agent_id, status{ROLLUP_UPSERT}) \
          INSERT INTO change_feed (workspace_id, origin, kind, agents) \
          SELECT $6, $7, CASE WHEN bool_or(revised) THEN 'verdicts' ELSE 'outcomes' END, \
-         array_agg(DISTINCT agent_id ORDER BY agent_id) FROM upd HAVING count(*) > 0",
+         array_agg(DISTINCT agent_id ORDER BY agent_id) \
+         FROM (SELECT agent_id, revised FROM upd UNION ALL SELECT a, false FROM UNNEST($8::text[]) AS a) AS x \
+         HAVING count(*) > 0",
     ))
     .bind(updates.iter().map(|u| u.id).collect::<Vec<_>>())
     .bind(updates.iter().map(|u| u.verdict.status().as_str().to_owned()).collect::<Vec<_>>())
@@ -552,6 +524,65 @@ async fn apply_verdicts_in(
     .bind(updates.iter().map(|u| u.evaluated_at).collect::<Vec<_>>())
     .bind(ws.0)
     .bind(origin)
+    .bind(inserted.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await
+    .map_err(unexpected)?;
+    Ok(())
+}
+
+/// Inserts `rows` of workspace `ws` as they are, verdicts included, and
+/// adds them to the rollup, in one statement (the transaction is scoped to
+/// `ws`; see the parent module).
+async fn insert_rows_in(
+    tx: &mut Transaction<'static, Postgres>,
+    ws: WorkspaceId,
+    rows: &[&Recommendation],
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "WITH ins AS (INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
+         recommendation_type, content, confidence_score, reasoning, latency_ms, created_at, deadline_ms, \
+         model, prompt_tokens, completion_tokens, cost_usd, outcome_status, outcome_quality, feedback, evaluated_at) \
+         SELECT t.id, $2, t.agent_id, t.agent_name, t.correlation_id, t.workflow_id, t.rtype, t.content::jsonb, \
+         t.confidence, t.reasoning, t.latency, t.created_at, t.deadline, t.model, t.prompt, t.completion, t.cost, \
+         t.status, t.quality, t.feedback, t.at \
+         FROM UNNEST($1::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+         $9::float8[], $10::text[], $11::int8[], $12::timestamptz[], $13::int8[], \
+         $14::text[], $15::int8[], $16::int8[], $17::float8[], $18::text[], $19::float8[], $20::text[], $21::timestamptz[]) \
+         AS t(id, agent_id, agent_name, correlation_id, workflow_id, rtype, content, confidence, reasoning, latency, created_at, deadline, \
+         model, prompt, completion, cost, status, quality, feedback, at) \
+         RETURNING agent_id, outcome_status, prompt_tokens, completion_tokens, cost_usd), \
+         counted AS (INSERT INTO recommendation_rollup (workspace_id, agent_id, outcome_status, n) \
+         SELECT $2::uuid, agent_id, outcome_status, count(*) FROM ins \
+         GROUP BY agent_id, outcome_status ORDER BY agent_id, outcome_status{ROLLUP_UPSERT}) \
+         INSERT INTO recommendation_usage_rollup ({USAGE_ROLLUP_COLUMNS}) \
+         SELECT $2::uuid, agent_id, count(*), COALESCE(sum(prompt_tokens), 0)::int8, \
+         COALESCE(sum(completion_tokens), 0)::int8, COALESCE(sum(cost_usd), 0)::float8, \
+         count(*) FILTER (WHERE cost_usd IS NULL) FROM ins \
+         WHERE prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL \
+         GROUP BY agent_id ORDER BY agent_id{USAGE_UPSERT}",
+    ))
+    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(ws.0)
+    .bind(rows.iter().map(|r| r.agent_id.as_str().to_owned()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.agent_name.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.correlation_id.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.workflow_id.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.recommendation_type.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.content.to_string()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.confidence).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.reasoning.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.latency_ms).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.deadline_ms).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.usage.model.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.usage.prompt_tokens.map(stored_tokens)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.usage.completion_tokens.map(stored_tokens)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.usage.cost_usd).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.status.as_str().to_owned()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.outcome_quality).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.feedback.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.evaluated_at).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await
     .map_err(unexpected)?;

@@ -240,40 +240,7 @@ impl RecommendationStore for SqliteStore {
         }
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        let mut rest = recs;
-        while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(insert_chunk_len(rest.len()));
-            rest = tail;
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
-                 recommendation_type, content, confidence_score, reasoning, latency_ms, outcome_status, created_at, deadline_ms, \
-                 model, prompt_tokens, completion_tokens, cost_usd) ",
-            );
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.id)
-                    .push_bind(r.workspace_id.0)
-                    .push_bind(r.agent_id.as_str().to_owned())
-                    .push_bind(r.agent_name.clone())
-                    .push_bind(r.correlation_id.clone())
-                    .push_bind(r.workflow_id.clone())
-                    .push_bind(r.recommendation_type.clone())
-                    .push_bind(r.content.to_string())
-                    .push_bind(r.confidence)
-                    .push_bind(r.reasoning.clone())
-                    .push_bind(r.latency_ms)
-                    .push_bind(r.status.as_str())
-                    .push_bind(micros(r.created_at))
-                    .push_bind(r.deadline_ms)
-                    .push_bind(r.usage.model.clone())
-                    .push_bind(r.usage.prompt_tokens.map(stored_tokens))
-                    .push_bind(r.usage.completion_tokens.map(stored_tokens))
-                    .push_bind(r.usage.cost_usd);
-            });
-            q.build().execute(&mut *tx).await.map_err(unexpected)?;
-        }
-        RollupDelta::of_inserts(recs, stored_tokens)
-            .write_sqlite(&mut tx)
-            .await?;
+        insert_rows_on(&mut tx, recs).await?;
         tx.commit().await.map_err(unexpected)
     }
 
@@ -433,18 +400,26 @@ impl RecommendationStore for SqliteStore {
         }
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        apply_verdicts_on(&mut tx, &self.origin, ws, updates).await?;
+        apply_verdicts_on(&mut tx, &self.origin, ws, updates, &[]).await?;
         tx.commit().await.map_err(unexpected)
     }
 
     async fn apply_verdict_groups(&self, groups: &[VerdictGroup]) -> Result<(), StoreError> {
-        if groups.iter().all(|g| g.updates.is_empty()) {
+        if groups
+            .iter()
+            .all(|g| g.updates.is_empty() && g.inserts.is_empty())
+        {
             return Ok(());
         }
+        VerdictGroup::check_inserts(groups)?;
         let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        for g in groups.iter().filter(|g| !g.updates.is_empty()) {
-            apply_verdicts_on(&mut tx, &self.origin, g.workspace, &g.updates).await?;
+        for g in groups
+            .iter()
+            .filter(|g| !g.updates.is_empty() || !g.inserts.is_empty())
+        {
+            insert_rows_on(&mut tx, &g.inserts).await?;
+            apply_verdicts_on(&mut tx, &self.origin, g.workspace, &g.updates, &g.inserts).await?;
         }
         tx.commit().await.map_err(unexpected)
     }
@@ -588,6 +563,7 @@ async fn apply_verdicts_on(
     origin: &str,
     ws: WorkspaceId,
     updates: &[VerdictUpdate],
+    inserted: &[Recommendation],
 ) -> Result<(), StoreError> {
     // One update per row, the last one given: `UPDATE … FROM` with two
     // source rows for one target applies either, and the rollup must know
@@ -645,7 +621,9 @@ async fn apply_verdicts_on(
         q.build().execute(&mut **tx).await.map_err(unexpected)?;
     }
     let mut delta = RollupDelta::default();
-    let mut agents = std::collections::BTreeSet::new();
+    // The agents of rows inserted judged are named too.
+    let mut agents: std::collections::BTreeSet<&str> =
+        inserted.iter().map(|r| r.agent_id.as_str()).collect();
     let mut revised = false;
     for (agent, before, after, n, was_evaluated) in &moves {
         agents.insert(agent.as_str());
@@ -700,6 +678,52 @@ fn last_per_id(updates: &[VerdictUpdate]) -> std::borrow::Cow<'_, [VerdictUpdate
         .collect();
     kept.reverse();
     std::borrow::Cow::Owned(kept)
+}
+
+/// Inserts `recs` (any workspaces) as they are, verdicts included, in
+/// multi-row statements of [`insert_chunk_len`] rows, and adds them to the
+/// rollup.
+async fn insert_rows_on(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    recs: &[Recommendation],
+) -> Result<(), StoreError> {
+    let mut rest = recs;
+    while !rest.is_empty() {
+        let (chunk, tail) = rest.split_at(insert_chunk_len(rest.len()));
+        rest = tail;
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
+             recommendation_type, content, confidence_score, reasoning, latency_ms, outcome_status, created_at, deadline_ms, \
+             model, prompt_tokens, completion_tokens, cost_usd, outcome_quality, feedback, evaluated_at) ",
+        );
+        q.push_values(chunk, |mut b, r| {
+            b.push_bind(r.id)
+                .push_bind(r.workspace_id.0)
+                .push_bind(r.agent_id.as_str().to_owned())
+                .push_bind(r.agent_name.clone())
+                .push_bind(r.correlation_id.clone())
+                .push_bind(r.workflow_id.clone())
+                .push_bind(r.recommendation_type.clone())
+                .push_bind(r.content.to_string())
+                .push_bind(r.confidence)
+                .push_bind(r.reasoning.clone())
+                .push_bind(r.latency_ms)
+                .push_bind(r.status.as_str())
+                .push_bind(micros(r.created_at))
+                .push_bind(r.deadline_ms)
+                .push_bind(r.usage.model.clone())
+                .push_bind(r.usage.prompt_tokens.map(stored_tokens))
+                .push_bind(r.usage.completion_tokens.map(stored_tokens))
+                .push_bind(r.usage.cost_usd)
+                .push_bind(r.outcome_quality)
+                .push_bind(r.feedback.clone())
+                .push_bind(r.evaluated_at.map(micros));
+        });
+        q.build().execute(&mut **tx).await.map_err(unexpected)?;
+    }
+    RollupDelta::of_inserts(recs, stored_tokens)
+        .write_sqlite(tx)
+        .await
 }
 
 #[cfg(test)]

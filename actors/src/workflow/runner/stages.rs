@@ -72,6 +72,19 @@ struct Tally {
     deferred: Vec<Recommendation>,
 }
 
+/// The run's quality 0–100: the mean of its review stages'
+/// `content.quality`, else, when every answer came from a simulated agent,
+/// the share of correct ones; `None` otherwise (then nothing is evaluated).
+fn quality_of(tally: &Tally) -> Option<f64> {
+    if !tally.review_scores.is_empty() {
+        Some(tally.review_scores.iter().sum::<f64>() / tally.review_scores.len() as f64)
+    } else if !tally.not_all_simulated && !tally.truths.is_empty() {
+        Some(100.0 * tally.truths.iter().filter(|t| t.1).count() as f64 / tally.truths.len() as f64)
+    } else {
+        None
+    }
+}
+
 impl Workflows {
     /// The task every agent of `stage` gets (the sequential mode adds the
     /// stage's answers so far to its context).
@@ -251,7 +264,12 @@ impl Workflows {
             }
         }
         let done = progress.stages.len();
-        for stage in def.stages.iter().skip(done) {
+        let last = def.stages.len().saturating_sub(1);
+        // The last stage's answers when the evaluation follows at once: they
+        // are not tracked but recorded, already judged, by the evaluation's
+        // own transaction (one write per row instead of three operations).
+        let mut fresh: Vec<Recommendation> = Vec::new();
+        for (i, stage) in def.stages.iter().enumerate().skip(done) {
             let timeout = self.stage_timeout(stage);
             let candidates = self.candidates(ws, stage, &registered);
             let base = self.base_task(def, stage, run, &correlation, &tally);
@@ -352,7 +370,14 @@ impl Workflows {
             let track = self.absorb(stage, &report, &base, &registered, None, &mut tally);
             progress.stages.push(report);
             self.checkpoint(run, &progress).await?;
-            if learning && !track.is_empty() {
+            let evaluated_next = i == last
+                && !stage.approval
+                && !progress.evaluated
+                && tally.tracked_any
+                && quality_of(&tally).is_some();
+            if learning && evaluated_next {
+                fresh = track;
+            } else if learning && !track.is_empty() {
                 let span = stage_span.in_scope(|| crate::trace::track_span(track.len()));
                 self.engine.track(track).instrument(span).await?;
             }
@@ -367,16 +392,7 @@ impl Workflows {
                 return self.pause(def, run, &progress).await;
             }
         }
-        let quality = if !tally.review_scores.is_empty() {
-            Some(tally.review_scores.iter().sum::<f64>() / tally.review_scores.len() as f64)
-        } else if !tally.not_all_simulated && !tally.truths.is_empty() {
-            Some(
-                100.0 * tally.truths.iter().filter(|t| t.1).count() as f64
-                    / tally.truths.len() as f64,
-            )
-        } else {
-            None
-        };
+        let quality = quality_of(&tally);
         if !progress.evaluated {
             if let (true, true, Some(q)) = (learning, tally.tracked_any, quality) {
                 let verdicts = tally
@@ -402,6 +418,7 @@ impl Workflows {
                         overall_quality: QualityScore::parse("quality", q)?,
                         verdicts,
                         feedback: None,
+                        fresh: fresh.clone(),
                     })
                     .instrument(span.clone())
                     .await;
@@ -417,9 +434,16 @@ impl Workflows {
                     // Nothing pending: every answer got a person's verdict at
                     // an approval step, or a resumed run's evaluation had
                     // happened before its node died.
-                    Err(EngineError::Conflict(_)) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(EngineError::Conflict(_)) => self.track_unjudged(fresh).await?,
+                    Err(e) => {
+                        // The answers are tracked all the same (a bad row
+                        // goes to the dead letters), then the run fails.
+                        self.track_unjudged(fresh).await?;
+                        return Err(e.into());
+                    }
                 }
+            } else if learning && !fresh.is_empty() {
+                self.track_unjudged(fresh).await?;
             }
             progress.evaluated = true;
             if !tally.deferred.is_empty() {
@@ -445,6 +469,14 @@ impl Workflows {
             evaluation: progress.evaluation,
             error: None,
         }))
+    }
+
+    /// Tracks a last stage's answers whose evaluation did not record them.
+    async fn track_unjudged(&self, fresh: Vec<Recommendation>) -> Result<(), EngineError> {
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        self.engine.track(fresh).await.map(|_| ())
     }
 
     /// Stores the run `awaiting_approval` (its last stage's answers shown,
