@@ -25,6 +25,15 @@ pub enum Backend {
     Postgres,
 }
 
+/// The `detail` column of SQLite's `EXPLAIN QUERY PLAN` rows, joined with
+/// " | ": what plan tests search for index names and scans.
+pub fn plan_detail(rows: &[(i64, i64, i64, String)]) -> String {
+    rows.iter()
+        .map(|r| r.3.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 pub fn pg_admin_url() -> String {
     std::env::var("SWARMWISE_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())

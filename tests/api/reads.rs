@@ -436,11 +436,7 @@ async fn sqlite_aggregates_read_the_rollup_or_an_index() {
             .fetch_all(&mut c)
             .await
             .unwrap();
-        let text = rows
-            .iter()
-            .map(|r| r.3.as_str())
-            .collect::<Vec<_>>()
-            .join(" | ");
+        let text = crate::helpers::plan_detail(&rows);
         assert!(
             text.contains(&format!("SEARCH {table} USING PRIMARY KEY (workspace_id=?)")),
             "{text}"
@@ -466,11 +462,7 @@ async fn sqlite_aggregates_read_the_rollup_or_an_index() {
     .fetch_all(&mut c)
     .await
     .unwrap();
-    let text = rows
-        .iter()
-        .map(|r| r.3.as_str())
-        .collect::<Vec<_>>()
-        .join(" | ");
+    let text = crate::helpers::plan_detail(&rows);
     assert!(
         text.contains("COVERING INDEX idx_recommendations_usage"),
         "{text}"

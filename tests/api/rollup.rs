@@ -424,11 +424,7 @@ async fn sqlite_verdict_moves_look_rows_up_by_key() {
     .fetch_all(&mut c)
     .await
     .unwrap();
-    let text = rows
-        .iter()
-        .map(|r| r.3.as_str())
-        .collect::<Vec<_>>()
-        .join(" | ");
+    let text = crate::helpers::plan_detail(&rows);
     assert!(
         text.contains("SEARCH r USING INDEX sqlite_autoindex_agent_recommendations_1 (id=?)"),
         "{text}"
