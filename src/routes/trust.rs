@@ -359,9 +359,10 @@ pub async fn agent_metrics(
         .await?
         .ok_or_else(|| agent_not_found(&id))?;
     state.engine.flush_workspace(ws.0).await?;
-    let (all, used) = tokio::try_join!(counts(&state, ws.0), usage(&state, ws.0))?;
+    let all = counts(&state, ws.0).await?;
     let snap = state.engine.trust(ws.0);
     let c = all.get(&id).copied().unwrap_or_default();
+    let used = usage(&state, ws.0).await?;
     Ok(HttpResponse::Ok().json(metrics_of(
         &id,
         &name,
@@ -411,19 +412,15 @@ pub(crate) async fn metrics_csv_text(
     ws: WorkspaceId,
 ) -> Result<String, ApiError> {
     state.engine.flush_workspace(ws).await?;
-    // Three independent reads at once (each a primary-key read of the
-    // rollup or the agents), not one after another.
-    let (all, agents, used) = tokio::try_join!(
-        counts(state, ws),
-        async { Ok::<_, ApiError>(state.store.agents(ws).await?) },
-        usage(state, ws)
-    )?;
+    let all = counts(state, ws).await?;
     let snap = state.engine.trust(ws);
+    let agents = state.store.agents(ws).await?;
     let mut out = String::from(
         "agent_id,agent_name,total_recommendations,pending_count,approved_count,partial_count,rejected_count,\
          expired_count,approval_rate,avg_confidence,avg_quality,strength,overall_trust,\
          error_count,timeout_count,invalid_count,reliability,prompt_tokens,completion_tokens,cost_usd\n",
     );
+    let used = usage(state, ws).await?;
     for a in &agents {
         let m = metrics_of(
             &a.id,

@@ -6,6 +6,7 @@
 //! `tracking.evaluation_batch_size`); `Feedback` is rare and writes alone,
 //! under the same lock, so the fold order stays the commit order.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -120,14 +121,23 @@ impl Judged {
     }
 }
 
+/// The rows an evaluation is judged over, and its never-tracked ones by id.
+type Admitted<'a> = (Cow<'a, [Recommendation]>, HashMap<Uuid, Recommendation>);
+
 /// Checks an evaluation's never-tracked rows (each pending, of its
-/// workspace and workflow) and adds copies of those the store does not hold
-/// to `stored`, its workflow's rows; returns them by id.
-fn admit_fresh(
+/// workspace and workflow) and returns the rows to judge it over: the
+/// workflow's `stored` rows plus copies of those of `rows` the store does
+/// not hold (a stored row keeps its stored copy), with the latter by id.
+fn admit_fresh<'a>(
     msg: &Evaluate,
     rows: Vec<Recommendation>,
-    stored: &mut Vec<Recommendation>,
-) -> Result<HashMap<Uuid, Recommendation>, EngineError> {
+    stored: &'a [Recommendation],
+) -> Result<Admitted<'a>, EngineError> {
+    if rows.is_empty() {
+        return Ok((Cow::Borrowed(stored), HashMap::new()));
+    }
+    let known: HashSet<Uuid> = stored.iter().map(|r| r.id).collect();
+    let mut all = stored.to_vec();
     let mut out = HashMap::with_capacity(rows.len());
     for r in rows {
         if r.workspace_id != msg.workspace
@@ -139,13 +149,13 @@ fn admit_fresh(
                 r.id, msg.workflow_id
             )));
         }
-        if stored.iter().any(|s| s.id == r.id) || out.contains_key(&r.id) {
+        if known.contains(&r.id) || out.contains_key(&r.id) {
             continue;
         }
-        stored.push(r.clone());
+        all.push(r.clone());
         out.insert(r.id, r);
     }
-    Ok(out)
+    Ok((Cow::Owned(all), out))
 }
 
 #[async_trait::async_trait]
@@ -189,31 +199,23 @@ impl BatchProcess for Evaluator {
                 }
             }
         }
-        // Rows that were never tracked join their workflow's stored ones
-        // (a row the store already holds keeps its stored copy).
-        let mut fresh: Vec<Result<HashMap<Uuid, Recommendation>, EngineError>> =
-            Vec::with_capacity(n);
-        for p in &mut items {
-            let rows = std::mem::take(&mut p.msg.fresh);
-            let stored = recs
-                .entry((p.msg.workspace, p.msg.workflow_id.clone()))
-                .or_default();
-            fresh.push(admit_fresh(&p.msg, rows, stored));
-        }
         // Judge each in order; a workflow judged earlier in the batch has
-        // nothing pending left for a second evaluation of it.
+        // nothing pending left for a second evaluation of it. An
+        // evaluation's never-tracked rows join only its own judging: another
+        // evaluation of the same workflow in the batch never sees them.
         let mut judged: Vec<Result<Judged, EngineError>> = Vec::with_capacity(n);
         let mut taken: HashSet<(WorkspaceId, String)> = HashSet::new();
-        for (p, fresh) in items.iter().zip(fresh) {
+        for p in &mut items {
             let key = (p.msg.workspace, p.msg.workflow_id.clone());
+            let own = std::mem::take(&mut p.msg.fresh);
             let result = if let Some(e) = unreadable.get(&p.msg.workspace) {
                 Err(EngineError::Store(e.clone()))
             } else {
-                fresh.and_then(|fresh| {
-                    let rows = recs.get(&key).map_or(&[][..], Vec::as_slice);
+                let stored = recs.get(&key).map_or(&[][..], Vec::as_slice);
+                admit_fresh(&p.msg, own, stored).and_then(|(rows, fresh)| {
                     let already = taken.contains(&key);
                     p.span.in_scope(|| {
-                        judge(&p.msg, rows, already, &self.params, &mut state)
+                        judge(&p.msg, &rows, already, &self.params, &mut state)
                             .map(|j| j.inserting(fresh))
                     })
                 })
@@ -525,8 +527,7 @@ mod tests {
         judged.status = RecommendationStatus::Approved;
         for bad in [rec(other, "wf"), rec(ws, "another"), judged] {
             let msg = evaluate(ws, Vec::new());
-            let mut stored = Vec::new();
-            let got = admit_fresh(&msg, vec![rec(ws, "wf"), bad], &mut stored);
+            let got = admit_fresh(&msg, vec![rec(ws, "wf"), bad], &[]);
             assert!(matches!(got, Err(EngineError::Conflict(_))), "{got:?}");
         }
     }
@@ -536,21 +537,21 @@ mod tests {
         let ws = WorkspaceId(Uuid::now_v7());
         let stored_row = rec(ws, "wf");
         let fresh_row = rec(ws, "wf");
-        let mut stored = vec![stored_row.clone()];
+        let stored = vec![stored_row.clone()];
         // A fresh copy of a stored row keeps the stored one.
         let msg = evaluate(ws, Vec::new());
-        let fresh = admit_fresh(
-            &msg,
-            vec![fresh_row.clone(), stored_row.clone()],
-            &mut stored,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(fresh.len(), 1);
-        assert_eq!(stored.len(), 2);
+        let (rows, fresh) = admit_fresh(&msg, vec![fresh_row.clone(), stored_row.clone()], &stored)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((rows.len(), fresh.len()), (2, 1));
+        // Another evaluation of the same workflow in the batch, without
+        // rows of its own, is judged over the stored rows only.
+        let (theirs, none) =
+            admit_fresh(&msg, Vec::new(), &stored).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((theirs.len(), none.len()), (1, 0));
         let mut state = EvalState {
             last_at: DateTime::<Utc>::MIN_UTC,
         };
-        let j = judge(&msg, &stored, false, &TrustParams::default(), &mut state)
+        let j = judge(&msg, &rows, false, &TrustParams::default(), &mut state)
             .unwrap_or_else(|e| panic!("{e}"))
             .inserting(fresh);
         assert_eq!(j.summary.evaluated, 2);
