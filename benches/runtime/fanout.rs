@@ -509,7 +509,13 @@ async fn in_process_rows(
         let (lat, start) = closed_loop(in_flight, budget, one.clone()).await;
         engine.flush().await.unwrap();
         if breakdown {
-            print_breakdown(&before, &scrape(&base).await, lat.len(), in_flight);
+            print_breakdown(
+                &before,
+                &scrape(&base).await,
+                lat.len(),
+                in_flight,
+                start.elapsed().as_secs_f64(),
+            );
         }
         rows.push((
             in_flight,
@@ -525,8 +531,10 @@ async fn in_process_rows(
 
 /// `--breakdown`: the counters of the application's own `/metrics` that
 /// say where a run's time goes: store calls per operation
-/// (`swarmwise_store_query_duration_seconds_count`) and group-commit
-/// batches and items per queue. (series, value) pairs.
+/// (`swarmwise_store_query_duration_seconds_count`), group-commit
+/// batches and items per queue, and on SQLite the time the write gate was
+/// held and waited for per operation (`swarmwise_sqlite_write_gate_*_sum`).
+/// (series, value) pairs.
 async fn scrape(base: &str) -> Vec<(String, f64)> {
     let text = reqwest::get(format!("{base}/metrics"))
         .await
@@ -539,6 +547,7 @@ async fn scrape(base: &str) -> Vec<(String, f64)> {
         .filter(|l| {
             l.starts_with("swarmwise_store_query_duration_seconds_count")
                 || l.starts_with("swarmwise_group_commit_")
+                || (l.starts_with("swarmwise_sqlite_write_gate_") && l.contains("_seconds_sum"))
         })
         .filter_map(|l| {
             let (k, v) = l.rsplit_once(' ')?;
@@ -547,13 +556,15 @@ async fn scrape(base: &str) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// Prints, per run, the store calls of each operation and each group-commit
-/// queue's mean batch size between two scrapes.
+/// Prints, per run, the store calls of each operation, each group-commit
+/// queue's mean batch size and the SQLite write gate's time per operation
+/// between two scrapes `secs` apart.
 fn print_breakdown(
     before: &[(String, f64)],
     after: &[(String, f64)],
     runs: usize,
     in_flight: usize,
+    secs: f64,
 ) {
     let delta = |k: &str| {
         let was = before.iter().find(|(b, _)| b == k).map_or(0.0, |b| b.1);
@@ -574,7 +585,24 @@ fn print_breakdown(
                 "    group commit {queue}: {d} batches, {:.1} items per batch",
                 items / d
             );
+        } else if let Some(op) = k.strip_prefix("swarmwise_sqlite_write_gate_held_seconds_sum") {
+            eprintln!(
+                "    SQLite write gate held by {op}: {:.3} ms per run",
+                1000.0 * d / runs as f64
+            );
         }
+    }
+    let held: f64 = after
+        .iter()
+        .filter(|(k, _)| k.starts_with("swarmwise_sqlite_write_gate_held_seconds_sum"))
+        .map(|(k, _)| delta(k))
+        .sum();
+    if held > 0.0 {
+        eprintln!(
+            "    SQLite write gate held {:.3} ms per run in all, {:.0}% of the wall time",
+            1000.0 * held / runs as f64,
+            100.0 * held / secs
+        );
     }
 }
 

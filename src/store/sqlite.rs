@@ -3,7 +3,7 @@
 //! stored as integer microseconds so that they sort and round-trip exactly.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -32,6 +32,21 @@ pub(super) fn micros(t: DateTime<Utc>) -> i64 {
 
 pub(super) fn from_micros(v: i64) -> Result<DateTime<Utc>, anyhow::Error> {
     DateTime::from_timestamp_micros(v).ok_or_else(|| anyhow::anyhow!("time {v} out of range"))
+}
+
+/// A turn at the write gate ([`SqliteStore::write_turn`]); the gate is
+/// released, and the time it was held recorded, when this is dropped.
+pub(super) struct WriteTurn {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    since: Instant,
+    operation: &'static str,
+}
+
+impl Drop for WriteTurn {
+    fn drop(&mut self) {
+        metrics::histogram!("swarmwise_sqlite_write_gate_held_seconds", "operation" => self.operation)
+            .record(self.since.elapsed().as_secs_f64());
+    }
 }
 
 impl SqliteStore {
@@ -99,14 +114,29 @@ impl SqliteStore {
     /// under load most of a commit's time is spent asleep. The hot write
     /// paths (tracking, evaluations, runs' writes, trust cards) take this
     /// gate around their transaction instead, so they queue in memory, in
-    /// order, without sleeping. Hold the permit until the commit. Other
+    /// order, without sleeping. Hold the turn until the commit. Other
     /// processes on the same file (the CLI) still meet the busy handler
     /// (`busy_timeout`, 10 s).
-    pub(super) async fn write_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        std::sync::Arc::clone(&self.writes)
+    ///
+    /// `operation` (the store method) labels the histograms
+    /// `swarmwise_sqlite_write_gate_wait_seconds` (time waiting for the
+    /// turn) and `swarmwise_sqlite_write_gate_held_seconds` (time holding
+    /// it, recorded when the turn is dropped). The rate of the latter's sum
+    /// over all operations is the share of time the gate is taken: near 1,
+    /// SQLite's single writer sets the pace of every write path.
+    pub(super) async fn write_turn(&self, operation: &'static str) -> Option<WriteTurn> {
+        let asked = Instant::now();
+        let permit = std::sync::Arc::clone(&self.writes)
             .acquire_owned()
             .await
-            .ok()
+            .ok()?;
+        metrics::histogram!("swarmwise_sqlite_write_gate_wait_seconds", "operation" => operation)
+            .record(asked.elapsed().as_secs_f64());
+        Some(WriteTurn {
+            _permit: permit,
+            since: Instant::now(),
+            operation,
+        })
     }
 
     /// The pool (tests read the file directly through it).

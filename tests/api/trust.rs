@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use swarmwise_actors::trust::maths::spearman;
 
 use crate::both_backends;
-use crate::helpers::{spawn_app, Backend, TestApp};
+use crate::helpers::{poll_until, spawn_app, spawn_app_with, Backend, TestApp};
 
 const SKILLS: [(&str, f64); 4] = [
     ("expert", 0.9),
@@ -173,3 +173,63 @@ async fn trust_ranks_agents_and_recompute_matches(backend: Backend) {
     app.stop().await.unwrap();
 }
 both_backends!(trust_ranks_agents_and_recompute_matches);
+
+/// The expert's card as the API serves it (in memory) and the number of
+/// its stored trust history points (one per save of its card).
+async fn expert_card_and_saves(app: &TestApp, key: &str) -> (Value, usize) {
+    let one = app.json(key, "/api/v1/learning/trust-scores/expert").await;
+    let saves = one["history"].as_array().map_or(0, Vec::len);
+    (one, saves)
+}
+
+/// `trust.persist_interval_ms`: saves of the changed cards are at least
+/// that far apart, so a burst of evaluations is saved once, not once each,
+/// while the API serves the current cards all along; with 0 every settled
+/// evaluation is saved (one history point each). Could fail: a save per
+/// evaluation regardless of the interval, or a save that never comes.
+async fn trust_saves_are_spaced_by_the_persist_interval(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.trust.persist_interval_ms = 0).await;
+    let (_, k) = app.workspace("A").await;
+    for (a, _) in SKILLS {
+        app.agent(&k, a).await;
+    }
+    for seed in 0..3 {
+        simulate(&app, &k, 1, seed).await;
+        app.engine.trust_settled().await.unwrap();
+    }
+    let (card, saves) = expert_card_and_saves(&app, &k).await;
+    assert_eq!(card["sample_count"], 3, "{card}");
+    assert_eq!(saves, 3, "interval 0: one save per settled evaluation");
+
+    // A minute apart: the first save goes at once, the next waits.
+    let app = spawn_app_with(backend, |s| s.trust.persist_interval_ms = 60_000).await;
+    let (_, k) = app.workspace("B").await;
+    for (a, _) in SKILLS {
+        app.agent(&k, a).await;
+    }
+    simulate(&app, &k, 1, 10).await;
+    poll_until("the first save of the cards", || async {
+        match expert_card_and_saves(&app, &k).await {
+            (_, 1) => Ok(()),
+            (_, n) => Err(format!("{n} saves")),
+        }
+    })
+    .await;
+    simulate(&app, &k, 4, 11).await;
+    poll_until("the API to serve all five outcomes", || async {
+        let (card, _) = expert_card_and_saves(&app, &k).await;
+        if card["sample_count"] == 5 {
+            Ok(())
+        } else {
+            Err(card["sample_count"].to_string())
+        }
+    })
+    .await;
+    let (_, saves) = expert_card_and_saves(&app, &k).await;
+    assert_eq!(
+        saves, 1,
+        "four more evaluations within the interval are not saved yet"
+    );
+}
+
+both_backends!(trust_saves_are_spaced_by_the_persist_interval);

@@ -169,6 +169,10 @@ pub struct TrustScorer {
     dirty: HashMap<WorkspaceId, BTreeSet<AgentId>>,
     /// A persist is running (at most one at a time, in order).
     persisting: bool,
+    /// When the last persist started (`persist_interval_ms` apart).
+    last_persist: Option<Instant>,
+    /// A persist is scheduled for when the interval has passed.
+    persist_scheduled: bool,
     /// `Ping`s waiting for the persists to catch up.
     settled: Vec<tokio::sync::oneshot::Sender<()>>,
 }
@@ -195,6 +199,8 @@ impl TrustScorer {
             events,
             dirty: HashMap::new(),
             persisting: false,
+            last_persist: None,
+            persist_scheduled: false,
             settled: Vec::new(),
         })
     }
@@ -206,11 +212,14 @@ impl TrustScorer {
     }
 
     /// Marks the cards of `agents` for persisting (a materialised view for
-    /// SQL readers and history) and starts a persist unless one is running.
-    /// Persists are coalesced: while one runs, changed cards accumulate and
-    /// the next persist writes each card once, as it is then; the mailbox is
-    /// never blocked by the store. Cards are derived state (rebuilt from
-    /// outcomes at start), so a persist that fails loses nothing.
+    /// SQL readers and history) and starts a persist unless one is running
+    /// or the last one started less than `persist_interval_ms` ago (then one
+    /// is scheduled for when it has passed). Persists are coalesced: while
+    /// one runs or waits, changed cards accumulate and the next persist
+    /// writes each card once, as it is then; the mailbox is never blocked by
+    /// the store. Cards are derived state (rebuilt from outcomes at start),
+    /// so a persist that fails, or never ran because the node stopped, loses
+    /// nothing.
     fn persist(&mut self, ws: WorkspaceId, agents: &[AgentId], ctx: &mut Context<Self>) {
         self.dirty
             .entry(ws)
@@ -220,7 +229,7 @@ impl TrustScorer {
     }
 
     fn persist_dirty(&mut self, ctx: &mut Context<Self>) {
-        if self.persisting {
+        if self.persisting || self.persist_scheduled {
             return;
         }
         if self.dirty.is_empty() {
@@ -229,6 +238,20 @@ impl TrustScorer {
             }
             return;
         }
+        let interval = std::time::Duration::from_millis(self.params.persist_interval_ms);
+        if let Some(wait) = self
+            .last_persist
+            .and_then(|at| interval.checked_sub(at.elapsed()))
+            .filter(|w| !w.is_zero())
+        {
+            self.persist_scheduled = true;
+            ctx.run_later(wait, |act, ctx| {
+                act.persist_scheduled = false;
+                act.persist_dirty(ctx);
+            });
+            return;
+        }
+        self.last_persist = Some(Instant::now());
         let mut batches = Vec::new();
         for (ws, agents) in std::mem::take(&mut self.dirty) {
             let snap = self.snapshots.get(ws);
@@ -342,9 +365,11 @@ impl Actor for TrustScorer {
 impl Supervised for TrustScorer {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.states.clear();
-        // A persist cut short by the stop is not running any more; the
-        // reload rebuilds (and the next changes persist) every card.
+        // A persist cut short by the stop is not running any more, nor is
+        // one scheduled; the reload rebuilds (and the next changes persist)
+        // every card.
         self.persisting = false;
+        self.persist_scheduled = false;
         self.dirty.clear();
         for w in self.settled.drain(..) {
             let _ = w.send(());

@@ -238,7 +238,7 @@ impl RecommendationStore for SqliteStore {
         if recs.is_empty() {
             return Ok(());
         }
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("insert_recommendations").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         insert_rows_on(&mut tx, recs).await?;
         tx.commit().await.map_err(unexpected)
@@ -248,7 +248,7 @@ impl RecommendationStore for SqliteStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("insert_dead_letters").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
@@ -398,7 +398,7 @@ impl RecommendationStore for SqliteStore {
         if updates.is_empty() {
             return Ok(());
         }
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("apply_verdicts").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         apply_verdicts_on(&mut tx, &self.origin, ws, updates, &[]).await?;
         tx.commit().await.map_err(unexpected)
@@ -412,7 +412,7 @@ impl RecommendationStore for SqliteStore {
             return Ok(());
         }
         VerdictGroup::check_inserts(groups)?;
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("apply_verdict_groups").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         for g in groups
             .iter()
@@ -454,7 +454,7 @@ impl RecommendationStore for SqliteStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("insert_failures").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(

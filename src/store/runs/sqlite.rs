@@ -66,7 +66,7 @@ fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn run_writes(&self, writes: &[RunWrite]) -> Result<Vec<bool>, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("run_writes").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let applied = if has_repeated_run(writes) {
             // Never from the runner (a run awaits each write); kept exact:
@@ -111,7 +111,7 @@ impl RunStore for SqliteStore {
         reason: &str,
         at: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("interrupt_unfinished").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let runs = sqlx::query("UPDATE workflow_runs SET status = 'interrupted', error = ?, finished_at = ? WHERE workspace_id = ? AND status = 'running' AND owner_node IS NULL")
             .bind(reason)
@@ -131,7 +131,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn pause_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("pause_run").await;
         let Some(lease) = &run.lease else {
             return Ok(false);
         };
@@ -153,7 +153,7 @@ impl RunStore for SqliteStore {
         run: &WorkflowRun,
         expected_fencing: i64,
     ) -> Result<bool, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("decide_run").await;
         let n = sqlx::query("UPDATE workflow_runs SET status = ?, progress = ?, result = ?, error = ?, finished_at = ?, owner_node = ?, lease_until = ?, approval_deadline = NULL, fencing = fencing + 1 WHERE workspace_id = ? AND id = ? AND status = 'awaiting_approval' AND fencing = ?")
             .bind(run.status.as_str())
             .bind(json_text(run.progress.as_ref()))
@@ -173,7 +173,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("renew_leases").await;
         let n = sqlx::query(
             "UPDATE workflow_runs SET lease_until = ? WHERE status = 'running' AND owner_node = ?",
         )
@@ -187,7 +187,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("release_leases").await;
         let n = sqlx::query(
             "UPDATE workflow_runs SET lease_until = ? WHERE status = 'running' AND owner_node = ?",
         )

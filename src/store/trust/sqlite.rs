@@ -70,7 +70,7 @@ impl TrustStore for SqliteStore {
         rows: &[TrustRow],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("save_trust").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         upsert_trust(&mut tx, ws, rows, at, true).await?;
         let overall: Vec<&TrustRow> = rows
@@ -100,7 +100,7 @@ impl TrustStore for SqliteStore {
         rows: &[TrustRow],
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let _turn = self.write_turn().await;
+        let _turn = self.write_turn("initialize_trust").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let n = upsert_trust(&mut tx, ws, rows, at, false).await?;
         tx.commit().await.map_err(unexpected)?;

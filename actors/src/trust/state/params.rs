@@ -88,6 +88,15 @@ pub struct TrustParams {
     pub low_boost: f64,
     /// Weights of the overall score.
     pub weights: TrustWeights,
+    /// Least time between two saves of the changed trust cards to the
+    /// store, in milliseconds (0: the next save starts as soon as the
+    /// previous one finished). The cards served by the API are the ones in
+    /// memory; the stored cards (a materialised view for SQL readers) and
+    /// the trust history lag by at most this. Each save is one write
+    /// transaction and one history point per changed agent, so under load a
+    /// longer interval means fewer of both (on SQLite, less of the single
+    /// writer's time). At most 60,000.
+    pub persist_interval_ms: u64,
 }
 
 impl Default for TrustParams {
@@ -115,6 +124,7 @@ impl Default for TrustParams {
             critical_boost: 0.2,
             low_boost: -0.2,
             weights: TrustWeights::default(),
+            persist_interval_ms: 250,
         }
     }
 }
@@ -123,6 +133,15 @@ impl TrustParams {
     /// Checks every knob; the error names the key (relative to `[trust]`).
     pub fn validate(&self) -> Result<(), crate::domain::ParseError> {
         use crate::domain::ParseError;
+        if self.persist_interval_ms > 60_000 {
+            return Err(ParseError::new(
+                "persist_interval_ms",
+                format!(
+                    "must be at most 60000 (one minute), got {}",
+                    self.persist_interval_ms
+                ),
+            ));
+        }
         let positive = [
             ("agent_prior_strength", self.agent_prior_strength),
             ("type_prior_strength", self.type_prior_strength),
