@@ -238,9 +238,11 @@ impl RecommendationStore for SqliteStore {
         if recs.is_empty() {
             return Ok(());
         }
+        // Rendered before the gate: it is held for SQLite's work only.
+        let contents = contents_of(recs);
         let _turn = self.write_turn("insert_recommendations").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        insert_rows_on(&mut tx, recs).await?;
+        insert_rows_on(&mut tx, recs, &contents).await?;
         tx.commit().await.map_err(unexpected)
     }
 
@@ -412,13 +414,16 @@ impl RecommendationStore for SqliteStore {
             return Ok(());
         }
         VerdictGroup::check_inserts(groups)?;
+        // Rendered before the gate: it is held for SQLite's work only.
+        let contents: Vec<Vec<String>> = groups.iter().map(|g| contents_of(&g.inserts)).collect();
         let _turn = self.write_turn("apply_verdict_groups").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        for g in groups
+        for (g, contents) in groups
             .iter()
-            .filter(|g| !g.updates.is_empty() || !g.inserts.is_empty())
+            .zip(&contents)
+            .filter(|(g, _)| !g.updates.is_empty() || !g.inserts.is_empty())
         {
-            insert_rows_on(&mut tx, &g.inserts).await?;
+            insert_rows_on(&mut tx, &g.inserts, contents).await?;
             apply_verdicts_on(&mut tx, &self.origin, g.workspace, &g.updates, &g.inserts).await?;
         }
         tx.commit().await.map_err(unexpected)
@@ -680,43 +685,58 @@ fn last_per_id(updates: &[VerdictUpdate]) -> std::borrow::Cow<'_, [VerdictUpdate
     std::borrow::Cow::Owned(kept)
 }
 
+/// Each recommendation's `content` as the JSON text stored.
+fn contents_of(recs: &[Recommendation]) -> Vec<String> {
+    recs.iter().map(|r| r.content.to_string()).collect()
+}
+
 /// Inserts `recs` (any workspaces) as they are, verdicts included, in
 /// multi-row statements of [`insert_chunk_len`] rows, and adds them to the
-/// rollup.
+/// rollup. `contents[i]` is `recs[i].content` as text ([`contents_of`]),
+/// rendered before the caller took the write gate; strings are bound by
+/// reference, not copied.
 async fn insert_rows_on(
     tx: &mut sqlx::Transaction<'static, Sqlite>,
     recs: &[Recommendation],
+    contents: &[String],
 ) -> Result<(), StoreError> {
-    let mut rest = recs;
+    if contents.len() != recs.len() {
+        return Err(StoreError::Unexpected(anyhow::anyhow!(
+            "{} contents rendered for {} recommendations",
+            contents.len(),
+            recs.len()
+        )));
+    }
+    let mut rest: Vec<(&Recommendation, &String)> = recs.iter().zip(contents).collect();
     while !rest.is_empty() {
-        let (chunk, tail) = rest.split_at(insert_chunk_len(rest.len()));
-        rest = tail;
+        let tail = rest.split_off(insert_chunk_len(rest.len()));
+        let chunk = std::mem::replace(&mut rest, tail);
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
              recommendation_type, content, confidence_score, reasoning, latency_ms, outcome_status, created_at, deadline_ms, \
              model, prompt_tokens, completion_tokens, cost_usd, outcome_quality, feedback, evaluated_at) ",
         );
-        q.push_values(chunk, |mut b, r| {
+        q.push_values(chunk, |mut b, (r, content)| {
             b.push_bind(r.id)
                 .push_bind(r.workspace_id.0)
-                .push_bind(r.agent_id.as_str().to_owned())
-                .push_bind(r.agent_name.clone())
-                .push_bind(r.correlation_id.clone())
-                .push_bind(r.workflow_id.clone())
-                .push_bind(r.recommendation_type.clone())
-                .push_bind(r.content.to_string())
+                .push_bind(r.agent_id.as_str())
+                .push_bind(r.agent_name.as_str())
+                .push_bind(r.correlation_id.as_str())
+                .push_bind(r.workflow_id.as_str())
+                .push_bind(r.recommendation_type.as_str())
+                .push_bind(content.as_str())
                 .push_bind(r.confidence)
-                .push_bind(r.reasoning.clone())
+                .push_bind(r.reasoning.as_deref())
                 .push_bind(r.latency_ms)
                 .push_bind(r.status.as_str())
                 .push_bind(micros(r.created_at))
                 .push_bind(r.deadline_ms)
-                .push_bind(r.usage.model.clone())
+                .push_bind(r.usage.model.as_deref())
                 .push_bind(r.usage.prompt_tokens.map(stored_tokens))
                 .push_bind(r.usage.completion_tokens.map(stored_tokens))
                 .push_bind(r.usage.cost_usd)
                 .push_bind(r.outcome_quality)
-                .push_bind(r.feedback.clone())
+                .push_bind(r.feedback.as_deref())
                 .push_bind(r.evaluated_at.map(micros));
         });
         q.build().execute(&mut **tx).await.map_err(unexpected)?;

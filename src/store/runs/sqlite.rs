@@ -66,18 +66,23 @@ fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn run_writes(&self, writes: &[RunWrite]) -> Result<Vec<bool>, StoreError> {
+        // Rendered before the gate: it is held for SQLite's work only.
+        let texts: Vec<Texts> = writes.iter().map(|w| Texts::of(w.run())).collect();
         let _turn = self.write_turn("run_writes").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let applied = if has_repeated_run(writes) {
             // Never from the runner (a run awaits each write); kept exact:
             // one write at a time, in order.
             let mut applied = Vec::with_capacity(writes.len());
-            for w in writes {
-                applied.extend(run_writes_grouped(&mut tx, std::slice::from_ref(w)).await?);
+            for (w, t) in writes.iter().zip(&texts) {
+                applied.extend(
+                    run_writes_grouped(&mut tx, std::slice::from_ref(w), std::slice::from_ref(t))
+                        .await?,
+                );
             }
             applied
         } else {
-            run_writes_grouped(&mut tx, writes).await?
+            run_writes_grouped(&mut tx, writes, &texts).await?
         };
         tx.commit().await.map_err(unexpected)?;
         Ok(applied)
@@ -252,6 +257,23 @@ impl RunStore for SqliteStore {
 /// each, well under SQLite's 32,766.
 const WRITE_CHUNK: usize = 256;
 
+/// A run's JSON columns as text (`input`, `progress`, `result`).
+struct Texts {
+    input: String,
+    progress: Option<String>,
+    result: Option<String>,
+}
+
+impl Texts {
+    fn of(run: &WorkflowRun) -> Self {
+        Self {
+            input: run.input.to_string(),
+            progress: json_text(run.progress.as_ref()),
+            result: json_text(run.result.as_ref()),
+        }
+    }
+}
+
 /// A group commit's writes as a few multi-row statements instead of one per
 /// write (each statement is a hand-off to sqlx's connection thread): the
 /// inserts as `INSERT … VALUES (…), (…)`, then the checkpoints and the ends
@@ -261,14 +283,16 @@ const WRITE_CHUNK: usize = 256;
 async fn run_writes_grouped(
     conn: &mut SqliteConnection,
     writes: &[RunWrite],
+    texts: &[Texts],
 ) -> Result<Vec<bool>, StoreError> {
     let mut applied = vec![false; writes.len()];
-    let pick = |want: fn(&RunWrite) -> bool| -> Vec<(usize, &WorkflowRun)> {
+    let pick = |want: fn(&RunWrite) -> bool| -> Vec<(usize, &WorkflowRun, &Texts)> {
         writes
             .iter()
+            .zip(texts)
             .enumerate()
-            .filter(|(_, w)| want(w))
-            .map(|(i, w)| (i, w.run()))
+            .filter(|(_, (w, _))| want(w))
+            .map(|(i, (w, t))| (i, w.run(), t))
             .collect()
     };
     let inserts = pick(|w| matches!(w, RunWrite::Insert(_)));
@@ -276,37 +300,37 @@ async fn run_writes_grouped(
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO workflow_runs (id, workspace_id, workflow, status, priority, input, created_at, owner_node, lease_until, fencing, progress) ",
         );
-        q.push_values(chunk, |mut b, (_, run)| {
+        q.push_values(chunk, |mut b, (_, run, t)| {
             b.push_bind(run.id)
                 .push_bind(run.workspace_id.0)
                 .push_bind(&run.workflow)
                 .push_bind(run.status.as_str())
                 .push_bind(priority_name(run.priority))
-                .push_bind(run.input.to_string())
+                .push_bind(t.input.as_str())
                 .push_bind(micros(run.created_at))
                 .push_bind(run.lease.as_ref().map(|l| l.owner.as_str()))
                 .push_bind(run.lease.as_ref().map(|l| micros(l.until)))
                 .push_bind(run.lease.as_ref().map_or(0, |l| l.fencing))
-                .push_bind(json_text(run.progress.as_ref()));
+                .push_bind(t.progress.as_deref());
         });
         q.build().execute(&mut *conn).await.map_err(unexpected)?;
-        for (i, _) in chunk {
+        for (i, _, _) in chunk {
             mark(&mut applied, *i, true);
         }
     }
     // A checkpoint without a lease is refused (it holds no fencing token).
-    let progress: Vec<(usize, &WorkflowRun)> = pick(|w| matches!(w, RunWrite::Progress(_)))
+    let progress: Vec<(usize, &WorkflowRun, &Texts)> = pick(|w| matches!(w, RunWrite::Progress(_)))
         .into_iter()
-        .filter(|(_, r)| r.lease.is_some())
+        .filter(|(_, r, _)| r.lease.is_some())
         .collect();
     for chunk in progress.chunks(WRITE_CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
             "UPDATE workflow_runs SET progress = v.column2, lease_until = v.column3 FROM (",
         );
-        q.push_values(chunk, |mut b, (_, run)| {
+        q.push_values(chunk, |mut b, (_, run, t)| {
             let lease = run.lease.as_ref();
             b.push_bind(run.id)
-                .push_bind(json_text(run.progress.as_ref()))
+                .push_bind(t.progress.as_deref())
                 .push_bind(lease.map(|l| micros(l.until)))
                 .push_bind(run.workspace_id.0)
                 .push_bind(lease.map_or(0, |l| l.fencing));
@@ -324,13 +348,13 @@ async fn run_writes_grouped(
             "UPDATE workflow_runs SET status = v.column2, result = v.column3, error = v.column4, finished_at = v.column5, \
              progress = COALESCE(v.column6, workflow_runs.progress), owner_node = NULL, lease_until = NULL FROM (",
         );
-        q.push_values(chunk, |mut b, (_, run)| {
+        q.push_values(chunk, |mut b, (_, run, t)| {
             b.push_bind(run.id)
                 .push_bind(run.status.as_str())
-                .push_bind(json_text(run.result.as_ref()))
+                .push_bind(t.result.as_deref())
                 .push_bind(&run.error)
                 .push_bind(run.finished_at.map(micros))
-                .push_bind(json_text(run.progress.as_ref()))
+                .push_bind(t.progress.as_deref())
                 .push_bind(run.workspace_id.0)
                 .push_bind(run.lease.as_ref().map(|l| l.fencing));
         });
@@ -348,7 +372,7 @@ async fn run_writes_grouped(
 async fn mark_returned(
     conn: &mut SqliteConnection,
     mut q: QueryBuilder<'_, Sqlite>,
-    chunk: &[(usize, &WorkflowRun)],
+    chunk: &[(usize, &WorkflowRun, &Texts)],
     applied: &mut [bool],
 ) -> Result<(), StoreError> {
     let ids: std::collections::HashSet<Uuid> = q
@@ -358,7 +382,7 @@ async fn mark_returned(
         .map_err(unexpected)?
         .into_iter()
         .collect();
-    for (i, run) in chunk {
+    for (i, run, _) in chunk {
         mark(applied, *i, ids.contains(&run.id));
     }
     Ok(())
