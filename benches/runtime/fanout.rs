@@ -533,7 +533,7 @@ async fn in_process_rows(
 /// say where a run's time goes: store calls per operation
 /// (`swarmwise_store_query_duration_seconds_count`), group-commit
 /// batches and items per queue, and on SQLite the time the write gate was
-/// held and waited for per operation (`swarmwise_sqlite_write_gate_*_sum`).
+/// held per operation (`swarmwise_sqlite_write_gate_held_seconds_sum`).
 /// (series, value) pairs.
 async fn scrape(base: &str) -> Vec<(String, f64)> {
     let text = reqwest::get(format!("{base}/metrics"))
@@ -547,7 +547,7 @@ async fn scrape(base: &str) -> Vec<(String, f64)> {
         .filter(|l| {
             l.starts_with("swarmwise_store_query_duration_seconds_count")
                 || l.starts_with("swarmwise_group_commit_")
-                || (l.starts_with("swarmwise_sqlite_write_gate_") && l.contains("_seconds_sum"))
+                || l.starts_with("swarmwise_sqlite_write_gate_held_seconds_sum")
         })
         .filter_map(|l| {
             let (k, v) = l.rsplit_once(' ')?;

@@ -361,20 +361,26 @@ async fn dashboards_in_chromium() {
         .click()
         .await
         .unwrap();
-    c.wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css("article[data-category=expert]"))
-        .await
-        .unwrap();
-    let categories = c
-        .execute(
-            "return Array.from(document.querySelectorAll('article[data-pattern-id]')).map(a => a.dataset.category);",
-            vec![],
-        )
-        .await
-        .unwrap();
-    let categories: Vec<String> = serde_json::from_value(categories).unwrap();
-    assert!(!categories.is_empty() && categories.iter().all(|c| c == "expert"));
+    // The unfiltered board also shows expert patterns, so waiting for one
+    // could see the page before the filtered one replaced it: wait until
+    // every pattern shown is an expert one.
+    crate::helpers::poll_until("the pattern board filtered to expert", || async {
+        let shown = c
+            .execute(
+                "return Array.from(document.querySelectorAll('article[data-pattern-id]')).map(a => a.dataset.category);",
+                vec![],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let categories: Vec<String> =
+            serde_json::from_value(shown).map_err(|e| e.to_string())?;
+        if !categories.is_empty() && categories.iter().all(|c| c == "expert") {
+            Ok(())
+        } else {
+            Err(format!("categories shown: {categories:?}"))
+        }
+    })
+    .await;
     audit(&c, &driver, "patterns").await;
 
     // Agent profile, runs, one run.

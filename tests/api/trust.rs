@@ -185,8 +185,10 @@ async fn expert_card_and_saves(app: &TestApp, key: &str) -> (Value, usize) {
 /// `trust.persist_interval_ms`: saves of the changed cards are at least
 /// that far apart, so a burst of evaluations is saved once, not once each,
 /// while the API serves the current cards all along; with 0 every settled
-/// evaluation is saved (one history point each). Could fail: a save per
-/// evaluation regardless of the interval, or a save that never comes.
+/// evaluation is saved (one history point each), and settling saves what
+/// waits at once. Could fail: a save per evaluation regardless of the
+/// interval, a waiting save that settling does not start, or one that
+/// saves stale cards.
 async fn trust_saves_are_spaced_by_the_persist_interval(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.trust.persist_interval_ms = 0).await;
     let (_, k) = app.workspace("A").await;
@@ -200,6 +202,7 @@ async fn trust_saves_are_spaced_by_the_persist_interval(backend: Backend) {
     let (card, saves) = expert_card_and_saves(&app, &k).await;
     assert_eq!(card["sample_count"], 3, "{card}");
     assert_eq!(saves, 3, "interval 0: one save per settled evaluation");
+    app.stop().await.unwrap();
 
     // A minute apart: the first save goes at once, the next waits.
     let app = spawn_app_with(backend, |s| s.trust.persist_interval_ms = 60_000).await;
@@ -230,6 +233,25 @@ async fn trust_saves_are_spaced_by_the_persist_interval(backend: Backend) {
         saves, 1,
         "four more evaluations within the interval are not saved yet"
     );
+    // Settling (as a shutdown does) saves the waiting cards at once, as
+    // they are now: one more point, with all five outcomes. (Waiting out
+    // the minute instead would trip the timeout.)
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        app.engine.trust_settled(),
+    )
+    .await
+    .expect("settling starts the waiting save instead of waiting out the interval")
+    .unwrap();
+    let (card, saves) = expert_card_and_saves(&app, &k).await;
+    assert_eq!(saves, 2, "settling saved the waiting cards");
+    let newest = card["history"]
+        .as_array()
+        .and_then(|h| h.first())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(newest["sample_count"], 5, "{card}");
+    app.stop().await.unwrap();
 }
 
 both_backends!(trust_saves_are_spaced_by_the_persist_interval);

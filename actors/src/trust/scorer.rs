@@ -171,8 +171,8 @@ pub struct TrustScorer {
     persisting: bool,
     /// When the last persist started (`persist_interval_ms` apart).
     last_persist: Option<Instant>,
-    /// A persist is scheduled for when the interval has passed.
-    persist_scheduled: bool,
+    /// The persist scheduled for when the interval has passed, if any.
+    persist_scheduled: Option<SpawnHandle>,
     /// `Ping`s waiting for the persists to catch up.
     settled: Vec<tokio::sync::oneshot::Sender<()>>,
 }
@@ -200,7 +200,7 @@ impl TrustScorer {
             dirty: HashMap::new(),
             persisting: false,
             last_persist: None,
-            persist_scheduled: false,
+            persist_scheduled: None,
             settled: Vec::new(),
         })
     }
@@ -229,7 +229,7 @@ impl TrustScorer {
     }
 
     fn persist_dirty(&mut self, ctx: &mut Context<Self>) {
-        if self.persisting || self.persist_scheduled {
+        if self.persisting || self.persist_scheduled.is_some() {
             return;
         }
         if self.dirty.is_empty() {
@@ -244,11 +244,10 @@ impl TrustScorer {
             .and_then(|at| interval.checked_sub(at.elapsed()))
             .filter(|w| !w.is_zero())
         {
-            self.persist_scheduled = true;
-            ctx.run_later(wait, |act, ctx| {
-                act.persist_scheduled = false;
+            self.persist_scheduled = Some(ctx.run_later(wait, |act, ctx| {
+                act.persist_scheduled = None;
                 act.persist_dirty(ctx);
-            });
+            }));
             return;
         }
         self.last_persist = Some(Instant::now());
@@ -352,6 +351,7 @@ impl Actor for TrustScorer {
                     act.health.set(NAME, ActorHealth::Running);
                 }
                 tracing::info!(workspaces = act.states.len(), "trust scorer loaded");
+                act.persist_dirty(ctx);
             }
             Err(e) => {
                 tracing::error!(error = %e, "trust scorer could not load its state; restarting with backoff");
@@ -366,11 +366,10 @@ impl Supervised for TrustScorer {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.states.clear();
         // A persist cut short by the stop is not running any more, nor is
-        // one scheduled; the reload rebuilds (and the next changes persist)
-        // every card.
+        // one scheduled; the cards still to save stay marked and are saved,
+        // as the reload rebuilt them, once it is done.
         self.persisting = false;
-        self.persist_scheduled = false;
-        self.dirty.clear();
+        self.persist_scheduled = None;
         for w in self.settled.drain(..) {
             let _ = w.send(());
         }
@@ -536,7 +535,15 @@ impl Handler<Restart> for TrustScorer {
 impl Handler<Ping> for TrustScorer {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _msg: Ping, _ctx: &mut Context<Self>) -> Self::Result {
+    /// Answers once every card changed before it is saved: a save waiting
+    /// for `persist_interval_ms` starts now (a caller settling, a shutdown,
+    /// does not wait out the interval).
+    fn handle(&mut self, _msg: Ping, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(handle) = self.persist_scheduled.take() {
+            ctx.cancel_future(handle);
+            self.last_persist = None;
+            self.persist_dirty(ctx);
+        }
         if !self.persisting && self.dirty.is_empty() {
             return Box::pin(async {});
         }

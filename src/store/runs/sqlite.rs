@@ -67,7 +67,7 @@ fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
 impl RunStore for SqliteStore {
     async fn run_writes(&self, writes: &[RunWrite]) -> Result<Vec<bool>, StoreError> {
         // Rendered before the gate: it is held for SQLite's work only.
-        let texts: Vec<Texts> = writes.iter().map(|w| Texts::of(w.run())).collect();
+        let texts: Vec<Texts> = writes.iter().map(Texts::of).collect();
         let _turn = self.write_turn("run_writes").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
         let applied = if has_repeated_run(writes) {
@@ -257,19 +257,23 @@ impl RunStore for SqliteStore {
 /// each, well under SQLite's 32,766.
 const WRITE_CHUNK: usize = 256;
 
-/// A run's JSON columns as text (`input`, `progress`, `result`).
+/// The JSON columns a run write stores, as text: `input` for a creation,
+/// `result` for an end, `progress` for all three.
 struct Texts {
-    input: String,
+    input: Option<String>,
     progress: Option<String>,
     result: Option<String>,
 }
 
 impl Texts {
-    fn of(run: &WorkflowRun) -> Self {
+    fn of(write: &RunWrite) -> Self {
+        let run = write.run();
         Self {
-            input: run.input.to_string(),
+            input: matches!(write, RunWrite::Insert(_)).then(|| run.input.to_string()),
             progress: json_text(run.progress.as_ref()),
-            result: json_text(run.result.as_ref()),
+            result: matches!(write, RunWrite::Finish(_))
+                .then(|| json_text(run.result.as_ref()))
+                .flatten(),
         }
     }
 }
@@ -306,7 +310,7 @@ async fn run_writes_grouped(
                 .push_bind(&run.workflow)
                 .push_bind(run.status.as_str())
                 .push_bind(priority_name(run.priority))
-                .push_bind(t.input.as_str())
+                .push_bind(t.input.as_deref())
                 .push_bind(micros(run.created_at))
                 .push_bind(run.lease.as_ref().map(|l| l.owner.as_str()))
                 .push_bind(run.lease.as_ref().map(|l| micros(l.until)))
