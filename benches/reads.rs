@@ -249,8 +249,10 @@ fn main() {
         s.telemetry.log_level = "warn".into();
         // 16 connections in a closed loop would measure the per-key limiter.
         s.limits.key_requests_per_second = 0;
-        // No scheduled cycle or recompute in the middle of a measurement.
+        // No scheduled cycle or recompute in the middle of a measurement,
+        // and no demo swarm running workflows beside it.
         s.scheduler.enabled = false;
+        s.demo.enabled = false;
         s.learning.cycle_every_outcomes = 0;
         let app = Application::build(s).await.unwrap();
         let base = format!("http://{}", app.address());
