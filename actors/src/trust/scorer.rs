@@ -541,9 +541,9 @@ impl Handler<Ping> for TrustScorer {
     fn handle(&mut self, _msg: Ping, ctx: &mut Context<Self>) -> Self::Result {
         if let Some(handle) = self.persist_scheduled.take() {
             ctx.cancel_future(handle);
-            self.last_persist = None;
-            self.persist_dirty(ctx);
         }
+        self.last_persist = None;
+        self.persist_dirty(ctx);
         if !self.persisting && self.dirty.is_empty() {
             return Box::pin(async {});
         }

@@ -34,7 +34,10 @@ pub(super) struct RollupDelta<'a> {
 impl<'a> RollupDelta<'a> {
     /// The delta of inserting `recs` as SQLite stores them (`stored` maps a
     /// token count to its stored value).
-    pub(super) fn of_inserts(recs: &'a [Recommendation], stored: fn(u64) -> i64) -> Self {
+    pub(super) fn of_inserts(
+        recs: impl IntoIterator<Item = &'a Recommendation>,
+        stored: fn(u64) -> i64,
+    ) -> Self {
         let mut d = Self::default();
         for r in recs {
             d.add_count(r.workspace_id, r.agent_id.as_str(), r.status, 1);

@@ -239,10 +239,10 @@ impl RecommendationStore for SqliteStore {
             return Ok(());
         }
         // Rendered before the gate: it is held for SQLite's work only.
-        let contents = contents_of(recs);
+        let rows = rendered(recs);
         let _turn = self.write_turn("insert_recommendations").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        insert_rows_on(&mut tx, recs, &contents).await?;
+        insert_rows_on(&mut tx, &rows).await?;
         tx.commit().await.map_err(unexpected)
     }
 
@@ -415,15 +415,15 @@ impl RecommendationStore for SqliteStore {
         }
         VerdictGroup::check_inserts(groups)?;
         // Rendered before the gate: it is held for SQLite's work only.
-        let contents: Vec<Vec<String>> = groups.iter().map(|g| contents_of(&g.inserts)).collect();
+        let inserts: Vec<Vec<Rendered<'_>>> = groups.iter().map(|g| rendered(&g.inserts)).collect();
         let _turn = self.write_turn("apply_verdict_groups").await;
         let mut tx = self.pool.begin().await.map_err(unexpected)?;
-        for (g, contents) in groups
+        for (g, rows) in groups
             .iter()
-            .zip(&contents)
+            .zip(&inserts)
             .filter(|(g, _)| !g.updates.is_empty() || !g.inserts.is_empty())
         {
-            insert_rows_on(&mut tx, &g.inserts, contents).await?;
+            insert_rows_on(&mut tx, rows).await?;
             apply_verdicts_on(&mut tx, &self.origin, g.workspace, &g.updates, &g.inserts).await?;
         }
         tx.commit().await.map_err(unexpected)
@@ -685,32 +685,25 @@ fn last_per_id(updates: &[VerdictUpdate]) -> std::borrow::Cow<'_, [VerdictUpdate
     std::borrow::Cow::Owned(kept)
 }
 
-/// Each recommendation's `content` as the JSON text stored.
-fn contents_of(recs: &[Recommendation]) -> Vec<String> {
-    recs.iter().map(|r| r.content.to_string()).collect()
+/// A recommendation with its `content` as the JSON text stored, rendered
+/// before the caller takes the write gate ([`rendered`]).
+type Rendered<'a> = (&'a Recommendation, String);
+
+fn rendered(recs: &[Recommendation]) -> Vec<Rendered<'_>> {
+    recs.iter().map(|r| (r, r.content.to_string())).collect()
 }
 
-/// Inserts `recs` (any workspaces) as they are, verdicts included, in
+/// Inserts `rows` (any workspaces) as they are, verdicts included, in
 /// multi-row statements of [`insert_chunk_len`] rows, and adds them to the
-/// rollup. `contents[i]` is `recs[i].content` as text ([`contents_of`]),
-/// rendered before the caller took the write gate; strings are bound by
-/// reference, not copied.
+/// rollup.
 async fn insert_rows_on(
     tx: &mut sqlx::Transaction<'static, Sqlite>,
-    recs: &[Recommendation],
-    contents: &[String],
+    rows: &[Rendered<'_>],
 ) -> Result<(), StoreError> {
-    if contents.len() != recs.len() {
-        return Err(StoreError::Unexpected(anyhow::anyhow!(
-            "{} contents rendered for {} recommendations",
-            contents.len(),
-            recs.len()
-        )));
-    }
-    let mut rest: Vec<(&Recommendation, &String)> = recs.iter().zip(contents).collect();
+    let mut rest = rows;
     while !rest.is_empty() {
-        let tail = rest.split_off(insert_chunk_len(rest.len()));
-        let chunk = std::mem::replace(&mut rest, tail);
+        let (chunk, tail) = rest.split_at(insert_chunk_len(rest.len()));
+        rest = tail;
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO agent_recommendations (id, workspace_id, agent_id, agent_name, correlation_id, workflow_id, \
              recommendation_type, content, confidence_score, reasoning, latency_ms, outcome_status, created_at, deadline_ms, \
@@ -741,7 +734,7 @@ async fn insert_rows_on(
         });
         q.build().execute(&mut **tx).await.map_err(unexpected)?;
     }
-    RollupDelta::of_inserts(recs, stored_tokens)
+    RollupDelta::of_inserts(rows.iter().map(|(r, _)| *r), stored_tokens)
         .write_sqlite(tx)
         .await
 }
