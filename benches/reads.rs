@@ -13,6 +13,8 @@
 //! bench prints p50, p99, requests/s and the p50 ratio to `/healthz`.
 //! Last, A's reads are measured while B posts batches of 100 on 4 other
 //! connections. Prints figures; asserts nothing but 2xx answers.
+//! `SWARMWISE_BENCH_ONLY=text` measures `/healthz` and only the endpoints
+//! whose name contains `text` (e.g. `agent_id`, to profile one).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -316,6 +318,15 @@ fn main() {
             ("alerts", "/api/v1/alerts".into(), &key_a),
             ("audit (admin)", "/api/v1/audit".into(), admin),
         ];
+        // `SWARMWISE_BENCH_ONLY=text`: `/healthz` and the endpoints whose
+        // name contains `text` (to profile one of them).
+        let only = std::env::var("SWARMWISE_BENCH_ONLY").unwrap_or_default();
+        let endpoints: Vec<_> = endpoints
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (name, _, _))| *i == 0 || name.contains(only.as_str()))
+            .map(|(_, e)| e)
+            .collect();
         // Warm-up: every endpoint once, then a short loop on each.
         for (_, path, key) in &endpoints {
             let _ = closed_loop(&client, path, key, 0.2, CONNECTIONS).await;

@@ -612,22 +612,33 @@ pub trait RunStore: Send + Sync + 'static {
         expected_fencing: i64,
     ) -> Result<bool, StoreError>;
     /// Extends to `until` the lease of every `running` run `owner` holds
-    /// (one statement per node, whatever the number of runs). Returns how many.
-    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// whose lease ends at or after `since` (one statement per node,
+    /// whatever the number of runs). Returns how many. A process passes the
+    /// earliest end of a lease it granted itself, so the leftovers of an
+    /// earlier process of the same node id (leases ending before) are not
+    /// kept alive by it: they expire and are taken over.
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        until: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
     /// Ends now the lease of every `running` run `owner` holds, so another
     /// node takes it over at its next sweep (a graceful stop). Returns how many.
     async fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Claims up to `limit` `running` runs of any workspace whose lease
-    /// ended before `now` (and, with `own`, every run `owner` held: a node
-    /// taking back its own leftovers at start): each gets owner `owner`,
-    /// lease until `until`, and its fencing token + 1. Concurrent claimers
-    /// never claim the same run. Returns the claimed runs.
+    /// ended before `now` (and, with `own_before`, every run `owner` held
+    /// whose lease ends before that instant: a node taking back at start
+    /// the leftovers of its previous process, never the runs this process
+    /// leased, whose leases all end later): each gets owner `owner`, lease
+    /// until `until`, and its fencing token + 1. Concurrent claimers never
+    /// claim the same run. Returns the claimed runs.
     async fn claim_runs(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-        own: bool,
+        own_before: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Vec<WorkflowRun>, StoreError>;
     /// Up to `limit` runs of any workspace `awaiting_approval` whose

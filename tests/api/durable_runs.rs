@@ -236,6 +236,43 @@ async fn a_run_handed_over_at_shutdown_resumes_after_its_last_stage(backend: Bac
 }
 both_backends!(a_run_handed_over_at_shutdown_resumes_after_its_last_stage);
 
+/// The first sweep of a process takes back the runs its node id leased
+/// before the process started (its leftovers), never a run this process
+/// started: a run created before that sweep ran (a request served in the
+/// first moments after start) used to be claimed by it, fenced out, and
+/// answered 409 while the sweep ran its stage a second time.
+async fn the_first_sweep_leaves_the_runs_of_this_process_alone(backend: Backend) {
+    let dir = workflows_dir();
+    let agents = Agents::start();
+    let app = spawn_app_with(backend, durable(&dir)).await;
+    let (_, key) = app.workspace("first-sweep").await;
+    agents.register(&app.address, &key, &["fast", "held"]).await;
+    let id = start(&app, &key, "two_step").await;
+    poll_until("second stage asked", || async {
+        let n = agents.calls("held");
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    })
+    .await;
+    // A sweep as at start (`own`), with this process's run in flight.
+    let report = app.workflows.sweep(true, true).await;
+    assert_eq!(
+        (report.resumed, report.failed),
+        (0, 0),
+        "the sweep took over a run of this process: {report:?}"
+    );
+    assert!(report.renewed >= 1, "its lease is renewed: {report:?}");
+    agents.gate.add_permits(10);
+    run_reaches(&app, &key, &id, "succeeded").await;
+    assert_eq!(agents.calls("held"), 1, "no stage ran twice");
+    assert_eq!(agents.calls("fast"), 1, "no stage ran twice");
+    app.stop().await.unwrap();
+}
+both_backends!(the_first_sweep_leaves_the_runs_of_this_process_alone);
+
 async fn on_restart_fail_ends_the_run_failed_with_the_reason(backend: Backend) {
     let dir = workflows_dir();
     let agents = Agents::start();

@@ -142,6 +142,8 @@ pub struct TestApp {
     pub client: Client,
     pub admin_key: String,
     pub engine: Engine,
+    /// The workflow runner (to drive a sweep by hand).
+    pub workflows: swarmwise_actors::workflow::Workflows,
     pub store: Arc<dyn AdminStore>,
     /// The alerter (`None` when `alerts.enabled = false`).
     pub alerter: Option<swarmwise_actors::alerts::Alerter>,
@@ -171,6 +173,7 @@ async fn start_on(
         .expect("build app");
     let address = format!("http://{}", app.address());
     let engine = app.engine().clone();
+    let workflows = app.workflows().clone();
     let store = app.store();
     let alerter = app.alerter().cloned();
     let handle = app.handle();
@@ -182,6 +185,7 @@ async fn start_on(
         client: Client::new(),
         admin_key,
         engine,
+        workflows,
         store,
         alerter,
         handle,

@@ -960,7 +960,7 @@ async fn run_lease_conformance(backend: Backend) {
             "node-b",
             now - TimeDelta::seconds(5),
             now + TimeDelta::seconds(10),
-            false,
+            None,
             10,
         )
         .await
@@ -968,8 +968,8 @@ async fn run_lease_conformance(backend: Backend) {
     assert!(live.is_empty());
     let until = now + TimeDelta::seconds(10);
     let (b, c) = tokio::join!(
-        store.claim_runs("node-b", now, until, false, 10),
-        store.claim_runs("node-c", now, until, false, 10)
+        store.claim_runs("node-b", now, until, None, 10),
+        store.claim_runs("node-c", now, until, None, 10)
     );
     let (b, c) = (b.unwrap(), c.unwrap());
     assert_eq!(b.len() + c.len(), 1, "claimed exactly once: {b:?} {c:?}");
@@ -988,8 +988,14 @@ async fn run_lease_conformance(backend: Backend) {
     let mut owned = claimed.clone();
     owned.progress = Some(json!({"stages": [], "evaluated": false}));
     assert!(store.save_progress(&owned).await.unwrap());
-    assert_eq!(store.renew_leases("node-a", until).await.unwrap(), 0);
-    assert_eq!(store.renew_leases(&lease.owner, until).await.unwrap(), 1);
+    assert_eq!(store.renew_leases("node-a", until, now).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .renew_leases(&lease.owner, until, until)
+            .await
+            .unwrap(),
+        1
+    );
     // Paused: one decision wins, the second (same fencing token) is refused.
     owned.approval_deadline = Some(now - TimeDelta::seconds(1));
     assert!(store.pause_run(&owned).await.unwrap());
@@ -1009,6 +1015,46 @@ async fn run_lease_conformance(backend: Backend) {
     assert!(store.due_approvals(now, 10).await.unwrap().is_empty());
 }
 both_backends!(run_lease_conformance);
+
+/// A restarted node tells its previous process's runs (leftovers) from its
+/// own by lease end: every lease this process grants ends at or after its
+/// start plus the lease length (`since` / `own_before`), a leftover's
+/// before. Renewal keeps only this process's runs alive; a claim of its own
+/// node's runs takes only the leftovers.
+async fn own_claims_take_leftovers_not_this_process_runs(backend: Backend) {
+    let (store, _dir, _) = open(backend).await;
+    let (ws, _) = new_workspace(&store, "own").await;
+    let now = to_micros(Utc::now());
+    let first_lease_end = now + TimeDelta::seconds(15);
+    let leftover = leased_run(ws, 1, now + TimeDelta::seconds(5));
+    let live = leased_run(ws, 1, first_lease_end);
+    store.insert_run(&leftover).await.unwrap();
+    store.insert_run(&live).await.unwrap();
+    let until = now + TimeDelta::seconds(20);
+    assert_eq!(
+        store
+            .renew_leases("node-a", until, first_lease_end)
+            .await
+            .unwrap(),
+        1,
+        "only this process's run is renewed"
+    );
+    let kept = store.run(ws, leftover.id).await.unwrap().unwrap();
+    assert_eq!(kept.lease.unwrap().until, now + TimeDelta::seconds(5));
+    let claimed = store
+        .claim_runs("node-a", now, until, Some(first_lease_end), 10)
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = claimed.iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![leftover.id], "only the leftover is claimed");
+    assert_eq!(claimed[0].lease.as_ref().unwrap().fencing, 2);
+    // This process's run keeps its token: its end is accepted.
+    let mut done = live.clone();
+    done.status = swarmwise_actors::workflow::RunStatus::Succeeded;
+    done.finished_at = Some(now);
+    assert!(store.finish_run(&done).await.unwrap());
+}
+both_backends!(own_claims_take_leftovers_not_this_process_runs);
 
 /// Group commit: `run_writes` and `apply_verdict_groups` write many
 /// workspaces' rows in one transaction, answer per write as the single calls

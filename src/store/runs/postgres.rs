@@ -195,11 +195,17 @@ impl RunStore for PgStore {
         Ok(n == 1)
     }
 
-    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        until: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.runs_cluster_tx().await?;
-        let n = sqlx::query("UPDATE workflow_runs SET lease_until = $2 WHERE status = 'running' AND owner_node = $1")
+        let n = sqlx::query("UPDATE workflow_runs SET lease_until = $2 WHERE status = 'running' AND owner_node = $1 AND lease_until >= $3")
             .bind(owner)
             .bind(until)
+            .bind(since)
             .execute(&mut *tx)
             .await
             .map_err(unexpected)?
@@ -226,7 +232,7 @@ impl RunStore for PgStore {
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-        own: bool,
+        own_before: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Vec<WorkflowRun>, StoreError> {
         let mut tx = self.runs_cluster_tx().await?;
@@ -235,15 +241,15 @@ impl RunStore for PgStore {
         let rows = sqlx::query(&format!(
             "UPDATE workflow_runs SET owner_node = $1, lease_until = $3, fencing = fencing + 1 \
              WHERE id IN (SELECT id FROM workflow_runs WHERE status = 'running' AND owner_node IS NOT NULL \
-                          AND (lease_until < $2 OR ($4 AND owner_node = $1)) \
+                          AND (lease_until < $2 OR (owner_node = $1 AND lease_until < $4)) \
                           ORDER BY lease_until LIMIT $5 FOR UPDATE SKIP LOCKED) \
-               AND status = 'running' AND owner_node IS NOT NULL AND (lease_until < $2 OR ($4 AND owner_node = $1)) \
+               AND status = 'running' AND owner_node IS NOT NULL AND (lease_until < $2 OR (owner_node = $1 AND lease_until < $4)) \
              RETURNING {RUN_COLUMNS}"
         ))
         .bind(owner)
         .bind(now)
         .bind(until)
-        .bind(own)
+        .bind(own_before)
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
         .await

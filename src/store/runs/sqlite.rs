@@ -177,13 +177,19 @@ impl RunStore for SqliteStore {
         Ok(n == 1)
     }
 
-    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        until: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let _turn = self.write_turn("renew_leases").await;
         let n = sqlx::query(
-            "UPDATE workflow_runs SET lease_until = ? WHERE status = 'running' AND owner_node = ?",
+            "UPDATE workflow_runs SET lease_until = ? WHERE status = 'running' AND owner_node = ? AND lease_until >= ?",
         )
         .bind(micros(until))
         .bind(owner)
+        .bind(micros(since))
         .execute(&self.pool)
         .await
         .map_err(unexpected)?
@@ -210,20 +216,20 @@ impl RunStore for SqliteStore {
         owner: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-        own: bool,
+        own_before: Option<DateTime<Utc>>,
         limit: u32,
     ) -> Result<Vec<WorkflowRun>, StoreError> {
         let rows = sqlx::query(&format!(
             "UPDATE workflow_runs SET owner_node = ?1, lease_until = ?3, fencing = fencing + 1 \
              WHERE id IN (SELECT id FROM workflow_runs WHERE status = 'running' AND owner_node IS NOT NULL \
-                          AND (lease_until < ?2 OR (?4 AND owner_node = ?1)) \
+                          AND (lease_until < ?2 OR (owner_node = ?1 AND lease_until < ?4)) \
                           ORDER BY lease_until LIMIT ?5) \
              RETURNING {RUN_COLUMNS}"
         ))
         .bind(owner)
         .bind(micros(now))
         .bind(micros(until))
-        .bind(own)
+        .bind(own_before.map(micros))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await

@@ -119,7 +119,8 @@ pub struct SweepReport {
 
 impl Workflows {
     /// One sweep of this node: renews its leases, claims runs whose lease
-    /// expired (with `own`, also every run this node id held: its leftovers
+    /// expired (with `own`, also every run this node id leased before this
+    /// process started: its leftovers
     /// at start) and resumes or fails each per its `on_restart`, then
     /// applies the default action of due approval deadlines. With `claim`
     /// false (the node is stopping) it only renews. After
@@ -134,7 +135,7 @@ impl Workflows {
         if !self.in_flight.is_empty() {
             match self
                 .store
-                .renew_leases(self.node.as_str(), self.lease_until())
+                .renew_leases(self.node.as_str(), self.lease_until(), self.first_lease_end)
                 .await
             {
                 Ok(n) => report.renewed = n,
@@ -152,7 +153,7 @@ impl Workflows {
                 self.node.as_str(),
                 now,
                 self.lease_until(),
-                own,
+                own.then_some(self.first_lease_end),
                 self.config.sweep_batch,
             )
             .await

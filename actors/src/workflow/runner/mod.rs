@@ -201,6 +201,12 @@ impl RunReport {
     }
 }
 
+/// The end of a lease granted at `now` for `lease_secs`, in microseconds
+/// (as stored).
+fn lease_end(now: DateTime<Utc>, lease_secs: u64) -> DateTime<Utc> {
+    to_micros(now) + chrono::TimeDelta::seconds(i64::try_from(lease_secs).unwrap_or(30))
+}
+
 /// Runs workflows; cheap to clone.
 #[derive(Clone)]
 pub struct Workflows {
@@ -225,6 +231,11 @@ pub struct Workflows {
     handed_over: Arc<std::sync::atomic::AtomicBool>,
     /// Group commit of the hot path's run writes.
     journal: RunJournal,
+    /// The earliest end of any lease this process grants (its start plus
+    /// `workflows.lease_secs`): a run of this node id whose lease ends
+    /// before it was leased by an earlier process (a leftover), never by
+    /// this one, which is how the sweeper tells the two apart.
+    first_lease_end: DateTime<Utc>,
 }
 
 impl Workflows {
@@ -241,7 +252,9 @@ impl Workflows {
         node: NodeId,
     ) -> Self {
         let journal = RunJournal::spawn(Arc::clone(&store), config.write_batch_size.max(1));
+        let first_lease_end = lease_end(Utc::now(), config.lease_secs);
         Self {
+            first_lease_end,
             defs: Arc::new(defs.into_iter().map(|d| (d.name.clone(), d)).collect()),
             engine,
             swarm,
@@ -274,8 +287,7 @@ impl Workflows {
 
     /// A fresh lease of this node ending `workflows.lease_secs` from now.
     fn lease_until(&self) -> DateTime<Utc> {
-        to_micros(Utc::now())
-            + chrono::TimeDelta::seconds(i64::try_from(self.config.lease_secs).unwrap_or(30))
+        lease_end(Utc::now(), self.config.lease_secs)
     }
 
     /// Validates the request and records the run as running, leased to this
