@@ -1168,3 +1168,28 @@ async fn group_commit_conformance(backend: Backend) {
     );
 }
 both_backends!(group_commit_conformance);
+
+/// The SQLite compiled in is built with `.cargo/config.toml`'s
+/// `LIBSQLITE3_FLAGS` (docs/operations.md, "SQLite build"): no shared page
+/// cache group and no memory statistics, the two process-wide mutexes the
+/// list endpoint's profile found contended. A build that lost the flags
+/// (run outside this workspace, or the file changed) fails here.
+#[tokio::test]
+async fn sqlite_is_built_without_shared_cache_mutexes() {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+        "{options:?}"
+    );
+    assert!(
+        !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "{options:?}"
+    );
+}
