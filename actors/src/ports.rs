@@ -611,17 +611,17 @@ pub trait RunStore: Send + Sync + 'static {
         run: &WorkflowRun,
         expected_fencing: i64,
     ) -> Result<bool, StoreError>;
-    /// Extends to `until` the lease of every `running` run `owner` holds
-    /// whose lease ends at or after `since` (one statement per node,
-    /// whatever the number of runs). Returns how many. A process passes the
-    /// earliest end of a lease it granted itself, so the leftovers of an
-    /// earlier process of the same node id (leases ending before) are not
-    /// kept alive by it: they expire and are taken over.
+    /// Extends to `until` the lease of each of `runs` that is `running` and
+    /// held by `owner` (the runs this process executes: one statement per
+    /// node, in chunks of a few hundred ids on SQLite). Returns how many. A
+    /// run `owner` holds but this process does not execute (a leftover of
+    /// an earlier process of the same node id) is not kept alive: its lease
+    /// expires and it is taken over.
     async fn renew_leases(
         &self,
         owner: &str,
         until: DateTime<Utc>,
-        since: DateTime<Utc>,
+        runs: &[Uuid],
     ) -> Result<u64, StoreError>;
     /// Ends now the lease of every `running` run `owner` holds, so another
     /// node takes it over at its next sweep (a graceful stop). Returns how many.

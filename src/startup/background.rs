@@ -90,7 +90,8 @@ pub(super) fn spawn_redis_catch_up(state: web::Data<AppState>) {
 /// Every `workflows.lease_secs / 3`: renews this node's run leases, takes
 /// over runs whose lease expired, applies due approval deadlines
 /// ([`swarmwise_actors::workflow::Workflows::sweep`]). The first sweep, at
-/// start, also claims every run this node id still owned (its leftovers).
+/// start, also claims the runs this node id's previous process still held
+/// (its leftovers), never one this process started.
 /// Once the server stops it only renews the leases of the runs it is still
 /// finishing (until they are handed over), and claims nothing new.
 pub(super) fn spawn_run_sweeper(state: &web::Data<AppState>) {

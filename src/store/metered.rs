@@ -175,7 +175,7 @@ forward!(RunStore {
     fn save_progress(&self, run: &WorkflowRun) -> bool;
     fn pause_run(&self, run: &WorkflowRun) -> bool;
     fn decide_run(&self, run: &WorkflowRun, expected_fencing: i64) -> bool;
-    fn renew_leases(&self, owner: &str, until: DateTime<Utc>, since: DateTime<Utc>) -> u64;
+    fn renew_leases(&self, owner: &str, until: DateTime<Utc>, runs: &[Uuid]) -> u64;
     fn release_leases(&self, owner: &str, now: DateTime<Utc>) -> u64;
     fn claim_runs(&self, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>, own_before: Option<DateTime<Utc>>, limit: u32) -> Vec<WorkflowRun>;
     fn due_approvals(&self, now: DateTime<Utc>, limit: u32) -> Vec<(WorkspaceId, Uuid)>;

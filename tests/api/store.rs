@@ -988,10 +988,16 @@ async fn run_lease_conformance(backend: Backend) {
     let mut owned = claimed.clone();
     owned.progress = Some(json!({"stages": [], "evaluated": false}));
     assert!(store.save_progress(&owned).await.unwrap());
-    assert_eq!(store.renew_leases("node-a", until, now).await.unwrap(), 0);
     assert_eq!(
         store
-            .renew_leases(&lease.owner, until, until)
+            .renew_leases("node-a", until, &[run.id])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .renew_leases(&lease.owner, until, &[run.id])
             .await
             .unwrap(),
         1
@@ -1017,10 +1023,10 @@ async fn run_lease_conformance(backend: Backend) {
 both_backends!(run_lease_conformance);
 
 /// A restarted node tells its previous process's runs (leftovers) from its
-/// own by lease end: every lease this process grants ends at or after its
-/// start plus the lease length (`since` / `own_before`), a leftover's
-/// before. Renewal keeps only this process's runs alive; a claim of its own
-/// node's runs takes only the leftovers.
+/// own: renewal names the runs this process executes, so a leftover is not
+/// kept alive; a claim of its own node's runs takes only those whose lease
+/// ends before this process's first lease could (`own_before`), and never
+/// another node's live run.
 async fn own_claims_take_leftovers_not_this_process_runs(backend: Backend) {
     let (store, _dir, _) = open(backend).await;
     let (ws, _) = new_workspace(&store, "own").await;
@@ -1028,16 +1034,21 @@ async fn own_claims_take_leftovers_not_this_process_runs(backend: Backend) {
     let first_lease_end = now + TimeDelta::seconds(15);
     let leftover = leased_run(ws, 1, now + TimeDelta::seconds(5));
     let live = leased_run(ws, 1, first_lease_end);
-    store.insert_run(&leftover).await.unwrap();
-    store.insert_run(&live).await.unwrap();
+    let mut elsewhere = leased_run(ws, 1, now + TimeDelta::seconds(5));
+    if let Some(l) = elsewhere.lease.as_mut() {
+        l.owner = "node-b".into();
+    }
+    for r in [&leftover, &live, &elsewhere] {
+        store.insert_run(r).await.unwrap();
+    }
     let until = now + TimeDelta::seconds(20);
     assert_eq!(
         store
-            .renew_leases("node-a", until, first_lease_end)
+            .renew_leases("node-a", until, &[live.id, elsewhere.id])
             .await
             .unwrap(),
         1,
-        "only this process's run is renewed"
+        "only this process's run is renewed, never another node's"
     );
     let kept = store.run(ws, leftover.id).await.unwrap().unwrap();
     assert_eq!(kept.lease.unwrap().until, now + TimeDelta::seconds(5));
@@ -1193,3 +1204,52 @@ async fn sqlite_is_built_without_shared_cache_mutexes() {
         "{options:?}"
     );
 }
+
+/// A list page and a single read return the same recommendation, field by
+/// field: SQLite reads a page's rows positionally (a JSON array per row), so
+/// two neighbouring fields of one type swapped would still deserialise;
+/// every field here is distinct and set, then every nullable one is NULL.
+async fn list_rows_match_single_reads(backend: Backend) {
+    let (store, _dir, _) = open(backend).await;
+    let (ws, _) = new_workspace(&store, "fields").await;
+    let mut full = rec(ws, "agent-f", "wf-fields", "type-f", 0.1 + 0.2);
+    full.agent_name = "name-f".into();
+    full.correlation_id = "corr-f".into();
+    full.reasoning = Some("reason-f".into());
+    full.latency_ms = Some(11);
+    full.deadline_ms = Some(22);
+    full.usage = swarmwise_actors::domain::TokenUsage {
+        model: Some("model-f".into()),
+        prompt_tokens: Some(33),
+        completion_tokens: Some(44),
+        cost_usd: Some(0.000_123_456_789_012_345),
+    };
+    let mut bare = rec(ws, "agent-b", "wf-bare", "type-b", 0.5);
+    bare.reasoning = None;
+    bare.latency_ms = None;
+    bare.deadline_ms = None;
+    store
+        .insert_recommendations(&[full.clone(), bare.clone()])
+        .await
+        .unwrap();
+    let page = store
+        .list_recommendations(
+            ws,
+            &RecommendationFilter {
+                limit: 10,
+                ..RecommendationFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 2);
+    for listed in &page {
+        let single = store.recommendation(ws, listed.id).await.unwrap().unwrap();
+        assert_eq!(listed, &single);
+    }
+    let listed_full = page.iter().find(|r| r.id == full.id).unwrap();
+    assert_eq!(listed_full, &full, "every field as inserted");
+    let listed_bare = page.iter().find(|r| r.id == bare.id).unwrap();
+    assert_eq!(listed_bare, &bare, "every NULL as inserted");
+}
+both_backends!(list_rows_match_single_reads);

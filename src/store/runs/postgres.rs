@@ -199,13 +199,16 @@ impl RunStore for PgStore {
         &self,
         owner: &str,
         until: DateTime<Utc>,
-        since: DateTime<Utc>,
+        runs: &[Uuid],
     ) -> Result<u64, StoreError> {
+        if runs.is_empty() {
+            return Ok(0);
+        }
         let mut tx = self.runs_cluster_tx().await?;
-        let n = sqlx::query("UPDATE workflow_runs SET lease_until = $2 WHERE status = 'running' AND owner_node = $1 AND lease_until >= $3")
+        let n = sqlx::query("UPDATE workflow_runs SET lease_until = $2 WHERE status = 'running' AND owner_node = $1 AND id = ANY($3)")
             .bind(owner)
             .bind(until)
-            .bind(since)
+            .bind(runs)
             .execute(&mut *tx)
             .await
             .map_err(unexpected)?

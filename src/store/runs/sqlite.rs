@@ -181,19 +181,33 @@ impl RunStore for SqliteStore {
         &self,
         owner: &str,
         until: DateTime<Utc>,
-        since: DateTime<Utc>,
+        runs: &[Uuid],
     ) -> Result<u64, StoreError> {
+        if runs.is_empty() {
+            return Ok(0);
+        }
         let _turn = self.write_turn("renew_leases").await;
-        let n = sqlx::query(
-            "UPDATE workflow_runs SET lease_until = ? WHERE status = 'running' AND owner_node = ? AND lease_until >= ?",
-        )
-        .bind(micros(until))
-        .bind(owner)
-        .bind(micros(since))
-        .execute(&self.pool)
-        .await
-        .map_err(unexpected)?
-        .rows_affected();
+        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut n = 0;
+        for chunk in runs.chunks(WRITE_CHUNK) {
+            let mut q = QueryBuilder::<Sqlite>::new("UPDATE workflow_runs SET lease_until = ");
+            q.push_bind(micros(until))
+                .push(" WHERE status = 'running' AND owner_node = ")
+                .push_bind(owner)
+                .push(" AND id IN (");
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            q.push(")");
+            n += q
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(unexpected)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(unexpected)?;
         Ok(n)
     }
 

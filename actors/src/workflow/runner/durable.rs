@@ -135,7 +135,7 @@ impl Workflows {
         if !self.in_flight.is_empty() {
             match self
                 .store
-                .renew_leases(self.node.as_str(), self.lease_until(), self.first_lease_end)
+                .renew_leases(self.node.as_str(), self.lease_until(), &self.executing())
                 .await
             {
                 Ok(n) => report.renewed = n,

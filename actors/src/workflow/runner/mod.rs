@@ -286,8 +286,16 @@ impl Workflows {
     }
 
     /// A fresh lease of this node ending `workflows.lease_secs` from now.
+    /// Never before [`Self::first_lease_end`], even if the wall clock
+    /// stepped back since the start: the first sweep tells this process's
+    /// runs from leftovers by it.
     fn lease_until(&self) -> DateTime<Utc> {
-        lease_end(Utc::now(), self.config.lease_secs)
+        lease_end(Utc::now(), self.config.lease_secs).max(self.first_lease_end)
+    }
+
+    /// The ids of the runs this process is executing.
+    fn executing(&self) -> Vec<Uuid> {
+        self.in_flight.iter().map(|e| *e.key()).collect()
     }
 
     /// Validates the request and records the run as running, leased to this
