@@ -137,7 +137,7 @@ pub const METRICS: &[Metric] = &[
     m("swarmwise_scheduler_leader", "gauge", &[],
       "1 while this node holds the scheduler's leadership lease (runs learning cycles and retention), else 0; exactly one node of a cluster should show 1"),
     m("swarmwise_retention_removed_rows_total", "counter", &["kind"],
-      "Rows retention removed (or archived), by kind (recommendations, dead_letters)"),
+      "Rows retention removed (or archived), by kind (recommendations, dead_letters, trust_history)"),
     m("swarmwise_patterns", "gauge", &["workspace", "status"],
       "Stored patterns by status (candidate, confirmed, retired)"),
     m("swarmwise_patterns_confidence_low", "gauge", &["workspace"],

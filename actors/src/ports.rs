@@ -555,6 +555,21 @@ pub trait RetentionStore: Send + Sync + 'static {
         before: DateTime<Utc>,
         delete: bool,
     ) -> Result<u64, StoreError>;
+    /// Trust history points of `ws` recorded before `before`: what
+    /// [`RetentionStore::purge_trust_history`] would remove.
+    async fn count_trust_history(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Deletes the oldest `limit` trust history points of `ws` recorded
+    /// before `before`, in one transaction. Returns how many (0: none left).
+    async fn purge_trust_history(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Workflow runs: start, progress, finish, read; the leases that make runs

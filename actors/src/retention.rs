@@ -15,9 +15,13 @@
 //! preserves; and trust then still follows changes of `[trust]` parameters.
 //!
 //! Related rows: dead letters older than the cutoff are purged too (they
-//! are not folded anywhere); agent failures stay (reliability folds them,
-//! and they are small); workflow runs, trust history, patterns, rules and
-//! cycle reports are untouched. Who runs it: the scheduler's leader (the
+//! are not folded anywhere); trust history points (the time series behind
+//! the trust charts, one point per changed agent per save, at most every
+//! `trust.persist_interval_ms`) recorded more than
+//! `trust_history_max_age_days` ago go in batches too (no trust state is
+//! read from them: the cards are rebuilt from the outcomes); agent failures
+//! stay (reliability folds them, and they are small); workflow runs,
+//! patterns, rules and cycle reports are untouched. Who runs it: the scheduler's leader (the
 //! `retention` job, claimed per occurrence) and `swarmwise retention`. No
 //! tenant can trigger or observe it: there is no workspace endpoint.
 
@@ -61,6 +65,8 @@ pub struct RetentionConfig {
     pub mode: RetentionMode,
     /// Rows per transaction.
     pub batch_size: u32,
+    /// Trust history points recorded more than this many days ago go.
+    pub trust_history_max_age_days: u32,
 }
 
 impl Default for RetentionConfig {
@@ -71,6 +77,7 @@ impl Default for RetentionConfig {
             schedule: "0 30 3 * * *".into(),
             mode: RetentionMode::Delete,
             batch_size: 1000,
+            trust_history_max_age_days: 90,
         }
     }
 }
@@ -94,8 +101,20 @@ impl RetentionConfig {
                 format!("must be 1 to {MAX_BATCH_SIZE}; e.g. 1000"),
             ));
         }
+        if self.trust_history_max_age_days == 0 {
+            return Err(ParseError::new(
+                "trust_history_max_age_days",
+                "must be at least 1 (days); to keep the history longer, raise it (e.g. 3650)",
+            ));
+        }
         crate::scheduler::parse_cron("schedule", &self.schedule)?;
         Ok(())
+    }
+
+    /// The recording time before which trust history points go, seen from
+    /// `now`.
+    pub fn trust_history_cutoff(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - TimeDelta::days(i64::from(self.trust_history_max_age_days))
     }
 
     /// The creation time before which rows go, seen from `now`.
@@ -113,6 +132,8 @@ pub struct WorkspaceRetention {
     pub recommendations: u64,
     /// Dead letters purged.
     pub dead_letters: u64,
+    /// Trust history points removed.
+    pub trust_history: u64,
 }
 
 /// What a retention run did.
@@ -130,11 +151,44 @@ pub struct RetentionReport {
     pub recommendations: u64,
     /// Sum of dead letters over workspaces.
     pub dead_letters: u64,
+    /// Trust history points recorded before this went.
+    pub trust_history_cutoff: DateTime<Utc>,
+    /// Sum of trust history points over workspaces.
+    pub trust_history: u64,
 }
 
-/// Progress of a run: called after every batch with the workspace, the
-/// rows done in it so far and the rows it had to do at its start.
-pub type Progress<'a> = &'a (dyn Fn(WorkspaceId, u64, u64) + Send + Sync);
+/// Progress of a run: called after every batch with the workspace, what
+/// the rows are (`recommendations` or `trust history points`), the rows
+/// done in it so far and the rows it had to do at its start.
+pub type Progress<'a> = &'a (dyn Fn(WorkspaceId, &'static str, u64, u64) + Send + Sync);
+
+/// Removes up to `todo` rows in batches with `batch` (rows it removed, 0:
+/// nothing left), counting and reporting each batch.
+async fn in_batches<F, Fut>(
+    ws: WorkspaceId,
+    kind: &'static str,
+    metric: &'static str,
+    todo: u64,
+    progress: Progress<'_>,
+    mut batch: F,
+) -> Result<u64, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, StoreError>>,
+{
+    let mut done = 0u64;
+    while done < todo {
+        let n = batch().await?;
+        if n == 0 {
+            break;
+        }
+        done += n;
+        metrics::counter!("swarmwise_retention_removed_rows_total", "kind" => metric).increment(n);
+        tracing::info!(workspace = %ws, done, todo, kind, "retention: batch committed");
+        progress(ws, kind, done, todo);
+    }
+    Ok(done)
+}
 
 /// Runs retention over every workspace with `now` as the present:
 /// counts only when `dry_run`, else removes in batches (each batch its own
@@ -157,17 +211,23 @@ pub async fn run(
         workspaces: Vec::new(),
         recommendations: 0,
         dead_letters: 0,
+        trust_history_cutoff: config.trust_history_cutoff(now),
+        trust_history: 0,
     };
     let archive = config.mode == RetentionMode::Archive;
     for ws in store.workspace_ids().await? {
         let todo = store.count_retirable(ws, cutoff).await?;
-        let mut done = 0u64;
-        if dry_run {
-            done = todo;
+        let done = if dry_run {
+            todo
         } else {
-            while done < todo {
-                let n = store
-                    .retire_recommendations(
+            in_batches(
+                ws,
+                "recommendations",
+                "recommendations",
+                todo,
+                progress,
+                || {
+                    store.retire_recommendations(
                         ws,
                         cutoff,
                         decision_key,
@@ -175,33 +235,44 @@ pub async fn run(
                         config.batch_size,
                         now,
                     )
-                    .await?;
-                if n == 0 {
-                    break;
-                }
-                done += n;
-                metrics::counter!("swarmwise_retention_removed_rows_total", "kind" => "recommendations")
-                    .increment(n);
-                tracing::info!(workspace = %ws, done, todo, mode = config.mode.as_str(), "retention: batch committed");
-                progress(ws, done, todo);
-            }
-        }
+                },
+            )
+            .await?
+        };
+        let history_cutoff = report.trust_history_cutoff;
+        let history_todo = store.count_trust_history(ws, history_cutoff).await?;
+        let history = if dry_run {
+            history_todo
+        } else {
+            in_batches(
+                ws,
+                "trust history points",
+                "trust_history",
+                history_todo,
+                progress,
+                || store.purge_trust_history(ws, history_cutoff, config.batch_size),
+            )
+            .await?
+        };
         let dead = store.purge_dead_letters(ws, cutoff, !dry_run).await?;
         if !dry_run && dead > 0 {
             metrics::counter!("swarmwise_retention_removed_rows_total", "kind" => "dead_letters")
                 .increment(dead);
         }
-        if done + dead > 0 {
+        if done + dead + history > 0 {
             if dry_run {
-                progress(ws, done, todo);
+                progress(ws, "recommendations", done, todo);
+                progress(ws, "trust history points", history, history_todo);
             }
-            tracing::info!(workspace = %ws, recommendations = done, dead_letters = dead, dry_run, "retention: workspace done");
+            tracing::info!(workspace = %ws, recommendations = done, dead_letters = dead, trust_history = history, dry_run, "retention: workspace done");
             report.recommendations += done;
             report.dead_letters += dead;
+            report.trust_history += history;
             report.workspaces.push(WorkspaceRetention {
                 workspace_id: ws,
                 recommendations: done,
                 dead_letters: dead,
+                trust_history: history,
             });
         }
     }
@@ -227,5 +298,9 @@ mod tests {
         assert_eq!(bad(|c| c.batch_size = 0), "batch_size");
         assert_eq!(bad(|c| c.batch_size = MAX_BATCH_SIZE + 1), "batch_size");
         assert_eq!(bad(|c| c.schedule = "daily".into()), "schedule");
+        assert_eq!(
+            bad(|c| c.trust_history_max_age_days = 0),
+            "trust_history_max_age_days"
+        );
     }
 }

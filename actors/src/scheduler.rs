@@ -522,7 +522,7 @@ async fn run_job(
                 &r.decision_key,
                 Utc::now(),
                 false,
-                &|_, _, _| {},
+                &|_, _, _, _| {},
             )
             .await;
             retention_running.store(false, Ordering::Release);
@@ -530,6 +530,7 @@ async fn run_job(
                 Ok(rep) => tracing::info!(
                     recommendations = rep.recommendations,
                     dead_letters = rep.dead_letters,
+                    trust_history = rep.trust_history,
                     workspaces = rep.workspaces.len(),
                     mode = rep.mode.as_str(),
                     "scheduled retention done"

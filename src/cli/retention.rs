@@ -10,11 +10,14 @@ pub(super) async fn retention(settings: Settings, dry_run: bool) -> anyhow::Resu
     let store = crate::store::connect(&settings.database).await?;
     let r = &settings.retention;
     let cutoff = r.cutoff(chrono::Utc::now());
+    let history_cutoff = r.trust_history_cutoff(chrono::Utc::now());
     eprintln!(
-        "{} settled recommendations created before {} ({} days) in {}, {} rows per batch{}",
+        "{} settled recommendations created before {} ({} days) and trust history points recorded before {} ({} days) in {}, {} rows per batch{}",
         if dry_run { "counting" } else { r.mode.as_str() },
         cutoff.to_rfc3339(),
         r.max_age_days,
+        history_cutoff.to_rfc3339(),
+        r.trust_history_max_age_days,
         crate::store::redact(&settings.database.url),
         r.batch_size,
         if dry_run {
@@ -23,9 +26,9 @@ pub(super) async fn retention(settings: Settings, dry_run: bool) -> anyhow::Resu
             ""
         }
     );
-    let progress = |ws: swarmwise_actors::domain::WorkspaceId, done: u64, todo: u64| {
+    let progress = |ws: swarmwise_actors::domain::WorkspaceId, kind: &str, done: u64, todo: u64| {
         if !dry_run {
-            eprintln!("  workspace {ws}: {done}/{todo}");
+            eprintln!("  workspace {ws}: {done}/{todo} {kind}");
         }
     };
     let report = swarmwise_actors::retention::run(
@@ -44,14 +47,15 @@ pub(super) async fn retention(settings: Settings, dry_run: bool) -> anyhow::Resu
     };
     for w in &report.workspaces {
         println!(
-            "workspace {}: {verb} {} recommendations, {} dead letters",
-            w.workspace_id, w.recommendations, w.dead_letters
+            "workspace {}: {verb} {} recommendations, {} dead letters, {} trust history points",
+            w.workspace_id, w.recommendations, w.dead_letters, w.trust_history
         );
     }
     println!(
-        "total: {verb} {} recommendations, {} dead letters in {} workspaces",
+        "total: {verb} {} recommendations, {} dead letters, {} trust history points in {} workspaces",
         report.recommendations,
         report.dead_letters,
+        report.trust_history,
         report.workspaces.len()
     );
     Ok(())

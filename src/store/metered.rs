@@ -164,6 +164,8 @@ forward!(RetentionStore {
     fn count_retirable(&self, ws: WorkspaceId, before: DateTime<Utc>) -> u64;
     fn retire_recommendations(&self, ws: WorkspaceId, before: DateTime<Utc>, decision_key: &str, archive: bool, limit: u32, at: DateTime<Utc>) -> u64;
     fn purge_dead_letters(&self, ws: WorkspaceId, before: DateTime<Utc>, delete: bool) -> u64;
+    fn count_trust_history(&self, ws: WorkspaceId, before: DateTime<Utc>) -> u64;
+    fn purge_trust_history(&self, ws: WorkspaceId, before: DateTime<Utc>, limit: u32) -> u64;
 });
 
 forward!(RunStore {

@@ -3,6 +3,7 @@
 //! newer rows and other ages stay; trust and patterns read the same before
 //! and after (the outcome digests); a dry run changes nothing; a removed
 //! recommendation answers 404; the CLI prints the counts per workspace.
+//! Trust history points older than their own age go in the same run.
 
 use std::sync::Arc;
 
@@ -235,7 +236,7 @@ async fn retention_removes_exactly_the_old_rows_and_keeps_what_was_learned(backe
         "decision",
         Utc::now(),
         true,
-        &|_, _, _| {},
+        &|_, _, _, _| {},
     )
     .await
     .unwrap();
@@ -259,8 +260,10 @@ async fn retention_removes_exactly_the_old_rows_and_keeps_what_was_learned(backe
         "decision",
         Utc::now(),
         false,
-        &|ws, done, todo| {
-            batches.lock().unwrap().push((ws, done, todo));
+        &|ws, kind, done, todo| {
+            if kind == "recommendations" {
+                batches.lock().unwrap().push((ws, done, todo));
+            }
         },
     )
     .await
@@ -296,7 +299,7 @@ async fn retention_removes_exactly_the_old_rows_and_keeps_what_was_learned(backe
         "decision",
         Utc::now(),
         false,
-        &|_, _, _| {},
+        &|_, _, _, _| {},
     )
     .await
     .unwrap();
@@ -388,6 +391,7 @@ async fn retention_command_prints_counts_and_dry_run_changes_nothing() {
         text.contains(&format!("workspace {a}: would remove 12 recommendations")),
         "{text}"
     );
+    assert!(text.contains("trust history points"), "{text}");
     assert_eq!(all_recs(&app, a).await.len(), 14);
     let text = run(false);
     assert!(text.contains("total: deleted 12 recommendations"), "{text}");
@@ -401,3 +405,129 @@ async fn retention_command_prints_counts_and_dry_run_changes_nothing() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("retention.max_age_days"));
 }
+
+/// Trust history points recorded more than `trust_history_max_age_days`
+/// ago go, in batches, per workspace; younger points, the other
+/// workspace's young points and the trust cards stay; a dry run counts and
+/// changes nothing; a second run finds nothing.
+async fn retention_prunes_old_trust_history_points(backend: Backend) {
+    use swarmwise_actors::domain::to_micros;
+    use swarmwise_actors::ports::TrustRow;
+    use swarmwise_actors::trust::{TrustParams, WorkspaceTrust};
+    let app = spawn_app_with(backend, |s| {
+        s.scheduler.enabled = false;
+        s.learning.cycle_every_outcomes = 0;
+    })
+    .await;
+    let (a, _) = app.workspace("history-a").await;
+    let (b, _) = app.workspace("history-b").await;
+    let (a, b) = (
+        WorkspaceId(a.parse().unwrap()),
+        WorkspaceId(b.parse().unwrap()),
+    );
+    let agent = AgentId::parse("agent_id", "charted").unwrap();
+    let row = TrustRow {
+        agent_id: agent.clone(),
+        recommendation_type: None,
+        card: WorkspaceTrust::from_samples(Vec::new(), &TrustParams::default())
+            .snapshot(&TrustParams::default())
+            .default_card
+            .clone(),
+    };
+    let now = to_micros(Utc::now());
+    let save = |ws: WorkspaceId, days: i64| {
+        let row = row.clone();
+        let store = app.store.clone();
+        async move {
+            store
+                .save_trust(ws, &[row], now - TimeDelta::days(days))
+                .await
+                .unwrap();
+        }
+    };
+    // B's old point first: a purge of A that ignored the workspace would
+    // take it (the oldest by id) in A's first batch.
+    save(b, 100).await;
+    for _ in 0..5 {
+        save(a, 100).await;
+    }
+    save(a, 40).await;
+    save(a, 1).await;
+    save(b, 2).await;
+    let points = |ws: WorkspaceId| {
+        let store = app.store.clone();
+        let agent = agent.clone();
+        async move { store.trust_history(ws, &agent, 100).await.unwrap() }
+    };
+    assert_eq!(points(a).await.len(), 7);
+    let config = RetentionConfig {
+        enabled: true,
+        trust_history_max_age_days: 30,
+        batch_size: 2,
+        ..RetentionConfig::default()
+    };
+    let store: Arc<dyn swarmwise_actors::ports::Store> = app.store.clone();
+    let dry = retention::run(
+        store.as_ref(),
+        &config,
+        "decision",
+        now,
+        true,
+        &|_, _, _, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.trust_history, 7, "{dry:?}");
+    assert_eq!(points(a).await.len(), 7, "a dry run changes nothing");
+    let batches = std::sync::Mutex::new(Vec::new());
+    let report = retention::run(
+        store.as_ref(),
+        &config,
+        "decision",
+        now,
+        false,
+        &|ws, kind, done, todo| {
+            if kind == "trust history points" {
+                batches.lock().unwrap().push((ws, done, todo));
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.trust_history, 7);
+    assert_eq!(report.recommendations, 0);
+    let per_ws: Vec<(WorkspaceId, u64)> = report
+        .workspaces
+        .iter()
+        .map(|w| (w.workspace_id, w.trust_history))
+        .collect();
+    assert!(
+        per_ws.contains(&(a, 6)) && per_ws.contains(&(b, 1)),
+        "{per_ws:?}"
+    );
+    let batches = batches.into_inner().unwrap();
+    assert_eq!(
+        batches.iter().filter(|(ws, _, _)| *ws == a).count(),
+        3,
+        "six points of A in batches of two: {batches:?}"
+    );
+    let left_a: Vec<i64> = points(a)
+        .await
+        .iter()
+        .map(|p| (now - p.recorded_at).num_days())
+        .collect();
+    assert_eq!(left_a, vec![1], "only A's young point stays");
+    assert_eq!(points(b).await.len(), 1, "B's young point stays");
+    let again = retention::run(
+        store.as_ref(),
+        &config,
+        "decision",
+        now,
+        false,
+        &|_, _, _, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.trust_history, 0);
+}
+both_backends!(retention_prunes_old_trust_history_points);

@@ -120,4 +120,44 @@ impl RetentionStore for PgStore {
         tx.commit().await.map_err(unexpected)?;
         Ok(n)
     }
+
+    async fn count_trust_history(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM agent_trust_score_history WHERE workspace_id = $1 AND recorded_at < $2",
+        )
+        .bind(ws.0)
+        .bind(before)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn purge_trust_history(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let n = sqlx::query(
+            "DELETE FROM agent_trust_score_history WHERE id IN (SELECT id FROM agent_trust_score_history \
+             WHERE workspace_id = $1 AND recorded_at < $2 ORDER BY id LIMIT $3)",
+        )
+        .bind(ws.0)
+        .bind(before)
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?
+        .rows_affected();
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n)
+    }
 }

@@ -141,4 +141,42 @@ impl RetentionStore for SqliteStore {
             Ok(n.max(0) as u64)
         }
     }
+
+    async fn count_trust_history(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM agent_trust_score_history WHERE workspace_id = ? AND recorded_at < ?",
+        )
+        .bind(ws.0)
+        .bind(micros(before))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unexpected)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn purge_trust_history(
+        &self,
+        ws: WorkspaceId,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        // In id order (the order points are recorded in), so a batch finds
+        // the oldest points first and stops after `limit`.
+        let _turn = self.write_turn("purge_trust_history").await;
+        Ok(sqlx::query(
+            "DELETE FROM agent_trust_score_history WHERE id IN (SELECT id FROM agent_trust_score_history \
+             WHERE workspace_id = ? AND recorded_at < ? ORDER BY id LIMIT ?)",
+        )
+        .bind(ws.0)
+        .bind(micros(before))
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(unexpected)?
+        .rows_affected())
+    }
 }
