@@ -331,7 +331,7 @@ impl RecommendationStore for SqliteStore {
             .map(PageRow::into_recommendation)
             .collect::<Result<Vec<_>, _>>()?;
         if !recs.is_sorted_by(|a, b| a.id > b.id) {
-            recs.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+            recs.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
         }
         Ok(recs)
     }
