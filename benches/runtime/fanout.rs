@@ -394,6 +394,12 @@ fn settings(db: &FreshDb, tracking: Tracking, workflows: &Path) -> Settings {
     s.server.bind = "127.0.0.1:0".into();
     s.server.workers = 1;
     s.database.url = db.url.clone();
+    if let Some(n) = std::env::var("SWARMWISE_BENCH_DB_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        s.database.max_connections = n;
+    }
     s.auth.admin_key = ADMIN.into();
     s.demo.enabled = false;
     s.scheduler.enabled = false;
@@ -530,8 +536,8 @@ async fn in_process_rows(
 }
 
 /// `--breakdown`: the counters of the application's own `/metrics` that
-/// say where a run's time goes: store calls per operation
-/// (`swarmwise_store_query_duration_seconds_count`), group-commit
+/// say where a run's time goes: store calls per operation and their mean
+/// duration (`swarmwise_store_query_duration_seconds_count` and `_sum`), group-commit
 /// batches and items per queue, and on SQLite the time the write gate was
 /// held per operation (`swarmwise_sqlite_write_gate_held_seconds_sum`).
 /// (series, value) pairs.
@@ -546,6 +552,7 @@ async fn scrape(base: &str) -> Vec<(String, f64)> {
     text.lines()
         .filter(|l| {
             l.starts_with("swarmwise_store_query_duration_seconds_count")
+                || l.starts_with("swarmwise_store_query_duration_seconds_sum")
                 || l.starts_with("swarmwise_group_commit_")
                 || l.starts_with("swarmwise_sqlite_write_gate_held_seconds_sum")
         })
@@ -577,7 +584,12 @@ fn print_breakdown(
             continue;
         }
         if let Some(op) = k.strip_prefix("swarmwise_store_query_duration_seconds_count") {
-            eprintln!("    store {op}: {:.2} calls per run", d / runs as f64);
+            let took = delta(&k.replace("_count", "_sum"));
+            eprintln!(
+                "    store {op}: {:.2} calls per run, {:.2} ms per call",
+                d / runs as f64,
+                1000.0 * took / d
+            );
         } else if k.starts_with("swarmwise_group_commit_batches_total") {
             let items = delta(&k.replace("batches_total", "items_total"));
             let queue = k.trim_start_matches("swarmwise_group_commit_batches_total");
