@@ -443,6 +443,11 @@ pub struct RecommendationFilter {
     /// (`RecommendationStore::recommendation_scan_floor`), so a page of
     /// combined filters examines a bounded number of rows.
     pub not_before: Option<Uuid>,
+    /// Only among the first this many rows (newest first, below `before`)
+    /// that match the leading filter (the first of agent, type and status
+    /// that is set): the same bounded window as `not_before` at the
+    /// window's floor, in one query, without finding the floor first.
+    pub window: Option<u32>,
     /// At most this many.
     pub limit: u32,
 }

@@ -364,6 +364,7 @@ pub async fn list(
         recommendation_type: filter_text("recommendation_type", q.recommendation_type)?,
         before,
         not_before: None,
+        window: None,
         limit: limit + 1,
     };
     // Read-your-writes: what was acknowledged before this request is listed.
@@ -371,18 +372,22 @@ pub async fn list(
     // Combined filters: the page examines at most `limits.list_scan_rows`
     // rows (its window), however few of them match.
     if filter.combines_filters() {
-        filter.not_before = state
-            .store
-            .recommendation_scan_floor(ws.0, &filter, limits.list_scan_rows)
-            .await?;
+        filter.window = Some(limits.list_scan_rows);
     }
     let mut items = state.store.list_recommendations(ws.0, &filter).await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|r| cursor_of(ws.0, r.id))
+    } else if filter.window.is_some() {
+        // A short page of a window continues below the window (its floor,
+        // looked up only now: a full page does not need it).
+        state
+            .store
+            .recommendation_scan_floor(ws.0, &filter, limits.list_scan_rows)
+            .await?
+            .map(|floor| cursor_of(ws.0, floor))
     } else {
-        // A short page of a window continues below the window.
-        filter.not_before.map(|floor| cursor_of(ws.0, floor))
+        None
     };
     Ok(HttpResponse::Ok().json(RecommendationPage { items, next_cursor }))
 }

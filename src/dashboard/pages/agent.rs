@@ -267,6 +267,7 @@ pub async fn recommendations_csv(
                     recommendation_type: None,
                     before,
                     not_before: None,
+                    window: None,
                     limit: 500,
                 },
             )

@@ -214,19 +214,29 @@ impl RecommendationStore for PgStore {
         f: &RecommendationFilter,
     ) -> Result<Vec<Recommendation>, StoreError> {
         let mut tx = self.scoped(ws).await?;
-        let mut q = QueryBuilder::<Postgres>::new(format!(
-            "SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
-        ));
-        q.push_bind(ws.0);
+        // With a `window`, the inner query walks the leading filter's index
+        // (at most `window` rows) and the outer one applies the other
+        // filters to its rows without sorting them again, so the plan stops
+        // reading once the page is full; their order is checked (and
+        // restored if ever needed) below.
+        let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {REC_COLUMNS} FROM "));
+        let equalities = super::equalities(f);
+        if f.window.is_some() {
+            q.push(format!("(SELECT {REC_COLUMNS} FROM "));
+        }
+        q.push("agent_recommendations WHERE workspace_id = ")
+            .push_bind(ws.0);
         // `(col || '')`: the planner cannot use that column's index
         // (`equalities`).
-        for e in super::equalities(f) {
+        for e in &equalities {
             if e.indexed {
                 q.push(format!(" AND {} = ", e.column));
+            } else if f.window.is_some() {
+                continue;
             } else {
                 q.push(format!(" AND ({} || '') = ", e.column));
             }
-            q.push_bind(e.value);
+            q.push_bind(e.value.clone());
         }
         if let Some(c) = f.before {
             q.push(" AND id < ").push_bind(c);
@@ -234,11 +244,29 @@ impl RecommendationStore for PgStore {
         if let Some(c) = f.not_before {
             q.push(" AND id >= ").push_bind(c);
         }
-        q.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(f.limit));
+        if let Some(w) = f.window {
+            q.push(" ORDER BY id DESC LIMIT ")
+                .push_bind(i64::from(w))
+                .push(") AS w WHERE true");
+            for e in equalities.iter().filter(|e| !e.indexed) {
+                q.push(format!(" AND {} = ", e.column))
+                    .push_bind(e.value.clone());
+            }
+            q.push(" LIMIT ").push_bind(i64::from(f.limit));
+        } else {
+            q.push(" ORDER BY id DESC LIMIT ")
+                .push_bind(i64::from(f.limit));
+        }
         let rows = q.build().fetch_all(&mut *tx).await.map_err(unexpected)?;
         tx.commit().await.map_err(unexpected)?;
-        rows.iter().map(rec_from_row).collect()
+        let mut recs = rows
+            .iter()
+            .map(rec_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if !recs.is_sorted_by(|a, b| a.id > b.id) {
+            recs.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
+        }
+        Ok(recs)
     }
 
     async fn recommendation_scan_floor(

@@ -296,19 +296,29 @@ impl RecommendationStore for SqliteStore {
         // migration 20261201000008 in id order (tests/api/reads.rs checks
         // the plans). The aggregate takes the rows in the order the
         // subquery yields them (newest first); an `ORDER BY` inside it
-        // would copy every rendered row into a sorter first (a profile put
-        // that at about a third of SQLite's time for the page), so the
-        // order is checked, and restored if ever needed, below.
+        // would copy every rendered row into a sorter first, so the order
+        // is checked, and restored if ever needed, below. With a `window`,
+        // the innermost subquery walks the leading filter's index (at most
+        // `window` rows, a co-routine the outer query stops reading once
+        // the page is full) and the other filters apply to its rows.
         let mut q = QueryBuilder::<Sqlite>::new(format!(
             "SELECT json_group_array(json_array({PAGE_ROW})) FROM \
-             (SELECT {REC_COLUMNS} FROM agent_recommendations WHERE workspace_id = "
+             (SELECT {REC_COLUMNS} FROM "
         ));
-        q.push_bind(ws.0);
+        let equalities = super::equalities(f);
+        if f.window.is_some() {
+            q.push(format!("(SELECT {REC_COLUMNS} FROM "));
+        }
+        q.push("agent_recommendations WHERE workspace_id = ")
+            .push_bind(ws.0);
         // `+col`: SQLite may not use that column's index (`equalities`).
-        for e in super::equalities(f) {
+        for e in &equalities {
+            if f.window.is_some() && !e.indexed {
+                continue;
+            }
             let plus = if e.indexed { "" } else { "+" };
             q.push(format!(" AND {plus}{} = ", e.column))
-                .push_bind(e.value);
+                .push_bind(e.value.clone());
         }
         if let Some(c) = f.before {
             q.push(" AND id < ").push_bind(c);
@@ -316,9 +326,20 @@ impl RecommendationStore for SqliteStore {
         if let Some(c) = f.not_before {
             q.push(" AND id >= ").push_bind(c);
         }
-        q.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(f.limit))
-            .push(")");
+        if let Some(w) = f.window {
+            q.push(" ORDER BY id DESC LIMIT ")
+                .push_bind(i64::from(w))
+                .push(") WHERE 1");
+            for e in equalities.iter().filter(|e| !e.indexed) {
+                q.push(format!(" AND {} = ", e.column))
+                    .push_bind(e.value.clone());
+            }
+            q.push(" LIMIT ").push_bind(i64::from(f.limit)).push(")");
+        } else {
+            q.push(" ORDER BY id DESC LIMIT ")
+                .push_bind(i64::from(f.limit))
+                .push(")");
+        }
         let page: String = q
             .build_query_scalar()
             .fetch_one(&self.pool)
