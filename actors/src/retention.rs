@@ -82,6 +82,10 @@ impl Default for RetentionConfig {
     }
 }
 
+/// Largest accepted age, in days (a century; far larger ages would overflow
+/// the cutoff's arithmetic).
+pub const MAX_AGE_DAYS: u32 = 36_500;
+
 /// Largest accepted `batch_size` (a transaction of this many rows is still
 /// short on both backends).
 pub const MAX_BATCH_SIZE: u32 = 100_000;
@@ -89,10 +93,10 @@ pub const MAX_BATCH_SIZE: u32 = 100_000;
 impl RetentionConfig {
     /// Checks the values; the error names the key (without `retention.`).
     pub fn validate(&self) -> Result<(), ParseError> {
-        if self.max_age_days == 0 {
+        if self.max_age_days == 0 || self.max_age_days > MAX_AGE_DAYS {
             return Err(ParseError::new(
                 "max_age_days",
-                "must be at least 1 (days); to keep everything, set retention.enabled = false",
+                format!("must be 1 to {MAX_AGE_DAYS} (days); to keep everything, set retention.enabled = false"),
             ));
         }
         if self.batch_size == 0 || self.batch_size > MAX_BATCH_SIZE {
@@ -101,10 +105,10 @@ impl RetentionConfig {
                 format!("must be 1 to {MAX_BATCH_SIZE}; e.g. 1000"),
             ));
         }
-        if self.trust_history_max_age_days == 0 {
+        if self.trust_history_max_age_days == 0 || self.trust_history_max_age_days > MAX_AGE_DAYS {
             return Err(ParseError::new(
                 "trust_history_max_age_days",
-                "must be at least 1 (days); to keep the history longer, raise it (e.g. 3650)",
+                format!("must be 1 to {MAX_AGE_DAYS} (days); to keep the history longer, raise it (at most {MAX_AGE_DAYS}: a century)"),
             ));
         }
         crate::scheduler::parse_cron("schedule", &self.schedule)?;
@@ -168,6 +172,7 @@ async fn in_batches<F, Fut>(
     ws: WorkspaceId,
     kind: &'static str,
     metric: &'static str,
+    mode: &'static str,
     todo: u64,
     progress: Progress<'_>,
     mut batch: F,
@@ -184,7 +189,7 @@ where
         }
         done += n;
         metrics::counter!("swarmwise_retention_removed_rows_total", "kind" => metric).increment(n);
-        tracing::info!(workspace = %ws, done, todo, kind, "retention: batch committed");
+        tracing::info!(workspace = %ws, done, todo, kind, mode, "retention: batch committed");
         progress(ws, kind, done, todo);
     }
     Ok(done)
@@ -224,6 +229,7 @@ pub async fn run(
                 ws,
                 "recommendations",
                 "recommendations",
+                config.mode.as_str(),
                 todo,
                 progress,
                 || {
@@ -248,6 +254,7 @@ pub async fn run(
                 ws,
                 "trust history points",
                 "trust_history",
+                "delete",
                 history_todo,
                 progress,
                 || store.purge_trust_history(ws, history_cutoff, config.batch_size),
@@ -302,5 +309,10 @@ mod tests {
             bad(|c| c.trust_history_max_age_days = 0),
             "trust_history_max_age_days"
         );
+        assert_eq!(
+            bad(|c| c.trust_history_max_age_days = MAX_AGE_DAYS + 1),
+            "trust_history_max_age_days"
+        );
+        assert_eq!(bad(|c| c.max_age_days = u32::MAX), "max_age_days");
     }
 }

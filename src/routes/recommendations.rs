@@ -375,19 +375,27 @@ pub async fn list(
         filter.window = Some(limits.list_scan_rows);
     }
     let mut items = state.store.list_recommendations(ws.0, &filter).await?;
+    // A windowed page is one statement; it is used when it is full and in
+    // order (newest first). Otherwise (a short page, whose cursor is the
+    // window's floor) the floor is found first and the page read at or
+    // above it, as two statements that cannot disagree: every row the next
+    // cursor skips was examined by the second one.
+    let windowed_page_holds = filter.window.is_none()
+        || (items.len() > limit as usize && items.is_sorted_by(|a, b| a.id > b.id));
+    if !windowed_page_holds {
+        filter.window = None;
+        filter.not_before = state
+            .store
+            .recommendation_scan_floor(ws.0, &filter, limits.list_scan_rows)
+            .await?;
+        items = state.store.list_recommendations(ws.0, &filter).await?;
+    }
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|r| cursor_of(ws.0, r.id))
-    } else if filter.window.is_some() {
-        // A short page of a window continues below the window (its floor,
-        // looked up only now: a full page does not need it).
-        state
-            .store
-            .recommendation_scan_floor(ws.0, &filter, limits.list_scan_rows)
-            .await?
-            .map(|floor| cursor_of(ws.0, floor))
     } else {
-        None
+        // A short page of a window continues below the window.
+        filter.not_before.map(|floor| cursor_of(ws.0, floor))
     };
     Ok(HttpResponse::Ok().json(RecommendationPage { items, next_cursor }))
 }

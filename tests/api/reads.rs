@@ -260,6 +260,17 @@ const LIST_SHAPES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The shape of a page of combined filters (`RecommendationFilter.window`):
+/// the leading filter's newest rows below the cursor, at most a window of
+/// them, then the other filter, without sorting the window again.
+fn windowed_sql(placeholder: &str, cursor: &str) -> String {
+    format!(
+        "SELECT id FROM (SELECT id, recommendation_type FROM agent_recommendations \
+         WHERE workspace_id = {placeholder} AND agent_id = 'a1' AND id < {cursor} \
+         ORDER BY id DESC LIMIT 10000) AS w WHERE recommendation_type = 'risk'"
+    )
+}
+
 fn list_sql(filter: &str, placeholder: &str, cursor: &str) -> String {
     format!(
         "SELECT id FROM agent_recommendations WHERE workspace_id = {placeholder}{filter} \
@@ -298,6 +309,24 @@ async fn sqlite_every_list_filter_walks_an_index_in_order() {
             "{filter:?} scans the table: {text}"
         );
     }
+    // A windowed page: the window is a co-routine walking the leading
+    // filter's index, read in its order (no sort, which would read the
+    // whole window before the first row), so the page stops once full.
+    let sql = format!("EXPLAIN QUERY PLAN {} LIMIT 51", windowed_sql("?", "?"));
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(&sql)
+        .bind(uuid::Uuid::nil())
+        .bind(uuid::Uuid::max())
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    let text = rows
+        .iter()
+        .map(|r| r.3.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    assert!(text.contains("CO-ROUTINE"), "{text}");
+    assert!(text.contains("idx_recommendations_agent"), "{text}");
+    assert!(!text.contains("TEMP B-TREE"), "{text}");
 }
 
 /// PostgreSQL: with sequential scans priced out (the test tables are
@@ -332,6 +361,23 @@ async fn postgres_every_list_filter_has_an_index_in_order() {
         assert!(text.contains("Index"), "{filter:?} uses no index: {text}");
         assert!(!text.contains("Sort"), "{filter:?} sorts: {text}");
     }
+    // A windowed page keeps the window's order: its outer ORDER BY adds no
+    // Sort node, so the plan stops reading once the page is full.
+    let sql = format!(
+        "EXPLAIN {} ORDER BY id DESC LIMIT 51",
+        windowed_sql(
+            "'00000000-0000-0000-0000-000000000000'::uuid",
+            "'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid"
+        )
+    );
+    let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(&mut c).await.unwrap();
+    let text = rows
+        .iter()
+        .map(|r| r.0.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    assert!(text.contains("Index"), "windowed: {text}");
+    assert!(!text.contains("Sort"), "windowed: {text}");
 }
 
 /// Cursors are opaque and bound to their workspace: another workspace's
@@ -530,7 +576,36 @@ async fn combined_filters_page_through_bounded_windows(backend: Backend) {
             None => break,
         }
     }
-    assert_eq!(found, [risk], "exactly A's one match, once");
+    assert_eq!(found, [risk.clone()], "exactly A's one match, once");
+    // Dense matches: full pages come from the window in one query; paging
+    // through them with a small limit lists every match once, newest first.
+    let mut dense = vec![risk.clone()];
+    for i in 0..7 {
+        dense.push(
+            app.track(&key_a, "a1", &format!("wf-d{i}"), "risk", 0.5)
+                .await,
+        );
+    }
+    dense.reverse();
+    let query = "agent_id=a1&recommendation_type=risk&limit=3";
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..20 {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/recommendations?{query}&cursor={c}"),
+            None => format!("/api/v1/recommendations?{query}"),
+        };
+        let page = app.json(&key_a, &path).await;
+        for item in page["items"].as_array().unwrap() {
+            listed.push(item["id"].as_str().unwrap().to_owned());
+        }
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert!(cursor.is_none(), "the cursors do not end");
+    assert_eq!(listed, dense, "every match once, newest first");
     // A single filter is one index walk: full pages, as before.
     let page = app
         .json(&key_a, "/api/v1/recommendations?agent_id=a1&limit=5")

@@ -531,3 +531,32 @@ async fn retention_prunes_old_trust_history_points(backend: Backend) {
     assert_eq!(again.trust_history, 0);
 }
 both_backends!(retention_prunes_old_trust_history_points);
+
+/// SQLite: a batch of the trust history purge walks
+/// `idx_trust_history_recorded` in order (no scan of the workspace's whole
+/// history, no sort), so a batch costs the same however long the history.
+#[actix_web::test]
+async fn sqlite_trust_history_purge_walks_its_index() {
+    use sqlx::Connection;
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await;
+    let mut c = sqlx::SqliteConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(
+        "EXPLAIN QUERY PLAN SELECT id FROM agent_trust_score_history \
+         WHERE workspace_id = ? AND recorded_at < ? ORDER BY recorded_at, id LIMIT ?",
+    )
+    .bind(uuid::Uuid::nil())
+    .bind(0_i64)
+    .bind(10_i64)
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let text = rows
+        .iter()
+        .map(|r| r.3.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    assert!(text.contains("idx_trust_history_recorded"), "{text}");
+    assert!(!text.contains("TEMP B-TREE"), "{text}");
+}

@@ -216,9 +216,8 @@ impl RecommendationStore for PgStore {
         let mut tx = self.scoped(ws).await?;
         // With a `window`, the inner query walks the leading filter's index
         // (at most `window` rows) and the outer one applies the other
-        // filters to its rows without sorting them again, so the plan stops
-        // reading once the page is full; their order is checked (and
-        // restored if ever needed) below.
+        // filters to its rows in that order, so the plan stops reading once
+        // the page is full.
         let mut q = QueryBuilder::<Postgres>::new(format!("SELECT {REC_COLUMNS} FROM "));
         let equalities = super::equalities(f);
         if f.window.is_some() {
@@ -252,21 +251,14 @@ impl RecommendationStore for PgStore {
                 q.push(format!(" AND {} = ", e.column))
                     .push_bind(e.value.clone());
             }
-            q.push(" LIMIT ").push_bind(i64::from(f.limit));
-        } else {
-            q.push(" ORDER BY id DESC LIMIT ")
-                .push_bind(i64::from(f.limit));
         }
+        // With a window the planner keeps the subquery's order: no Sort
+        // node (tests/api/reads.rs checks the plan).
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
         let rows = q.build().fetch_all(&mut *tx).await.map_err(unexpected)?;
         tx.commit().await.map_err(unexpected)?;
-        let mut recs = rows
-            .iter()
-            .map(rec_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        if !recs.is_sorted_by(|a, b| a.id > b.id) {
-            recs.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
-        }
-        Ok(recs)
+        rows.iter().map(rec_from_row).collect()
     }
 
     async fn recommendation_scan_floor(

@@ -300,7 +300,8 @@ impl RecommendationStore for SqliteStore {
         // is checked, and restored if ever needed, below. With a `window`,
         // the innermost subquery walks the leading filter's index (at most
         // `window` rows, a co-routine the outer query stops reading once
-        // the page is full) and the other filters apply to its rows.
+        // the page is full) and the other filters apply to its rows; the
+        // route uses such a page only when it is full and in order.
         let mut q = QueryBuilder::<Sqlite>::new(format!(
             "SELECT json_group_array(json_array({PAGE_ROW})) FROM \
              (SELECT {REC_COLUMNS} FROM "
@@ -351,7 +352,12 @@ impl RecommendationStore for SqliteStore {
             .into_iter()
             .map(PageRow::into_recommendation)
             .collect::<Result<Vec<_>, _>>()?;
-        if !recs.is_sorted_by(|a, b| a.id > b.id) {
+        // Without a window the LIMIT is inside the ordered subquery, so
+        // only the order can differ, and sorting restores it. A windowed
+        // page is returned as read: its caller checks the order (SQLite
+        // yields a co-routine's rows in its ORDER BY; an outer ORDER BY
+        // would sort the whole window first).
+        if f.window.is_none() && !recs.is_sorted_by(|a, b| a.id > b.id) {
             recs.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
         }
         Ok(recs)

@@ -148,7 +148,7 @@ impl RetentionStore for PgStore {
         let mut tx = self.scoped(ws).await?;
         let n = sqlx::query(
             "DELETE FROM agent_trust_score_history WHERE id IN (SELECT id FROM agent_trust_score_history \
-             WHERE workspace_id = $1 AND recorded_at < $2 ORDER BY id LIMIT $3)",
+             WHERE workspace_id = $1 AND recorded_at < $2 ORDER BY recorded_at, id LIMIT $3)",
         )
         .bind(ws.0)
         .bind(before)

@@ -164,12 +164,12 @@ impl RetentionStore for SqliteStore {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<u64, StoreError> {
-        // In id order (the order points are recorded in), so a batch finds
-        // the oldest points first and stops after `limit`.
+        // Oldest first, along idx_trust_history_recorded (migration
+        // 20261201000011; tests/api/retention.rs checks the plan).
         let _turn = self.write_turn("purge_trust_history").await;
         Ok(sqlx::query(
             "DELETE FROM agent_trust_score_history WHERE id IN (SELECT id FROM agent_trust_score_history \
-             WHERE workspace_id = ? AND recorded_at < ? ORDER BY id LIMIT ?)",
+             WHERE workspace_id = ? AND recorded_at < ? ORDER BY recorded_at, id LIMIT ?)",
         )
         .bind(ws.0)
         .bind(micros(before))
