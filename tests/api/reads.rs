@@ -576,7 +576,11 @@ async fn combined_filters_page_through_bounded_windows(backend: Backend) {
             None => break,
         }
     }
-    assert_eq!(found, [risk.clone()], "exactly A's one match, once");
+    assert_eq!(
+        found,
+        std::slice::from_ref(&risk),
+        "exactly A's one match, once"
+    );
     // Dense matches: full pages come from the window in one query; paging
     // through them with a small limit lists every match once, newest first.
     let mut dense = vec![risk.clone()];
