@@ -319,11 +319,7 @@ async fn sqlite_every_list_filter_walks_an_index_in_order() {
         .fetch_all(&mut c)
         .await
         .unwrap();
-    let text = rows
-        .iter()
-        .map(|r| r.3.as_str())
-        .collect::<Vec<_>>()
-        .join(" | ");
+    let text = crate::helpers::plan_detail(&rows);
     assert!(text.contains("CO-ROUTINE"), "{text}");
     assert!(text.contains("idx_recommendations_agent"), "{text}");
     assert!(!text.contains("TEMP B-TREE"), "{text}");

@@ -552,11 +552,7 @@ async fn sqlite_trust_history_purge_walks_its_index() {
     .fetch_all(&mut c)
     .await
     .unwrap();
-    let text = rows
-        .iter()
-        .map(|r| r.3.as_str())
-        .collect::<Vec<_>>()
-        .join(" | ");
+    let text = crate::helpers::plan_detail(&rows);
     assert!(text.contains("idx_trust_history_recorded"), "{text}");
     assert!(!text.contains("TEMP B-TREE"), "{text}");
 }

@@ -16,6 +16,27 @@ use crate::store::postgres::PgStore;
 use crate::store::recommendations::{ROLLUP_UPSERT, USAGE_ROLLUP_COLUMNS, USAGE_UPSERT};
 use crate::store::unexpected;
 
+impl PgStore {
+    /// Runs `count_sql` (`$1` the workspace, `$2` the cutoff) in a
+    /// transaction scoped to `ws`.
+    async fn count_before(
+        &self,
+        ws: WorkspaceId,
+        count_sql: &str,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.scoped(ws).await?;
+        let n: i64 = sqlx::query_scalar(count_sql)
+            .bind(ws.0)
+            .bind(before)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unexpected)?;
+        tx.commit().await.map_err(unexpected)?;
+        Ok(n.max(0) as u64)
+    }
+}
+
 #[async_trait]
 impl RetentionStore for PgStore {
     async fn count_retirable(
@@ -23,17 +44,12 @@ impl RetentionStore for PgStore {
         ws: WorkspaceId,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.scoped(ws).await?;
-        let n: i64 = sqlx::query_scalar(
+        self.count_before(
+            ws,
             "SELECT count(*) FROM agent_recommendations WHERE workspace_id = $1 AND outcome_status <> 'pending' AND created_at < $2",
+            before,
         )
-        .bind(ws.0)
-        .bind(before)
-        .fetch_one(&mut *tx)
         .await
-        .map_err(unexpected)?;
-        tx.commit().await.map_err(unexpected)?;
-        Ok(n.max(0) as u64)
     }
 
     async fn retire_recommendations(
@@ -126,17 +142,12 @@ impl RetentionStore for PgStore {
         ws: WorkspaceId,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.scoped(ws).await?;
-        let n: i64 = sqlx::query_scalar(
+        self.count_before(
+            ws,
             "SELECT count(*) FROM agent_trust_score_history WHERE workspace_id = $1 AND recorded_at < $2",
+            before,
         )
-        .bind(ws.0)
-        .bind(before)
-        .fetch_one(&mut *tx)
         .await
-        .map_err(unexpected)?;
-        tx.commit().await.map_err(unexpected)?;
-        Ok(n.max(0) as u64)
     }
 
     async fn purge_trust_history(

@@ -18,6 +18,24 @@ const BATCH: &str =
     "SELECT id FROM agent_recommendations WHERE workspace_id = ?1 AND outcome_status <> 'pending' \
      AND created_at < ?2 ORDER BY created_at, id LIMIT ?3";
 
+impl SqliteStore {
+    /// Runs `count_sql` (the workspace, then the cutoff in microseconds).
+    async fn count_before(
+        &self,
+        ws: WorkspaceId,
+        count_sql: &str,
+        before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(count_sql)
+            .bind(ws.0)
+            .bind(micros(before))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unexpected)?;
+        Ok(n.max(0) as u64)
+    }
+}
+
 #[async_trait]
 impl RetentionStore for SqliteStore {
     async fn count_retirable(
@@ -25,15 +43,12 @@ impl RetentionStore for SqliteStore {
         ws: WorkspaceId,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
+        self.count_before(
+            ws,
             "SELECT count(*) FROM agent_recommendations WHERE workspace_id = ? AND outcome_status <> 'pending' AND created_at < ?",
+            before,
         )
-        .bind(ws.0)
-        .bind(micros(before))
-        .fetch_one(&self.pool)
         .await
-        .map_err(unexpected)?;
-        Ok(n.max(0) as u64)
     }
 
     async fn retire_recommendations(
@@ -147,15 +162,12 @@ impl RetentionStore for SqliteStore {
         ws: WorkspaceId,
         before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
+        self.count_before(
+            ws,
             "SELECT count(*) FROM agent_trust_score_history WHERE workspace_id = ? AND recorded_at < ?",
+            before,
         )
-        .bind(ws.0)
-        .bind(micros(before))
-        .fetch_one(&self.pool)
         .await
-        .map_err(unexpected)?;
-        Ok(n.max(0) as u64)
     }
 
     async fn purge_trust_history(
