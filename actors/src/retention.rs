@@ -21,9 +21,10 @@
 //! `trust_history_max_age_days` ago go in batches too (no trust state is
 //! read from them: the cards are rebuilt from the outcomes); agent failures
 //! stay (reliability folds them, and they are small); workflow runs,
-//! patterns, rules and cycle reports are untouched. Who runs it: the scheduler's leader (the
-//! `retention` job, claimed per occurrence) and `swarmwise retention`. No
-//! tenant can trigger or observe it: there is no workspace endpoint.
+//! patterns, rules and cycle reports are untouched. Who runs it: the
+//! scheduler's leader (the `retention` job, claimed per occurrence) and
+//! `swarmwise retention`. No tenant can trigger or observe it: there is no
+//! workspace endpoint.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};

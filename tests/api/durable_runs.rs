@@ -64,6 +64,18 @@ impl Agents {
         self.calls.lock().unwrap().get(agent).copied().unwrap_or(0)
     }
 
+    /// Waits (`poll_until`, which fails after its timeout) until `agent`
+    /// was called `n` times.
+    pub async fn wait_calls(&self, what: &str, agent: &str, n: usize) {
+        poll_until(what, || async {
+            match self.calls(agent) {
+                c if c == n => Ok(()),
+                c => Err(c),
+            }
+        })
+        .await;
+    }
+
     /// Registers HTTP agents `ids` (each at `/<id>`) through `address`.
     pub async fn register(&self, address: &str, key: &str, ids: &[&str]) {
         let c = reqwest::Client::new();
@@ -201,15 +213,9 @@ async fn a_run_handed_over_at_shutdown_resumes_after_its_last_stage(backend: Bac
     // The node stops before the run can finish: its lease is released, and
     // the restarted node (a new node id) takes the run over.
     let app = app.restart(durable(&dir)).await;
-    poll_until("second stage asked again", || async {
-        let n = agents.calls("held");
-        if n == 2 {
-            Ok(())
-        } else {
-            Err(n)
-        }
-    })
-    .await;
+    agents
+        .wait_calls("second stage asked again", "held", 2)
+        .await;
     agents.gate.add_permits(10);
     let run = run_reaches(&app, &key, &id, "succeeded").await;
     assert_eq!(
@@ -248,15 +254,7 @@ async fn the_first_sweep_leaves_the_runs_of_this_process_alone(backend: Backend)
     let (_, key) = app.workspace("first-sweep").await;
     agents.register(&app.address, &key, &["fast", "held"]).await;
     let id = start(&app, &key, "two_step").await;
-    poll_until("second stage asked", || async {
-        let n = agents.calls("held");
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(n)
-        }
-    })
-    .await;
+    agents.wait_calls("second stage asked", "held", 1).await;
     // A sweep as at start (`own`), with this process's run in flight.
     let report = app.workflows.sweep(true, true).await;
     assert_eq!(
@@ -280,15 +278,7 @@ async fn on_restart_fail_ends_the_run_failed_with_the_reason(backend: Backend) {
     let (_, key) = app.workspace("durable").await;
     agents.register(&app.address, &key, &["fast", "held"]).await;
     let id = start(&app, &key, "two_step_fail").await;
-    poll_until("second stage asked", || async {
-        let n = agents.calls("held");
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(n)
-        }
-    })
-    .await;
+    agents.wait_calls("second stage asked", "held", 1).await;
     let app = app.restart(durable(&dir)).await;
     let run = run_reaches(&app, &key, &id, "failed").await;
     let error = run["error"].as_str().unwrap();
@@ -403,15 +393,9 @@ async fn a_sigkilled_nodes_run_completes_on_another_node_without_repeating_a_sta
     drop(a); // SIGKILL: no shutdown, no lease released.
 
     let b = spawn_server_in(None, &["--config", &config], &envs);
-    poll_until("the second stage asked again by node B", || async {
-        let n = agents.calls("held");
-        if n == 2 {
-            Ok(())
-        } else {
-            Err(n)
-        }
-    })
-    .await;
+    agents
+        .wait_calls("the second stage asked again by node B", "held", 2)
+        .await;
     agents.gate.add_permits(10);
     let run = poll_until("the run succeeded on node B", || async {
         let run = get(b.address.clone()).await;

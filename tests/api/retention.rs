@@ -181,6 +181,33 @@ async fn dead_letter(app: &TestApp, ws: WorkspaceId, at: DateTime<Utc>) {
         .unwrap();
 }
 
+/// Runs retention for real and records the progress reported for `kind`
+/// (`recommendations` or `trust history points`): (workspace, done, todo)
+/// after each batch.
+async fn run_recording(
+    store: &dyn swarmwise_actors::ports::Store,
+    config: &RetentionConfig,
+    now: DateTime<Utc>,
+    kind: &str,
+) -> (retention::RetentionReport, Vec<(WorkspaceId, u64, u64)>) {
+    let batches = std::sync::Mutex::new(Vec::new());
+    let report = retention::run(
+        store,
+        config,
+        "decision",
+        now,
+        false,
+        &|ws, k, done, todo| {
+            if k == kind {
+                batches.lock().unwrap().push((ws, done, todo));
+            }
+        },
+    )
+    .await
+    .unwrap();
+    (report, batches.into_inner().unwrap())
+}
+
 async fn retention_removes_exactly_the_old_rows_and_keeps_what_was_learned(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
         s.scheduler.enabled = false;
@@ -253,24 +280,10 @@ async fn retention_removes_exactly_the_old_rows_and_keeps_what_was_learned(backe
         120
     );
 
-    let batches = std::sync::Mutex::new(Vec::new());
-    let report = retention::run(
-        store.as_ref(),
-        &config,
-        "decision",
-        Utc::now(),
-        false,
-        &|ws, kind, done, todo| {
-            if kind == "recommendations" {
-                batches.lock().unwrap().push((ws, done, todo));
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let (report, batches) =
+        run_recording(store.as_ref(), &config, Utc::now(), "recommendations").await;
     assert_eq!(report.recommendations, 120);
     assert_eq!(report.dead_letters, 1);
-    let batches = batches.into_inner().unwrap();
     assert_eq!(batches.len(), 120usize.div_ceil(7), "{batches:?}");
     assert_eq!(batches.last().unwrap(), &(a, 120, 120));
 
@@ -479,21 +492,8 @@ async fn retention_prunes_old_trust_history_points(backend: Backend) {
     .unwrap();
     assert_eq!(dry.trust_history, 7, "{dry:?}");
     assert_eq!(points(a).await.len(), 7, "a dry run changes nothing");
-    let batches = std::sync::Mutex::new(Vec::new());
-    let report = retention::run(
-        store.as_ref(),
-        &config,
-        "decision",
-        now,
-        false,
-        &|ws, kind, done, todo| {
-            if kind == "trust history points" {
-                batches.lock().unwrap().push((ws, done, todo));
-            }
-        },
-    )
-    .await
-    .unwrap();
+    let (report, batches) =
+        run_recording(store.as_ref(), &config, now, "trust history points").await;
     assert_eq!(report.trust_history, 7);
     assert_eq!(report.recommendations, 0);
     let per_ws: Vec<(WorkspaceId, u64)> = report
@@ -505,7 +505,6 @@ async fn retention_prunes_old_trust_history_points(backend: Backend) {
         per_ws.contains(&(a, 6)) && per_ws.contains(&(b, 1)),
         "{per_ws:?}"
     );
-    let batches = batches.into_inner().unwrap();
     assert_eq!(
         batches.iter().filter(|(ws, _, _)| *ws == a).count(),
         3,

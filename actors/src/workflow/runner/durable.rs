@@ -118,11 +118,11 @@ pub struct SweepReport {
 }
 
 impl Workflows {
-    /// One sweep of this node: renews its leases, claims runs whose lease
-    /// expired (with `own`, also every run this node id leased before this
-    /// process started: its leftovers
-    /// at start) and resumes or fails each per its `on_restart`, then
-    /// applies the default action of due approval deadlines. With `claim`
+    /// One sweep of this node: renews the leases of the runs it executes,
+    /// claims runs whose lease expired (with `own`, also every run this node
+    /// id leased before this process started: its leftovers at start) and
+    /// resumes or fails each per its `on_restart`, then applies the default
+    /// action of due approval deadlines. With `claim`
     /// false (the node is stopping) it only renews. After
     /// [`Workflows::hand_over_in_flight`] it does nothing. Errors are
     /// logged; the next sweep tries again.
