@@ -15,7 +15,9 @@
 //! short run of about 2; words after `--` pick sections, see [`Only`]). Environment: `SWARMWISE_BENCH_PG_URL` (default
 //! postgres://postgres@127.0.0.1:5432/postgres; a fresh database per
 //! configuration is created and dropped; the PostgreSQL rows are skipped
-//! when it is unreachable). Progress on stderr; prints figures, asserts only
+//! when it is unreachable), `SWARMWISE_BENCH_SECS=N` (every workload row runs N
+//! seconds: steadier figures when comparing builds), `SWARMWISE_BENCH_DB_CONNECTIONS=N`
+//! (the pool size). Progress on stderr; prints figures, asserts only
 //! that every run succeeded and was evaluated.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]

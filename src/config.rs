@@ -239,6 +239,11 @@ pub struct DatabaseSettings {
     pub acquire_timeout_secs: u64,
     /// Apply migrations at start.
     pub migrate: bool,
+    /// SQLite only: milliseconds between checkpoints of the write-ahead log
+    /// by a background task, off the write path (0 to 60000; 0 = SQLite's
+    /// own checkpoint inside the commit that fills 1,000 pages). See
+    /// docs/operations.md, "Checkpoints".
+    pub sqlite_checkpoint_interval_ms: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -248,6 +253,7 @@ impl Default for DatabaseSettings {
             max_connections: 8,
             acquire_timeout_secs: 5,
             migrate: true,
+            sqlite_checkpoint_interval_ms: 100,
         }
     }
 }
@@ -631,6 +637,15 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             return Err(err("database.max_connections", "must be at least 1".into()));
+        }
+        if self.database.sqlite_checkpoint_interval_ms > 60_000 {
+            return Err(err(
+                "database.sqlite_checkpoint_interval_ms",
+                format!(
+                    "{} is out of range; use 0 to 60000 (milliseconds; 100 suits most, 0 checkpoints inside commits)",
+                    self.database.sqlite_checkpoint_interval_ms
+                ),
+            ));
         }
         swarmwise_actors::cluster::NodeId::from_config(&self.cluster.node_id)
             .map_err(|m| err("cluster.node_id", m))?;
@@ -1094,9 +1109,13 @@ mod tests {
     }
 
     #[test]
-    fn redis_deadline_and_event_stream_settings_are_bounded() {
+    fn database_redis_and_event_stream_settings_are_bounded() {
         type Case = (fn(&mut Settings), &'static str);
-        let cases: [Case; 5] = [
+        let cases: [Case; 6] = [
+            (
+                |s| s.database.sqlite_checkpoint_interval_ms = 60_001,
+                "database.sqlite_checkpoint_interval_ms",
+            ),
             (|s| s.redis.op_timeout_ms = 0, "redis.op_timeout_ms"),
             (|s| s.redis.op_timeout_ms = 10_001, "redis.op_timeout_ms"),
             (|s| s.events.heartbeat_secs = 0, "events.heartbeat_secs"),

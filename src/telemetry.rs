@@ -94,6 +94,8 @@ pub const METRICS: &[Metric] = &[
       "SQLite: time a write transaction waited for this process's write gate (one writer at a time), by store operation"),
     m("swarmwise_sqlite_write_gate_held_seconds", "histogram", &["operation"],
       "SQLite: time a write transaction held the write gate, by store operation; the rate of the sums over all operations is the share of time the gate is taken (near 1: the single writer sets the pace)"),
+    m("swarmwise_sqlite_checkpoint_seconds", "histogram", &[],
+      "SQLite: time one background checkpoint of the write-ahead log took (database.sqlite_checkpoint_interval_ms), off the write gate"),
     m("swarmwise_tracker_flush_failures_total", "counter", &[],
       "Batch commits that failed transiently (database unavailable) and were retried"),
     m("swarmwise_tracker_dead_letters_total", "counter", &[],

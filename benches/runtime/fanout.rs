@@ -1036,7 +1036,17 @@ async fn langgraph(report: &mut Report, budget: Budget, ref_budget: Budget) {
 
 /// The rows `only` selects (every row by default); prints the table.
 pub async fn bench(quick: bool, only: &crate::Only) {
-    let budget = if quick {
+    // `SWARMWISE_BENCH_SECS=N`: every row runs N seconds, whatever its
+    // count of runs (for comparing builds, where 2 s rows are too noisy).
+    let secs = std::env::var("SWARMWISE_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok());
+    let budget = if let Some(secs) = secs {
+        Budget {
+            runs: usize::MAX,
+            secs,
+        }
+    } else if quick {
         Budget {
             runs: 2_000,
             secs: 2.0,

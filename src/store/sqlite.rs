@@ -20,11 +20,51 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    /// One connection for the writes made under the gate
+    /// ([`SqliteStore::write_turn`]); see [`WRITER_CACHE_KIB`].
+    pub(super) writer: SqlitePool,
     /// This process's write gate (see [`SqliteStore::write_turn`]).
     writes: std::sync::Arc<tokio::sync::Semaphore>,
     /// Stamped on the change-feed rows this store writes (`changes/`).
     pub(super) origin: std::sync::Arc<str>,
+    /// Held by every clone; the checkpointer ([`spawn_checkpointer`]) stops
+    /// once the last clone is gone.
+    _alive: std::sync::Arc<()>,
 }
+
+/// A turn at `gate` ([`SqliteStore::write_turn`]); `None` once it is closed.
+async fn gate_turn(
+    gate: &std::sync::Arc<tokio::sync::Semaphore>,
+    operation: &'static str,
+) -> Option<WriteTurn> {
+    let asked = Instant::now();
+    let permit = std::sync::Arc::clone(gate).acquire_owned().await.ok()?;
+    metrics::histogram!("swarmwise_sqlite_write_gate_wait_seconds", "operation" => operation)
+        .record(asked.elapsed().as_secs_f64());
+    Some(WriteTurn {
+        _permit: permit,
+        since: Instant::now(),
+        operation,
+    })
+}
+
+/// With the background checkpointer on, SQLite's own checkpoint (run by
+/// the commit that takes the WAL past this many pages, 40 MB at 4 KiB a
+/// page) stays only as a backstop: should the task fall behind, the WAL
+/// still stops growing.
+const BACKSTOP_CHECKPOINT_PAGES: u32 = 10_000;
+
+/// The page cache of the connection that makes every gated write, in KiB.
+/// In WAL mode a connection drops its whole page cache when it begins a
+/// transaction after another connection committed, so gated writes spread
+/// over the pool's connections began cold and read every page they touched
+/// back (a profile of the runtime bench: `pread` and page-cache misses were
+/// about a tenth of the connection threads' time, with the gate held). One
+/// connection that makes all of them keeps its cache: only its own commits
+/// change the file between its transactions. Its cache holds the pages
+/// those writes touch again and again (the indexes' newest leaves and the
+/// tree above them); SQLite's default is 2 MiB.
+const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
 pub(super) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -82,7 +122,21 @@ impl SqliteStore {
                 SqliteSynchronous::Normal
             })
             .foreign_keys(true)
+            // Statement journals (a multi-row statement's undo log, kept so
+            // that statement alone can be rolled back) in memory: SQLite's
+            // default spills them to a temporary file past 64 KiB, and a
+            // group commit's multi-row inserts into a table with 10 indexes
+            // go past it (a profile of the runtime bench: about a tenth of
+            // the connection threads' time in `pwrite` to that file, with
+            // the write gate held).
+            .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(10));
+        let checkpoint_every = Duration::from_millis(settings.sqlite_checkpoint_interval_ms);
+        let options = if checkpoint_every.is_zero() {
+            options
+        } else {
+            options.pragma("wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES.to_string())
+        };
         if let Some(dir) = options.get_filename().parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir)?;
@@ -96,16 +150,29 @@ impl SqliteStore {
             // thread per statement or transaction (measured on the runtime
             // bench: about a tenth of a run's CPU on the runtime's thread).
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         if settings.migrate {
             MIGRATOR.run(&pool).await?;
         }
-        Ok(Self {
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
+            .test_before_acquire(false)
+            .connect_with(options.pragma("cache_size", format!("-{WRITER_CACHE_KIB}")))
+            .await?;
+        let alive = std::sync::Arc::new(());
+        let store = Self {
             pool,
+            writer,
             writes: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
             origin: origin.into(),
-        })
+            _alive: std::sync::Arc::clone(&alive),
+        };
+        if !checkpoint_every.is_zero() {
+            spawn_checkpointer(&store, std::sync::Arc::downgrade(&alive), checkpoint_every);
+        }
+        Ok(store)
     }
 
     /// Waits for this process's turn to write. SQLite has one writer at a
@@ -114,7 +181,8 @@ impl SqliteStore {
     /// under load most of a commit's time is spent asleep. The hot write
     /// paths (tracking, evaluations, runs' writes, trust cards) take this
     /// gate around their transaction instead, so they queue in memory, in
-    /// order, without sleeping. Hold the turn until the commit. Other
+    /// order, without sleeping. Hold the turn until the commit, and write on
+    /// `self.writer` (one connection, its page cache kept warm). Other
     /// processes on the same file (the CLI) still meet the busy handler
     /// (`busy_timeout`, 10 s).
     ///
@@ -125,24 +193,74 @@ impl SqliteStore {
     /// over all operations is the share of time the gate is taken: near 1,
     /// SQLite's single writer sets the pace of every write path.
     pub(super) async fn write_turn(&self, operation: &'static str) -> Option<WriteTurn> {
-        let asked = Instant::now();
-        let permit = std::sync::Arc::clone(&self.writes)
-            .acquire_owned()
-            .await
-            .ok()?;
-        metrics::histogram!("swarmwise_sqlite_write_gate_wait_seconds", "operation" => operation)
-            .record(asked.elapsed().as_secs_f64());
-        Some(WriteTurn {
-            _permit: permit,
-            since: Instant::now(),
-            operation,
-        })
+        gate_turn(&self.writes, operation).await
     }
 
     /// The pool (tests read the file directly through it).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Checkpoints the write-ahead log every `every`, mostly off the write path.
+///
+/// SQLite's default checkpoint runs inside the commit that takes the WAL
+/// past 1,000 pages: that commit copies the WAL's pages into the database
+/// file and syncs both, with this process's write gate held, so every
+/// queued write waits for it (a profile of the runtime bench: about 7% of
+/// the connection threads' time, all of it gated). Here each tick runs two
+/// `PASSIVE` checkpoints (<https://www.sqlite.org/wal.html#ckpt>):
+/// - the first on a pool connection without the gate: it takes no write
+///   lock and copies what no reader still needs while writers go on
+///   appending;
+/// - the second under the gate, on the writer's connection: it copies only
+///   the frames appended meanwhile. With nothing left to copy, the next
+///   write starts the WAL over from its beginning; a checkpoint that never
+///   catches up with the writers would let the WAL grow to the backstop.
+///
+/// Each tick's duration is recorded in `swarmwise_sqlite_checkpoint_seconds`
+/// (its gated part in the gate histograms, operation `checkpoint`); a
+/// failed one is logged and tried again at the next tick. The task ends
+/// when the store's last clone is dropped or its pool closed.
+fn spawn_checkpointer(store: &SqliteStore, alive: std::sync::Weak<()>, every: Duration) {
+    let (pool, writer, gate) = (
+        store.pool.clone(),
+        store.writer.clone(),
+        std::sync::Arc::clone(&store.writes),
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if alive.strong_count() == 0 || pool.is_closed() {
+                break;
+            }
+            let started = Instant::now();
+            let done = async {
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await?;
+                let _turn = gate_turn(&gate, "checkpoint").await;
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&writer)
+                    .await
+            }
+            .await;
+            match done {
+                Ok(_) => metrics::histogram!("swarmwise_sqlite_checkpoint_seconds")
+                    .record(started.elapsed().as_secs_f64()),
+                Err(e) if pool.is_closed() => {
+                    tracing::debug!(error = %e, "SQLite checkpoint stopped: the pool is closed");
+                    break;
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "SQLite WAL checkpoint failed; retrying at the next tick (SQLite's own checkpoint in commits stays as a backstop)"
+                ),
+            }
+        }
+    });
 }
 
 #[async_trait]

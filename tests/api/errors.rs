@@ -599,7 +599,8 @@ async fn metric_names_exposed_at_metrics() {
     assert_eq!(res.status(), StatusCode::OK);
     // The trust scorer loads and folds the outcome on its own time (a
     // loaded machine showed the scrape before it), and the stats refresh
-    // (every second here) reads the folded trust: wait for both.
+    // (every second here) reads the folded trust: wait for both, and for
+    // the SQLite checkpointer's first tick.
     let text = crate::helpers::poll_until("the trust metrics", || async {
         let text = c
             .get(format!("{address}/metrics"))
@@ -611,6 +612,7 @@ async fn metric_names_exposed_at_metrics() {
             .unwrap();
         if text.contains("swarmwise_trust_updates_total")
             && text.contains("swarmwise_trust_reload_seconds")
+            && text.contains("swarmwise_sqlite_checkpoint_seconds")
             && text.contains("swarmwise_agent_trust_ratio{")
         {
             Ok(text)

@@ -1253,3 +1253,78 @@ async fn list_rows_match_single_reads(backend: Backend) {
     assert_eq!(listed_bare, &bare, "every NULL as inserted");
 }
 both_backends!(list_rows_match_single_reads);
+
+/// The write-ahead log is checkpointed by the store's background task
+/// (`database.sqlite_checkpoint_interval_ms`), not by the commits: SQLite's
+/// own checkpoint is pushed back to 10,000 pages, so the few hundred pages
+/// written here reach the database file only through the task. With the
+/// interval at 0, SQLite's default (1,000 pages) is left alone.
+#[tokio::test]
+async fn sqlite_checkpoints_the_wal_in_the_background() {
+    use swarmwise::store::SqliteStore;
+    let (url, dir) = fresh_database(Backend::Sqlite).await;
+    let dir = dir.expect("a SQLite database lives in a folder");
+    let off = SqliteStore::connect(&DatabaseSettings {
+        url: format!("sqlite://{}/off.db", dir.path().display()),
+        sqlite_checkpoint_interval_ms: 0,
+        ..DatabaseSettings::default()
+    })
+    .await
+    .unwrap();
+    let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(off.pool())
+        .await
+        .unwrap();
+    assert_eq!(pages, 1000, "interval 0 keeps SQLite's own checkpoint");
+
+    let sqlite = SqliteStore::connect(&DatabaseSettings {
+        url,
+        sqlite_checkpoint_interval_ms: 10,
+        ..DatabaseSettings::default()
+    })
+    .await
+    .unwrap();
+    let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(sqlite.pool())
+        .await
+        .unwrap();
+    assert_eq!(pages, 10_000, "the commits' checkpoint is only a backstop");
+    let store: Arc<dyn AdminStore> = Arc::new(sqlite.clone());
+    let (ws, _) = new_workspace(&store, "wal").await;
+    // About 1.2 MB of rows (some 300 pages, fewer than either threshold),
+    // in 10 gated transactions.
+    for batch in 0..10 {
+        let recs: Vec<Recommendation> = (0..100)
+            .map(|i| {
+                let mut r = rec(ws, "agent-w", &format!("wf-{batch}-{i}"), "t", 0.5);
+                r.reasoning = Some("x".repeat(1_000));
+                r
+            })
+            .collect();
+        store.insert_recommendations(&recs).await.unwrap();
+    }
+    let file = dir.path().join("swarmwise.db");
+    crate::helpers::poll_until("the database file holds every committed page", || {
+        let (pool, file) = (sqlite.pool().clone(), file.clone());
+        async move {
+            let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| e.to_string())?;
+            let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+                .fetch_one(&pool)
+                .await
+                .map_err(|e| e.to_string())?;
+            let on_disk = std::fs::metadata(&file).map_err(|e| e.to_string())?.len();
+            let committed = u64::try_from(pages * size).unwrap_or(u64::MAX);
+            if pages > 250 && on_disk >= committed {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{pages} pages committed, {on_disk} bytes in the file"
+                ))
+            }
+        }
+    })
+    .await;
+}

@@ -239,7 +239,7 @@ impl RecommendationStore for SqliteStore {
         // Rendered before the gate: it is held for SQLite's work only.
         let rows = rendered(recs);
         let _turn = self.write_turn("insert_recommendations").await;
-        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut tx = self.writer.begin().await.map_err(unexpected)?;
         insert_rows_on(&mut tx, &rows).await?;
         tx.commit().await.map_err(unexpected)
     }
@@ -249,7 +249,7 @@ impl RecommendationStore for SqliteStore {
             return Ok(());
         }
         let _turn = self.write_turn("insert_dead_letters").await;
-        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut tx = self.writer.begin().await.map_err(unexpected)?;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO tracker_dead_letters (id, workspace_id, recommendation_id, agent_id, error, payload, failed_at) ",
@@ -437,7 +437,7 @@ impl RecommendationStore for SqliteStore {
             return Ok(());
         }
         let _turn = self.write_turn("apply_verdicts").await;
-        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut tx = self.writer.begin().await.map_err(unexpected)?;
         apply_verdicts_on(&mut tx, &self.origin, ws, updates, &[]).await?;
         tx.commit().await.map_err(unexpected)
     }
@@ -453,7 +453,7 @@ impl RecommendationStore for SqliteStore {
         // Rendered before the gate: it is held for SQLite's work only.
         let inserts: Vec<Vec<Rendered<'_>>> = groups.iter().map(|g| rendered(&g.inserts)).collect();
         let _turn = self.write_turn("apply_verdict_groups").await;
-        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut tx = self.writer.begin().await.map_err(unexpected)?;
         for (g, rows) in groups
             .iter()
             .zip(&inserts)
@@ -496,7 +496,7 @@ impl RecommendationStore for SqliteStore {
             return Ok(());
         }
         let _turn = self.write_turn("insert_failures").await;
-        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut tx = self.writer.begin().await.map_err(unexpected)?;
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO agent_failures (id, workspace_id, agent_id, agent_name, workflow_id, recommendation_type, kind, message, occurred_at) ",

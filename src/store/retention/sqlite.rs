@@ -186,7 +186,7 @@ impl RetentionStore for SqliteStore {
         .bind(ws.0)
         .bind(micros(before))
         .bind(i64::from(limit))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(unexpected)?
         .rows_affected())

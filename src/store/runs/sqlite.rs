@@ -69,7 +69,7 @@ impl RunStore for SqliteStore {
         // Rendered before the gate: it is held for SQLite's work only.
         let texts: Vec<Texts> = writes.iter().map(Texts::of).collect();
         let _turn = self.write_turn("run_writes").await;
-        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut tx = self.writer.begin().await.map_err(unexpected)?;
         let applied = if has_repeated_run(writes) {
             // Never from the runner (a run awaits each write); kept exact:
             // one write at a time, in order.
@@ -117,7 +117,7 @@ impl RunStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
         let _turn = self.write_turn("interrupt_unfinished").await;
-        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut tx = self.writer.begin().await.map_err(unexpected)?;
         let runs = sqlx::query("UPDATE workflow_runs SET status = 'interrupted', error = ?, finished_at = ? WHERE workspace_id = ? AND status = 'running' AND owner_node IS NULL")
             .bind(reason)
             .bind(micros(at))
@@ -146,7 +146,7 @@ impl RunStore for SqliteStore {
             .bind(run.workspace_id.0)
             .bind(run.id)
             .bind(lease.fencing)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unexpected)?
             .rows_affected();
@@ -170,7 +170,7 @@ impl RunStore for SqliteStore {
             .bind(run.workspace_id.0)
             .bind(run.id)
             .bind(expected_fencing)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(unexpected)?
             .rows_affected();
@@ -187,7 +187,7 @@ impl RunStore for SqliteStore {
             return Ok(0);
         }
         let _turn = self.write_turn("renew_leases").await;
-        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut tx = self.writer.begin().await.map_err(unexpected)?;
         let mut n = 0;
         for chunk in runs.chunks(WRITE_CHUNK) {
             let mut q = QueryBuilder::<Sqlite>::new("UPDATE workflow_runs SET lease_until = ");
@@ -218,7 +218,7 @@ impl RunStore for SqliteStore {
         )
         .bind(micros(now))
         .bind(owner)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(unexpected)?
         .rows_affected();

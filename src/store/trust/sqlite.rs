@@ -71,7 +71,7 @@ impl TrustStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let _turn = self.write_turn("save_trust").await;
-        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut tx = self.writer.begin().await.map_err(unexpected)?;
         upsert_trust(&mut tx, ws, rows, at, true).await?;
         let overall: Vec<&TrustRow> = rows
             .iter()
@@ -101,7 +101,7 @@ impl TrustStore for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let _turn = self.write_turn("initialize_trust").await;
-        let mut tx = self.pool.begin().await.map_err(unexpected)?;
+        let mut tx = self.writer.begin().await.map_err(unexpected)?;
         let n = upsert_trust(&mut tx, ws, rows, at, false).await?;
         tx.commit().await.map_err(unexpected)?;
         Ok(n)
