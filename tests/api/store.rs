@@ -1022,6 +1022,68 @@ async fn run_lease_conformance(backend: Backend) {
 }
 both_backends!(run_lease_conformance);
 
+/// A finished run's report repeats its progress's stages; the store keeps
+/// them once (in `progress`) and every read gives the report back whole. A
+/// report whose stages differ from the progress's (here: one stage fewer)
+/// is stored as given.
+async fn a_finished_runs_stages_are_stored_once(backend: Backend) {
+    use swarmwise_actors::workflow::RunStatus;
+    let (store, _dir, url) = open(backend).await;
+    let (ws, _) = new_workspace(&store, "stages").await;
+    let now = to_micros(Utc::now());
+    let stages = json!([
+        {"name": "s1", "agents": [{"agent_id": "a", "answer": {"content": {"d": 1}}}]},
+        {"name": "s2", "agents": []}
+    ]);
+    let mut ends = Vec::new();
+    for (name, report_stages) in [("same", stages.clone()), ("fewer", json!([stages[0]]))] {
+        let mut run = leased_run(ws, 1, now + TimeDelta::seconds(30));
+        store.insert_run(&run).await.unwrap();
+        run.progress = Some(json!({"stages": stages, "evaluated": true}));
+        run.result = Some(json!({"run_id": run.id, "status": "succeeded",
+            "result": {"decision": name}, "stages": report_stages, "error": null}));
+        run.status = RunStatus::Succeeded;
+        run.finished_at = Some(now);
+        assert!(store.finish_run(&run).await.unwrap());
+        let read = store.run(ws, run.id).await.unwrap().unwrap();
+        assert_eq!(
+            read.result, run.result,
+            "{name}: the report reads back whole"
+        );
+        assert_eq!(read.progress, run.progress, "{name}");
+        ends.push((name, run.id));
+    }
+    // What the column holds (PostgreSQL: as the owner, past row-level
+    // security).
+    for (name, id) in ends {
+        let stored: String = match backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                sqlx::query_scalar("SELECT result FROM workflow_runs WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                sqlx::query_scalar("SELECT result::text FROM workflow_runs WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(
+            stored.get("stages").is_some(),
+            name == "fewer",
+            "{name}: {stored}"
+        );
+    }
+}
+both_backends!(a_finished_runs_stages_are_stored_once);
+
 /// A restarted node tells its previous process's runs (leftovers) from its
 /// own: renewal names the runs this process executes, so a leftover is not
 /// kept alive; a claim of its own node's runs takes only those whose lease

@@ -13,7 +13,7 @@ use swarmwise_actors::ports::{RunStore, RunWrite, StoreError};
 use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
 use uuid::Uuid;
 
-use super::{has_repeated_run, mark, one_write, RUN_COLUMNS};
+use super::{has_repeated_run, mark, one_write, restore_result_stages, stored_result, RUN_COLUMNS};
 use crate::store::postgres::{set_workspace, PgStore};
 use crate::store::{priority_name, unexpected};
 
@@ -61,7 +61,9 @@ fn run_row(row: &PgRow) -> Result<WorkflowRun, StoreError> {
             },
         })
     };
-    get().map_err(StoreError::Unexpected)
+    let mut run = get().map_err(StoreError::Unexpected)?;
+    restore_result_stages(&mut run);
+    Ok(run)
 }
 
 #[async_trait]
@@ -367,7 +369,7 @@ async fn run_writes_grouped(
         .bind(ws.0)
         .bind(runs().map(|r| r.id).collect::<Vec<_>>())
         .bind(runs().map(|r| r.status.as_str()).collect::<Vec<_>>())
-        .bind(runs().map(|r| r.result.clone()).collect::<Vec<_>>())
+        .bind(runs().map(stored_result).collect::<Vec<_>>())
         .bind(runs().map(|r| r.error.clone()).collect::<Vec<_>>())
         .bind(runs().map(|r| r.finished_at).collect::<Vec<_>>())
         .bind(runs().map(|r| r.progress.clone()).collect::<Vec<_>>())

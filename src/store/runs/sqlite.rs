@@ -12,7 +12,7 @@ use swarmwise_actors::ports::{RunStore, RunWrite, StoreError};
 use swarmwise_actors::workflow::{RunLease, RunStatus, WorkflowRun};
 use uuid::Uuid;
 
-use super::{has_repeated_run, mark, one_write, RUN_COLUMNS};
+use super::{has_repeated_run, mark, one_write, restore_result_stages, stored_result, RUN_COLUMNS};
 use crate::store::sqlite::{from_micros, micros, SqliteStore};
 use crate::store::{priority_name, unexpected};
 
@@ -56,7 +56,9 @@ fn run_row(row: &SqliteRow) -> Result<WorkflowRun, StoreError> {
             },
         })
     };
-    get().map_err(StoreError::Unexpected)
+    let mut run = get().map_err(StoreError::Unexpected)?;
+    restore_result_stages(&mut run);
+    Ok(run)
 }
 
 fn json_text(v: Option<&serde_json::Value>) -> Option<String> {
@@ -292,7 +294,7 @@ impl Texts {
             input: matches!(write, RunWrite::Insert(_)).then(|| run.input.to_string()),
             progress: json_text(run.progress.as_ref()),
             result: matches!(write, RunWrite::Finish(_))
-                .then(|| json_text(run.result.as_ref()))
+                .then(|| json_text(stored_result(run).as_ref()))
                 .flatten(),
         }
     }
