@@ -1390,3 +1390,25 @@ async fn sqlite_checkpoints_the_wal_in_the_background() {
     })
     .await;
 }
+
+/// An in-memory database (`sqlite::memory:`) is one database for the whole
+/// store: the connection that makes gated writes and the pool that reads
+/// share it, so what one writes the other lists.
+#[tokio::test]
+async fn sqlite_in_memory_is_one_database_for_writer_and_readers() {
+    let store = connect(&DatabaseSettings {
+        url: "sqlite::memory:".into(),
+        ..DatabaseSettings::default()
+    })
+    .await
+    .expect("connect");
+    let (ws, _) = new_workspace(&store, "memory").await;
+    let recs = vec![rec(ws, "agent-m", "wf-m", "t", 0.5)];
+    store.insert_recommendations(&recs).await.unwrap();
+    let filter = RecommendationFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    let listed = store.list_recommendations(ws, &filter).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+}
