@@ -246,14 +246,16 @@ impl VerdictGroup {
 }
 
 /// One write of a run's life in a group commit ([`RunStore::run_writes`]).
+/// The run is shared, not copied: a finished run's progress and report are
+/// JSON trees of a few KB, and the runner hands its own over.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunWrite {
     /// [`RunStore::insert_run`].
-    Insert(WorkflowRun),
+    Insert(std::sync::Arc<WorkflowRun>),
     /// [`RunStore::save_progress`].
-    Progress(WorkflowRun),
+    Progress(std::sync::Arc<WorkflowRun>),
     /// [`RunStore::finish_run`].
-    Finish(WorkflowRun),
+    Finish(std::sync::Arc<WorkflowRun>),
 }
 
 impl RunWrite {

@@ -1159,11 +1159,11 @@ async fn group_commit_conformance(backend: Backend) {
     fb.result = Some(json!({"ok": true}));
     let applied = store
         .run_writes(&[
-            RunWrite::Insert(ra.clone()),
-            RunWrite::Insert(rb.clone()),
-            RunWrite::Progress(pa.clone()),
-            RunWrite::Progress(stale),
-            RunWrite::Finish(fb),
+            RunWrite::Insert(Arc::new(ra.clone())),
+            RunWrite::Insert(Arc::new(rb.clone())),
+            RunWrite::Progress(Arc::new(pa.clone())),
+            RunWrite::Progress(Arc::new(stale)),
+            RunWrite::Finish(Arc::new(fb)),
         ])
         .await
         .unwrap();
@@ -1182,7 +1182,10 @@ async fn group_commit_conformance(backend: Backend) {
     // written before it in the same batch is not there either.
     let rc = run(a, 1);
     let err = store
-        .run_writes(&[RunWrite::Insert(rc.clone()), RunWrite::Insert(ra.clone())])
+        .run_writes(&[
+            RunWrite::Insert(Arc::new(rc.clone())),
+            RunWrite::Insert(Arc::new(ra.clone())),
+        ])
         .await;
     assert!(err.is_err(), "a duplicate run id is refused: {err:?}");
     assert!(store.run(a, rc.id).await.unwrap().is_none(), "rolled back");

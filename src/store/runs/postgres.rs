@@ -105,13 +105,13 @@ impl RunStore for PgStore {
     }
 
     async fn insert_run(&self, run: &WorkflowRun) -> Result<(), StoreError> {
-        self.run_writes(&[RunWrite::Insert(run.clone())])
+        self.run_writes(&[RunWrite::Insert(std::sync::Arc::new(run.clone()))])
             .await
             .map(drop)
     }
 
     async fn finish_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        one_write(self, RunWrite::Finish(run.clone())).await
+        one_write(self, RunWrite::Finish(std::sync::Arc::new(run.clone()))).await
     }
 
     async fn run(&self, ws: WorkspaceId, id: Uuid) -> Result<Option<WorkflowRun>, StoreError> {
@@ -150,7 +150,7 @@ impl RunStore for PgStore {
     }
 
     async fn save_progress(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        one_write(self, RunWrite::Progress(run.clone())).await
+        one_write(self, RunWrite::Progress(std::sync::Arc::new(run.clone()))).await
     }
 
     async fn pause_run(&self, run: &WorkflowRun) -> Result<bool, StoreError> {

@@ -82,16 +82,19 @@ impl RunJournal {
 
     /// `RunStore::insert_run`, group-committed.
     pub(super) async fn insert(&self, run: &WorkflowRun) -> Result<(), StoreError> {
-        self.write(RunWrite::Insert(run.clone())).await.map(|_| ())
+        self.write(RunWrite::Insert(Arc::new(run.clone())))
+            .await
+            .map(|_| ())
     }
 
     /// `RunStore::save_progress`, group-committed; `false`: fenced out.
     pub(super) async fn progress(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        self.write(RunWrite::Progress(run.clone())).await
+        self.write(RunWrite::Progress(Arc::new(run.clone()))).await
     }
 
-    /// `RunStore::finish_run`, group-committed; `false`: fenced out.
-    pub(super) async fn finish(&self, run: &WorkflowRun) -> Result<bool, StoreError> {
-        self.write(RunWrite::Finish(run.clone())).await
+    /// `RunStore::finish_run`, group-committed; `false`: fenced out. The
+    /// run is shared with the write, not copied.
+    pub(super) async fn finish(&self, run: &Arc<WorkflowRun>) -> Result<bool, StoreError> {
+        self.write(RunWrite::Finish(Arc::clone(run))).await
     }
 }

@@ -383,6 +383,7 @@ impl Workflows {
         done.result = serde_json::to_value(&report).ok();
         done.error.clone_from(&report.error);
         done.finished_at = Some(to_micros(Utc::now()));
+        let done = Arc::new(done);
         let stored = crate::trace::store_call("finish_run", self.journal.finish(&done)).await;
         self.leave(done.id);
         if !stored? {
