@@ -1329,30 +1329,25 @@ async fn sqlite_checkpoints_the_wal_in_the_background() {
     use swarmwise::store::SqliteStore;
     let (url, dir) = fresh_database(Backend::Sqlite).await;
     let dir = dir.expect("a SQLite database lives in a folder");
-    let off = SqliteStore::connect(&DatabaseSettings {
-        url: format!("sqlite://{}/off.db", dir.path().display()),
-        sqlite_checkpoint_interval_ms: 0,
-        ..DatabaseSettings::default()
-    })
-    .await
-    .unwrap();
-    let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
-        .fetch_one(off.pool())
+    // A store on `url` with the interval `ms`, and its connections'
+    // `wal_autocheckpoint` (pages).
+    let open = |url: String, ms: u64| async move {
+        let store = SqliteStore::connect(&DatabaseSettings {
+            url,
+            sqlite_checkpoint_interval_ms: ms,
+            ..DatabaseSettings::default()
+        })
         .await
         .unwrap();
+        let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        (store, pages)
+    };
+    let (_off, pages) = open(format!("sqlite://{}/off.db", dir.path().display()), 0).await;
     assert_eq!(pages, 1000, "interval 0 keeps SQLite's own checkpoint");
-
-    let sqlite = SqliteStore::connect(&DatabaseSettings {
-        url,
-        sqlite_checkpoint_interval_ms: 10,
-        ..DatabaseSettings::default()
-    })
-    .await
-    .unwrap();
-    let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
-        .fetch_one(sqlite.pool())
-        .await
-        .unwrap();
+    let (sqlite, pages) = open(url, 10).await;
     assert_eq!(pages, 10_000, "the commits' checkpoint is only a backstop");
     let store: Arc<dyn AdminStore> = Arc::new(sqlite.clone());
     let (ws, _) = new_workspace(&store, "wal").await;
