@@ -95,7 +95,7 @@ pub const METRICS: &[Metric] = &[
     m("swarmwise_sqlite_write_gate_held_seconds", "histogram", &["operation"],
       "SQLite: time a write transaction held the write gate, by store operation; the rate of the sums over all operations is the share of time the gate is taken (near 1: the single writer sets the pace)"),
     m("swarmwise_sqlite_checkpoint_seconds", "histogram", &[],
-      "SQLite: time one background checkpoint of the write-ahead log took (database.sqlite_checkpoint_interval_ms), off the write gate"),
+      "SQLite: time one tick of the background checkpointer took (database.sqlite_checkpoint_interval_ms): its pass without the write gate, the wait for the gate and its pass under it (that part also in the gate histograms, operation checkpoint)"),
     m("swarmwise_tracker_flush_failures_total", "counter", &[],
       "Batch commits that failed transiently (database unavailable) and were retried"),
     m("swarmwise_tracker_dead_letters_total", "counter", &[],

@@ -131,7 +131,14 @@ impl SqliteStore {
             // the write gate held).
             .pragma("temp_store", "memory")
             .busy_timeout(Duration::from_secs(10));
-        let checkpoint_every = Duration::from_millis(settings.sqlite_checkpoint_interval_ms);
+        // An in-memory database has no WAL to checkpoint (and its shared
+        // cache would refuse a checkpoint during any transaction).
+        let in_memory = settings.url.contains(":memory:") || settings.url.contains("mode=memory");
+        let checkpoint_every = if in_memory {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(settings.sqlite_checkpoint_interval_ms)
+        };
         let options = if checkpoint_every.is_zero() {
             options
         } else {

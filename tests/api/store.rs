@@ -1409,4 +1409,16 @@ async fn sqlite_in_memory_is_one_database_for_writer_and_readers() {
     };
     let listed = store.list_recommendations(ws, &filter).await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
+    // No WAL, so no checkpointer: SQLite's setting is left alone.
+    let memory = swarmwise::store::SqliteStore::connect(&DatabaseSettings {
+        url: "sqlite::memory:".into(),
+        ..DatabaseSettings::default()
+    })
+    .await
+    .unwrap();
+    let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(memory.pool())
+        .await
+        .unwrap();
+    assert_eq!(pages, 1000);
 }
