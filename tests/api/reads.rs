@@ -262,6 +262,16 @@ const LIST_SHAPES: &[(&str, &str)] = &[
 
 /// The shape of a page of combined filters (`RecommendationFilter.window`):
 /// the leading filter's newest rows below the cursor, at most a window of
+/// PostgreSQL's `EXPLAIN` of `sql` (a statement starting with `EXPLAIN`)
+/// on `c`, its lines joined with " | ".
+async fn pg_plan(c: &mut PgConnection, sql: &str) -> String {
+    let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(c).await.unwrap();
+    rows.iter()
+        .map(|r| r.0.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 /// them, then the other filter, without sorting the window again.
 fn windowed_sql(placeholder: &str, cursor: &str) -> String {
     format!(
@@ -348,12 +358,7 @@ async fn postgres_every_list_filter_has_an_index_in_order() {
                 "'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid"
             )
         );
-        let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(&mut c).await.unwrap();
-        let text = rows
-            .iter()
-            .map(|r| r.0.as_str())
-            .collect::<Vec<_>>()
-            .join(" | ");
+        let text = pg_plan(&mut c, &sql).await;
         assert!(text.contains("Index"), "{filter:?} uses no index: {text}");
         assert!(!text.contains("Sort"), "{filter:?} sorts: {text}");
     }
@@ -366,12 +371,7 @@ async fn postgres_every_list_filter_has_an_index_in_order() {
             "'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid"
         )
     );
-    let rows: Vec<(String,)> = sqlx::query_as(&sql).fetch_all(&mut c).await.unwrap();
-    let text = rows
-        .iter()
-        .map(|r| r.0.as_str())
-        .collect::<Vec<_>>()
-        .join(" | ");
+    let text = pg_plan(&mut c, &sql).await;
     assert!(text.contains("Index"), "windowed: {text}");
     assert!(!text.contains("Sort"), "windowed: {text}");
 }

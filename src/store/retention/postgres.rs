@@ -111,28 +111,25 @@ impl RetentionStore for PgStore {
         before: DateTime<Utc>,
         delete: bool,
     ) -> Result<u64, StoreError> {
+        if !delete {
+            return self
+                .count_before(
+                    ws,
+                    "SELECT count(*) FROM tracker_dead_letters WHERE workspace_id = $1 AND failed_at < $2",
+                    before,
+                )
+                .await;
+        }
         let mut tx = self.scoped(ws).await?;
-        let n = if delete {
-            sqlx::query(
-                "DELETE FROM tracker_dead_letters WHERE workspace_id = $1 AND failed_at < $2",
-            )
-            .bind(ws.0)
-            .bind(before)
-            .execute(&mut *tx)
-            .await
-            .map_err(unexpected)?
-            .rows_affected()
-        } else {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM tracker_dead_letters WHERE workspace_id = $1 AND failed_at < $2",
-            )
-            .bind(ws.0)
-            .bind(before)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unexpected)?;
-            n.max(0) as u64
-        };
+        let n = sqlx::query(
+            "DELETE FROM tracker_dead_letters WHERE workspace_id = $1 AND failed_at < $2",
+        )
+        .bind(ws.0)
+        .bind(before)
+        .execute(&mut *tx)
+        .await
+        .map_err(unexpected)?
+        .rows_affected();
         tx.commit().await.map_err(unexpected)?;
         Ok(n)
     }

@@ -145,15 +145,12 @@ impl RetentionStore for SqliteStore {
             .map_err(unexpected)?
             .rows_affected())
         } else {
-            let n: i64 = sqlx::query_scalar(
+            self.count_before(
+                ws,
                 "SELECT count(*) FROM tracker_dead_letters WHERE workspace_id = ? AND failed_at < ?",
+                before,
             )
-            .bind(ws.0)
-            .bind(micros(before))
-            .fetch_one(&self.pool)
             .await
-            .map_err(unexpected)?;
-            Ok(n.max(0) as u64)
         }
     }
 
